@@ -1,0 +1,11 @@
+//! rowtrail: the history of the data in a PostgreSQL database, captured from its write-ahead log
+//! into a local SQLite cache.
+//!
+//! Module map (see ARCHITECTURE.md): `model` is the shared vocabulary; `decode` turns what
+//! PostgreSQL sends into model values; `store` is the SQLite cache; `capture` talks to PostgreSQL;
+//! `cli` is the command-line face; `local_pg` runs private PostgreSQL servers for tests and demos.
+
+pub mod capture;
+pub mod decode;
+pub mod model;
+pub mod store;

@@ -1,0 +1,20 @@
+//! The vocabulary every other module speaks: positions and ids, tables and their schema versions,
+//! row values and changes.
+//!
+//! Pure data and the rules that follow from it. This module does no I/O, knows nothing of the wire
+//! format, SQLite or egui, and never fails on well-typed input.
+
+mod change;
+mod ids;
+mod relation;
+
+pub use change::{Change, Op, ParseOpError, Row, Value, key_of};
+pub use ids::{ChangeId, Lsn, Oid, ParseLsnError, Xid};
+pub use relation::{
+    Column, ForeignKey, IdentityKind, RelationSchema, ReplicaIdentity, TableName, TableNameError,
+    quote_ident,
+};
+
+/// Application context attached to changes: the JSON object an application sent with
+/// `pg_logical_emit_message(true, 'rowtrail', '{"user":"ann"}')`.
+pub type Context = serde_json::Map<String, serde_json::Value>;

@@ -1,0 +1,244 @@
+//! How row images are laid out in the cache's `changes` table.
+//!
+//! - `after` and the `before` of deletes are JSON arrays of text or null, one per column of the
+//!   relation schema version (`["7","Ann",null]`).
+//! - The `before` of an update holds only what differs from `after`: a JSON object from column
+//!   index to old value (`{"1":"Anne"}`). Unchanged columns cost nothing.
+//! - `unavailable` lists the columns whose value is unknown, per image (`{"b":[2],"a":[2]}`), or is
+//!   NULL when every value is known. An unavailable position holds JSON null in the array but is
+//!   decoded as [`Value::Unavailable`], never as SQL NULL.
+
+use serde_json::{Map, Value as Json};
+
+use crate::model::{Change, Op, Row, Value};
+
+/// The encoded images of one change, ready for the `before`, `after` and `unavailable` columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedImages {
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub unavailable: Option<String>,
+}
+
+/// A stored image could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored row image is damaged: {0}")]
+pub struct CodecError(pub String);
+
+fn value_json(value: &Value) -> Json {
+    match value {
+        Value::Text(text) => Json::String(text.clone()),
+        Value::Null | Value::Unavailable => Json::Null,
+    }
+}
+
+fn unavailable_indexes(row: &Row) -> Vec<usize> {
+    row.iter()
+        .enumerate()
+        .filter(|(_, value)| !value.is_available())
+        .map(|(index, _)| index)
+        .collect()
+}
+
+fn array(row: &Row) -> String {
+    Json::Array(row.iter().map(value_json).collect()).to_string()
+}
+
+pub fn encode(change: &Change) -> EncodedImages {
+    let after = change.after.as_ref().map(array);
+    let before = match (change.op, &change.before, &change.after) {
+        (Op::Update, Some(before), Some(after)) if before.len() == after.len() => {
+            let delta: Map<String, Json> = before
+                .iter()
+                .zip(after)
+                .enumerate()
+                .filter(|(_, (old, new))| old != new)
+                .map(|(index, (old, _))| (index.to_string(), value_json(old)))
+                .collect();
+            Some(Json::Object(delta).to_string())
+        }
+        (_, Some(before), _) => Some(array(before)),
+        (_, None, _) => None,
+    };
+    let mut unavailable = Map::new();
+    for (name, row) in [("b", &change.before), ("a", &change.after)] {
+        let indexes = row.as_ref().map(unavailable_indexes).unwrap_or_default();
+        if !indexes.is_empty() {
+            unavailable.insert(name.to_owned(), Json::from(indexes));
+        }
+    }
+    EncodedImages {
+        before,
+        after,
+        unavailable: (!unavailable.is_empty()).then(|| Json::Object(unavailable).to_string()),
+    }
+}
+
+pub fn decode(op: Op, images: &EncodedImages) -> Result<Change, CodecError> {
+    let parse = |text: &str| {
+        serde_json::from_str::<Json>(text).map_err(|error| CodecError(error.to_string()))
+    };
+    let unavailable = match &images.unavailable {
+        Some(text) => parse(text)?,
+        None => Json::Null,
+    };
+    let marks = |name: &str| -> Vec<usize> {
+        unavailable
+            .get(name)
+            .and_then(Json::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Json::as_u64)
+                    .map(|index| index as usize)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let read_value = |json: &Json| match json {
+        Json::String(text) => Ok(Value::Text(text.clone())),
+        Json::Null => Ok(Value::Null),
+        other => Err(CodecError(format!("unexpected value {other}"))),
+    };
+    let read_row = |text: &str, marked: &[usize]| -> Result<Row, CodecError> {
+        let Json::Array(items) = parse(text)? else {
+            return Err(CodecError("row image is not an array".into()));
+        };
+        let mut row: Row = items.iter().map(read_value).collect::<Result<_, _>>()?;
+        mark(&mut row, marked);
+        Ok(row)
+    };
+    let after = images
+        .after
+        .as_deref()
+        .map(|text| read_row(text, &marks("a")))
+        .transpose()?;
+    let before = match (op, images.before.as_deref(), &after) {
+        (Op::Update, Some(text), Some(after)) => {
+            let Json::Object(delta) = parse(text)? else {
+                return Err(CodecError("update before-image is not an object".into()));
+            };
+            let mut row = after.clone();
+            for (index, value) in &delta {
+                let slot = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|index| row.get_mut(index))
+                    .ok_or_else(|| CodecError(format!("column index {index} out of range")))?;
+                *slot = read_value(value)?;
+            }
+            // Positions outside the delta equal the after value, availability included; inside
+            // it, the before marks say which old values are unknown.
+            let in_delta: Vec<usize> = marks("b")
+                .into_iter()
+                .filter(|index| delta.contains_key(&index.to_string()))
+                .collect();
+            mark(&mut row, &in_delta);
+            Some(row)
+        }
+        (_, Some(text), _) => Some(read_row(text, &marks("b"))?),
+        (_, None, _) => None,
+    };
+    Ok(Change { op, before, after })
+}
+
+fn mark(row: &mut Row, indexes: &[usize]) {
+    for &index in indexes {
+        if let Some(value) = row.get_mut(index) {
+            *value = Value::Unavailable;
+        }
+    }
+}
+
+/// The canonical text of a key (a JSON array of the key values), used to index and find records.
+pub fn encode_key(key: &[Value]) -> String {
+    Json::Array(key.iter().map(value_json).collect()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(values: &[&str]) -> Row {
+        values
+            .iter()
+            .map(|value| match *value {
+                "?" => Value::Unavailable,
+                "NULL" => Value::Null,
+                other => Value::text(other),
+            })
+            .collect()
+    }
+
+    fn round_trip(change: Change) -> EncodedImages {
+        let encoded = encode(&change);
+        assert_eq!(decode(change.op, &encoded).unwrap(), change);
+        encoded
+    }
+
+    #[test]
+    fn insert_is_a_plain_array() {
+        let encoded = round_trip(Change {
+            op: Op::Insert,
+            before: None,
+            after: Some(row(&["7", "Ann \"the\" \\ best", "NULL"])),
+        });
+        assert_eq!(
+            encoded.after.as_deref(),
+            Some(r#"["7","Ann \"the\" \\ best",null]"#)
+        );
+        assert_eq!(encoded.before, None);
+        assert_eq!(encoded.unavailable, None);
+    }
+
+    #[test]
+    fn update_stores_only_the_changed_before_values() {
+        let encoded = round_trip(Change {
+            op: Op::Update,
+            before: Some(row(&["7", "Ann", "x", "NULL"])),
+            after: Some(row(&["7", "Anne", "x", "set"])),
+        });
+        assert_eq!(encoded.before.as_deref(), Some(r#"{"1":"Ann","3":null}"#));
+    }
+
+    #[test]
+    fn unavailable_values_survive_and_are_not_null() {
+        let encoded = round_trip(Change {
+            op: Op::Update,
+            before: Some(row(&["7", "?", "?", "a"])),
+            after: Some(row(&["7", "NULL", "?", "b"])),
+        });
+        assert_eq!(encoded.unavailable.as_deref(), Some(r#"{"b":[1,2],"a":[2]}"#));
+        round_trip(Change {
+            op: Op::Delete,
+            before: Some(row(&["7", "?", "NULL"])),
+            after: None,
+        });
+        round_trip(Change {
+            op: Op::Truncate,
+            before: None,
+            after: None,
+        });
+    }
+
+    #[test]
+    fn damaged_images_are_errors() {
+        let damaged = EncodedImages {
+            before: Some(r#"{"9":"x"}"#.into()),
+            after: Some(r#"["1"]"#.into()),
+            unavailable: None,
+        };
+        assert!(decode(Op::Update, &damaged).is_err());
+        let damaged = EncodedImages {
+            before: None,
+            after: Some("{".into()),
+            unavailable: None,
+        };
+        assert!(decode(Op::Insert, &damaged).is_err());
+    }
+
+    #[test]
+    fn keys_are_json_arrays() {
+        assert_eq!(encode_key(&[Value::text("7"), Value::Null]), r#"["7",null]"#);
+    }
+}

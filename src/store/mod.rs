@@ -1,0 +1,409 @@
+//! The history cache: one SQLite file (WAL mode) that holds everything rowtrail knows about a
+//! source, readable without the source.
+//!
+//! Architecture invariant: only this module touches SQLite. It stores and returns `model` types;
+//! it knows nothing of the replication protocol beyond the decoded row changes it is handed.
+//! Architecture invariant: a file that is not a rowtrail cache, or belongs to another source, is
+//! refused before anything is written to it.
+
+pub mod codec;
+mod reader;
+mod schema;
+mod writer;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::model::{Lsn, Op};
+
+pub use reader::{Cache, KeyFilter, LogFilter, LoggedChange, TableSummary, TransactionInfo};
+pub use writer::{CacheWriter, TxMeta};
+
+/// What the cache says about the database it was captured from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceIdentity {
+    /// The cluster's system identifier, which stays the same across restarts and renames.
+    pub system_identifier: String,
+    pub database: String,
+    /// `user@host:port/db` for people; never holds a password.
+    pub display: String,
+    pub server_version: String,
+}
+
+/// Whether the baseline snapshot was completely stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaselineState {
+    /// The slot was (being) created but the baseline was not committed: the slot is ours to drop.
+    Pending,
+    Complete,
+}
+
+/// How capture resumes into this cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureState {
+    pub slot: String,
+    pub publication: String,
+    pub baseline: BaselineState,
+    /// Every change committed before this position is stored.
+    pub position: Lsn,
+}
+
+/// A cache could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cache file {} does not exist: check the path, or create it with rowtrail capture", .path.display())]
+    NotFound { path: PathBuf },
+    #[error("{} is not a rowtrail cache ({reason}): check the --cache path", .path.display())]
+    NotACache { path: PathBuf, reason: String },
+    #[error("{} is empty, not a rowtrail cache yet: run rowtrail capture --cache {} first", .path.display(), .path.display())]
+    Empty { path: PathBuf },
+    #[error("{} was written by a newer rowtrail (cache format {version}, this build reads up to {supported}): upgrade rowtrail", .path.display())]
+    TooNew {
+        path: PathBuf,
+        version: i32,
+        supported: i32,
+    },
+    #[error("{} holds the history of {cached}, not of {given}: use a new --cache file for this source", .path.display())]
+    OtherSource {
+        path: PathBuf,
+        cached: String,
+        given: String,
+    },
+    #[error("{} is fed by replication slot '{cached}', not '{given}': pass --slot {cached}, or use a new --cache file", .path.display())]
+    OtherSlot {
+        path: PathBuf,
+        cached: String,
+        given: String,
+    },
+    #[error("could not read {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cache {} failed while {action}: {source}; if the disk is full or read-only, free space or fix permissions and retry", .path.display())]
+    Sqlite {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cache {} is damaged: {what}", .path.display())]
+    Damaged { path: PathBuf, what: String },
+    #[error("a change refers to table oid {oid}, which the stream has not described")]
+    UnknownRelation { oid: u32 },
+    #[error("could not store a change: {0}")]
+    Decode(#[from] crate::decode::DecodeError),
+    #[error("table {table} is not in this cache; it holds: {known}")]
+    UnknownTable { table: String, known: String },
+    #[error("{0}")]
+    BadKey(String),
+}
+
+/// Adds the path and the action to SQLite errors.
+trait SqliteContext<T> {
+    fn context(self, path: &Path, action: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> SqliteContext<T> for rusqlite::Result<T> {
+    fn context(self, path: &Path, action: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            action,
+            source,
+        })
+    }
+}
+
+pub(crate) fn op_code(op: Op) -> &'static str {
+    match op {
+        Op::Insert => "I",
+        Op::Update => "U",
+        Op::Delete => "D",
+        Op::Truncate => "T",
+        Op::Snapshot => "S",
+    }
+}
+
+pub(crate) fn op_from_code(code: &str) -> Option<Op> {
+    Op::ALL.into_iter().find(|op| op_code(*op) == code)
+}
+
+/// What the first bytes of a file say about it, read without opening it as a database.
+#[derive(Debug, PartialEq, Eq)]
+enum FileKind {
+    Missing,
+    Empty,
+    Cache,
+}
+
+/// Reads the SQLite header: the magic string and `application_id` (offset 68). The application id
+/// is written before the file switches to WAL mode, so the main file always has it; `user_version`
+/// may still sit in the WAL and is read through SQLite instead.
+fn inspect(path: &Path) -> Result<FileKind, StoreError> {
+    let io_error = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(FileKind::Missing),
+        Err(error) => return Err(io_error(error)),
+    };
+    if file.metadata().map_err(io_error)?.is_dir() {
+        return Err(StoreError::NotACache {
+            path: path.to_owned(),
+            reason: "it is a directory".into(),
+        });
+    }
+    let mut header = Vec::with_capacity(100);
+    file.by_ref()
+        .take(100)
+        .read_to_end(&mut header)
+        .map_err(io_error)?;
+    if header.is_empty() {
+        return Ok(FileKind::Empty);
+    }
+    let not_a_cache = |reason: &str| StoreError::NotACache {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
+        return Err(not_a_cache("not an SQLite database"));
+    }
+    let read_i32 = |offset: usize| {
+        i32::from_be_bytes([
+            header[offset],
+            header[offset + 1],
+            header[offset + 2],
+            header[offset + 3],
+        ])
+    };
+    if read_i32(68) != schema::APPLICATION_ID {
+        return Err(not_a_cache("an SQLite database of another application"));
+    }
+    Ok(FileKind::Cache)
+}
+
+fn configure(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    connection
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .context(path, "configuring")?;
+    connection
+        .execute_batch("PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;")
+        .context(path, "configuring")
+}
+
+fn migrate(connection: &mut Connection, path: &Path, from: i32) -> Result<(), StoreError> {
+    for (index, migration) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let tx = connection.transaction().context(path, "migrating")?;
+        tx.execute_batch(migration).context(path, "migrating")?;
+        tx.pragma_update(None, "user_version", index as i32 + 1)
+            .context(path, "migrating")?;
+        tx.commit().context(path, "migrating")?;
+    }
+    Ok(())
+}
+
+/// Opens an existing cache for reading; refuses anything that is not a rowtrail cache.
+pub(crate) fn open_existing(path: &Path) -> Result<Connection, StoreError> {
+    match inspect(path)? {
+        FileKind::Missing => {
+            return Err(StoreError::NotFound {
+                path: path.to_owned(),
+            });
+        }
+        FileKind::Empty => {
+            return Err(StoreError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        FileKind::Cache => {}
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut connection = Connection::open_with_flags(path, flags).context(path, "opening")?;
+    configure(&connection, path)?;
+    let version: i32 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .context(path, "reading the format version")?;
+    if version > schema::CURRENT_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            version,
+            supported: schema::CURRENT_VERSION,
+        });
+    }
+    migrate(&mut connection, path, version)?;
+    Ok(connection)
+}
+
+/// Opens the cache capture writes to, creating it when missing or empty. Refuses a cache that
+/// holds another source's history, before writing anything.
+pub(crate) fn open_for_capture(
+    path: &Path,
+    source: &SourceIdentity,
+) -> Result<Connection, StoreError> {
+    let connection = match inspect(path)? {
+        FileKind::Missing | FileKind::Empty => {
+            let mut connection = Connection::open(path).context(path, "creating")?;
+            connection
+                .pragma_update(None, "application_id", schema::APPLICATION_ID)
+                .context(path, "creating")?;
+            connection
+                .pragma_update(None, "journal_mode", "WAL")
+                .context(path, "creating")?;
+            configure(&connection, path)?;
+            migrate(&mut connection, path, 0)?;
+            connection
+                .execute(
+                    "INSERT INTO source (id, kind, system_identifier, database, display, server_version, created_at)
+                     VALUES (1, 'postgres', ?1, ?2, ?3, ?4, ?5)",
+                    (
+                        &source.system_identifier,
+                        &source.database,
+                        &source.display,
+                        &source.server_version,
+                        chrono::Utc::now().to_rfc3339(),
+                    ),
+                )
+                .context(path, "creating")?;
+            connection
+        }
+        FileKind::Cache => {
+            let connection = open_existing(path)?;
+            let cached = read_source(&connection, path)?;
+            if cached.system_identifier != source.system_identifier
+                || cached.database != source.database
+            {
+                return Err(StoreError::OtherSource {
+                    path: path.to_owned(),
+                    cached: describe_source(&cached),
+                    given: describe_source(source),
+                });
+            }
+            connection
+        }
+    };
+    connection
+        .execute_batch("PRAGMA synchronous = FULL;")
+        .context(path, "configuring")?;
+    Ok(connection)
+}
+
+fn describe_source(source: &SourceIdentity) -> String {
+    format!(
+        "database '{}' of PostgreSQL system {} ({})",
+        source.database, source.system_identifier, source.display
+    )
+}
+
+pub(crate) fn read_source(connection: &Connection, path: &Path) -> Result<SourceIdentity, StoreError> {
+    connection
+        .query_row(
+            "SELECT system_identifier, database, display, server_version FROM source WHERE id = 1",
+            [],
+            |row| {
+                Ok(SourceIdentity {
+                    system_identifier: row.get(0)?,
+                    database: row.get(1)?,
+                    display: row.get(2)?,
+                    server_version: row.get(3)?,
+                })
+            },
+        )
+        .optional()
+        .context(path, "reading the source")?
+        .ok_or_else(|| StoreError::Damaged {
+            path: path.to_owned(),
+            what: "it does not say which database it came from".into(),
+        })
+}
+
+pub(crate) fn read_capture_state(
+    connection: &Connection,
+    path: &Path,
+) -> Result<Option<CaptureState>, StoreError> {
+    connection
+        .query_row(
+            "SELECT slot, publication, baseline, position FROM capture_state WHERE id = 1",
+            [],
+            |row| {
+                Ok(CaptureState {
+                    slot: row.get(0)?,
+                    publication: row.get(1)?,
+                    baseline: match row.get::<_, String>(2)?.as_str() {
+                        "complete" => BaselineState::Complete,
+                        _ => BaselineState::Pending,
+                    },
+                    position: Lsn(row.get::<_, i64>(3)? as u64),
+                })
+            },
+        )
+        .optional()
+        .context(path, "reading the capture state")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(system: &str) -> SourceIdentity {
+        SourceIdentity {
+            system_identifier: system.into(),
+            database: "shop".into(),
+            display: "ann@localhost:5432/shop".into(),
+            server_version: "15.4".into(),
+        }
+    }
+
+    #[test]
+    fn refuses_files_that_are_not_caches_without_touching_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "hello, this is not a database at all").unwrap();
+        let other = dir.path().join("other.sqlite");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let before = std::fs::read(&other).unwrap();
+
+        for path in [&text, &other] {
+            let error = open_for_capture(path, &identity("1")).unwrap_err();
+            assert!(matches!(error, StoreError::NotACache { .. }), "{error}");
+            assert!(matches!(open_existing(path), Err(StoreError::NotACache { .. })));
+        }
+        assert_eq!(std::fs::read(&text).unwrap(), b"hello, this is not a database at all");
+        assert_eq!(std::fs::read(&other).unwrap(), before);
+        assert!(matches!(
+            open_existing(&dir.path().join("missing.db")),
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_another_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        drop(open_for_capture(&path, &identity("1")).unwrap());
+        drop(open_for_capture(&path, &identity("1")).unwrap());
+        let error = open_for_capture(&path, &identity("2")).unwrap_err();
+        assert!(matches!(error, StoreError::OtherSource { .. }), "{error}");
+        assert!(error.to_string().contains("use a new --cache file"));
+    }
+
+    #[test]
+    fn refuses_a_newer_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        let connection = open_for_capture(&path, &identity("1")).unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        drop(connection);
+        assert!(matches!(
+            open_existing(&path),
+            Err(StoreError::TooNew { version: 99, .. })
+        ));
+    }
+}

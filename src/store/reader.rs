@@ -1,0 +1,443 @@
+//! Reads the cache: what it came from, its tables, and pages of changes newest first.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::model::{Change, ChangeId, Context, Lsn, Op, RelationSchema, TableName, Value, Xid};
+
+use super::codec::{self, EncodedImages};
+use super::{CaptureState, SourceIdentity, SqliteContext, StoreError, op_code, op_from_code};
+
+/// A read handle on a cache file. Reading never writes, so it can run beside a capture.
+pub struct Cache {
+    connection: Connection,
+    path: PathBuf,
+    relations: RefCell<HashMap<i64, Arc<RelationSchema>>>,
+}
+
+/// A table the cache holds history for.
+#[derive(Debug, Clone)]
+pub struct TableSummary {
+    pub table: TableName,
+    pub change_count: i64,
+    /// Its newest schema version.
+    pub schema: Arc<RelationSchema>,
+}
+
+/// The transaction a change belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionInfo {
+    pub xid: Option<Xid>,
+    pub commit_lsn: Lsn,
+    pub committed_at: DateTime<Utc>,
+    pub origin: Option<String>,
+    pub is_baseline: bool,
+}
+
+/// One stored change with everything needed to show it.
+#[derive(Debug, Clone)]
+pub struct LoggedChange {
+    pub id: ChangeId,
+    /// WAL position of the change record (the consistent point for baseline rows).
+    pub lsn: Lsn,
+    pub tx: TransactionInfo,
+    pub table: TableName,
+    /// The schema version the change happened under.
+    pub schema: Arc<RelationSchema>,
+    pub change: Change,
+    pub context: Option<Context>,
+}
+
+/// A record key as a user gives it: column name to value (JSON string or number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyFilter(pub serde_json::Map<String, serde_json::Value>);
+
+/// Which changes to list. Everything combines with AND.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub table: Option<TableName>,
+    /// Needs `table`.
+    pub key: Option<KeyFilter>,
+    pub op: Option<Op>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Context fields that must equal the given text (`user=ann`; dotted names reach into objects).
+    pub context: Vec<(String, String)>,
+    pub xid: Option<Xid>,
+    /// Only changes older than this one (for paging).
+    pub before: Option<ChangeId>,
+    /// At most this many changes; `None` for all.
+    pub limit: Option<usize>,
+}
+
+pub(crate) fn load_relation(
+    connection: &Connection,
+    path: &Path,
+    id: i64,
+) -> Result<Arc<RelationSchema>, StoreError> {
+    let definition: String = connection
+        .prepare_cached("SELECT definition FROM relations WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row([id], |row| row.get(0)))
+        .context(path, "reading a schema version")?;
+    serde_json::from_str(&definition)
+        .map(Arc::new)
+        .map_err(|error| StoreError::Damaged {
+            path: path.to_owned(),
+            what: format!("schema version {id}: {error}"),
+        })
+}
+
+impl Cache {
+    /// Opens an existing cache; refuses files that are not rowtrail caches.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection = super::open_existing(path)?;
+        super::read_source(&connection, path)?;
+        Ok(Self {
+            connection,
+            path: path.to_owned(),
+            relations: RefCell::new(HashMap::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn source(&self) -> Result<SourceIdentity, StoreError> {
+        super::read_source(&self.connection, &self.path)
+    }
+
+    pub fn capture_state(&self) -> Result<Option<CaptureState>, StoreError> {
+        super::read_capture_state(&self.connection, &self.path)
+    }
+
+    fn relation(&self, id: i64) -> Result<Arc<RelationSchema>, StoreError> {
+        if let Some(schema) = self.relations.borrow().get(&id) {
+            return Ok(schema.clone());
+        }
+        let schema = load_relation(&self.connection, &self.path, id)?;
+        self.relations.borrow_mut().insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    /// Every table with history, by name, with its change count and newest schema version.
+    pub fn tables(&self) -> Result<Vec<TableSummary>, StoreError> {
+        let rows: Vec<(i64, i64)> = self
+            .connection
+            .prepare(
+                "SELECT t.change_count, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id)
+                 FROM tables t ORDER BY t.schema_name, t.name, t.id",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(&self.path, "listing tables")?;
+        rows.into_iter()
+            .map(|(change_count, relation_id)| {
+                let schema = self.relation(relation_id)?;
+                Ok(TableSummary {
+                    table: schema.table.clone(),
+                    change_count,
+                    schema,
+                })
+            })
+            .collect()
+    }
+
+    /// The ids of the tables with this name (a table dropped and created again has two), and the
+    /// newest schema version among them.
+    fn find_table(&self, table: &TableName) -> Result<(Vec<i64>, Arc<RelationSchema>), StoreError> {
+        let ids: Vec<(i64, i64)> = self
+            .connection
+            .prepare(
+                "SELECT t.id, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id)
+                 FROM tables t WHERE t.schema_name = ?1 AND t.name = ?2 ORDER BY t.id",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([&table.schema, &table.name], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect()
+            })
+            .context(&self.path, "finding a table")?;
+        let Some(&(_, newest)) = ids.last() else {
+            let known: Vec<String> = self
+                .tables()?
+                .iter()
+                .map(|summary| summary.table.to_string())
+                .collect();
+            return Err(StoreError::UnknownTable {
+                table: table.to_string(),
+                known: match known.is_empty() {
+                    true => "no tables yet".to_owned(),
+                    false => known.join(", "),
+                },
+            });
+        };
+        Ok((ids.iter().map(|(id, _)| *id).collect(), self.relation(newest)?))
+    }
+
+    /// Resolves a user's key against a table's key columns into the stored key text.
+    pub fn resolve_key(&self, table: &TableName, key: &KeyFilter) -> Result<String, StoreError> {
+        let (_, schema) = self.find_table(table)?;
+        resolve_key(&schema, key).map(|values| codec::encode_key(&values))
+    }
+
+    /// Changes matching `filter`, newest first.
+    pub fn log(&self, filter: &LogFilter) -> Result<Vec<LoggedChange>, StoreError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut params: Vec<Box<dyn ToSql>> = Vec::new();
+        let mut bind = |value: Box<dyn ToSql>| {
+            params.push(value);
+            format!("?{}", params.len())
+        };
+        if let Some(table) = &filter.table {
+            let (ids, schema) = self.find_table(table)?;
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            conditions.push(format!("c.table_id IN ({})", ids.join(",")));
+            if let Some(key) = &filter.key {
+                let key = codec::encode_key(&resolve_key(&schema, key)?);
+                let placeholder = bind(Box::new(key));
+                conditions.push(format!(
+                    "(c.key = {placeholder} OR c.old_key = {placeholder})"
+                ));
+            }
+        } else if filter.key.is_some() {
+            return Err(StoreError::BadKey(
+                "a key needs a table: add --table".to_owned(),
+            ));
+        }
+        if let Some(op) = filter.op {
+            conditions.push(format!("c.op = {}", bind(Box::new(op_code(op)))));
+        }
+        if let Some(since) = filter.since {
+            conditions.push(format!(
+                "t.committed_at >= {}",
+                bind(Box::new(since.timestamp_micros()))
+            ));
+        }
+        if let Some(until) = filter.until {
+            conditions.push(format!(
+                "t.committed_at <= {}",
+                bind(Box::new(until.timestamp_micros()))
+            ));
+        }
+        for (field, value) in &filter.context {
+            let path = bind(Box::new(json_path(field)));
+            let value = bind(Box::new(value.clone()));
+            conditions.push(format!(
+                "CAST(json_extract(ctx.body, {path}) AS TEXT) = {value}"
+            ));
+        }
+        if let Some(xid) = filter.xid {
+            conditions.push(format!("t.xid = {}", bind(Box::new(xid.0))));
+        }
+        if let Some(before) = filter.before {
+            conditions.push(format!("c.id < {}", bind(Box::new(before.0))));
+        }
+        let limit = match filter.limit {
+            Some(limit) => format!("LIMIT {limit}"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT c.id, c.lsn, c.relation_id, c.op, c.before, c.after, c.unavailable, ctx.body,
+                    t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline
+             FROM changes c
+             JOIN transactions t ON t.id = c.tx_id
+             LEFT JOIN contexts ctx ON ctx.id = c.context_id
+             {} {}
+             ORDER BY c.id DESC {limit}",
+            if conditions.is_empty() { "" } else { "WHERE" },
+            conditions.join(" AND "),
+        );
+        let mut statement = self
+            .connection
+            .prepare(&sql)
+            .context(&self.path, "listing changes")?;
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(params.iter()), StoredRow::read)
+            .context(&self.path, "listing changes")?;
+        let mut changes = Vec::new();
+        for row in rows {
+            let row = row.context(&self.path, "listing changes")?;
+            changes.push(self.hydrate(row)?);
+        }
+        Ok(changes)
+    }
+
+    /// One change by id.
+    pub fn change(&self, id: ChangeId) -> Result<Option<LoggedChange>, StoreError> {
+        let row = self
+            .connection
+            .query_row(
+                "SELECT c.id, c.lsn, c.relation_id, c.op, c.before, c.after, c.unavailable, ctx.body,
+                        t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline
+                 FROM changes c
+                 JOIN transactions t ON t.id = c.tx_id
+                 LEFT JOIN contexts ctx ON ctx.id = c.context_id
+                 WHERE c.id = ?1",
+                [id.0],
+                StoredRow::read,
+            )
+            .optional()
+            .context(&self.path, "reading a change")?;
+        row.map(|row| self.hydrate(row)).transpose()
+    }
+
+    /// Counts of stored changes per table and operation, for checks and summaries.
+    pub fn counts(&self) -> Result<Vec<(TableName, Op, i64)>, StoreError> {
+        let rows: Vec<(i64, String, i64)> = self
+            .connection
+            .prepare(
+                "SELECT max(relation_id), op, count(*) FROM changes GROUP BY table_id, op
+                 ORDER BY table_id, op",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                    .collect()
+            })
+            .context(&self.path, "counting changes")?;
+        rows.into_iter()
+            .map(|(relation_id, op, count)| {
+                let op = op_from_code(&op).ok_or_else(|| self.damaged(format!("unknown op {op}")))?;
+                Ok((self.relation(relation_id)?.table.clone(), op, count))
+            })
+            .collect()
+    }
+
+    fn damaged(&self, what: String) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    fn hydrate(&self, row: StoredRow) -> Result<LoggedChange, StoreError> {
+        let op = op_from_code(&row.op).ok_or_else(|| self.damaged(format!("unknown op {}", row.op)))?;
+        let change = codec::decode(op, &row.images).map_err(|error| self.damaged(error.to_string()))?;
+        let schema = self.relation(row.relation_id)?;
+        let context = match row.context {
+            Some(body) => match serde_json::from_str(&body) {
+                Ok(serde_json::Value::Object(map)) => Some(map),
+                _ => return Err(self.damaged(format!("context of change {}", row.id))),
+            },
+            None => None,
+        };
+        Ok(LoggedChange {
+            id: ChangeId(row.id),
+            lsn: Lsn(row.lsn as u64),
+            tx: TransactionInfo {
+                xid: row.xid.map(Xid),
+                commit_lsn: Lsn(row.commit_lsn as u64),
+                committed_at: DateTime::from_timestamp_micros(row.committed_at)
+                    .ok_or_else(|| self.damaged(format!("commit time of change {}", row.id)))?,
+                origin: row.origin,
+                is_baseline: row.is_baseline,
+            },
+            table: schema.table.clone(),
+            schema,
+            change,
+            context,
+        })
+    }
+}
+
+struct StoredRow {
+    id: i64,
+    lsn: i64,
+    relation_id: i64,
+    op: String,
+    images: EncodedImages,
+    context: Option<String>,
+    xid: Option<u32>,
+    commit_lsn: i64,
+    committed_at: i64,
+    origin: Option<String>,
+    is_baseline: bool,
+}
+
+impl StoredRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            lsn: row.get(1)?,
+            relation_id: row.get(2)?,
+            op: row.get(3)?,
+            images: EncodedImages {
+                before: row.get(4)?,
+                after: row.get(5)?,
+                unavailable: row.get(6)?,
+            },
+            context: row.get(7)?,
+            xid: row.get(8)?,
+            commit_lsn: row.get(9)?,
+            committed_at: row.get(10)?,
+            origin: row.get(11)?,
+            is_baseline: row.get(12)?,
+        })
+    }
+}
+
+/// A JSON path for SQLite's `json_extract` from a dotted field name: `user.id` → `$."user"."id"`.
+fn json_path(field: &str) -> String {
+    let mut path = String::from("$");
+    for part in field.split('.') {
+        path.push_str(&format!(".\"{}\"", part.replace('"', "\\\"")));
+    }
+    path
+}
+
+/// Matches a user's key (column → JSON string or number) to a schema's key columns.
+pub(crate) fn resolve_key(schema: &RelationSchema, key: &KeyFilter) -> Result<Vec<Value>, StoreError> {
+    let names: Vec<&str> = schema.key_column_names().collect();
+    let expected = || {
+        let example: Vec<String> = names.iter().map(|name| format!("\"{name}\": ...")).collect();
+        format!("{{{}}}", example.join(", "))
+    };
+    if names.is_empty() {
+        return Err(StoreError::BadKey(format!(
+            "{} has no primary key, so its records cannot be found by key",
+            schema.table
+        )));
+    }
+    if key.0.len() != names.len() || names.iter().any(|name| !key.0.contains_key(*name)) {
+        return Err(StoreError::BadKey(format!(
+            "the key of {} is ({}): give --key '{}'",
+            schema.table,
+            names.join(", "),
+            expected()
+        )));
+    }
+    names
+        .iter()
+        .map(|name| match &key.0[*name] {
+            serde_json::Value::String(text) => Ok(Value::text(text.clone())),
+            serde_json::Value::Number(number) => Ok(Value::text(number.to_string())),
+            serde_json::Value::Bool(flag) => Ok(Value::text(flag.to_string())),
+            other => Err(StoreError::BadKey(format!(
+                "key value {other} for {name} must be a JSON string or number"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths_quote_each_part() {
+        assert_eq!(json_path("user"), "$.\"user\"");
+        assert_eq!(json_path("actor.id"), "$.\"actor\".\"id\"");
+    }
+}

@@ -1,0 +1,98 @@
+//! The cache's SQLite schema and its migrations.
+//!
+//! The format version is `PRAGMA user_version`; `PRAGMA application_id` marks the file as a rowtrail
+//! cache. Each migration takes the schema from version N to N+1 and runs in one transaction, so a
+//! cache is always at a whole version.
+
+/// `PRAGMA application_id` of every rowtrail cache: the bytes "rowt".
+pub const APPLICATION_ID: i32 = 0x726F_7774;
+
+/// The migrations in order; a cache at version N has run the first N.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The newest format this build reads and writes.
+pub const CURRENT_VERSION: i32 = MIGRATIONS.len() as i32;
+
+const V1: &str = r#"
+-- Where the history comes from. One row.
+CREATE TABLE source (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    kind              TEXT NOT NULL,            -- 'postgres'
+    system_identifier TEXT NOT NULL,            -- IDENTIFY_SYSTEM's systemid
+    database          TEXT NOT NULL,
+    display           TEXT NOT NULL,            -- user@host:port/db, never a password
+    server_version    TEXT NOT NULL,
+    created_at        TEXT NOT NULL
+);
+
+-- How capture resumes. One row once capture has created its slot.
+CREATE TABLE capture_state (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    slot        TEXT NOT NULL,
+    publication TEXT NOT NULL,
+    baseline    TEXT NOT NULL CHECK (baseline IN ('pending', 'complete')),
+    position    INTEGER NOT NULL,               -- every change committed before it is stored
+    updated_at  TEXT NOT NULL
+);
+
+-- Tables by their PostgreSQL oid, with their current name.
+CREATE TABLE tables (
+    id           INTEGER PRIMARY KEY,
+    oid          INTEGER NOT NULL UNIQUE,
+    schema_name  TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    change_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tables_by_name ON tables (schema_name, name);
+
+-- Schema versions: a table's columns, types, key and foreign keys for a stretch of its history.
+CREATE TABLE relations (
+    id          INTEGER PRIMARY KEY,
+    table_id    INTEGER NOT NULL REFERENCES tables (id),
+    definition  TEXT NOT NULL,                  -- JSON of model::RelationSchema
+    first_lsn   INTEGER NOT NULL
+);
+CREATE INDEX relations_by_table ON relations (table_id, id);
+
+-- Application context bodies (JSON objects), stored once each.
+CREATE TABLE contexts (
+    id   INTEGER PRIMARY KEY,
+    body TEXT NOT NULL UNIQUE
+);
+
+-- Source transactions that changed captured tables, plus one baseline per slot.
+CREATE TABLE transactions (
+    id           INTEGER PRIMARY KEY,
+    xid          INTEGER,                       -- NULL for the baseline
+    commit_lsn   INTEGER NOT NULL,
+    end_lsn      INTEGER NOT NULL,
+    committed_at INTEGER NOT NULL,              -- microseconds since 1970-01-01 UTC
+    change_count INTEGER NOT NULL,
+    context_id   INTEGER REFERENCES contexts (id), -- the first context of the transaction
+    origin       TEXT,
+    is_baseline  INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX transactions_by_commit ON transactions (commit_lsn) WHERE is_baseline = 0;
+CREATE INDEX transactions_by_time ON transactions (committed_at);
+CREATE INDEX transactions_by_xid ON transactions (xid);
+
+-- Row changes; id order is commit order.
+CREATE TABLE changes (
+    id          INTEGER PRIMARY KEY,
+    tx_id       INTEGER NOT NULL REFERENCES transactions (id),
+    lsn         INTEGER NOT NULL,               -- WAL position of the change itself
+    table_id    INTEGER NOT NULL REFERENCES tables (id),
+    relation_id INTEGER NOT NULL REFERENCES relations (id),
+    op          TEXT NOT NULL CHECK (op IN ('I', 'U', 'D', 'T', 'S')),
+    key         TEXT NOT NULL,                  -- JSON array of key values (store::codec)
+    old_key     TEXT,                           -- the key before an update that changed it
+    before      TEXT,
+    after       TEXT,
+    unavailable TEXT,
+    context_id  INTEGER REFERENCES contexts (id)
+);
+CREATE INDEX changes_by_record ON changes (table_id, key, id);
+CREATE INDEX changes_by_old_key ON changes (table_id, old_key) WHERE old_key IS NOT NULL;
+CREATE INDEX changes_by_table ON changes (table_id, id);
+CREATE INDEX changes_by_tx ON changes (tx_id);
+"#;

@@ -1,0 +1,533 @@
+//! Appends captured transactions to the cache.
+//!
+//! The writer is fed in stream order: relation schemas, then `begin`, row changes and `commit` for
+//! each source transaction. It groups whole source transactions into SQLite transactions and only
+//! reports a position as stored ([`CacheWriter::flush`]) once SQLite has committed it, so the
+//! position confirmed to the server never runs ahead of the file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::decode::image::{PriorRow, RowChange, complete_images};
+use crate::model::{Change, Context, Lsn, Oid, Op, RelationSchema, Row, Xid};
+
+use super::codec::{self, EncodedImages};
+use super::{
+    BaselineState, CaptureState, SourceIdentity, SqliteContext, StoreError, op_code, op_from_code,
+};
+
+/// The facts of a source transaction known when it begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxMeta {
+    /// `None` for the baseline, which is not a source transaction.
+    pub xid: Option<Xid>,
+    pub commit_lsn: Lsn,
+    pub committed_at: DateTime<Utc>,
+    pub is_baseline: bool,
+}
+
+#[derive(Debug, Clone)]
+struct CurrentRelation {
+    relation_id: i64,
+    table_id: i64,
+    schema: Arc<RelationSchema>,
+}
+
+#[derive(Debug)]
+struct OpenTx {
+    meta: TxMeta,
+    /// The stream replays a transaction the cache already holds: ignore its changes.
+    already_stored: bool,
+    /// Inserted on the first change, so transactions without changes leave no row.
+    row_id: Option<i64>,
+    change_count: i64,
+    context_id: Option<i64>,
+    first_context_id: Option<i64>,
+    origin: Option<String>,
+    changes_per_table: HashMap<i64, i64>,
+}
+
+/// The only writer of a cache file.
+pub struct CacheWriter {
+    connection: Connection,
+    path: PathBuf,
+    relations: HashMap<i64, Arc<RelationSchema>>,
+    current: HashMap<Oid, CurrentRelation>,
+    open_tx: Option<OpenTx>,
+    in_sqlite_tx: bool,
+    /// The position durably committed to the file.
+    stored_position: Lsn,
+    /// The position written inside the open SQLite transaction.
+    staged_position: Lsn,
+    staged_changes: usize,
+}
+
+impl CacheWriter {
+    /// Opens (or creates) the cache for capture from `source`.
+    pub fn open(path: &Path, source: &SourceIdentity) -> Result<Self, StoreError> {
+        let connection = super::open_for_capture(path, source)?;
+        let position = super::read_capture_state(&connection, path)?
+            .map_or(Lsn::ZERO, |state| state.position);
+        Ok(Self {
+            connection,
+            path: path.to_owned(),
+            relations: HashMap::new(),
+            current: HashMap::new(),
+            open_tx: None,
+            in_sqlite_tx: false,
+            stored_position: position,
+            staged_position: position,
+            staged_changes: 0,
+        })
+    }
+
+    pub fn capture_state(&self) -> Result<Option<CaptureState>, StoreError> {
+        super::read_capture_state(&self.connection, &self.path)
+    }
+
+    /// Records which slot and publication feed this cache, and the baseline state, at once.
+    pub fn set_capture_state(&mut self, state: &CaptureState) -> Result<(), StoreError> {
+        self.ensure_sqlite_tx()?;
+        self.connection
+            .execute(
+                "INSERT INTO capture_state (id, slot, publication, baseline, position, updated_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET slot = ?1, publication = ?2, baseline = ?3,
+                     position = ?4, updated_at = ?5",
+                params![
+                    state.slot,
+                    state.publication,
+                    match state.baseline {
+                        BaselineState::Pending => "pending",
+                        BaselineState::Complete => "complete",
+                    },
+                    state.position.0 as i64,
+                    Utc::now().to_rfc3339(),
+                ],
+            )
+            .context(&self.path, "recording the capture state")?;
+        self.staged_position = state.position;
+        self.commit_sqlite()?;
+        Ok(())
+    }
+
+    /// Forgets a baseline that was never completed, so it can be taken again.
+    pub fn discard_incomplete_baseline(&mut self) -> Result<(), StoreError> {
+        self.ensure_sqlite_tx()?;
+        self.connection
+            .execute_batch(
+                "DELETE FROM changes WHERE tx_id IN (SELECT id FROM transactions WHERE is_baseline = 1);
+                 DELETE FROM transactions WHERE is_baseline = 1;
+                 DELETE FROM capture_state;",
+            )
+            .context(&self.path, "discarding an incomplete baseline")?;
+        self.commit_sqlite()?;
+        self.stored_position = Lsn::ZERO;
+        self.staged_position = Lsn::ZERO;
+        Ok(())
+    }
+
+    /// The position up to which every change is durably stored.
+    pub fn stored_position(&self) -> Lsn {
+        self.stored_position
+    }
+
+    /// Changes written since the last SQLite commit.
+    pub fn staged_changes(&self) -> usize {
+        self.staged_changes
+    }
+
+    /// True between `begin` and `commit`.
+    pub fn in_transaction(&self) -> bool {
+        self.open_tx.is_some()
+    }
+
+    /// Makes `schema` the current shape of its table, storing it as a new version unless it equals
+    /// the latest one already stored.
+    pub fn register_relation(&mut self, schema: RelationSchema, lsn: Lsn) -> Result<(), StoreError> {
+        self.ensure_sqlite_tx()?;
+        let path = self.path.clone();
+        let table_id: i64 = self
+            .connection
+            .query_row(
+                "INSERT INTO tables (oid, schema_name, name) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (oid) DO UPDATE SET schema_name = ?2, name = ?3
+                 RETURNING id",
+                params![schema.oid, schema.table.schema, schema.table.name],
+                |row| row.get(0),
+            )
+            .context(&path, "recording a table")?;
+        let latest: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT max(id) FROM relations WHERE table_id = ?1",
+                [table_id],
+                |row| row.get(0),
+            )
+            .context(&path, "reading schema versions")?;
+        let relation_id = match latest {
+            Some(id) if *self.relation(id)? == schema => id,
+            _ => {
+                let definition = serde_json::to_string(&schema).map_err(|error| {
+                    StoreError::Damaged {
+                        path: path.clone(),
+                        what: error.to_string(),
+                    }
+                })?;
+                self.connection
+                    .query_row(
+                        "INSERT INTO relations (table_id, definition, first_lsn) VALUES (?1, ?2, ?3)
+                         RETURNING id",
+                        params![table_id, definition, lsn.0 as i64],
+                        |row| row.get(0),
+                    )
+                    .context(&path, "recording a schema version")?
+            }
+        };
+        let schema = Arc::new(schema);
+        self.relations.insert(relation_id, schema.clone());
+        self.current.insert(
+            schema.oid,
+            CurrentRelation {
+                relation_id,
+                table_id,
+                schema,
+            },
+        );
+        Ok(())
+    }
+
+    /// The current schema version of a table, once registered.
+    pub fn current_schema(&self, oid: Oid) -> Option<Arc<RelationSchema>> {
+        self.current.get(&oid).map(|current| current.schema.clone())
+    }
+
+    fn relation(&mut self, id: i64) -> Result<Arc<RelationSchema>, StoreError> {
+        if let Some(schema) = self.relations.get(&id) {
+            return Ok(schema.clone());
+        }
+        let schema = super::reader::load_relation(&self.connection, &self.path, id)?;
+        self.relations.insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    /// Starts a source transaction. A transaction committed before the stored position is already
+    /// in the cache; its changes are skipped so nothing is stored twice.
+    pub fn begin(&mut self, meta: TxMeta) -> Result<(), StoreError> {
+        let already_stored = !meta.is_baseline && meta.commit_lsn < self.staged_position;
+        if already_stored {
+            tracing::debug!(commit_lsn = %meta.commit_lsn, "skipping a transaction the cache already holds");
+        }
+        self.open_tx = Some(OpenTx {
+            meta,
+            already_stored,
+            row_id: None,
+            change_count: 0,
+            context_id: None,
+            first_context_id: None,
+            origin: None,
+            changes_per_table: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    /// Sets the application context for the changes that follow in this transaction.
+    pub fn set_context(&mut self, context: &Context) -> Result<(), StoreError> {
+        let body = serde_json::Value::Object(context.clone()).to_string();
+        self.ensure_sqlite_tx()?;
+        let id: i64 = self
+            .connection
+            .prepare_cached(
+                "INSERT INTO contexts (body) VALUES (?1)
+                 ON CONFLICT (body) DO UPDATE SET body = excluded.body RETURNING id",
+            )
+            .and_then(|mut statement| statement.query_row([body], |row| row.get(0)))
+            .context(&self.path, "storing a context")?;
+        if let Some(tx) = self.open_tx.as_mut() {
+            tx.context_id = Some(id);
+            tx.first_context_id.get_or_insert(id);
+        }
+        Ok(())
+    }
+
+    pub fn set_origin(&mut self, origin: String) {
+        if let Some(tx) = self.open_tx.as_mut() {
+            tx.origin = Some(origin);
+        }
+    }
+
+    fn current(&self, oid: Oid) -> Result<CurrentRelation, StoreError> {
+        self.current
+            .get(&oid)
+            .cloned()
+            .ok_or(StoreError::UnknownRelation { oid })
+    }
+
+    /// Stores one row change, completing its images from the cache where the source left gaps.
+    pub fn row_change(&mut self, lsn: Lsn, oid: Oid, change: &RowChange) -> Result<(), StoreError> {
+        if self.skipping() {
+            return Ok(());
+        }
+        let current = self.current(oid)?;
+        let schema = &current.schema;
+        let prior = match change.needs_prior() && schema.has_key() {
+            true => {
+                let key = change.lookup_key(schema)?;
+                self.prior_row(current.table_id, &codec::encode_key(&key))?
+            }
+            false => None,
+        };
+        let prior = prior.as_ref().map(|(schema, row)| PriorRow {
+            schema: schema.as_ref(),
+            row,
+        });
+        let complete = complete_images(schema, change, prior)?;
+        self.insert_change(lsn, &current, &complete)
+    }
+
+    /// Stores one row of the baseline snapshot.
+    pub fn snapshot_row(&mut self, lsn: Lsn, oid: Oid, row: Row) -> Result<(), StoreError> {
+        let current = self.current(oid)?;
+        let change = Change {
+            op: Op::Snapshot,
+            before: None,
+            after: Some(row),
+        };
+        self.insert_change(lsn, &current, &change)
+    }
+
+    /// Stores a truncate of each table.
+    pub fn truncate(&mut self, lsn: Lsn, oids: &[Oid]) -> Result<(), StoreError> {
+        if self.skipping() {
+            return Ok(());
+        }
+        for &oid in oids {
+            let current = self.current(oid)?;
+            let change = Change {
+                op: Op::Truncate,
+                before: None,
+                after: None,
+            };
+            self.insert_change(lsn, &current, &change)?;
+        }
+        Ok(())
+    }
+
+    fn skipping(&self) -> bool {
+        self.open_tx.as_ref().is_some_and(|tx| tx.already_stored)
+    }
+
+    /// The record's last known row: the after-image of its newest change, unless that removed it.
+    fn prior_row(
+        &mut self,
+        table_id: i64,
+        key: &str,
+    ) -> Result<Option<(Arc<RelationSchema>, Row)>, StoreError> {
+        let found = self
+            .connection
+            .prepare_cached(
+                "SELECT relation_id, op, before, after, unavailable FROM changes
+                 WHERE table_id = ?1 AND key = ?2 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![table_id, key], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            EncodedImages {
+                                before: row.get(2)?,
+                                after: row.get(3)?,
+                                unavailable: row.get(4)?,
+                            },
+                        ))
+                    })
+                    .optional()
+            })
+            .context(&self.path, "looking up a record's last row")?;
+        let Some((relation_id, op, images)) = found else {
+            return Ok(None);
+        };
+        let op = op_from_code(&op).ok_or_else(|| self.damaged(format!("unknown op {op}")))?;
+        let change = codec::decode(op, &images).map_err(|error| self.damaged(error.to_string()))?;
+        let schema = self.relation(relation_id)?;
+        Ok(change.after.map(|row| (schema, row)))
+    }
+
+    fn damaged(&self, what: String) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    fn insert_change(
+        &mut self,
+        lsn: Lsn,
+        current: &CurrentRelation,
+        change: &Change,
+    ) -> Result<(), StoreError> {
+        let tx_row = self.transaction_row()?;
+        let schema = &current.schema;
+        let key = codec::encode_key(&change.key(schema));
+        let old_key = change
+            .old_key(schema)
+            .map(|old_key| codec::encode_key(&old_key));
+        let images = codec::encode(change);
+        let context_id = self.open_tx.as_ref().and_then(|tx| tx.context_id);
+        self.connection
+            .prepare_cached(
+                "INSERT INTO changes (tx_id, lsn, table_id, relation_id, op, key, old_key, before, after,
+                     unavailable, context_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    tx_row,
+                    lsn.0 as i64,
+                    current.table_id,
+                    current.relation_id,
+                    op_code(change.op),
+                    key,
+                    old_key,
+                    images.before,
+                    images.after,
+                    images.unavailable,
+                    context_id,
+                ])
+            })
+            .context(&self.path, "storing a change")?;
+        if let Some(tx) = self.open_tx.as_mut() {
+            tx.change_count += 1;
+            *tx.changes_per_table.entry(current.table_id).or_default() += 1;
+        }
+        self.staged_changes += 1;
+        Ok(())
+    }
+
+    /// The row id of the open transaction, inserting its row on first use.
+    fn transaction_row(&mut self) -> Result<i64, StoreError> {
+        let Some(tx) = self.open_tx.as_ref() else {
+            return Err(self.damaged("a change arrived outside a transaction".into()));
+        };
+        if let Some(id) = tx.row_id {
+            return Ok(id);
+        }
+        let meta = tx.meta.clone();
+        self.ensure_sqlite_tx()?;
+        let id: i64 = self
+            .connection
+            .query_row(
+                "INSERT INTO transactions (xid, commit_lsn, end_lsn, committed_at, change_count, is_baseline)
+                 VALUES (?1, ?2, ?2, ?3, 0, ?4) RETURNING id",
+                params![
+                    meta.xid.map(|xid| xid.0),
+                    meta.commit_lsn.0 as i64,
+                    meta.committed_at.timestamp_micros(),
+                    meta.is_baseline,
+                ],
+                |row| row.get(0),
+            )
+            .context(&self.path, "storing a transaction")?;
+        if let Some(tx) = self.open_tx.as_mut() {
+            tx.row_id = Some(id);
+        }
+        Ok(id)
+    }
+
+    /// Ends the source transaction. Its changes and the new position are written in the same SQLite
+    /// transaction; they become durable at the next [`CacheWriter::flush`].
+    pub fn commit(&mut self, end_lsn: Lsn) -> Result<(), StoreError> {
+        let Some(tx) = self.open_tx.take() else {
+            return Err(self.damaged("a commit arrived outside a transaction".into()));
+        };
+        if tx.already_stored {
+            return Ok(());
+        }
+        self.ensure_sqlite_tx()?;
+        if let Some(row_id) = tx.row_id {
+            self.connection
+                .execute(
+                    "UPDATE transactions SET end_lsn = ?2, change_count = ?3, context_id = ?4, origin = ?5
+                     WHERE id = ?1",
+                    params![
+                        row_id,
+                        end_lsn.0 as i64,
+                        tx.change_count,
+                        tx.first_context_id,
+                        tx.origin
+                    ],
+                )
+                .context(&self.path, "finishing a transaction")?;
+            for (table_id, count) in &tx.changes_per_table {
+                self.connection
+                    .prepare_cached("UPDATE tables SET change_count = change_count + ?2 WHERE id = ?1")
+                    .and_then(|mut statement| statement.execute(params![table_id, count]))
+                    .context(&self.path, "counting changes")?;
+            }
+        }
+        let baseline = match tx.meta.is_baseline {
+            true => ", baseline = 'complete'",
+            false => "",
+        };
+        self.connection
+            .execute(
+                &format!("UPDATE capture_state SET position = ?1, updated_at = ?2{baseline} WHERE id = 1"),
+                params![end_lsn.0 as i64, Utc::now().to_rfc3339()],
+            )
+            .context(&self.path, "recording the position")?;
+        self.staged_position = self.staged_position.max(end_lsn);
+        Ok(())
+    }
+
+    /// Moves the position forward when the server reports progress with nothing for us to store.
+    pub fn advance(&mut self, position: Lsn) -> Result<(), StoreError> {
+        if self.open_tx.is_some() || position <= self.staged_position {
+            return Ok(());
+        }
+        self.ensure_sqlite_tx()?;
+        self.connection
+            .execute(
+                "UPDATE capture_state SET position = ?1, updated_at = ?2 WHERE id = 1",
+                params![position.0 as i64, Utc::now().to_rfc3339()],
+            )
+            .context(&self.path, "recording the position")?;
+        self.staged_position = position;
+        Ok(())
+    }
+
+    /// Commits what is staged unless a source transaction is still open, and returns the position
+    /// that is now durable.
+    pub fn flush(&mut self) -> Result<Lsn, StoreError> {
+        if self.open_tx.is_none() && self.in_sqlite_tx {
+            self.commit_sqlite()?;
+        }
+        Ok(self.stored_position)
+    }
+
+    fn ensure_sqlite_tx(&mut self) -> Result<(), StoreError> {
+        if !self.in_sqlite_tx {
+            self.connection
+                .execute_batch("BEGIN IMMEDIATE")
+                .context(&self.path, "starting a write")?;
+            self.in_sqlite_tx = true;
+        }
+        Ok(())
+    }
+
+    fn commit_sqlite(&mut self) -> Result<(), StoreError> {
+        if self.in_sqlite_tx {
+            self.connection
+                .execute_batch("COMMIT")
+                .context(&self.path, "committing")?;
+            self.in_sqlite_tx = false;
+        }
+        self.stored_position = self.staged_position;
+        self.staged_changes = 0;
+        Ok(())
+    }
+}
