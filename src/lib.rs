@@ -6,6 +6,8 @@
 //! `cli` is the command-line face; `local_pg` runs private PostgreSQL servers for tests and demos.
 
 pub mod capture;
+pub mod cli;
 pub mod decode;
 pub mod model;
 pub mod store;
+pub mod local_pg;

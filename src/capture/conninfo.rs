@@ -100,7 +100,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
             Host::Tcp(_) => write!(f, "{}:{}", self.host, self.port),
-            Host::Unix(dir) => write!(f, "{}/.s.PGSQL.{}", dir.display(), self.port),
+            Host::Unix(dir) => write!(f, "{}:{} (socket)", dir.display(), self.port),
         }
     }
 }

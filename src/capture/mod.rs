@@ -1,8 +1,507 @@
-//! Everything that talks to the source PostgreSQL server.
+//! Everything that talks to the source PostgreSQL server: connection settings and TLS, the
+//! doctor's checks, and capture itself (publication, slot, baseline, streaming into the cache).
+//!
+//! Architecture invariant: only this module opens connections to PostgreSQL. It hands decoded
+//! changes to `store` and never writes SQLite itself.
+//! Architecture invariant: the position confirmed to the server is always one the cache has
+//! durably stored, so a crash at any moment loses nothing and stores nothing twice.
 
+mod catalog;
 pub mod conninfo;
+pub mod doctor;
 pub mod error;
+mod session;
+mod setup;
+mod sink;
+mod stream;
 pub mod tls;
 pub mod walsender;
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::model::{Lsn, Oid, TableName};
+use crate::store::{BaselineState, CacheWriter, CaptureState, SourceIdentity, StoreError};
+
+pub use conninfo::ConnectionSpec;
 pub use error::{CaptureError, ServerError};
+
+use session::SqlSession;
+use sink::{WriteCommand, WriterHandle};
+use stream::{SessionEnd, SessionPlan};
+use walsender::WalSender;
+
+/// What to capture, from where, into which cache.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    pub source: ConnectionSpec,
+    pub cache: PathBuf,
+    /// `None` for every table of the database.
+    pub tables: Option<Vec<TableName>>,
+    pub slot: String,
+    pub publication: String,
+    /// Capture up to the server's WAL position at start, then return.
+    pub once: bool,
+}
+
+/// What capture is doing, for the command line and the app's status bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaptureEvent {
+    Connected {
+        source: String,
+        server_version: String,
+    },
+    PublicationCreated {
+        name: String,
+        all_tables: bool,
+        tables: usize,
+    },
+    PublicationReused {
+        name: String,
+        tables: usize,
+    },
+    /// A slot left by a capture that died during its baseline was dropped, to start over.
+    StaleSlotDropped {
+        name: String,
+    },
+    SlotCreated {
+        name: String,
+        consistent_point: Lsn,
+    },
+    BaselineStarted {
+        tables: usize,
+    },
+    BaselineProgress {
+        table: TableName,
+        rows: u64,
+        estimated_rows: u64,
+    },
+    BaselineDone {
+        rows: u64,
+        tables: usize,
+    },
+    Streaming {
+        from: Lsn,
+    },
+    Progress {
+        /// Everything committed before this is in the cache.
+        stored: Lsn,
+        /// The server's position as last reported.
+        received: Lsn,
+        /// Changes and transactions stored during this run.
+        changes: u64,
+        transactions: u64,
+        last_commit_time: Option<DateTime<Utc>>,
+    },
+    Warning(String),
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    Stopped {
+        position: Lsn,
+        changes: u64,
+        transactions: u64,
+    },
+}
+
+/// Receives capture events; called from the capture thread.
+pub type Observer = Arc<dyn Fn(CaptureEvent) + Send + Sync>;
+
+/// How a capture run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureSummary {
+    pub position: Lsn,
+    pub changes: u64,
+    pub transactions: u64,
+}
+
+/// Slot names PostgreSQL accepts: lower-case letters, digits and underscores, at most 63.
+pub fn validate_slot_name(name: &str) -> Result<(), CaptureError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+    match valid {
+        true => Ok(()),
+        false => Err(CaptureError::BadSlotName(name.to_owned())),
+    }
+}
+
+/// How many times `--once` retries a lost connection before giving up.
+const ONCE_RETRIES: u32 = 5;
+
+/// Runs capture until `stop` becomes true (after the current transaction), or with `once` until
+/// the server's position at start is stored. Transient connection failures after streaming began
+/// are retried with backoff; everything else is returned.
+pub async fn run(
+    options: CaptureOptions,
+    observer: Observer,
+    mut stop: watch::Receiver<bool>,
+) -> Result<CaptureSummary, CaptureError> {
+    validate_slot_name(&options.slot)?;
+    let tls = tls::client_config(&options.source.tls)?;
+    let sql = SqlSession::connect(&options.source, tls.clone()).await?;
+    let facts = catalog::server_facts(&sql).await?;
+    require_capture_possible(&facts)?;
+    let mut walsender = WalSender::connect(&options.source, tls.clone()).await?;
+    let identity = walsender.identify_system().await?;
+    observer(CaptureEvent::Connected {
+        source: options.source.to_string(),
+        server_version: facts.version.clone(),
+    });
+    let source = SourceIdentity {
+        system_identifier: identity.system_id.clone(),
+        database: facts.database.clone(),
+        display: options.source.to_string(),
+        server_version: facts.version.clone(),
+    };
+    let cache_path = options.cache.clone();
+    let mut writer = tokio::task::spawn_blocking(move || CacheWriter::open(&cache_path, &source))
+        .await
+        .map_err(|_| CaptureError::WriterGone)??;
+    let state = writer.capture_state()?;
+    if let Some(state) = &state
+        && state.slot != options.slot
+    {
+        return Err(StoreError::OtherSlot {
+            path: options.cache.clone(),
+            cached: state.slot.clone(),
+            given: options.slot.clone(),
+        }
+        .into());
+    }
+
+    let publication = setup::ensure_publication(&sql, &options, &facts, &observer).await?;
+    let captured: Vec<catalog::TableInfo> = match &options.tables {
+        Some(requested) => publication
+            .tables
+            .iter()
+            .filter(|table| in_request(table, requested))
+            .cloned()
+            .collect(),
+        None => publication.tables.clone(),
+    };
+    let scope: Option<HashSet<Oid>> = options
+        .tables
+        .as_ref()
+        .map(|_| captured.iter().map(|table| table.oid).collect());
+
+    let mut slot = catalog::slot(&sql, &options.slot).await?;
+    if let Some(found) = &slot {
+        check_slot(&options.slot, found, &facts.database)?;
+        if found.active_pid.is_some() {
+            wait_for_slot(&sql, &options.slot).await?;
+            slot = catalog::slot(&sql, &options.slot).await?;
+        }
+    }
+    let start = match (state, slot) {
+        (Some(state), Some(slot)) if state.baseline == BaselineState::Complete => {
+            if let Some(confirmed) = slot.confirmed_flush
+                && confirmed > state.position
+            {
+                return Err(CaptureError::CacheBehindSlot {
+                    slot: options.slot.clone(),
+                    slot_position: confirmed,
+                    cache_position: state.position,
+                });
+            }
+            None
+        }
+        (Some(state), None) if state.baseline == BaselineState::Complete => {
+            return Err(CaptureError::SlotMissing {
+                slot: options.slot.clone(),
+                position: state.position,
+            });
+        }
+        (Some(_pending), existing) => {
+            // A capture died during its baseline: the slot (if it got made) is ours, start over.
+            if existing.is_some() {
+                drop_slot(&sql, &options.slot).await?;
+                observer(CaptureEvent::StaleSlotDropped {
+                    name: options.slot.clone(),
+                });
+            }
+            writer.discard_incomplete_baseline()?;
+            Some(())
+        }
+        (None, Some(_)) => {
+            return Err(CaptureError::SlotWithoutCache {
+                slot: options.slot.clone(),
+            });
+        }
+        (None, None) => Some(()),
+    };
+
+    // After a new baseline, streaming starts at the slot's consistent point.
+    let mut resume_from = Lsn::ZERO;
+    let mut writer = match start {
+        None => WriterHandle::spawn(writer)?,
+        Some(()) => {
+            writer.set_capture_state(&CaptureState {
+                slot: options.slot.clone(),
+                publication: options.publication.clone(),
+                baseline: BaselineState::Pending,
+                position: Lsn::ZERO,
+            })?;
+            let created = walsender.create_slot_with_snapshot(&options.slot).await?;
+            observer(CaptureEvent::SlotCreated {
+                name: options.slot.clone(),
+                consistent_point: created.consistent_point,
+            });
+            let mut handle = WriterHandle::spawn(writer)?;
+            setup::take_baseline(
+                &sql,
+                &created.snapshot_name,
+                &captured,
+                facts.version_num,
+                created.consistent_point,
+                &mut handle,
+                &observer,
+            )
+            .await?;
+            resume_from = created.consistent_point;
+            handle
+        }
+    };
+
+    let target = match options.once {
+        true => Some(identity.flushed),
+        false => None,
+    };
+    let mut sql = sql;
+    let mut attempt = 0u32;
+    loop {
+        let plan = SessionPlan {
+            slot: &options.slot,
+            publication: &options.publication,
+            start: writer.progress().stored.max(resume_from),
+            target,
+            scope: scope.as_ref(),
+            server_version_num: facts.version_num,
+        };
+        let outcome =
+            stream::run_session(&mut walsender, &sql, &mut writer, &observer, &plan, &mut stop).await;
+        match outcome {
+            Ok(SessionEnd::Stopped | SessionEnd::ReachedTarget) => break,
+            Err(error) if error.is_transient() => {
+                attempt += 1;
+                if options.once && attempt > ONCE_RETRIES {
+                    return Err(error);
+                }
+                writer.push(WriteCommand::Rollback).await?;
+                let delay = stream::backoff(attempt);
+                observer(CaptureEvent::Reconnecting {
+                    attempt,
+                    delay,
+                    error: error.to_string(),
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stream::stop_requested(&mut stop) => break,
+                }
+                match reconnect(&options, tls.clone(), &writer).await {
+                    Ok((new_sql, new_walsender)) => {
+                        sql = new_sql;
+                        walsender = new_walsender;
+                    }
+                    Err(error) if error.is_transient() => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+        attempt = 0;
+    }
+    let progress = writer.finish().await?;
+    observer(CaptureEvent::Stopped {
+        position: progress.stored,
+        changes: progress.changes,
+        transactions: progress.transactions,
+    });
+    Ok(CaptureSummary {
+        position: progress.stored,
+        changes: progress.changes,
+        transactions: progress.transactions,
+    })
+}
+
+/// With `--tables`, a published table is captured when it was named, or is a partition of a
+/// named partitioned table (the publication sends partitions under their own names).
+fn in_request(table: &catalog::TableInfo, requested: &[TableName]) -> bool {
+    requested.contains(&table.name)
+        || table
+            .parent
+            .as_ref()
+            .is_some_and(|parent| requested.contains(parent))
+}
+
+fn require_capture_possible(facts: &catalog::ServerFacts) -> Result<(), CaptureError> {
+    if facts.version_num < 100_000 {
+        return Err(CaptureError::NotReady(format!(
+            "PostgreSQL {} has no logical replication: rowtrail needs PostgreSQL 10 or newer",
+            facts.version
+        )));
+    }
+    if facts.wal_level != "logical" {
+        return Err(CaptureError::NotReady(format!(
+            "wal_level is '{}'; logical capture needs 'logical': run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL",
+            facts.wal_level
+        )));
+    }
+    if !facts.may_replicate() {
+        return Err(CaptureError::NotReady(format!(
+            "user {} may not use replication: run ALTER ROLE {} REPLICATION; as a superuser (Amazon RDS: GRANT rds_replication TO {};)",
+            facts.user,
+            crate::model::quote_ident(&facts.user),
+            crate::model::quote_ident(&facts.user)
+        )));
+    }
+    Ok(())
+}
+
+fn check_slot(name: &str, slot: &catalog::SlotInfo, database: &str) -> Result<(), CaptureError> {
+    if slot.slot_type != "logical" || slot.plugin.as_deref() != Some("pgoutput") {
+        return Err(CaptureError::SlotPlugin {
+            slot: name.to_owned(),
+            plugin: slot
+                .plugin
+                .clone()
+                .unwrap_or_else(|| format!("none ({} slot)", slot.slot_type)),
+        });
+    }
+    if let Some(slot_database) = &slot.database
+        && slot_database != database
+    {
+        return Err(CaptureError::NotReady(format!(
+            "replication slot '{name}' belongs to database {slot_database}, not {database}: choose another --slot"
+        )));
+    }
+    Ok(())
+}
+
+async fn drop_slot(sql: &SqlSession, name: &str) -> Result<(), CaptureError> {
+    sql.query(
+        "dropping the replication slot",
+        "SELECT pg_drop_replication_slot($1)",
+        &[&name],
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn reconnect(
+    options: &CaptureOptions,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    writer: &WriterHandle,
+) -> Result<(SqlSession, WalSender), CaptureError> {
+    let sql = SqlSession::connect(&options.source, tls.clone()).await?;
+    wait_for_slot(&sql, &options.slot).await?;
+    let slot = catalog::slot(&sql, &options.slot).await?;
+    let stored = writer.progress().stored;
+    match slot {
+        None => {
+            return Err(CaptureError::SlotMissing {
+                slot: options.slot.clone(),
+                position: stored,
+            });
+        }
+        Some(slot) => {
+            if let Some(confirmed) = slot.confirmed_flush
+                && confirmed > stored
+            {
+                return Err(CaptureError::CacheBehindSlot {
+                    slot: options.slot.clone(),
+                    slot_position: confirmed,
+                    cache_position: stored,
+                });
+            }
+        }
+    }
+    let walsender = WalSender::connect(&options.source, tls).await?;
+    Ok((sql, walsender))
+}
+
+/// Waits out a slot that another connection still holds, up to a limit: a capture that was just
+/// killed keeps its slot until the server notices the connection is gone.
+async fn wait_for_slot(sql: &SqlSession, name: &str) -> Result<(), CaptureError> {
+    let started = Instant::now();
+    loop {
+        match catalog::slot(sql, name).await? {
+            Some(slot) if slot.active_pid.is_some() => {
+                if started.elapsed() > stream::SLOT_BUSY_PATIENCE {
+                    return Err(CaptureError::Server {
+                        action: format!("taking replication slot '{name}'"),
+                        error: ServerError {
+                            code: "55006".into(),
+                            message: format!(
+                                "replication slot \"{name}\" is active for PID {}",
+                                slot.active_pid.unwrap_or_default()
+                            ),
+                            detail: None,
+                            hint: None,
+                        },
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// What teardown removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeardownReport {
+    pub slot_dropped: bool,
+    /// `None` when no publication was named.
+    pub publication_dropped: Option<bool>,
+}
+
+/// Drops the replication slot (refusing while a capture uses it) and, if named, the publication.
+pub async fn teardown(
+    spec: &ConnectionSpec,
+    slot: &str,
+    publication: Option<&str>,
+) -> Result<TeardownReport, CaptureError> {
+    validate_slot_name(slot)?;
+    let tls = tls::client_config(&spec.tls)?;
+    let sql = SqlSession::connect(spec, tls).await?;
+    let slot_dropped = match catalog::slot(&sql, slot).await? {
+        Some(info) => {
+            if let Some(pid) = info.active_pid {
+                return Err(CaptureError::NotReady(format!(
+                    "replication slot '{slot}' is in use by a running capture (server process {pid}): stop that capture first"
+                )));
+            }
+            drop_slot(&sql, slot).await?;
+            true
+        }
+        None => false,
+    };
+    let publication_dropped = match publication {
+        Some(name) => {
+            let exists = catalog::publication(&sql, name).await?.is_some();
+            if exists {
+                sql.execute(
+                    "dropping the publication",
+                    &format!("DROP PUBLICATION {}", crate::model::quote_ident(name)),
+                )
+                .await?;
+            }
+            Some(exists)
+        }
+        None => None,
+    };
+    Ok(TeardownReport {
+        slot_dropped,
+        publication_dropped,
+    })
+}

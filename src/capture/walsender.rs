@@ -131,6 +131,7 @@ impl WalSender {
             ("application_name", spec.application_name.as_str()),
             ("client_encoding", "UTF8"),
         ];
+        parameters.extend(super::session::SESSION_SETTINGS);
         if let Some(options) = &spec.options {
             parameters.push(("options", options.as_str()));
         }
@@ -344,8 +345,9 @@ impl WalSender {
         self.flush().await
     }
 
-    /// Ends streaming politely (CopyDone) and closes the connection.
-    pub async fn finish(mut self) -> Result<(), CaptureError> {
+    /// Ends streaming politely (CopyDone), reads the server's answer and closes the connection.
+    /// Data the server still sends is dropped: it is past the confirmed position and comes again.
+    pub async fn end_stream(&mut self) -> Result<(), CaptureError> {
         frontend::copy_done(&mut self.write_buf);
         self.flush().await?;
         let drain = async {

@@ -5,6 +5,7 @@
 //! takes owned or borrowed data and returns a value or a [`DecodeError`]; garbage input is an error,
 //! never a panic.
 
+pub mod copy_text;
 pub mod frame;
 pub mod image;
 pub mod pgoutput;

@@ -64,6 +64,10 @@ pub struct CacheWriter {
     /// The position written inside the open SQLite transaction.
     staged_position: Lsn,
     staged_changes: usize,
+    staged_transactions: usize,
+    /// Changes and transactions made durable since this writer was opened.
+    durable_changes: u64,
+    durable_transactions: u64,
 }
 
 impl CacheWriter {
@@ -82,6 +86,9 @@ impl CacheWriter {
             stored_position: position,
             staged_position: position,
             staged_changes: 0,
+            staged_transactions: 0,
+            durable_changes: 0,
+            durable_transactions: 0,
         })
     }
 
@@ -139,6 +146,11 @@ impl CacheWriter {
     /// Changes written since the last SQLite commit.
     pub fn staged_changes(&self) -> usize {
         self.staged_changes
+    }
+
+    /// Changes and transactions made durable since this writer was opened.
+    pub fn durable_counts(&self) -> (u64, u64) {
+        (self.durable_changes, self.durable_transactions)
     }
 
     /// True between `begin` and `commit`.
@@ -470,6 +482,9 @@ impl CacheWriter {
                     .context(&self.path, "counting changes")?;
             }
         }
+        if tx.row_id.is_some() {
+            self.staged_transactions += 1;
+        }
         let baseline = match tx.meta.is_baseline {
             true => ", baseline = 'complete'",
             false => "",
@@ -527,7 +542,28 @@ impl CacheWriter {
             self.in_sqlite_tx = false;
         }
         self.stored_position = self.staged_position;
+        self.durable_changes += self.staged_changes as u64;
+        self.durable_transactions += self.staged_transactions as u64;
         self.staged_changes = 0;
+        self.staged_transactions = 0;
+        Ok(())
+    }
+
+    /// Drops everything not yet durable: the open SQLite transaction, the open source transaction,
+    /// and the relation versions known from this stream (the server describes them again).
+    pub fn rollback(&mut self) -> Result<(), StoreError> {
+        if self.in_sqlite_tx {
+            self.connection
+                .execute_batch("ROLLBACK")
+                .context(&self.path, "rolling back")?;
+            self.in_sqlite_tx = false;
+        }
+        self.open_tx = None;
+        self.current.clear();
+        self.relations.clear();
+        self.staged_position = self.stored_position;
+        self.staged_changes = 0;
+        self.staged_transactions = 0;
         Ok(())
     }
 }

@@ -1,0 +1,420 @@
+//! Questions rowtrail asks the source's catalog: server settings and privileges, tables and their
+//! keys, publications, slots, and the details a relation message leaves out.
+
+use crate::decode::CatalogDetails;
+use crate::decode::pgoutput::{RelationColumn, RelationMessage};
+use crate::model::{ForeignKey, IdentityKind, Lsn, Oid, ReplicaIdentity, TableName};
+
+use super::error::CaptureError;
+use super::session::SqlSession;
+
+/// Settings and privileges that decide whether capture can run.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub version_num: i32,
+    pub version: String,
+    pub wal_level: String,
+    pub max_replication_slots: i32,
+    pub used_replication_slots: i32,
+    pub max_wal_senders: i32,
+    pub used_wal_senders: i32,
+    pub user: String,
+    pub is_superuser: bool,
+    pub has_replication: bool,
+    /// Member of Amazon RDS's `rds_replication` role.
+    pub via_rds_replication: bool,
+    pub database: String,
+    pub can_create_in_database: bool,
+}
+
+impl ServerFacts {
+    pub fn may_replicate(&self) -> bool {
+        self.is_superuser || self.has_replication || self.via_rds_replication
+    }
+}
+
+pub async fn server_facts(session: &SqlSession) -> Result<ServerFacts, CaptureError> {
+    let row = session
+        .query_one(
+            "reading server settings",
+            "SELECT current_setting('server_version_num')::int4,
+                    current_setting('server_version'),
+                    current_setting('wal_level'),
+                    current_setting('max_replication_slots')::int4,
+                    (SELECT count(*) FROM pg_replication_slots)::int4,
+                    current_setting('max_wal_senders')::int4,
+                    (SELECT count(*) FROM pg_stat_replication)::int4,
+                    current_user::text, r.rolsuper, r.rolreplication,
+                    coalesce((SELECT pg_has_role(current_user, g.oid, 'MEMBER')
+                              FROM pg_roles g WHERE g.rolname = 'rds_replication'), false),
+                    current_database()::text,
+                    has_database_privilege(current_database(), 'CREATE')
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await?;
+    Ok(ServerFacts {
+        version_num: row.get(0),
+        version: row.get(1),
+        wal_level: row.get(2),
+        max_replication_slots: row.get(3),
+        used_replication_slots: row.get(4),
+        max_wal_senders: row.get(5),
+        used_wal_senders: row.get(6),
+        user: row.get(7),
+        is_superuser: row.get(8),
+        has_replication: row.get(9),
+        via_rds_replication: row.get(10),
+        database: row.get(11),
+        can_create_in_database: row.get(12),
+    })
+}
+
+/// A table in capture scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub oid: Oid,
+    pub name: TableName,
+    pub replica_identity: ReplicaIdentity,
+    pub primary_key: Vec<String>,
+    pub partitioned: bool,
+    /// The partitioned table this one is a partition of.
+    pub parent: Option<TableName>,
+    pub can_select: bool,
+    pub is_owner: bool,
+    pub estimated_rows: f64,
+}
+
+impl TableInfo {
+    /// Once published, UPDATE and DELETE on such a table fail on the source: it has no replica
+    /// identity to send.
+    pub fn blocks_writes_when_published(&self) -> bool {
+        match self.replica_identity {
+            ReplicaIdentity::Full | ReplicaIdentity::Index => false,
+            ReplicaIdentity::Default => self.primary_key.is_empty(),
+            ReplicaIdentity::Nothing => true,
+        }
+    }
+}
+
+const TABLE_COLUMNS: &str = "c.oid, n.nspname::text, c.relname::text, c.relreplident::text,
+    coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+              FROM pg_index i
+              CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE i.indrelid = c.oid AND i.indisprimary), '{}'),
+    c.relkind = 'p', has_table_privilege(c.oid, 'SELECT'), pg_has_role(c.relowner, 'USAGE'),
+    c.reltuples::float8,
+    (SELECT pn.nspname::text FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+       JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE c.relispartition AND i.inhrelid = c.oid),
+    (SELECT p.relname::text FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+       WHERE c.relispartition AND i.inhrelid = c.oid)";
+
+const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+fn table_info(row: &tokio_postgres::Row) -> TableInfo {
+    let identity: String = row.get(3);
+    TableInfo {
+        oid: row.get(0),
+        name: TableName::new(row.get::<_, String>(1), row.get::<_, String>(2)),
+        replica_identity: identity
+            .bytes()
+            .next()
+            .and_then(ReplicaIdentity::from_code)
+            .unwrap_or(ReplicaIdentity::Default),
+        primary_key: row.get(4),
+        partitioned: row.get(5),
+        can_select: row.get(6),
+        is_owner: row.get(7),
+        estimated_rows: row.get(8),
+        parent: match (row.get::<_, Option<String>>(9), row.get::<_, Option<String>>(10)) {
+            (Some(schema), Some(name)) => Some(TableName::new(schema, name)),
+            _ => None,
+        },
+    }
+}
+
+/// The named tables, or every user table (not partitions, whose parent stands for them) when
+/// `names` is `None`. Returns the tables found and the names that were not.
+pub async fn tables(
+    session: &SqlSession,
+    names: Option<&[TableName]>,
+) -> Result<(Vec<TableInfo>, Vec<TableName>), CaptureError> {
+    let rows = match names {
+        Some(names) => {
+            let schemas: Vec<&str> = names.iter().map(|name| name.schema.as_str()).collect();
+            let tables: Vec<&str> = names.iter().map(|name| name.name.as_str()).collect();
+            session
+                .query(
+                    "looking up tables",
+                    &format!(
+                        "SELECT {TABLE_COLUMNS} FROM pg_class c
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         JOIN unnest($1::text[], $2::text[]) AS wanted(s, t)
+                           ON wanted.s = n.nspname AND wanted.t = c.relname
+                         WHERE c.relkind IN ('r', 'p') ORDER BY 2, 3"
+                    ),
+                    &[&schemas, &tables],
+                )
+                .await?
+        }
+        None => {
+            session
+                .query(
+                    "listing tables",
+                    &format!(
+                        "SELECT {TABLE_COLUMNS} FROM pg_class c
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_SCHEMAS}
+                         ORDER BY 2, 3"
+                    ),
+                    &[],
+                )
+                .await?
+        }
+    };
+    let found: Vec<TableInfo> = rows.iter().map(table_info).collect();
+    let missing = names
+        .unwrap_or_default()
+        .iter()
+        .filter(|name| !found.iter().any(|table| &table.name == *name))
+        .cloned()
+        .collect();
+    Ok((found, missing))
+}
+
+/// A publication as the catalog describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicationInfo {
+    pub all_tables: bool,
+    /// Whether inserts, updates, deletes and truncates are published.
+    pub publishes: [bool; 4],
+    /// The tables whose changes it sends (leaf partitions, not their parents).
+    pub tables: Vec<TableInfo>,
+}
+
+pub async fn publication(
+    session: &SqlSession,
+    name: &str,
+) -> Result<Option<PublicationInfo>, CaptureError> {
+    let Some(row) = session
+        .query_opt(
+            "reading the publication",
+            "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate
+             FROM pg_publication WHERE pubname = $1",
+            &[&name],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let tables = session
+        .query(
+            "listing published tables",
+            &format!(
+                "SELECT {TABLE_COLUMNS} FROM pg_publication_tables pt
+                 JOIN pg_namespace n ON n.nspname = pt.schemaname
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+                 WHERE pt.pubname = $1 ORDER BY 2, 3"
+            ),
+            &[&name],
+        )
+        .await?;
+    Ok(Some(PublicationInfo {
+        all_tables: row.get(0),
+        publishes: [row.get(1), row.get(2), row.get(3), row.get(4)],
+        tables: tables.iter().map(table_info).collect(),
+    }))
+}
+
+/// A replication slot as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub plugin: Option<String>,
+    pub slot_type: String,
+    pub database: Option<String>,
+    pub active_pid: Option<i32>,
+    pub confirmed_flush: Option<Lsn>,
+    /// WAL the server keeps for this slot: from its restart position to the current position.
+    pub retained_wal_bytes: Option<i64>,
+}
+
+pub async fn slot(session: &SqlSession, name: &str) -> Result<Option<SlotInfo>, CaptureError> {
+    let row = session
+        .query_opt(
+            "reading the replication slot",
+            "SELECT plugin::text, slot_type, database::text, active_pid, confirmed_flush_lsn::text,
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|row| SlotInfo {
+        plugin: row.get(0),
+        slot_type: row.get(1),
+        database: row.get(2),
+        active_pid: row.get(3),
+        confirmed_flush: row
+            .get::<_, Option<String>>(4)
+            .and_then(|text| text.parse().ok()),
+        retained_wal_bytes: row.get(5),
+    }))
+}
+
+/// Everything a relation message leaves out, looked up by the table oid.
+pub async fn relation_details(
+    session: &SqlSession,
+    message: &RelationMessage,
+) -> Result<CatalogDetails, CaptureError> {
+    let type_oids: Vec<Oid> = message.columns.iter().map(|column| column.type_oid).collect();
+    let modifiers: Vec<i32> = message
+        .columns
+        .iter()
+        .map(|column| column.type_modifier)
+        .collect();
+    let types = session
+        .query(
+            "reading column types",
+            "WITH RECURSIVE base(start, oid, parent) AS (
+                 SELECT t.oid, t.oid, t.typbasetype FROM pg_type t WHERE t.oid = ANY($1::oid[])
+               UNION ALL
+                 SELECT base.start, t.oid, t.typbasetype FROM base JOIN pg_type t ON t.oid = base.parent
+             )
+             SELECT format_type(u.t, u.m), coalesce((SELECT b.oid FROM base b
+                                                      WHERE b.start = u.t AND b.parent = 0), u.t)
+             FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS u(t, m, ord) ORDER BY u.ord",
+            &[&type_oids, &modifiers],
+        )
+        .await?;
+    let primary_key: Vec<String> = session
+        .query_one(
+            "reading the primary key",
+            "SELECT coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+                     FROM pg_index i
+                     CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                     WHERE i.indrelid = $1 AND i.indisprimary), '{}')",
+            &[&message.oid],
+        )
+        .await?
+        .get(0);
+    let identity_columns = session
+        .query(
+            "reading identity columns",
+            "SELECT attname::text, attidentity::text FROM pg_attribute
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attidentity <> ''",
+            &[&message.oid],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let kind = match row.get::<_, String>(1).as_str() {
+                "a" => IdentityKind::Always,
+                _ => IdentityKind::ByDefault,
+            };
+            (row.get::<_, String>(0), kind)
+        })
+        .collect();
+    let foreign_keys = session
+        .query(
+            "reading foreign keys",
+            "SELECT con.conname::text,
+                    array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(n, ord)
+                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n
+                          ORDER BY k.ord),
+                    fn.nspname::text, fc.relname::text,
+                    array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(n, ord)
+                          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n
+                          ORDER BY k.ord)
+             FROM pg_constraint con
+             JOIN pg_class fc ON fc.oid = con.confrelid
+             JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+             WHERE con.conrelid = $1 AND con.contype = 'f' ORDER BY con.conname",
+            &[&message.oid],
+        )
+        .await?
+        .iter()
+        .map(|row| ForeignKey {
+            name: row.get(0),
+            columns: row.get(1),
+            referenced_table: TableName::new(row.get::<_, String>(2), row.get::<_, String>(3)),
+            referenced_columns: row.get(4),
+        })
+        .collect();
+    Ok(CatalogDetails {
+        type_names: types.iter().map(|row| row.get(0)).collect(),
+        base_type_oids: types.iter().map(|row| row.get(1)).collect(),
+        primary_key,
+        identity_columns,
+        foreign_keys,
+    })
+}
+
+/// Describes a table the way a pgoutput relation message would, from the catalog (as of the
+/// session's snapshot): used for the baseline, before the stream has described anything.
+pub async fn relation_message(
+    session: &SqlSession,
+    oid: Oid,
+    server_version_num: i32,
+) -> Result<RelationMessage, CaptureError> {
+    let head = session
+        .query_one(
+            "describing a table",
+            "SELECT n.nspname::text, c.relname::text, c.relreplident::text
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await?;
+    let identity: String = head.get(2);
+    let replica_identity = identity
+        .bytes()
+        .next()
+        .and_then(ReplicaIdentity::from_code)
+        .unwrap_or(ReplicaIdentity::Default);
+    // pgoutput leaves out generated columns (a column kind since PostgreSQL 12).
+    let not_generated = match server_version_num >= 120_000 {
+        true => "AND a.attgenerated = ''",
+        false => "",
+    };
+    let columns = session
+        .query(
+            "describing columns",
+            &format!(
+                "SELECT a.attname::text, a.atttypid, a.atttypmod,
+                        CASE c.relreplident
+                          WHEN 'f' THEN true
+                          WHEN 'n' THEN false
+                          ELSE coalesce(a.attnum = ANY(ri.indkey::int2[]), false)
+                        END
+                 FROM pg_class c
+                 JOIN pg_attribute a ON a.attrelid = c.oid
+                 LEFT JOIN LATERAL (
+                     SELECT i.indkey FROM pg_index i
+                     WHERE i.indrelid = c.oid
+                       AND CASE c.relreplident WHEN 'i' THEN i.indisreplident
+                                               WHEN 'd' THEN i.indisprimary
+                                               ELSE false END
+                     LIMIT 1) ri ON true
+                 WHERE c.oid = $1 AND a.attnum > 0 AND NOT a.attisdropped {not_generated}
+                 ORDER BY a.attnum"
+            ),
+            &[&oid],
+        )
+        .await?;
+    Ok(RelationMessage {
+        oid,
+        namespace: head.get(0),
+        name: head.get(1),
+        replica_identity,
+        columns: columns
+            .iter()
+            .map(|row| RelationColumn {
+                name: row.get(0),
+                type_oid: row.get(1),
+                type_modifier: row.get(2),
+                is_key: row.get(3),
+            })
+            .collect(),
+    })
+}

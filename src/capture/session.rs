@@ -1,0 +1,160 @@
+//! Ordinary SQL connections to the source (catalog questions, publication and slot management,
+//! the baseline snapshot), through tokio-postgres.
+
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use tokio_postgres::config::SslMode as PgSslMode;
+
+use super::conninfo::{ConnectionSpec, Endpoint, Host, SslMode};
+use super::error::CaptureError;
+
+/// Session settings that make values print the same way everywhere rowtrail reads them: in the
+/// replication stream, in the baseline `COPY`, and in what `::text` prints under these settings.
+pub const SESSION_SETTINGS: [(&str, &str); 4] = [
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, MDY"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "3"),
+];
+
+/// An open SQL connection and where it goes.
+pub struct SqlSession {
+    pub client: tokio_postgres::Client,
+    /// `host:port` of the server, for messages.
+    pub endpoint: String,
+}
+
+impl SqlSession {
+    /// Connects to the first endpoint that accepts, with rowtrail's session settings.
+    pub async fn connect(
+        spec: &ConnectionSpec,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Result<Self, CaptureError> {
+        let mut last_error = None;
+        for endpoint in &spec.endpoints {
+            match connect_one(spec, endpoint, tls.clone()).await {
+                Ok(session) => return Ok(session),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or(CaptureError::Protocol {
+            what: "no host to connect to".into(),
+        }))
+    }
+
+    /// Runs SQL and wraps failures with what was being done.
+    pub async fn execute(&self, action: &str, sql: &str) -> Result<(), CaptureError> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|error| CaptureError::sql(action, &self.endpoint, error))
+    }
+
+    pub async fn query(
+        &self,
+        action: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, CaptureError> {
+        self.client
+            .query(sql, params)
+            .await
+            .map_err(|error| CaptureError::sql(action, &self.endpoint, error))
+    }
+
+    pub async fn query_opt(
+        &self,
+        action: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, CaptureError> {
+        self.client
+            .query_opt(sql, params)
+            .await
+            .map_err(|error| CaptureError::sql(action, &self.endpoint, error))
+    }
+
+    pub async fn query_one(
+        &self,
+        action: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, CaptureError> {
+        self.client
+            .query_one(sql, params)
+            .await
+            .map_err(|error| CaptureError::sql(action, &self.endpoint, error))
+    }
+}
+
+async fn connect_one(
+    spec: &ConnectionSpec,
+    endpoint: &Endpoint,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<SqlSession, CaptureError> {
+    let mut config = tokio_postgres::Config::new();
+    match &endpoint.host {
+        Host::Tcp(host) => config.host(host),
+        Host::Unix(dir) => config.host_path(dir),
+    };
+    config
+        .port(endpoint.port)
+        .user(&spec.user)
+        .dbname(&spec.dbname)
+        .application_name(&spec.application_name)
+        .connect_timeout(spec.connect_timeout);
+    if let Some(password) = &endpoint.password {
+        config.password(password);
+    }
+    let settings: Vec<String> = SESSION_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("-c {name}={}", value.replace(' ', "\\ ")))
+        .collect();
+    let options = match &spec.options {
+        Some(options) => format!("{options} {}", settings.join(" ")),
+        None => settings.join(" "),
+    };
+    config.options(&options);
+    config.ssl_mode(match spec.tls.mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+    });
+    let name = endpoint.to_string();
+    let client = match tls {
+        Some(tls) => {
+            let connector = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+            let (client, connection) = config
+                .connect(connector)
+                .await
+                .map_err(|error| CaptureError::sql("connecting", &name, error))?;
+            spawn_connection(connection);
+            client
+        }
+        None => {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|error| CaptureError::sql("connecting", &name, error))?;
+            spawn_connection(connection);
+            client
+        }
+    };
+    Ok(SqlSession {
+        client,
+        endpoint: name,
+    })
+}
+
+fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!("SQL connection ended: {error}");
+        }
+    });
+}

@@ -1,0 +1,283 @@
+//! Getting ready to stream: the publication, the slot, and the baseline snapshot taken at the
+//! slot's consistent point.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::decode::copy_text;
+use crate::decode::{build_schema, text_form};
+use crate::model::{Lsn, Value, quote_ident};
+use crate::store::TxMeta;
+
+use super::catalog::{self, PublicationInfo, ServerFacts, TableInfo};
+use super::error::CaptureError;
+use super::session::SqlSession;
+use super::sink::{WriteCommand, WriterHandle};
+use super::{CaptureEvent, CaptureOptions, Observer};
+
+/// Makes sure the publication exists and covers the requested tables; returns what it publishes.
+pub(crate) async fn ensure_publication(
+    sql: &SqlSession,
+    options: &CaptureOptions,
+    facts: &ServerFacts,
+    observer: &Observer,
+) -> Result<PublicationInfo, CaptureError> {
+    let name = &options.publication;
+    if let Some(existing) = catalog::publication(sql, name).await? {
+        if let Some(requested) = &options.tables {
+            let (found, missing) = catalog::tables(sql, Some(requested)).await?;
+            if !missing.is_empty() {
+                return Err(unknown_tables(&missing, &facts.database));
+            }
+            let not_published: Vec<String> = found
+                .iter()
+                .filter(|table| !table.partitioned && !existing.tables.iter().any(|t| t.oid == table.oid))
+                .map(|table| table.name.quoted())
+                .collect();
+            if !not_published.is_empty() {
+                return Err(CaptureError::NotReady(format!(
+                    "publication '{name}' exists but does not publish {}: run ALTER PUBLICATION {} ADD TABLE {}; or choose another --publication",
+                    not_published.join(", "),
+                    quote_ident(name),
+                    not_published.join(", ")
+                )));
+            }
+        }
+        let [insert, update, delete, truncate] = existing.publishes;
+        if !(insert && update && delete && truncate) {
+            observer(CaptureEvent::Warning(format!(
+                "publication '{name}' does not publish every kind of change (insert {insert}, update {update}, delete {delete}, truncate {truncate}); the missing kinds are not captured"
+            )));
+        }
+        observer(CaptureEvent::PublicationReused {
+            name: name.clone(),
+            tables: existing.tables.len(),
+        });
+        return Ok(existing);
+    }
+
+    let (found, missing) = catalog::tables(sql, options.tables.as_deref()).await?;
+    if !missing.is_empty() {
+        return Err(unknown_tables(&missing, &facts.database));
+    }
+    if found.is_empty() {
+        return Err(CaptureError::NotReady(format!(
+            "database {} has no tables to capture: create tables first, or check --tables",
+            facts.database
+        )));
+    }
+    let blocking: Vec<&TableInfo> = found
+        .iter()
+        .filter(|table| table.blocks_writes_when_published())
+        .collect();
+    if !blocking.is_empty() {
+        let fixes: Vec<String> = blocking
+            .iter()
+            .map(|table| format!("ALTER TABLE {} REPLICA IDENTITY FULL;", table.name.quoted()))
+            .collect();
+        return Err(CaptureError::NotReady(format!(
+            "once published, UPDATE and DELETE would fail on tables without a primary key or replica identity ({}): run {}",
+            blocking
+                .iter()
+                .map(|table| table.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            fixes.join(" ")
+        )));
+    }
+    if !facts.can_create_in_database && !facts.is_superuser {
+        return Err(CaptureError::NotReady(format!(
+            "user {} may not create the publication '{name}' in database {}: run GRANT CREATE ON DATABASE {} TO {}; or create it as its owner",
+            facts.user,
+            facts.database,
+            quote_ident(&facts.database),
+            quote_ident(&facts.user)
+        )));
+    }
+    let all_tables = options.tables.is_none() && facts.is_superuser;
+    let sql_text = match all_tables {
+        true => format!("CREATE PUBLICATION {} FOR ALL TABLES", quote_ident(name)),
+        false => format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote_ident(name),
+            found
+                .iter()
+                .map(|table| table.name.quoted())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    sql.execute("creating the publication", &sql_text).await?;
+    if options.tables.is_none() && !all_tables {
+        observer(CaptureEvent::Warning(format!(
+            "user {} is not a superuser, so publication '{name}' lists the {} tables that exist now; tables created later are captured only after ALTER PUBLICATION {} ADD TABLE name;",
+            facts.user,
+            found.len(),
+            quote_ident(name)
+        )));
+    }
+    let created = catalog::publication(sql, name)
+        .await?
+        .ok_or_else(|| CaptureError::NotReady(format!("publication '{name}' vanished after creation")))?;
+    observer(CaptureEvent::PublicationCreated {
+        name: name.clone(),
+        all_tables,
+        tables: created.tables.len(),
+    });
+    Ok(created)
+}
+
+fn unknown_tables(missing: &[crate::model::TableName], database: &str) -> CaptureError {
+    CaptureError::UnknownTables {
+        tables: missing.iter().map(ToString::to_string).collect(),
+        database: database.to_owned(),
+    }
+}
+
+/// Stores every row of `tables` as of the exported snapshot, as one baseline transaction at the
+/// slot's consistent point. Uses its own transaction on `sql`; the walsender connection that
+/// exported the snapshot must stay idle until this returns.
+pub(crate) async fn take_baseline(
+    sql: &SqlSession,
+    snapshot_name: &str,
+    tables: &[TableInfo],
+    server_version_num: i32,
+    consistent_point: Lsn,
+    writer: &mut WriterHandle,
+    observer: &Observer,
+) -> Result<u64, CaptureError> {
+    sql.execute(
+        "opening the baseline snapshot",
+        &format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}';",
+            snapshot_name.replace('\'', "''")
+        ),
+    )
+    .await?;
+    let started_micros: i64 = sql
+        .query_one(
+            "reading the snapshot time",
+            "SELECT (extract(epoch FROM now()) * 1000000)::int8",
+            &[],
+        )
+        .await?
+        .get(0);
+    let committed_at = chrono::DateTime::from_timestamp_micros(started_micros).unwrap_or_else(chrono::Utc::now);
+    writer
+        .push(WriteCommand::Begin(TxMeta {
+            xid: None,
+            commit_lsn: consistent_point,
+            committed_at,
+            is_baseline: true,
+        }))
+        .await?;
+    let tables: Vec<&TableInfo> = tables.iter().filter(|table| !table.partitioned).collect();
+    observer(CaptureEvent::BaselineStarted {
+        tables: tables.len(),
+    });
+    let mut total = 0u64;
+    for table in &tables {
+        total += copy_table(sql, table, server_version_num, consistent_point, writer, observer).await?;
+    }
+    writer
+        .push(WriteCommand::Commit {
+            end_lsn: consistent_point,
+        })
+        .await?;
+    sql.execute("closing the baseline snapshot", "COMMIT").await?;
+    observer(CaptureEvent::BaselineDone {
+        rows: total,
+        tables: tables.len(),
+    });
+    Ok(total)
+}
+
+async fn copy_table(
+    sql: &SqlSession,
+    table: &TableInfo,
+    server_version_num: i32,
+    lsn: Lsn,
+    writer: &mut WriterHandle,
+    observer: &Observer,
+) -> Result<u64, CaptureError> {
+    let message = catalog::relation_message(sql, table.oid, server_version_num).await?;
+    let details = catalog::relation_details(sql, &message).await?;
+    let schema = build_schema(&message, &details);
+    let columns: Vec<String> = schema.columns.iter().map(|column| quote_ident(&column.name)).collect();
+    let base_types: Vec<u32> = schema.columns.iter().map(|column| column.base_type_oid).collect();
+    let width = schema.columns.len();
+    writer
+        .push(WriteCommand::Relation { schema, lsn })
+        .await?;
+    let estimate = table.estimated_rows.max(0.0) as u64;
+    let statement = format!(
+        "COPY (SELECT {} FROM ONLY {}) TO STDOUT",
+        columns.join(", "),
+        table.name.quoted()
+    );
+    let action = format!("copying {}", table.name);
+    let stream = sql
+        .client
+        .copy_out(statement.as_str())
+        .await
+        .map_err(|error| CaptureError::sql(&action, &sql.endpoint, error))?;
+    futures_util::pin_mut!(stream);
+    let mut buffer = Vec::new();
+    let mut rows = 0u64;
+    let mut last_report = Instant::now();
+    observer(CaptureEvent::BaselineProgress {
+        table: table.name.clone(),
+        rows: 0,
+        estimated_rows: estimate,
+    });
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| CaptureError::sql(&action, &sql.endpoint, error))?;
+        buffer.extend_from_slice(&chunk);
+        for line in copy_text::take_lines(&mut buffer) {
+            let values = match width {
+                0 => Vec::new(),
+                _ => copy_text::parse_row(&line)?,
+            };
+            if values.len() != width {
+                return Err(CaptureError::Protocol {
+                    what: format!(
+                        "a COPY row of {} has {} columns, expected {width}",
+                        table.name,
+                        values.len()
+                    ),
+                });
+            }
+            let row = values
+                .into_iter()
+                .zip(&base_types)
+                .map(|(value, base)| match value {
+                    Some(text) => Value::Text(text_form(*base, text)),
+                    None => Value::Null,
+                })
+                .collect();
+            writer
+                .push(WriteCommand::Snapshot {
+                    lsn,
+                    oid: table.oid,
+                    row,
+                })
+                .await?;
+            rows += 1;
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            observer(CaptureEvent::BaselineProgress {
+                table: table.name.clone(),
+                rows,
+                estimated_rows: estimate.max(rows),
+            });
+        }
+    }
+    observer(CaptureEvent::BaselineProgress {
+        table: table.name.clone(),
+        rows,
+        estimated_rows: rows,
+    });
+    Ok(rows)
+}

@@ -1,0 +1,202 @@
+//! The cache writer thread. SQLite writes and fsyncs block, so they run on their own thread, fed
+//! through a bounded channel in stream order; the stream task keeps answering the server meanwhile.
+//! The thread reports the durably stored position back through a watch channel, and only that
+//! position is ever confirmed to the server.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::decode::image::RowChange;
+use crate::model::{Context, Lsn, Oid, RelationSchema, Row};
+use crate::store::{CacheWriter, StoreError, TxMeta};
+
+use super::error::CaptureError;
+
+/// One step for the writer, in stream order.
+#[derive(Debug)]
+pub enum WriteCommand {
+    Relation { schema: RelationSchema, lsn: Lsn },
+    Begin(TxMeta),
+    Context(Context),
+    Origin(String),
+    Row { lsn: Lsn, oid: Oid, change: RowChange },
+    Snapshot { lsn: Lsn, oid: Oid, row: Row },
+    Truncate { lsn: Lsn, oids: Vec<Oid> },
+    Commit { end_lsn: Lsn },
+    /// The server reports progress with nothing to store.
+    Advance(Lsn),
+    /// The connection broke: drop everything not yet durable; the server sends it again.
+    Rollback,
+}
+
+/// What the writer has made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterProgress {
+    pub stored: Lsn,
+    pub changes: u64,
+    pub transactions: u64,
+}
+
+/// Commands are sent in batches of this many, or at each commit.
+const BATCH: usize = 1024;
+/// Batches the channel holds before the stream waits for the writer.
+const CHANNEL_BATCHES: usize = 64;
+/// Commit at least this often while busy, so confirmations keep flowing.
+const MAX_UNFLUSHED: Duration = Duration::from_millis(500);
+const MAX_UNFLUSHED_CHANGES: usize = 50_000;
+
+/// The stream task's end of the writer thread.
+pub struct WriterHandle {
+    sender: Option<mpsc::Sender<Vec<WriteCommand>>>,
+    progress: watch::Receiver<WriterProgress>,
+    thread: Option<JoinHandle<Result<(), StoreError>>>,
+    batch: Vec<WriteCommand>,
+}
+
+impl WriterHandle {
+    pub fn spawn(writer: CacheWriter) -> Result<Self, CaptureError> {
+        let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
+        let (progress_sender, progress) = watch::channel(WriterProgress {
+            stored: writer.stored_position(),
+            ..WriterProgress::default()
+        });
+        let thread = std::thread::Builder::new()
+            .name("rowtrail-cache-writer".into())
+            .spawn(move || write_loop(writer, receiver, progress_sender))
+            .map_err(|error| CaptureError::Protocol {
+                what: format!("could not start the cache writer thread: {error}"),
+            })?;
+        Ok(Self {
+            sender: Some(sender),
+            progress,
+            thread: Some(thread),
+            batch: Vec::with_capacity(BATCH),
+        })
+    }
+
+    /// Queues a command, sending the batch when it is full or the command ends a transaction.
+    pub async fn push(&mut self, command: WriteCommand) -> Result<(), CaptureError> {
+        let ends_unit = matches!(
+            command,
+            WriteCommand::Commit { .. } | WriteCommand::Advance(_) | WriteCommand::Rollback
+        );
+        self.batch.push(command);
+        if ends_unit || self.batch.len() >= BATCH {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued.
+    pub async fn send(&mut self) -> Result<(), CaptureError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let sent = match &self.sender {
+            Some(sender) => sender.send(batch).await.is_ok(),
+            None => false,
+        };
+        match sent {
+            true => Ok(()),
+            false => Err(self.writer_error()),
+        }
+    }
+
+    /// The latest durable progress.
+    pub fn progress(&self) -> WriterProgress {
+        *self.progress.borrow()
+    }
+
+    /// Resolves when the writer reports new progress; an error if the writer stopped.
+    pub async fn changed(&mut self) -> Result<WriterProgress, CaptureError> {
+        match self.progress.changed().await {
+            Ok(()) => Ok(self.progress()),
+            Err(_) => Err(self.writer_error()),
+        }
+    }
+
+    /// Stops the thread after it has written everything queued, returning its final progress.
+    pub async fn finish(mut self) -> Result<WriterProgress, CaptureError> {
+        self.send().await?;
+        self.sender = None;
+        let thread = self.thread.take();
+        let result = tokio::task::spawn_blocking(move || thread.map(JoinHandle::join))
+            .await
+            .map_err(|_| CaptureError::WriterGone)?;
+        match result {
+            Some(Ok(Ok(()))) | None => Ok(self.progress()),
+            Some(Ok(Err(error))) => Err(error.into()),
+            Some(Err(_)) => Err(CaptureError::WriterGone),
+        }
+    }
+
+    /// The writer's own error after it stopped; it only stops on an error while the sender lives.
+    fn writer_error(&mut self) -> CaptureError {
+        self.sender = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(error))) => error.into(),
+            _ => CaptureError::WriterGone,
+        }
+    }
+}
+
+fn write_loop(
+    mut writer: CacheWriter,
+    mut receiver: mpsc::Receiver<Vec<WriteCommand>>,
+    progress: watch::Sender<WriterProgress>,
+) -> Result<(), StoreError> {
+    let mut last_flush = Instant::now();
+    let mut reported = WriterProgress {
+        stored: writer.stored_position(),
+        ..WriterProgress::default()
+    };
+    let mut flush = |writer: &mut CacheWriter| -> Result<(), StoreError> {
+        let stored = writer.flush()?;
+        let (changes, transactions) = writer.durable_counts();
+        let now = WriterProgress {
+            stored,
+            changes,
+            transactions,
+        };
+        if now != reported {
+            reported = now;
+            progress.send_replace(now);
+        }
+        Ok(())
+    };
+    while let Some(batch) = receiver.blocking_recv() {
+        for command in batch {
+            apply(&mut writer, command)?;
+        }
+        let idle = receiver.is_empty();
+        if idle
+            || writer.staged_changes() >= MAX_UNFLUSHED_CHANGES
+            || last_flush.elapsed() >= MAX_UNFLUSHED
+        {
+            flush(&mut writer)?;
+            last_flush = Instant::now();
+        }
+    }
+    flush(&mut writer)
+}
+
+fn apply(writer: &mut CacheWriter, command: WriteCommand) -> Result<(), StoreError> {
+    match command {
+        WriteCommand::Relation { schema, lsn } => writer.register_relation(schema, lsn),
+        WriteCommand::Begin(meta) => writer.begin(meta),
+        WriteCommand::Context(context) => writer.set_context(&context),
+        WriteCommand::Origin(origin) => {
+            writer.set_origin(origin);
+            Ok(())
+        }
+        WriteCommand::Row { lsn, oid, change } => writer.row_change(lsn, oid, &change),
+        WriteCommand::Snapshot { lsn, oid, row } => writer.snapshot_row(lsn, oid, row),
+        WriteCommand::Truncate { lsn, oids } => writer.truncate(lsn, &oids),
+        WriteCommand::Commit { end_lsn } => writer.commit(end_lsn),
+        WriteCommand::Advance(position) => writer.advance(position),
+        WriteCommand::Rollback => writer.rollback(),
+    }
+}

@@ -1,0 +1,140 @@
+//! `rowtrail log`: lists captured changes, newest first, as a table or JSON lines.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::Local;
+
+use crate::model::{Op, TableName, Xid};
+use crate::store::{Cache, KeyFilter, LogFilter, LoggedChange};
+
+use super::LogArgs;
+use super::json::change_json;
+use super::time::parse_local_time;
+
+pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
+    let filter = filter(&args)?;
+    let cache = Cache::open(&args.cache)?;
+    let changes = cache.log(&filter)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        for change in &changes {
+            writeln!(out, "{}", change_json(change))?;
+        }
+    } else {
+        print_table(&mut out, &changes)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
+    let key = match &args.key {
+        Some(text) => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(map)) => Some(KeyFilter(map)),
+            _ => anyhow::bail!(
+                "--key '{text}' is not a JSON object: write it like '{{\"id\": 7}}' (values as strings or numbers)"
+            ),
+        },
+        None => None,
+    };
+    let context = args
+        .context
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(field, value)| (field.trim().to_owned(), value.to_owned()))
+                .filter(|(field, _)| !field.is_empty())
+                .with_context(|| format!("--context '{pair}' is not KEY=VALUE, e.g. --context user=ann"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(LogFilter {
+        table: args.table.as_deref().map(TableName::parse).transpose()?,
+        key,
+        op: args.op.as_deref().map(str::parse::<Op>).transpose()?,
+        since: args.since.as_deref().map(parse_local_time).transpose()?,
+        until: args.until.as_deref().map(parse_local_time).transpose()?,
+        context,
+        xid: args.tx.map(Xid),
+        before: None,
+        limit: (args.limit > 0).then_some(args.limit),
+    })
+}
+
+/// A short description of who made a change, from its context.
+pub fn context_summary(change: &LoggedChange) -> String {
+    let Some(context) = &change.context else {
+        return String::new();
+    };
+    context
+        .iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => format!("{key}={text}"),
+            other => format!("{key}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn key_summary(change: &LoggedChange) -> String {
+    let schema = &change.schema;
+    schema
+        .key_column_names()
+        .zip(change.change.key(schema))
+        .map(|(name, value)| match value.as_known() {
+            Some(Some(text)) => format!("{name}={text}"),
+            Some(None) => format!("{name}=NULL"),
+            None => format!("{name}=?"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn clip(text: &str, width: usize) -> String {
+    match text.chars().count() > width {
+        true => format!("{}…", text.chars().take(width.saturating_sub(1)).collect::<String>()),
+        false => text.to_owned(),
+    }
+}
+
+fn print_table(out: &mut impl std::io::Write, changes: &[LoggedChange]) -> std::io::Result<()> {
+    if changes.is_empty() {
+        return writeln!(out, "no changes match");
+    }
+    writeln!(
+        out,
+        "{:>8}  {:<19}  {:<8}  {:<24}  {:<16}  {:<24}  CONTEXT",
+        "ID", "COMMITTED (local)", "OP", "TABLE", "KEY", "CHANGED"
+    )?;
+    for change in changes {
+        let changed: Vec<&str> = change
+            .change
+            .changed_columns()
+            .iter()
+            .filter_map(|&index| change.schema.columns.get(index))
+            .map(|column| column.name.as_str())
+            .collect();
+        let changed = match change.change.op {
+            Op::Update => changed.join(","),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{:>8}  {:<19}  {:<8}  {:<24}  {:<16}  {:<24}  {}",
+            change.id,
+            change
+                .tx
+                .committed_at
+                .with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M:%S"),
+            change.change.op,
+            clip(&change.table.to_string(), 24),
+            clip(&key_summary(change), 16),
+            clip(&changed, 24),
+            clip(&context_summary(change), 60),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The command-line face of rowtrail: argument definitions and one runner per command.
+//!
+//! This is the application shell: it turns arguments into library calls, prints results, and maps
+//! failures to exit codes (0 done, 1 the doctor found blocking problems, 2 an error). It uses
+//! `anyhow` to carry errors to `main`; library modules use their own error types.
+
+mod capture;
+mod json;
+mod log;
+pub mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::capture::ConnectionSpec;
+use crate::capture::conninfo::ProcessEnvironment;
+use crate::model::TableName;
+
+pub use json::change_json;
+
+/// Explore the history of the data in a PostgreSQL database.
+#[derive(Debug, Parser)]
+#[command(name = "rowtrail", version, about, long_about = None)]
+pub struct Cli {
+    /// Print more about what happens (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that a database is ready for capture, and print the fix for each problem.
+    Doctor(DoctorArgs),
+    /// Capture row changes from a database's write-ahead log into a cache file.
+    Capture(CaptureArgs),
+    /// Drop the replication slot (and publication) capture created.
+    Teardown(TeardownArgs),
+    /// List captured changes, newest first.
+    Log(LogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// The database: a URL (postgres://user@host:5432/db?sslmode=require) or key=value string.
+    /// Left out, or for parts it leaves out, PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD,
+    /// PGSSLMODE and ~/.pgpass are used, as in psql.
+    #[arg(long, value_name = "URL", default_value = "")]
+    pub source: String,
+}
+
+impl SourceArgs {
+    fn spec(&self) -> anyhow::Result<ConnectionSpec> {
+        Ok(ConnectionSpec::resolve(&self.source, &ProcessEnvironment)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Comma-separated tables to check (schema.table; unqualified means public). Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub tables: Option<String>,
+    /// The replication slot capture will use.
+    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
+    pub slot: String,
+    /// The publication capture will use.
+    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
+    pub publication: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The cache file to write (created if missing).
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+    /// Comma-separated tables to capture (schema.table; unqualified means public). Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub tables: Option<String>,
+    /// The logical replication slot to create or resume.
+    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
+    pub slot: String,
+    /// The publication to create or use.
+    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
+    pub publication: String,
+    /// Capture up to the server's current WAL position, then exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The replication slot to drop. An unused slot makes the server keep WAL forever.
+    #[arg(long, value_name = "NAME")]
+    pub slot: String,
+    /// The publication to drop as well.
+    #[arg(long, value_name = "NAME")]
+    pub publication: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The cache file to read.
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+    /// Only this table (schema.table; unqualified means public).
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+    /// Only this record of --table: its key as JSON, e.g. '{"id": 7}' (strings or numbers).
+    #[arg(long, value_name = "JSON", requires = "table")]
+    pub key: Option<String>,
+    /// Only this operation: insert, update, delete, truncate or snapshot.
+    #[arg(long, value_name = "OP")]
+    pub op: Option<String>,
+    /// Only changes committed at or after TIME: RFC 3339, local 'YYYY-MM-DD HH:MM[:SS]', or 15m, 2h, 3d ago.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only changes committed at or before TIME (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only changes whose context has this field value, e.g. user=ann (repeatable; dots reach into objects).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// Only changes of this source transaction id.
+    #[arg(long, value_name = "XID")]
+    pub tx: Option<u32>,
+    /// At most N changes (0 for all).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a `--tables` list.
+fn table_list(text: Option<&str>) -> anyhow::Result<Option<Vec<TableName>>> {
+    match text {
+        None => Ok(None),
+        Some(text) => {
+            let tables = TableName::parse_list(text)?;
+            anyhow::ensure!(
+                !tables.is_empty(),
+                "--tables is empty: name at least one table, or leave it out for all"
+            );
+            Ok(Some(tables))
+        }
+    }
+}
+
+/// Sets up logging to stderr: warnings by default, more with -v, or as RUST_LOG says.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Doctor(args) => capture::doctor(args),
+        Command::Capture(args) => capture::capture(args),
+        Command::Teardown(args) => capture::teardown(args),
+        Command::Log(args) => log::log(args),
+    }
+}
