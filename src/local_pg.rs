@@ -89,10 +89,17 @@ impl LocalPostgres {
     /// else the newest `/usr/lib/postgresql/*/bin`.
     pub fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
         let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-        if let Some(path) = std::env::var_os("PATH") {
-            if let Some(dir) = std::env::split_paths(&path).find(|dir| has_server(dir)) {
-                return Ok(dir);
-            }
+        // A PATH entry may hold symlinks to the real directory, which also has psql and pg_ctl.
+        let resolved = |dir: &Path| {
+            std::fs::canonicalize(dir.join("initdb"))
+                .ok()
+                .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+                .filter(|dir| has_server(dir))
+        };
+        if let Some(path) = std::env::var_os("PATH")
+            && let Some(dir) = std::env::split_paths(&path).find_map(|dir| resolved(&dir))
+        {
+            return Ok(dir);
         }
         if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
             let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());

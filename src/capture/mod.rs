@@ -251,7 +251,14 @@ pub async fn run(
                 baseline: BaselineState::Pending,
                 position: Lsn::ZERO,
             })?;
-            let created = walsender.create_slot_with_snapshot(&options.slot).await?;
+            let created = match walsender.create_slot_with_snapshot(&options.slot).await {
+                Ok(created) => created,
+                Err(error) => {
+                    // The slot is not ours after all (another capture may have just made it).
+                    writer.discard_incomplete_baseline()?;
+                    return Err(error);
+                }
+            };
             observer(CaptureEvent::SlotCreated {
                 name: options.slot.clone(),
                 consistent_point: created.consistent_point,

@@ -1,0 +1,178 @@
+//! Shared helpers: one private PostgreSQL server per test binary, a fresh database per test, and
+//! running the real `rowtrail` binary against them.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // Each test binary uses a different subset; setup failures should panic loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rowtrail::local_pg::{LocalPgOptions, LocalPostgres};
+
+pub fn server() -> &'static LocalPostgres {
+    static SERVER: OnceLock<LocalPostgres> = OnceLock::new();
+    SERVER.get_or_init(|| LocalPostgres::start(&LocalPgOptions::default()).expect("start PostgreSQL"))
+}
+
+/// A database of its own for one test, on the shared server.
+pub struct TestDb {
+    pub server: &'static LocalPostgres,
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn fresh_db(label: &str) -> TestDb {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let server = server();
+    let name = format!(
+        "{label}_{}",
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    server.create_database(&name).expect("create database");
+    TestDb {
+        server,
+        name,
+        dir: tempfile::tempdir().expect("temp dir"),
+    }
+}
+
+impl TestDb {
+    /// Runs SQL (several statements allowed) and returns psql's unaligned output.
+    pub fn sql(&self, sql: &str) -> String {
+        self.server
+            .psql(&self.name, sql)
+            .unwrap_or_else(|error| panic!("SQL failed: {error}\n{sql}"))
+    }
+
+    pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        self.server.psql(&self.name, sql).map_err(|error| error.to_string())
+    }
+
+    /// A TCP URL with the superuser's password.
+    pub fn url(&self) -> String {
+        self.server.url(&self.name)
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache.db")
+    }
+
+    /// `rowtrail capture --once` into this test's cache.
+    pub fn capture_once(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "capture".to_owned(),
+            "--source".to_owned(),
+            self.url(),
+            "--cache".to_owned(),
+            self.cache().to_str().unwrap().to_owned(),
+            "--once".to_owned(),
+            // Slots are per cluster: one per test database.
+            "--slot".to_owned(),
+            self.name.clone(),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        rowtrail(&args)
+    }
+
+    /// Captures once and fails the test with the output if it did not succeed.
+    pub fn capture_ok(&self, extra: &[&str]) {
+        let output = self.capture_once(extra);
+        assert!(
+            output.status.success(),
+            "capture failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `rowtrail log --json` on this test's cache, oldest first.
+    pub fn log(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        log_json(&self.cache(), extra)
+    }
+}
+
+pub fn log_json(cache: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "log".to_owned(),
+        "--cache".to_owned(),
+        cache.to_str().unwrap().to_owned(),
+        "--json".to_owned(),
+        "--limit".to_owned(),
+        "0".to_owned(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let output = rowtrail(&args);
+    assert!(
+        output.status.success(),
+        "log failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    lines.reverse();
+    lines
+}
+
+/// The rowtrail binary with a clean environment (no PG* variables from the outside).
+pub fn rowtrail_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rowtrail"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PG") {
+            command.env_remove(name);
+        }
+    }
+    command.env("HOME", std::env::temp_dir().join("rowtrail-test-home"));
+    command.env("TZ", "UTC");
+    command
+}
+
+pub fn rowtrail(args: &[String]) -> Output {
+    rowtrail_command().args(args).output().expect("run rowtrail")
+}
+
+/// Polls `condition` until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// Extracts (op, table) pairs for compact assertions.
+pub fn ops(changes: &[serde_json::Value]) -> Vec<(String, String)> {
+    changes
+        .iter()
+        .map(|change| {
+            (
+                change["op"].as_str().unwrap().to_owned(),
+                change["table"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts a failed command printed exactly one line, an error with a hint, and no panic.
+pub fn assert_clean_failure(output: &Output, code: i32, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "exit code; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    assert!(
+        errors[0].contains(expected),
+        "expected '{expected}' in: {}",
+        errors[0]
+    );
+}
