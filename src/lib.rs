@@ -8,6 +8,6 @@
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod local_pg;
 pub mod model;
 pub mod store;
-pub mod local_pg;

@@ -36,7 +36,9 @@ pub enum LocalPgError {
         status: String,
         output: String,
     },
-    #[error("the PostgreSQL server did not become ready within {seconds} s; its log ends with: {log}")]
+    #[error(
+        "the PostgreSQL server did not become ready within {seconds} s; its log ends with: {log}"
+    )]
     NotReady { seconds: u64, log: String },
 }
 
@@ -88,7 +90,8 @@ impl LocalPostgres {
     /// Where the server binaries are: the directory of `initdb` on PATH, else `pg_config --bindir`,
     /// else the newest `/usr/lib/postgresql/*/bin`.
     pub fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
-        let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+        let has_server =
+            |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
         // A PATH entry may hold symlinks to the real directory, which also has psql and pg_ctl.
         let resolved = |dir: &Path| {
             std::fs::canonicalize(dir.join("initdb"))
@@ -118,7 +121,10 @@ impl LocalPostgres {
             })
             .collect();
         candidates.sort();
-        candidates.pop().map(|(_, dir)| dir).ok_or(LocalPgError::NoBinaries)
+        candidates
+            .pop()
+            .map(|(_, dir)| dir)
+            .ok_or(LocalPgError::NoBinaries)
     }
 
     /// Creates a cluster in a new temporary directory and starts it.
@@ -130,7 +136,8 @@ impl LocalPostgres {
         };
         let root = match &options.keep_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(io_error(format!("creating {}", dir.display())))?;
                 dir.clone()
             }
             None => make_temp_dir()?,
@@ -208,7 +215,9 @@ impl LocalPostgres {
         settings.extend(options.settings.iter().cloned());
         let log = std::fs::File::create(server.root.join("server.log"))
             .map_err(io_error("creating the server log"))?;
-        let log_err = log.try_clone().map_err(io_error("opening the server log"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(io_error("opening the server log"))?;
         let mut command = Command::new(server.bin_dir.join("postgres"));
         command.arg("-D").arg(&data);
         for (name, value) in &settings {
@@ -325,7 +334,9 @@ impl LocalPostgres {
                 output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             });
         }
-        Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned())
     }
 
     /// Creates a fresh database.
@@ -405,7 +416,10 @@ fn make_temp_dir() -> Result<PathBuf, LocalPgError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|time| time.subsec_nanos())
             .unwrap_or(0);
-        let dir = base.join(format!("rowtrail-pg-{}-{nanos:x}-{attempt}", std::process::id()));
+        let dir = base.join(format!(
+            "rowtrail-pg-{}-{nanos:x}-{attempt}",
+            std::process::id()
+        ));
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,

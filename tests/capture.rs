@@ -34,7 +34,12 @@ fn inserts_updates_deletes_and_transactions() {
     let log = db.log(&[]);
     let seen: Vec<(String, Value)> = log
         .iter()
-        .map(|change| (change["op"].as_str().unwrap().to_owned(), change["key"].clone()))
+        .map(|change| {
+            (
+                change["op"].as_str().unwrap().to_owned(),
+                change["key"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -49,20 +54,38 @@ fn inserts_updates_deletes_and_transactions() {
         ],
         "the rolled-back transaction left nothing"
     );
-    let ids: Vec<i64> = log.iter().map(|change| change["id"].as_i64().unwrap()).collect();
-    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids increase in commit order");
+    let ids: Vec<i64> = log
+        .iter()
+        .map(|change| change["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids increase in commit order"
+    );
     let xids: Vec<&Value> = log[4..7].iter().map(|change| &change["xid"]).collect();
-    assert!(xids.iter().all(|xid| *xid == xids[0]), "one transaction, one xid");
+    assert!(
+        xids.iter().all(|xid| *xid == xids[0]),
+        "one transaction, one xid"
+    );
     assert_ne!(log[1]["xid"], log[2]["xid"]);
     assert_eq!(log[0]["xid"], Value::Null, "baseline rows have no xid");
 
     let update = &log[2];
-    assert_eq!(update["before"], json!({"id": "1", "name": "ann", "balance": "10"}));
-    assert_eq!(update["after"], json!({"id": "1", "name": "ann", "balance": "15"}));
+    assert_eq!(
+        update["before"],
+        json!({"id": "1", "name": "ann", "balance": "10"})
+    );
+    assert_eq!(
+        update["after"],
+        json!({"id": "1", "name": "ann", "balance": "15"})
+    );
     assert_eq!(update["changed"], json!(["balance"]));
     assert_eq!(update["unavailable"], json!([]));
     let delete = &log[3];
-    assert_eq!(delete["before"], json!({"id": "2", "name": "bob", "balance": "20"}));
+    assert_eq!(
+        delete["before"],
+        json!({"id": "2", "name": "bob", "balance": "20"})
+    );
     assert_eq!(delete["after"], Value::Null);
     for change in &log {
         for field in ["lsn", "commit_lsn"] {
@@ -70,7 +93,10 @@ fn inserts_updates_deletes_and_transactions() {
             assert!(lsn.contains('/'), "{field} {lsn}");
         }
         let time = change["committed_at"].as_str().unwrap();
-        assert!(time.ends_with('Z') && time.len() == 27, "RFC 3339 UTC with microseconds: {time}");
+        assert!(
+            time.ends_with('Z') && time.len() == 27,
+            "RFC 3339 UTC with microseconds: {time}"
+        );
     }
 }
 
@@ -94,21 +120,40 @@ fn default_identity_before_images_come_from_history() {
     for table in ["d", "f"] {
         let log = db.log(&["--table", table, "--op", "update"]);
         assert_eq!(log.len(), 2, "{table}");
-        assert_eq!(log[0]["before"], json!({"id": "1", "v": "a", "w": "1"}), "{table}");
+        assert_eq!(
+            log[0]["before"],
+            json!({"id": "1", "v": "a", "w": "1"}),
+            "{table}"
+        );
         assert_eq!(log[0]["changed"], json!(["v"]), "{table}");
-        assert_eq!(log[1]["before"], json!({"id": "2", "v": "b", "w": "2"}), "{table}");
+        assert_eq!(
+            log[1]["before"],
+            json!({"id": "2", "v": "b", "w": "2"}),
+            "{table}"
+        );
         assert_eq!(log[1]["key"], json!({"id": "10"}), "{table}: the new key");
         let delete = db.log(&["--table", table, "--op", "delete"]);
-        assert_eq!(delete[0]["before"], json!({"id": "1", "v": "a2", "w": "1"}), "{table}");
+        assert_eq!(
+            delete[0]["before"],
+            json!({"id": "1", "v": "a2", "w": "1"}),
+            "{table}"
+        );
         assert_eq!(delete[0]["unavailable"], json!([]), "{table}");
         let history = db.log(&["--table", table, "--key", r#"{"id": 10}"#]);
         assert_eq!(
-            ops(&history).iter().map(|(op, _)| op.as_str()).collect::<Vec<_>>(),
+            ops(&history)
+                .iter()
+                .map(|(op, _)| op.as_str())
+                .collect::<Vec<_>>(),
             vec!["update"],
             "{table}: found by its new key"
         );
         let history = db.log(&["--table", table, "--key", r#"{"id": "2"}"#]);
-        assert_eq!(history.len(), 2, "{table}: the old key finds the snapshot and the key update");
+        assert_eq!(
+            history.len(),
+            2,
+            "{table}: the old key finds the snapshot and the key update"
+        );
     }
 }
 
@@ -135,7 +180,11 @@ fn unchanged_toast_values_are_filled_not_stored_as_placeholders() {
          UPDATE fdocs SET title = 'uno' WHERE id = 1;",
     );
     db.capture_ok(&[]);
-    for (table, id, letter, length) in [("docs", 1, "x", 20000), ("docs", 2, "z", 30000), ("fdocs", 1, "y", 20000)] {
+    for (table, id, letter, length) in [
+        ("docs", 1, "x", 20000),
+        ("docs", 2, "z", 30000),
+        ("fdocs", 1, "y", 20000),
+    ] {
         let key = format!(r#"{{"id": {id}}}"#);
         for update in db.log(&["--table", table, "--key", &key, "--op", "update"]) {
             let body = update["after"]["body"].as_str().unwrap();
@@ -192,7 +241,11 @@ fn schema_changes_mid_stream_keep_each_change_with_its_columns() {
          INSERT INTO items VALUES (5, 'five');",
     );
     db.capture_ok(&[]);
-    let afters: Vec<Value> = db.log(&[]).into_iter().map(|change| change["after"].clone()).collect();
+    let afters: Vec<Value> = db
+        .log(&[])
+        .into_iter()
+        .map(|change| change["after"].clone())
+        .collect();
     assert_eq!(
         afters,
         vec![
@@ -224,8 +277,17 @@ fn keys_composite_non_id_and_missing() {
     );
     db.capture_ok(&[]);
     let stock = db.log(&["--table", "stock"]);
-    assert_eq!(stock[1]["key"], json!({"sku": "A-1", "tenant": "1"}), "key in primary key order");
-    let found = db.log(&["--table", "stock", "--key", r#"{"tenant": 1, "sku": "A-1"}"#]);
+    assert_eq!(
+        stock[1]["key"],
+        json!({"sku": "A-1", "tenant": "1"}),
+        "key in primary key order"
+    );
+    let found = db.log(&[
+        "--table",
+        "stock",
+        "--key",
+        r#"{"tenant": 1, "sku": "A-1"}"#,
+    ]);
     assert_eq!(found.len(), 2);
     let products = db.log(&["--table", "products"]);
     assert_eq!(products[1]["key"], json!({"code": "p1"}));
@@ -257,15 +319,27 @@ fn values_are_exactly_what_text_casts_print() {
           ({id2}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '::1', NULL, NULL, NULL, NULL,
            'NaN', '-Infinity', '', NULL, 'empty', 'null');";
     db.sql(table);
-    db.sql(&rows.replace("{id}", "1").replace("{id2}", "2").replace("{{", "{").replace("}}", "}"));
+    db.sql(
+        &rows
+            .replace("{id}", "1")
+            .replace("{id2}", "2")
+            .replace("{{", "{")
+            .replace("}}", "}"),
+    );
     db.capture_ok(&[]);
-    db.sql(&rows.replace("{id}", "3").replace("{id2}", "4").replace("{{", "{").replace("}}", "}"));
+    db.sql(
+        &rows
+            .replace("{id}", "3")
+            .replace("{id2}", "4")
+            .replace("{{", "{")
+            .replace("}}", "}"),
+    );
     db.sql("UPDATE t SET n = n + 1, txt = txt || '!' WHERE id IN (1, 3);");
     db.capture_ok(&[]);
 
     let columns = [
-        "n", "ts", "tsz", "iv", "j", "arr", "raw", "u", "ip", "m", "b", "fl", "c", "f", "r", "txt", "d",
-        "tr", "nested",
+        "n", "ts", "tsz", "iv", "j", "arr", "raw", "u", "ip", "m", "b", "fl", "c", "f", "r", "txt",
+        "d", "tr", "nested",
     ];
     let expected_row = |id: i64| -> Value {
         let select: Vec<String> = columns
@@ -279,9 +353,18 @@ fn values_are_exactly_what_text_casts_print() {
         serde_json::from_str(&json).unwrap()
     };
     let log = db.log(&[]);
-    let snapshots: Vec<&Value> = log.iter().filter(|change| change["op"] == "snapshot").collect();
-    let inserts: Vec<&Value> = log.iter().filter(|change| change["op"] == "insert").collect();
-    let updates: Vec<&Value> = log.iter().filter(|change| change["op"] == "update").collect();
+    let snapshots: Vec<&Value> = log
+        .iter()
+        .filter(|change| change["op"] == "snapshot")
+        .collect();
+    let inserts: Vec<&Value> = log
+        .iter()
+        .filter(|change| change["op"] == "insert")
+        .collect();
+    let updates: Vec<&Value> = log
+        .iter()
+        .filter(|change| change["op"] == "update")
+        .collect();
     assert_eq!((snapshots.len(), inserts.len(), updates.len()), (2, 2, 2));
     // Rows 2 and 4 are unchanged since: baseline (COPY) and stream (pgoutput) both print like ::text.
     assert_eq!(snapshots[1]["after"], expected_row(2));
@@ -323,7 +406,11 @@ fn context_messages_attach_to_the_changes_that_follow() {
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ignored a context message"), "{stderr}");
-    let contexts: Vec<Value> = db.log(&[]).into_iter().map(|change| change["context"].clone()).collect();
+    let contexts: Vec<Value> = db
+        .log(&[])
+        .into_iter()
+        .map(|change| change["context"].clone())
+        .collect();
     let ann = json!({"user": "ann", "endpoint": "PUT /orders/7"});
     assert_eq!(
         contexts,
@@ -362,7 +449,11 @@ fn log_filters_combine() {
     assert_eq!(db.log(&["--tx", xid.trim()]).len(), 2);
     assert_eq!(db.log(&["--since", "10m", "--op", "snapshot"]).len(), 1);
     assert_eq!(db.log(&["--until", "2000-01-01 00:00"]).len(), 0);
-    assert_eq!(db.log(&["--since", "2000-01-01T00:00:00Z", "--until", "1m"]).len(), 0);
+    assert_eq!(
+        db.log(&["--since", "2000-01-01T00:00:00Z", "--until", "1m"])
+            .len(),
+        0
+    );
     let limited = support::rowtrail(&[
         "log".into(),
         "--cache".into(),
@@ -378,7 +469,11 @@ fn log_filters_combine() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["op"], "delete", "newest first");
-    let table = support::rowtrail(&["log".into(), "--cache".into(), db.cache().to_string_lossy().into_owned()]);
+    let table = support::rowtrail(&[
+        "log".into(),
+        "--cache".into(),
+        db.cache().to_string_lossy().into_owned(),
+    ]);
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.starts_with("      ID  COMMITTED (local)"), "{text}");
     assert_eq!(text.lines().count(), 6);
@@ -390,13 +485,19 @@ fn capture_resumes_without_duplicates_or_gaps() {
     db.sql("CREATE TABLE c (id serial PRIMARY KEY, v int);");
     db.capture_ok(&[]);
     for round in 0..5 {
-        db.sql(&format!("INSERT INTO c (v) SELECT g FROM generate_series(1, {}) g;", round + 1));
+        db.sql(&format!(
+            "INSERT INTO c (v) SELECT g FROM generate_series(1, {}) g;",
+            round + 1
+        ));
         db.capture_ok(&[]);
         db.capture_ok(&[]);
     }
     let log = db.log(&[]);
     assert_eq!(log.len(), 15);
-    let keys: Vec<&str> = log.iter().map(|change| change["key"]["id"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = log
+        .iter()
+        .map(|change| change["key"]["id"].as_str().unwrap())
+        .collect();
     let expected: Vec<String> = (1..=15).map(|id| id.to_string()).collect();
     assert_eq!(keys, expected);
 }

@@ -128,7 +128,10 @@ fn table_info(row: &tokio_postgres::Row) -> TableInfo {
         can_select: row.get(6),
         is_owner: row.get(7),
         estimated_rows: row.get(8),
-        parent: match (row.get::<_, Option<String>>(9), row.get::<_, Option<String>>(10)) {
+        parent: match (
+            row.get::<_, Option<String>>(9),
+            row.get::<_, Option<String>>(10),
+        ) {
             (Some(schema), Some(name)) => Some(TableName::new(schema, name)),
             _ => None,
         },
@@ -267,7 +270,11 @@ pub async fn relation_details(
     session: &SqlSession,
     message: &RelationMessage,
 ) -> Result<CatalogDetails, CaptureError> {
-    let type_oids: Vec<Oid> = message.columns.iter().map(|column| column.type_oid).collect();
+    let type_oids: Vec<Oid> = message
+        .columns
+        .iter()
+        .map(|column| column.type_oid)
+        .collect();
     let modifiers: Vec<i32> = message
         .columns
         .iter()

@@ -148,20 +148,16 @@ impl fmt::Display for ConnectionSpec {
     /// `user@host:port/dbname`, never with the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let endpoints: Vec<String> = self.endpoints.iter().map(ToString::to_string).collect();
-        write!(
-            f,
-            "{}@{}/{}",
-            self.user,
-            endpoints.join(","),
-            self.dbname
-        )
+        write!(f, "{}@{}/{}", self.user, endpoints.join(","), self.dbname)
     }
 }
 
 /// A connection string could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnInfoError {
-    #[error("connection string is malformed: {reason}; use postgres://user@host:5432/db or 'host=... dbname=...'")]
+    #[error(
+        "connection string is malformed: {reason}; use postgres://user@host:5432/db or 'host=... dbname=...'"
+    )]
     Malformed { reason: String },
     #[error("connection option '{key}' is not supported; supported: {}", SUPPORTED_KEYS.join(", "))]
     UnknownKey { key: String },
@@ -173,9 +169,13 @@ pub enum ConnInfoError {
     },
     #[error("{count} hosts but {ports} ports were given: give one port, or one per host")]
     PortCount { count: usize, ports: usize },
-    #[error("sslmode={mode} needs a root certificate to verify the server: set sslrootcert=/path/to/ca.pem, or sslrootcert=system for the operating system's store")]
+    #[error(
+        "sslmode={mode} needs a root certificate to verify the server: set sslrootcert=/path/to/ca.pem, or sslrootcert=system for the operating system's store"
+    )]
     NoRootCert { mode: &'static str },
-    #[error("could not determine the user name: set PGUSER or put user=... in the connection string")]
+    #[error(
+        "could not determine the user name: set PGUSER or put user=... in the connection string"
+    )]
     NoUser,
 }
 
@@ -523,7 +523,11 @@ fn parse_key_values(text: &str) -> Result<BTreeMap<String, String>, ConnInfoErro
                     Some('\\') => value.extend(chars.next()),
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err(malformed(format!("unterminated quote in the value of {key}"))),
+                    None => {
+                        return Err(malformed(format!(
+                            "unterminated quote in the value of {key}"
+                        )));
+                    }
                 }
             }
         } else {
@@ -578,6 +582,7 @@ fn parse_pgpass(text: &str) -> Vec<PgpassEntry> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
     use std::collections::HashMap;
@@ -740,9 +745,11 @@ mod tests {
         fake.files = vec![PathBuf::from("/home/ann/.postgresql/root.crt")];
         let spec = ConnectionSpec::resolve("host=h user=u sslmode=verify-full", &fake).unwrap();
         assert!(spec.tls.root_certs.is_some());
-        let spec =
-            ConnectionSpec::resolve("host=h user=u sslmode=verify-full sslrootcert=system", &env(&[]))
-                .unwrap();
+        let spec = ConnectionSpec::resolve(
+            "host=h user=u sslmode=verify-full sslrootcert=system",
+            &env(&[]),
+        )
+        .unwrap();
         assert_eq!(spec.tls.root_certs, Some(RootCerts::System));
     }
 
@@ -759,7 +766,9 @@ mod tests {
             ("host=a,b,c port=1,2 user=u", "ports"),
         ];
         for (text, expected) in cases {
-            let error = ConnectionSpec::resolve(text, &env(&[])).unwrap_err().to_string();
+            let error = ConnectionSpec::resolve(text, &env(&[]))
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
     }

@@ -60,7 +60,12 @@ impl Report {
     }
 }
 
-fn check(status: Status, topic: impl Into<String>, message: impl Into<String>, fix: Option<String>) -> Check {
+fn check(
+    status: Status,
+    topic: impl Into<String>,
+    message: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
     Check {
         status,
         topic: topic.into(),
@@ -125,7 +130,10 @@ pub async fn run(
             Status::Fail,
             name.to_string(),
             format!("no such table in database {}", facts.database),
-            Some("check the name (schema.table; double quotes for capitals), or create the table".into()),
+            Some(
+                "check the name (schema.table; double quotes for capitals), or create the table"
+                    .into(),
+            ),
         ));
     }
     let scope: Vec<&TableInfo> = match (&existing_publication, tables) {
@@ -231,7 +239,10 @@ fn slot_checks(facts: &ServerFacts, name: &str, slot: Option<&SlotInfo>) -> Vec<
             _ => check(
                 Status::Fail,
                 topic,
-                format!("all {} replication slots are in use", facts.max_replication_slots),
+                format!(
+                    "all {} replication slots are in use",
+                    facts.max_replication_slots
+                ),
                 Some(format!(
                     "drop an unused slot with SELECT pg_drop_replication_slot('name'); or ALTER SYSTEM SET max_replication_slots = {}; then restart PostgreSQL",
                     facts.max_replication_slots + 2
@@ -252,7 +263,11 @@ fn slot_checks(facts: &ServerFacts, name: &str, slot: Option<&SlotInfo>) -> Vec<
             )),
         )];
     }
-    if slot.database.as_deref().is_some_and(|database| database != facts.database) {
+    if slot
+        .database
+        .as_deref()
+        .is_some_and(|database| database != facts.database)
+    {
         return vec![check(
             Status::Fail,
             topic,
@@ -308,7 +323,10 @@ fn publication_checks(
                 Status::Fail,
                 topic,
                 format!("exists but does not publish {}", missing.join(", ")),
-                Some(format!("ALTER PUBLICATION {quoted} ADD TABLE {};", missing.join(", "))),
+                Some(format!(
+                    "ALTER PUBLICATION {quoted} ADD TABLE {};",
+                    missing.join(", ")
+                )),
             ),
         }];
     }
@@ -352,9 +370,16 @@ fn publication_checks(
                 "does not exist; {} is not a superuser, so capture will publish the tables that exist now, and tables created later need adding",
                 facts.user
             ),
-            Some(format!("after creating a table: ALTER PUBLICATION {quoted} ADD TABLE name;")),
+            Some(format!(
+                "after creating a table: ALTER PUBLICATION {quoted} ADD TABLE name;"
+            )),
         ),
-        false => check(Status::Ok, topic, "does not exist yet; capture will create it", None),
+        false => check(
+            Status::Ok,
+            topic,
+            "does not exist yet; capture will create it",
+            None,
+        ),
     }]
 }
 
@@ -365,8 +390,14 @@ fn table_check(table: &TableInfo, facts: &ServerFacts) -> Check {
         return check(
             Status::Fail,
             topic,
-            format!("{} may not read it, so the baseline cannot be taken", facts.user),
-            Some(format!("GRANT SELECT ON {quoted} TO {};", quote_ident(&facts.user))),
+            format!(
+                "{} may not read it, so the baseline cannot be taken",
+                facts.user
+            ),
+            Some(format!(
+                "GRANT SELECT ON {quoted} TO {};",
+                quote_ident(&facts.user)
+            )),
         );
     }
     let key = match table.primary_key.is_empty() {
@@ -384,18 +415,24 @@ fn table_check(table: &TableInfo, facts: &ServerFacts) -> Check {
             Status::Warn,
             topic,
             "no primary key: records are told apart by all their values, and restores match one row with equal values",
-            Some(format!("ALTER TABLE {quoted} ADD PRIMARY KEY (column, ...);")),
+            Some(format!(
+                "ALTER TABLE {quoted} ADD PRIMARY KEY (column, ...);"
+            )),
         ),
         (ReplicaIdentity::Index, _) => check(
             Status::Warn,
             topic,
-            format!("{key}, REPLICA IDENTITY USING INDEX: old values outside the index are not sent; rowtrail fills them from its own history, values it never saw stay unavailable"),
+            format!(
+                "{key}, REPLICA IDENTITY USING INDEX: old values outside the index are not sent; rowtrail fills them from its own history, values it never saw stay unavailable"
+            ),
             Some(format!("ALTER TABLE {quoted} REPLICA IDENTITY FULL;")),
         ),
         (ReplicaIdentity::Default, false) => check(
             Status::Warn,
             topic,
-            format!("{key}, REPLICA IDENTITY DEFAULT: the server sends no old values for updates and only the key for deletes; rowtrail fills before-images from its own history, but values it never saw (large unchanged TOASTed values) stay unavailable"),
+            format!(
+                "{key}, REPLICA IDENTITY DEFAULT: the server sends no old values for updates and only the key for deletes; rowtrail fills before-images from its own history, but values it never saw (large unchanged TOASTed values) stay unavailable"
+            ),
             Some(format!("ALTER TABLE {quoted} REPLICA IDENTITY FULL;")),
         ),
         (ReplicaIdentity::Default | ReplicaIdentity::Nothing, _) => check(
@@ -426,6 +463,7 @@ pub fn human_bytes(bytes: i64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 
@@ -438,7 +476,15 @@ mod tests {
 
     #[test]
     fn lines_carry_the_fix() {
-        let line = check(Status::Fail, "wal_level", "is 'replica'", Some("ALTER SYSTEM ...".into()));
-        assert_eq!(line.to_string(), "FAIL  wal_level: is 'replica' -- fix: ALTER SYSTEM ...");
+        let line = check(
+            Status::Fail,
+            "wal_level",
+            "is 'replica'",
+            Some("ALTER SYSTEM ...".into()),
+        );
+        assert_eq!(
+            line.to_string(),
+            "FAIL  wal_level: is 'replica' -- fix: ALTER SYSTEM ..."
+        );
     }
 }

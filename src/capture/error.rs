@@ -72,12 +72,12 @@ impl ServerError {
             "53300" => Some(
                 "too many connections: raise max_connections or max_wal_senders and restart PostgreSQL",
             ),
-            "55000" if self.message.contains("wal_level") => Some(
-                "run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL",
-            ),
-            "42704" if self.message.contains("replication slot") => Some(
-                "the slot does not exist: check --slot, or run capture to create it",
-            ),
+            "55000" if self.message.contains("wal_level") => {
+                Some("run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL")
+            }
+            "42704" if self.message.contains("replication slot") => {
+                Some("the slot does not exist: check --slot, or run capture to create it")
+            }
             _ => None,
         };
         ours.map(str::to_owned).or_else(|| self.hint.clone())
@@ -113,7 +113,9 @@ pub enum CaptureError {
         "could not connect to {endpoint}: {reason}; check that PostgreSQL runs there and accepts connections (host, port, firewall)"
     )]
     Connect { endpoint: String, reason: String },
-    #[error("TLS with {endpoint} failed: {reason}")]
+    #[error(
+        "TLS with {endpoint} failed: {reason}; check sslmode and sslrootcert, or the server's certificate"
+    )]
     Tls { endpoint: String, reason: String },
     #[error(
         "the server at {endpoint} asks user {user} for a password and none was given: set PGPASSWORD, add a line to ~/.pgpass, or put it in the connection URL"
@@ -186,44 +188,37 @@ impl CaptureError {
         if let Some(db_error) = error.as_db_error() {
             return Self::server(action.to_owned(), ServerError::from_db_error(db_error));
         }
-        let text = error.to_string();
-        if text.contains("password missing") {
-            return Self::NoPassword {
-                user: String::from("(the configured user)"),
-                endpoint: endpoint.to_owned(),
-            };
-        }
+        let mut chain: Vec<String> = Vec::new();
+        let mut is_tls = false;
+        let mut is_io = false;
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(current) = cause {
+            let text = current.to_string();
+            is_tls |= current.downcast_ref::<rustls::Error>().is_some()
+                || text.contains("TLS")
+                || text.contains("certificate");
             if let Some(io) = current.downcast_ref::<std::io::Error>() {
-                return match io.kind() {
-                    std::io::ErrorKind::InvalidData => Self::Tls {
-                        endpoint: endpoint.to_owned(),
-                        reason: io.to_string(),
-                    },
-                    _ => Self::Connect {
-                        endpoint: endpoint.to_owned(),
-                        reason: io.to_string(),
-                    },
-                };
+                is_io = true;
+                is_tls |= io.kind() == std::io::ErrorKind::InvalidData;
             }
-            if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-                return Self::Tls {
-                    endpoint: endpoint.to_owned(),
-                    reason: tls.to_string(),
-                };
+            if !chain.iter().any(|known| known.contains(&text)) {
+                chain.push(text);
             }
             cause = current.source();
         }
-        if text.contains("TLS") || text.contains("SSL") {
-            return Self::Tls {
+        let reason = chain.join(": ");
+        match (is_tls, is_io) {
+            (true, _) => Self::Tls {
                 endpoint: endpoint.to_owned(),
-                reason: text,
-            };
-        }
-        Self::Connect {
-            endpoint: endpoint.to_owned(),
-            reason: text,
+                reason,
+            },
+            (false, true) => Self::Connect {
+                endpoint: endpoint.to_owned(),
+                reason,
+            },
+            (false, false) => Self::Protocol {
+                what: format!("{action}: {reason}"),
+            },
         }
     }
 

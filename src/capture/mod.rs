@@ -294,8 +294,15 @@ pub async fn run(
             scope: scope.as_ref(),
             server_version_num: facts.version_num,
         };
-        let outcome =
-            stream::run_session(&mut walsender, &sql, &mut writer, &observer, &plan, &mut stop).await;
+        let outcome = stream::run_session(
+            &mut walsender,
+            &sql,
+            &mut writer,
+            &observer,
+            &plan,
+            &mut stop,
+        )
+        .await;
         match outcome {
             Ok(SessionEnd::Stopped | SessionEnd::ReachedTarget) => break,
             Err(error) if error.is_transient() => {

@@ -116,19 +116,24 @@ async fn connect_one(
         None => settings.join(" "),
     };
     config.options(&options);
-    config.ssl_mode(match spec.tls.mode {
-        SslMode::Disable => PgSslMode::Disable,
-        SslMode::Prefer => PgSslMode::Prefer,
-        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+    // As in libpq, TLS is never used over Unix sockets.
+    config.ssl_mode(match (&endpoint.host, spec.tls.mode) {
+        (Host::Unix(_), _) | (_, SslMode::Disable) => PgSslMode::Disable,
+        (_, SslMode::Prefer) => PgSslMode::Prefer,
+        (_, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => PgSslMode::Require,
     });
     let name = endpoint.to_string();
+    let failed = |error: tokio_postgres::Error| match is_password_missing(&error) {
+        true => CaptureError::NoPassword {
+            user: spec.user.clone(),
+            endpoint: name.clone(),
+        },
+        false => CaptureError::sql(&format!("connecting to {name}"), &name, error),
+    };
     let client = match tls {
         Some(tls) => {
             let connector = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
-            let (client, connection) = config
-                .connect(connector)
-                .await
-                .map_err(|error| CaptureError::sql("connecting", &name, error))?;
+            let (client, connection) = config.connect(connector).await.map_err(failed)?;
             spawn_connection(connection);
             client
         }
@@ -136,7 +141,7 @@ async fn connect_one(
             let (client, connection) = config
                 .connect(tokio_postgres::NoTls)
                 .await
-                .map_err(|error| CaptureError::sql("connecting", &name, error))?;
+                .map_err(failed)?;
             spawn_connection(connection);
             client
         }
@@ -145,6 +150,19 @@ async fn connect_one(
         client,
         endpoint: name,
     })
+}
+
+/// tokio-postgres reports a password the server asked for but was not given as a configuration
+/// error whose cause says so.
+fn is_password_missing(error: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.to_string().contains("password missing") {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)

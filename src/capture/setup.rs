@@ -32,7 +32,9 @@ pub(crate) async fn ensure_publication(
             }
             let not_published: Vec<String> = found
                 .iter()
-                .filter(|table| !table.partitioned && !existing.tables.iter().any(|t| t.oid == table.oid))
+                .filter(|table| {
+                    !table.partitioned && !existing.tables.iter().any(|t| t.oid == table.oid)
+                })
                 .map(|table| table.name.quoted())
                 .collect();
             if !not_published.is_empty() {
@@ -117,9 +119,9 @@ pub(crate) async fn ensure_publication(
             quote_ident(name)
         )));
     }
-    let created = catalog::publication(sql, name)
-        .await?
-        .ok_or_else(|| CaptureError::NotReady(format!("publication '{name}' vanished after creation")))?;
+    let created = catalog::publication(sql, name).await?.ok_or_else(|| {
+        CaptureError::NotReady(format!("publication '{name}' vanished after creation"))
+    })?;
     observer(CaptureEvent::PublicationCreated {
         name: name.clone(),
         all_tables,
@@ -163,7 +165,8 @@ pub(crate) async fn take_baseline(
         )
         .await?
         .get(0);
-    let committed_at = chrono::DateTime::from_timestamp_micros(started_micros).unwrap_or_else(chrono::Utc::now);
+    let committed_at =
+        chrono::DateTime::from_timestamp_micros(started_micros).unwrap_or_else(chrono::Utc::now);
     writer
         .push(WriteCommand::Begin(TxMeta {
             xid: None,
@@ -178,14 +181,23 @@ pub(crate) async fn take_baseline(
     });
     let mut total = 0u64;
     for table in &tables {
-        total += copy_table(sql, table, server_version_num, consistent_point, writer, observer).await?;
+        total += copy_table(
+            sql,
+            table,
+            server_version_num,
+            consistent_point,
+            writer,
+            observer,
+        )
+        .await?;
     }
     writer
         .push(WriteCommand::Commit {
             end_lsn: consistent_point,
         })
         .await?;
-    sql.execute("closing the baseline snapshot", "COMMIT").await?;
+    sql.execute("closing the baseline snapshot", "COMMIT")
+        .await?;
     observer(CaptureEvent::BaselineDone {
         rows: total,
         tables: tables.len(),
@@ -204,12 +216,18 @@ async fn copy_table(
     let message = catalog::relation_message(sql, table.oid, server_version_num).await?;
     let details = catalog::relation_details(sql, &message).await?;
     let schema = build_schema(&message, &details);
-    let columns: Vec<String> = schema.columns.iter().map(|column| quote_ident(&column.name)).collect();
-    let base_types: Vec<u32> = schema.columns.iter().map(|column| column.base_type_oid).collect();
+    let columns: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|column| quote_ident(&column.name))
+        .collect();
+    let base_types: Vec<u32> = schema
+        .columns
+        .iter()
+        .map(|column| column.base_type_oid)
+        .collect();
     let width = schema.columns.len();
-    writer
-        .push(WriteCommand::Relation { schema, lsn })
-        .await?;
+    writer.push(WriteCommand::Relation { schema, lsn }).await?;
     let estimate = table.estimated_rows.max(0.0) as u64;
     let statement = format!(
         "COPY (SELECT {} FROM ONLY {}) TO STDOUT",

@@ -17,14 +17,30 @@ use super::error::CaptureError;
 /// One step for the writer, in stream order.
 #[derive(Debug)]
 pub enum WriteCommand {
-    Relation { schema: RelationSchema, lsn: Lsn },
+    Relation {
+        schema: RelationSchema,
+        lsn: Lsn,
+    },
     Begin(TxMeta),
     Context(Context),
     Origin(String),
-    Row { lsn: Lsn, oid: Oid, change: RowChange },
-    Snapshot { lsn: Lsn, oid: Oid, row: Row },
-    Truncate { lsn: Lsn, oids: Vec<Oid> },
-    Commit { end_lsn: Lsn },
+    Row {
+        lsn: Lsn,
+        oid: Oid,
+        change: RowChange,
+    },
+    Snapshot {
+        lsn: Lsn,
+        oid: Oid,
+        row: Row,
+    },
+    Truncate {
+        lsn: Lsn,
+        oids: Vec<Oid>,
+    },
+    Commit {
+        end_lsn: Lsn,
+    },
     /// The server reports progress with nothing to store.
     Advance(Lsn),
     /// The connection broke: drop everything not yet durable; the server sends it again.

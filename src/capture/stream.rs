@@ -235,7 +235,11 @@ impl Session<'_> {
         }
     }
 
-    async fn handle_message(&mut self, lsn: Lsn, message: LogicalMessage) -> Result<(), CaptureError> {
+    async fn handle_message(
+        &mut self,
+        lsn: Lsn,
+        message: LogicalMessage,
+    ) -> Result<(), CaptureError> {
         match message {
             LogicalMessage::Begin {
                 final_lsn,
@@ -284,7 +288,8 @@ impl Session<'_> {
                 self.row(lsn, relation, RowChange::Insert { new }).await?;
             }
             LogicalMessage::Update { relation, old, new } => {
-                self.row(lsn, relation, RowChange::Update { old, new }).await?;
+                self.row(lsn, relation, RowChange::Update { old, new })
+                    .await?;
             }
             LogicalMessage::Delete { relation, old } => {
                 self.row(lsn, relation, RowChange::Delete { old }).await?;
@@ -295,7 +300,9 @@ impl Session<'_> {
                     .filter(|oid| !self.ignored.contains(oid))
                     .collect();
                 if !oids.is_empty() {
-                    self.writer.push(WriteCommand::Truncate { lsn, oids }).await?;
+                    self.writer
+                        .push(WriteCommand::Truncate { lsn, oids })
+                        .await?;
                 }
             }
             LogicalMessage::Message {
@@ -341,10 +348,10 @@ impl Session<'_> {
         self.ignored.remove(&relation.oid);
         let mut details = catalog::relation_details(self.sql, &relation).await?;
         for (name, column) in details.type_names.iter_mut().zip(&relation.columns) {
-            if name == "???" || name.is_empty() {
-                if let Some(known) = self.type_names.get(&column.type_oid) {
-                    name.clone_from(known);
-                }
+            if (name == "???" || name.is_empty())
+                && let Some(known) = self.type_names.get(&column.type_oid)
+            {
+                name.clone_from(known);
             }
         }
         let schema = build_schema(&relation, &details);
@@ -364,6 +371,7 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 pub(crate) const SLOT_BUSY_PATIENCE: Duration = Duration::from_secs(20);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 

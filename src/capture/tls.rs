@@ -3,12 +3,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use super::conninfo::{RootCerts, SslMode, TlsSettings};
 
@@ -59,10 +61,11 @@ pub fn client_config(settings: &TlsSettings) -> Result<Option<Arc<ClientConfig>>
     let config = match &settings.client_cert {
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsSetupError::ReadKey {
-                path: key.display().to_string(),
-                source,
-            })?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|source| TlsSetupError::ReadKey {
+                    path: key.display().to_string(),
+                    source,
+                })?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),

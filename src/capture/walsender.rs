@@ -175,7 +175,8 @@ impl WalSender {
                     let password = self.password(spec, endpoint)?;
                     // Channel binding needs the hash named by the certificate's signature algorithm;
                     // the replication connection does without it (the SQL connections use it).
-                    let state = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                    let state =
+                        ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
                     frontend::sasl_initial_response(
                         sasl::SCRAM_SHA_256,
                         state.message(),
@@ -229,7 +230,10 @@ impl WalSender {
     }
 
     /// Runs one replication command and returns its rows as text.
-    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, CaptureError> {
+    pub async fn simple_query(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, CaptureError> {
         frontend::query(sql, &mut self.write_buf).map_err(self.io_error())?;
         self.flush().await?;
         let mut rows = Vec::new();
@@ -241,13 +245,10 @@ impl WalSender {
                     let mut row = Vec::new();
                     let mut ranges = body.ranges();
                     while let Some(range) = fallible_next(&mut ranges).map_err(self.io_error())? {
-                        row.push(match range {
-                            Some(range) => Some(
-                                String::from_utf8_lossy(buffer.get(range).unwrap_or_default())
-                                    .into_owned(),
-                            ),
-                            None => None,
-                        });
+                        row.push(range.map(|range| {
+                            String::from_utf8_lossy(buffer.get(range).unwrap_or_default())
+                                .into_owned()
+                        }));
                     }
                     rows.push(row);
                 }
@@ -266,7 +267,9 @@ impl WalSender {
 
     pub async fn identify_system(&mut self) -> Result<SystemIdentity, CaptureError> {
         let rows = self.simple_query("IDENTIFY_SYSTEM").await?;
-        let row = rows.first().ok_or_else(|| unexpected("empty IDENTIFY_SYSTEM"))?;
+        let row = rows
+            .first()
+            .ok_or_else(|| unexpected("empty IDENTIFY_SYSTEM"))?;
         let field = |index: usize| row.get(index).cloned().flatten();
         Ok(SystemIdentity {
             system_id: field(0).ok_or_else(|| unexpected("IDENTIFY_SYSTEM without systemid"))?,
@@ -278,14 +281,19 @@ impl WalSender {
     }
 
     /// Creates a `pgoutput` slot and exports a snapshot of the moment it became consistent.
-    pub async fn create_slot_with_snapshot(&mut self, slot: &str) -> Result<CreatedSlot, CaptureError> {
+    pub async fn create_slot_with_snapshot(
+        &mut self,
+        slot: &str,
+    ) -> Result<CreatedSlot, CaptureError> {
         let version = self.server_version_num().unwrap_or(150_000);
         let sql = match version >= 150_000 {
             true => format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')"),
             false => format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT"),
         };
         let rows = self.simple_query(&sql).await?;
-        let row = rows.first().ok_or_else(|| unexpected("empty CREATE_REPLICATION_SLOT"))?;
+        let row = rows
+            .first()
+            .ok_or_else(|| unexpected("empty CREATE_REPLICATION_SLOT"))?;
         let field = |index: usize| row.get(index).cloned().flatten();
         Ok(CreatedSlot {
             consistent_point: field(1)
@@ -469,7 +477,10 @@ async fn open_transport(
     frontend::ssl_request(&mut request);
     stream.write_all(&request).await.map_err(connect_error)?;
     let mut answer = [0u8; 1];
-    stream.read_exact(&mut answer).await.map_err(connect_error)?;
+    stream
+        .read_exact(&mut answer)
+        .await
+        .map_err(connect_error)?;
     match answer[0] {
         b'S' => {
             let server_name = tls::server_name(host).map_err(|error| CaptureError::Tls {

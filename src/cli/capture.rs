@@ -41,15 +41,26 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|check| check.status == Status::Warn)
         .count();
+    let warnings = plural(warnings, "warning");
     match report.can_capture() {
         true => {
-            println!("capture can run ({warnings} warnings)");
+            println!("capture can run ({warnings})");
             Ok(ExitCode::SUCCESS)
         }
         false => {
-            println!("capture cannot run: {failures} problems to fix ({warnings} warnings)");
+            println!(
+                "capture cannot run: {} to fix ({warnings})",
+                plural(failures, "problem")
+            );
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    match count {
+        1 => format!("1 {noun}"),
+        _ => format!("{count} {noun}s"),
     }
 }
 
@@ -79,9 +90,10 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
 /// unconfirmed is lost; the server sends it again next time).
 async fn stop_on_signals(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!("could not listen for signals; stop capture by killing it");
         return;
     };

@@ -47,7 +47,9 @@ fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
             pair.split_once('=')
                 .map(|(field, value)| (field.trim().to_owned(), value.to_owned()))
                 .filter(|(field, _)| !field.is_empty())
-                .with_context(|| format!("--context '{pair}' is not KEY=VALUE, e.g. --context user=ann"))
+                .with_context(|| {
+                    format!("--context '{pair}' is not KEY=VALUE, e.g. --context user=ann")
+                })
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(LogFilter {
@@ -94,7 +96,12 @@ fn key_summary(change: &LoggedChange) -> String {
 
 fn clip(text: &str, width: usize) -> String {
     match text.chars().count() > width {
-        true => format!("{}…", text.chars().take(width.saturating_sub(1)).collect::<String>()),
+        true => format!(
+            "{}…",
+            text.chars()
+                .take(width.saturating_sub(1))
+                .collect::<String>()
+        ),
         false => text.to_owned(),
     }
 }

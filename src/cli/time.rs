@@ -10,7 +10,11 @@ use chrono::{DateTime, Duration, Local, NaiveDate, NaiveDateTime, TimeZone, Utc}
 pub struct TimeError(pub String);
 
 /// Parses `text` as a moment; relative forms count back from `now`, local forms use `zone`.
-pub fn parse_time<Z: TimeZone>(text: &str, now: DateTime<Utc>, zone: &Z) -> Result<DateTime<Utc>, TimeError> {
+pub fn parse_time<Z: TimeZone>(
+    text: &str,
+    now: DateTime<Utc>,
+    zone: &Z,
+) -> Result<DateTime<Utc>, TimeError> {
     let text = text.trim();
     let error = || TimeError(text.to_owned());
     if let Some(ago) = parse_relative(text) {
@@ -19,15 +23,20 @@ pub fn parse_time<Z: TimeZone>(text: &str, now: DateTime<Utc>, zone: &Z) -> Resu
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
-    let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|date| date.and_hms_opt(0, 0, 0))
-        })
-        .ok_or_else(error)?;
+    let naive = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+    })
+    .ok_or_else(error)?;
     zone.from_local_datetime(&naive)
         .earliest()
         .map(|time| time.with_timezone(&Utc))
@@ -55,6 +64,7 @@ fn parse_relative(text: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
     use chrono::FixedOffset;
@@ -75,15 +85,33 @@ mod tests {
         assert_eq!(parse("15m").unwrap(), "2026-11-23T11:45:00+00:00");
         assert_eq!(parse("2h").unwrap(), "2026-11-23T10:00:00+00:00");
         assert_eq!(parse("3d").unwrap(), "2026-11-20T12:00:00+00:00");
-        assert_eq!(parse("2026-11-23T14:35:00.5+02:00").unwrap(), "2026-11-23T12:35:00.500+00:00");
-        assert_eq!(parse("2026-11-23 14:35").unwrap(), "2026-11-23T13:35:00+00:00");
-        assert_eq!(parse("2026-11-23 14:35:07").unwrap(), "2026-11-23T13:35:07+00:00");
+        assert_eq!(
+            parse("2026-11-23T14:35:00.5+02:00").unwrap(),
+            "2026-11-23T12:35:00.500+00:00"
+        );
+        assert_eq!(
+            parse("2026-11-23 14:35").unwrap(),
+            "2026-11-23T13:35:00+00:00"
+        );
+        assert_eq!(
+            parse("2026-11-23 14:35:07").unwrap(),
+            "2026-11-23T13:35:07+00:00"
+        );
         assert_eq!(parse("2026-11-23").unwrap(), "2026-11-22T23:00:00+00:00");
     }
 
     #[test]
     fn rejects_everything_else() {
-        for bad in ["", "yesterday", "15", "m15", "15x", "2026-13-01", "2026-11-23 25:00", "99999999999999999d"] {
+        for bad in [
+            "",
+            "yesterday",
+            "15",
+            "m15",
+            "15x",
+            "2026-13-01",
+            "2026-11-23 25:00",
+            "99999999999999999d",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should not parse");
         }
     }

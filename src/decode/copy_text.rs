@@ -66,7 +66,10 @@ fn parse_field(field: &[u8]) -> Result<Option<String>, DecodeError> {
                 let mut value = 0u32;
                 let mut digits = 0;
                 while digits < 2 {
-                    match field.get(index).and_then(|&byte| char::from(byte).to_digit(16)) {
+                    match field
+                        .get(index)
+                        .and_then(|&byte| char::from(byte).to_digit(16))
+                    {
                         Some(digit) => {
                             value = value * 16 + digit;
                             index += 1;
@@ -91,6 +94,7 @@ fn parse_field(field: &[u8]) -> Result<Option<String>, DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 

@@ -7,8 +7,8 @@
 
 use crate::model::{Change, Op, RelationSchema, Row, Value};
 
-use super::{DecodeError, text_form};
 use super::pgoutput::{OldRow, TupleData, TupleValue};
+use super::{DecodeError, text_form};
 
 /// A row change as decoded, before its images are completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +35,7 @@ impl RowChange {
 
     /// True when completing the images needs the record's last known row.
     pub fn needs_prior(&self) -> bool {
-        let has_unchanged_toast =
-            |tuple: &TupleData| tuple.0.contains(&TupleValue::UnchangedToast);
+        let has_unchanged_toast = |tuple: &TupleData| tuple.0.contains(&TupleValue::UnchangedToast);
         match self {
             RowChange::Insert { .. } => false,
             // A full old row fills the new row's gaps, unless it has gaps itself.
@@ -45,7 +44,9 @@ impl RowChange {
                 ..
             } => has_unchanged_toast(old),
             RowChange::Update { .. } => true,
-            RowChange::Delete { old: OldRow::Full(old) } => has_unchanged_toast(old),
+            RowChange::Delete {
+                old: OldRow::Full(old),
+            } => has_unchanged_toast(old),
             RowChange::Delete {
                 old: OldRow::Key(_),
             } => true,
@@ -167,6 +168,7 @@ fn old_image(schema: &RelationSchema, old: &OldRow) -> Result<Row, DecodeError> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
     use crate::model::{Column, ReplicaIdentity, TableName};
@@ -252,7 +254,11 @@ mod tests {
         let schema = schema(ReplicaIdentity::Default);
         let update = RowChange::Update {
             old: None,
-            new: TupleData(vec![text("1"), TupleValue::Null, TupleValue::UnchangedToast]),
+            new: TupleData(vec![
+                text("1"),
+                TupleValue::Null,
+                TupleValue::UnchangedToast,
+            ]),
         };
         let change = complete_images(&schema, &update, None).unwrap();
         assert_eq!(change.before, Some(values(&["1", "?", "?"])));
@@ -260,7 +266,11 @@ mod tests {
         assert_eq!(change.unavailable_columns(), vec![1, 2]);
 
         let delete = RowChange::Delete {
-            old: OldRow::Key(TupleData(vec![text("1"), TupleValue::Null, TupleValue::Null])),
+            old: OldRow::Key(TupleData(vec![
+                text("1"),
+                TupleValue::Null,
+                TupleValue::Null,
+            ])),
         };
         let change = complete_images(&schema, &delete, None).unwrap();
         assert_eq!(change.before, Some(values(&["1", "?", "?"])));

@@ -103,7 +103,11 @@ impl<'a> Reader<'a> {
         (count as usize).min(self.data.len() / min_size.max(1))
     }
 
-    pub(crate) fn bytes(&mut self, length: u32, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(
+        &mut self,
+        length: u32,
+        what: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         let length = length as usize;
         if length > self.data.len() {
             return Err(DecodeError::Truncated { what });
@@ -169,6 +173,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 

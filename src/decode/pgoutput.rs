@@ -22,7 +22,9 @@ pub enum LogicalMessage {
         committed_at: DateTime<Utc>,
     },
     /// The transaction was replayed from another node under this replication origin.
-    Origin { name: String },
+    Origin {
+        name: String,
+    },
     Relation(RelationMessage),
     /// Names a non-built-in type used by a following relation.
     Type {
@@ -216,11 +218,10 @@ fn decode_relation(reader: &mut Reader<'_>) -> Result<RelationMessage, DecodeErr
     let oid = reader.u32("relation oid")?;
     let namespace = reader.cstr("relation namespace")?;
     let name = reader.cstr("relation name")?;
-    let replica_identity = ReplicaIdentity::from_code(reader.u8("replica identity")?).ok_or(
-        DecodeError::Invalid {
+    let replica_identity =
+        ReplicaIdentity::from_code(reader.u8("replica identity")?).ok_or(DecodeError::Invalid {
             what: "unknown replica identity",
-        },
-    )?;
+        })?;
     let count = reader.u16("column count")?;
     let mut columns = Vec::with_capacity(reader.capacity_for(u32::from(count), 10));
     for _ in 0..count {
@@ -276,6 +277,7 @@ fn decode_tuple(reader: &mut Reader<'_>) -> Result<TupleData, DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
     use bytes::BufMut;
@@ -426,7 +428,7 @@ mod tests {
     fn rejects_truncated_trailing_and_unknown_input() {
         assert!(LogicalMessage::decode(&[]).is_err());
         assert!(LogicalMessage::decode(&[b'B', 0, 0]).is_err());
-        assert!(LogicalMessage::decode(&[b'?']).is_err());
+        assert!(LogicalMessage::decode(b"?").is_err());
         let mut buf = vec![b'I'];
         buf.put_u32(1);
         buf.put_u8(b'N');

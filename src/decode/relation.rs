@@ -72,6 +72,7 @@ pub fn build_schema(message: &RelationMessage, details: &CatalogDetails) -> Rela
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
     use crate::decode::pgoutput::RelationColumn;

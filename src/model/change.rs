@@ -147,7 +147,11 @@ impl Change {
 
     /// Indexes of the columns with an unavailable value in either image.
     pub fn unavailable_columns(&self) -> Vec<usize> {
-        let width = self.before.as_ref().or(self.after.as_ref()).map_or(0, Vec::len);
+        let width = self
+            .before
+            .as_ref()
+            .or(self.after.as_ref())
+            .map_or(0, Vec::len);
         let unavailable = |row: &Option<Row>, index: usize| {
             row.as_ref()
                 .and_then(|row| row.get(index))
@@ -169,6 +173,7 @@ pub fn key_of(schema: &RelationSchema, row: &Row) -> Vec<Value> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
     use crate::model::{Column, ReplicaIdentity, TableName};

@@ -62,6 +62,7 @@ impl fmt::Display for ChangeId {
 pub type Oid = u32;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 

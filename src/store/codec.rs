@@ -156,6 +156,7 @@ pub fn encode_key(key: &[Value]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 
@@ -208,7 +209,10 @@ mod tests {
             before: Some(row(&["7", "?", "?", "a"])),
             after: Some(row(&["7", "NULL", "?", "b"])),
         });
-        assert_eq!(encoded.unavailable.as_deref(), Some(r#"{"b":[1,2],"a":[2]}"#));
+        assert_eq!(
+            encoded.unavailable.as_deref(),
+            Some(r#"{"b":[1,2],"a":[2]}"#)
+        );
         round_trip(Change {
             op: Op::Delete,
             before: Some(row(&["7", "?", "NULL"])),
@@ -239,6 +243,9 @@ mod tests {
 
     #[test]
     fn keys_are_json_arrays() {
-        assert_eq!(encode_key(&[Value::text("7"), Value::Null]), r#"["7",null]"#);
+        assert_eq!(
+            encode_key(&[Value::text("7"), Value::Null]),
+            r#"["7",null]"#
+        );
     }
 }

@@ -299,7 +299,10 @@ fn describe_source(source: &SourceIdentity) -> String {
     )
 }
 
-pub(crate) fn read_source(connection: &Connection, path: &Path) -> Result<SourceIdentity, StoreError> {
+pub(crate) fn read_source(
+    connection: &Connection,
+    path: &Path,
+) -> Result<SourceIdentity, StoreError> {
     connection
         .query_row(
             "SELECT system_identifier, database, display, server_version FROM source WHERE id = 1",
@@ -346,6 +349,7 @@ pub(crate) fn read_capture_state(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 
@@ -373,9 +377,15 @@ mod tests {
         for path in [&text, &other] {
             let error = open_for_capture(path, &identity("1")).unwrap_err();
             assert!(matches!(error, StoreError::NotACache { .. }), "{error}");
-            assert!(matches!(open_existing(path), Err(StoreError::NotACache { .. })));
+            assert!(matches!(
+                open_existing(path),
+                Err(StoreError::NotACache { .. })
+            ));
         }
-        assert_eq!(std::fs::read(&text).unwrap(), b"hello, this is not a database at all");
+        assert_eq!(
+            std::fs::read(&text).unwrap(),
+            b"hello, this is not a database at all"
+        );
         assert_eq!(std::fs::read(&other).unwrap(), before);
         assert!(matches!(
             open_existing(&dir.path().join("missing.db")),

@@ -183,7 +183,10 @@ impl Cache {
                 },
             });
         };
-        Ok((ids.iter().map(|(id, _)| *id).collect(), self.relation(newest)?))
+        Ok((
+            ids.iter().map(|(id, _)| *id).collect(),
+            self.relation(newest)?,
+        ))
     }
 
     /// Resolves a user's key against a table's key columns into the stored key text.
@@ -309,7 +312,8 @@ impl Cache {
             .context(&self.path, "counting changes")?;
         rows.into_iter()
             .map(|(relation_id, op, count)| {
-                let op = op_from_code(&op).ok_or_else(|| self.damaged(format!("unknown op {op}")))?;
+                let op =
+                    op_from_code(&op).ok_or_else(|| self.damaged(format!("unknown op {op}")))?;
                 Ok((self.relation(relation_id)?.table.clone(), op, count))
             })
             .collect()
@@ -323,8 +327,10 @@ impl Cache {
     }
 
     fn hydrate(&self, row: StoredRow) -> Result<LoggedChange, StoreError> {
-        let op = op_from_code(&row.op).ok_or_else(|| self.damaged(format!("unknown op {}", row.op)))?;
-        let change = codec::decode(op, &row.images).map_err(|error| self.damaged(error.to_string()))?;
+        let op =
+            op_from_code(&row.op).ok_or_else(|| self.damaged(format!("unknown op {}", row.op)))?;
+        let change =
+            codec::decode(op, &row.images).map_err(|error| self.damaged(error.to_string()))?;
         let schema = self.relation(row.relation_id)?;
         let context = match row.context {
             Some(body) => match serde_json::from_str(&body) {
@@ -398,10 +404,16 @@ fn json_path(field: &str) -> String {
 }
 
 /// Matches a user's key (column → JSON string or number) to a schema's key columns.
-pub(crate) fn resolve_key(schema: &RelationSchema, key: &KeyFilter) -> Result<Vec<Value>, StoreError> {
+pub(crate) fn resolve_key(
+    schema: &RelationSchema,
+    key: &KeyFilter,
+) -> Result<Vec<Value>, StoreError> {
     let names: Vec<&str> = schema.key_column_names().collect();
     let expected = || {
-        let example: Vec<String> = names.iter().map(|name| format!("\"{name}\": ...")).collect();
+        let example: Vec<String> = names
+            .iter()
+            .map(|name| format!("\"{name}\": ..."))
+            .collect();
         format!("{{{}}}", example.join(", "))
     };
     if names.is_empty() {
@@ -432,6 +444,7 @@ pub(crate) fn resolve_key(schema: &RelationSchema, key: &KeyFilter) -> Result<Ve
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 

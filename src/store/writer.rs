@@ -74,8 +74,8 @@ impl CacheWriter {
     /// Opens (or creates) the cache for capture from `source`.
     pub fn open(path: &Path, source: &SourceIdentity) -> Result<Self, StoreError> {
         let connection = super::open_for_capture(path, source)?;
-        let position = super::read_capture_state(&connection, path)?
-            .map_or(Lsn::ZERO, |state| state.position);
+        let position =
+            super::read_capture_state(&connection, path)?.map_or(Lsn::ZERO, |state| state.position);
         Ok(Self {
             connection,
             path: path.to_owned(),
@@ -160,7 +160,11 @@ impl CacheWriter {
 
     /// Makes `schema` the current shape of its table, storing it as a new version unless it equals
     /// the latest one already stored.
-    pub fn register_relation(&mut self, schema: RelationSchema, lsn: Lsn) -> Result<(), StoreError> {
+    pub fn register_relation(
+        &mut self,
+        schema: RelationSchema,
+        lsn: Lsn,
+    ) -> Result<(), StoreError> {
         self.ensure_sqlite_tx()?;
         let path = self.path.clone();
         let table_id: i64 = self
@@ -184,12 +188,11 @@ impl CacheWriter {
         let relation_id = match latest {
             Some(id) if *self.relation(id)? == schema => id,
             _ => {
-                let definition = serde_json::to_string(&schema).map_err(|error| {
-                    StoreError::Damaged {
+                let definition =
+                    serde_json::to_string(&schema).map_err(|error| StoreError::Damaged {
                         path: path.clone(),
                         what: error.to_string(),
-                    }
-                })?;
+                    })?;
                 self.connection
                     .query_row(
                         "INSERT INTO relations (table_id, definition, first_lsn) VALUES (?1, ?2, ?3)
@@ -477,7 +480,9 @@ impl CacheWriter {
                 .context(&self.path, "finishing a transaction")?;
             for (table_id, count) in &tx.changes_per_table {
                 self.connection
-                    .prepare_cached("UPDATE tables SET change_count = change_count + ?2 WHERE id = ?1")
+                    .prepare_cached(
+                        "UPDATE tables SET change_count = change_count + ?2 WHERE id = ?1",
+                    )
                     .and_then(|mut statement| statement.execute(params![table_id, count]))
                     .context(&self.path, "counting changes")?;
             }
@@ -491,7 +496,9 @@ impl CacheWriter {
         };
         self.connection
             .execute(
-                &format!("UPDATE capture_state SET position = ?1, updated_at = ?2{baseline} WHERE id = 1"),
+                &format!(
+                    "UPDATE capture_state SET position = ?1, updated_at = ?2{baseline} WHERE id = 1"
+                ),
                 params![end_lsn.0 as i64, Utc::now().to_rfc3339()],
             )
             .context(&self.path, "recording the position")?;

@@ -13,7 +13,8 @@ use rowtrail::local_pg::{LocalPgOptions, LocalPostgres};
 
 pub fn server() -> &'static LocalPostgres {
     static SERVER: OnceLock<LocalPostgres> = OnceLock::new();
-    SERVER.get_or_init(|| LocalPostgres::start(&LocalPgOptions::default()).expect("start PostgreSQL"))
+    SERVER
+        .get_or_init(|| LocalPostgres::start(&LocalPgOptions::default()).expect("start PostgreSQL"))
 }
 
 /// A database of its own for one test, on the shared server.
@@ -26,10 +27,7 @@ pub struct TestDb {
 pub fn fresh_db(label: &str) -> TestDb {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let server = server();
-    let name = format!(
-        "{label}_{}",
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
+    let name = format!("{label}_{}", COUNTER.fetch_add(1, Ordering::SeqCst));
     server.create_database(&name).expect("create database");
     TestDb {
         server,
@@ -47,7 +45,9 @@ impl TestDb {
     }
 
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
-        self.server.psql(&self.name, sql).map_err(|error| error.to_string())
+        self.server
+            .psql(&self.name, sql)
+            .map_err(|error| error.to_string())
     }
 
     /// A TCP URL with the superuser's password.
@@ -131,7 +131,10 @@ pub fn rowtrail_command() -> Command {
 }
 
 pub fn rowtrail(args: &[String]) -> Output {
-    rowtrail_command().args(args).output().expect("run rowtrail")
+    rowtrail_command()
+        .args(args)
+        .output()
+        .expect("run rowtrail")
 }
 
 /// Polls `condition` until it holds or `limit` passes.
@@ -168,7 +171,10 @@ pub fn assert_clean_failure(output: &Output, code: i32, expected: &str) {
         "exit code; stderr: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
     assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
     assert!(
         errors[0].contains(expected),

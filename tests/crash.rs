@@ -1,0 +1,167 @@
+//! SIGKILL capture again and again while a workload of 100,000+ changes runs; afterwards the cache
+//! holds exactly the committed changes: the same count per table and operation as an audit trigger
+//! recorded on the source, and no change twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on unexpected values.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{TestDb, fresh_db, rowtrail_command, wait_until};
+
+const SCHEMA: &str = "
+CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+ALTER TABLE accounts REPLICA IDENTITY FULL;
+CREATE TABLE orders (id bigserial PRIMARY KEY, account_id int NOT NULL, status text NOT NULL, total numeric(12,2));
+CREATE TABLE items (order_id bigint, line int, qty int, PRIMARY KEY (order_id, line));
+INSERT INTO accounts SELECT g, 1000, 'account ' || g FROM generate_series(1, 200) g;
+
+CREATE TABLE audit (tbl text NOT NULL, op text NOT NULL);
+CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO audit VALUES (TG_TABLE_NAME, lower(TG_OP));
+  RETURN NULL;
+END $$;
+CREATE TRIGGER audit_accounts AFTER INSERT OR UPDATE OR DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION audit_row();
+CREATE TRIGGER audit_orders AFTER INSERT OR UPDATE OR DELETE ON orders FOR EACH ROW EXECUTE FUNCTION audit_row();
+CREATE TRIGGER audit_items AFTER INSERT OR UPDATE OR DELETE ON items FOR EACH ROW EXECUTE FUNCTION audit_row();
+
+-- Each transaction makes 10 row changes across the three tables.
+CREATE PROCEDURE workload(transactions int, seed int) LANGUAGE plpgsql AS $$
+DECLARE
+  new_order bigint;
+  account int;
+BEGIN
+  PERFORM setseed(seed / 100.0);
+  FOR i IN 1..transactions LOOP
+    account := 1 + floor(random() * 200)::int;
+    INSERT INTO orders (account_id, status, total) VALUES (account, 'new', 0) RETURNING id INTO new_order;
+    INSERT INTO items SELECT new_order, l, 1 + floor(random() * 5)::int FROM generate_series(1, 4) l;
+    UPDATE items SET qty = qty + 1 WHERE items.order_id = new_order AND line = 1;
+    DELETE FROM items WHERE items.order_id = new_order AND line = 4;
+    UPDATE orders SET status = 'paid', total = 12.50 WHERE id = new_order;
+    UPDATE accounts SET balance = balance - 12 WHERE id = account;
+    IF i % 3 = 0 THEN
+      DELETE FROM orders WHERE id = new_order - 1 AND status = 'paid';
+    ELSE
+      UPDATE accounts SET note = 'busy ' || i WHERE id = account;
+    END IF;
+    COMMIT;
+    IF i % 20 = 0 THEN PERFORM pg_sleep(0.01); END IF;
+  END LOOP;
+END $$;
+";
+
+fn spawn_capture(db: &TestDb, log: &std::fs::File) -> Child {
+    rowtrail_command()
+        .args(["capture", "--source", &db.url(), "--cache"])
+        .arg(db.cache())
+        .args(["--slot", &db.name, "--tables", "accounts,orders,items"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log.try_clone().unwrap()))
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigkill_during_a_workload_loses_and_duplicates_nothing() {
+    let db = fresh_db("crash");
+    db.sql(SCHEMA);
+    db.sql("TRUNCATE audit;");
+    db.capture_ok(&["--tables", "accounts,orders,items"]);
+    let log = std::fs::File::create(db.dir.path().join("capture.log")).unwrap();
+
+    // Two concurrent clients, 10,400 transactions of about 10 changes each: about 104,000 changes.
+    let workers: Vec<_> = (0..2)
+        .map(|seed| {
+            let server = db.server;
+            let name = db.name.clone();
+            std::thread::spawn(move || server.psql(&name, &format!("CALL workload(5200, {seed});")))
+        })
+        .collect();
+
+    let mut child = spawn_capture(&db, &log);
+    let mut kills = 0;
+    let mut state = 0x9E37_79B9u32;
+    let started = Instant::now();
+    while workers.iter().any(|worker| !worker.is_finished()) {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let pause = Duration::from_millis(300 + u64::from(state >> 22) % 1200);
+        std::thread::sleep(pause);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        child = spawn_capture(&db, &log);
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the workload took too long"
+        );
+    }
+    for worker in workers {
+        worker.join().unwrap().expect("workload");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    kills += 1;
+
+    // Catch up with everything committed, possibly after the server still holds the slot briefly.
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        db.capture_once(&["--tables", "accounts,orders,items"])
+            .status
+            .success()
+    });
+    assert!(
+        caught_up,
+        "{}",
+        std::fs::read_to_string(db.dir.path().join("capture.log")).unwrap()
+    );
+    assert!(
+        kills >= 3,
+        "only {kills} kills: the workload ended too soon to test anything"
+    );
+
+    let truth: BTreeMap<(String, String), i64> = db
+        .sql("SELECT tbl, op, count(*) FROM audit GROUP BY 1, 2 ORDER BY 1, 2")
+        .lines()
+        .map(|line| {
+            let parts: Vec<&str> = line.split('|').collect();
+            (
+                (parts[0].to_owned(), parts[1].to_owned()),
+                parts[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    let total: i64 = truth.values().sum();
+    assert!(total >= 100_000, "the workload made only {total} changes");
+
+    let cache = rowtrail::store::Cache::open(&db.cache()).unwrap();
+    let captured: BTreeMap<(String, String), i64> = cache
+        .counts()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, op, _)| *op != rowtrail::model::Op::Snapshot)
+        .map(|(table, op, count)| ((table.name, op.to_string()), count))
+        .collect();
+    assert_eq!(
+        captured, truth,
+        "per table and operation, after {kills} kills"
+    );
+
+    let sqlite = rusqlite::Connection::open(db.cache()).unwrap();
+    let (changes, distinct): (i64, i64) = sqlite
+        .query_row(
+            "SELECT count(*), count(DISTINCT lsn) FROM changes WHERE op <> 'S'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(changes, distinct, "no change stored twice");
+    assert_eq!(changes, total);
+    eprintln!(
+        "{total} changes, {kills} kills, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,131 @@
+//! Capture as a long-running process: live changes, clean stops on signals, reconnecting.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on unexpected values.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use support::{TestDb, fresh_db, rowtrail_command, wait_until};
+
+fn spawn_capture(db: &TestDb) -> Child {
+    let log = std::fs::File::create(db.dir.path().join("capture.log")).unwrap();
+    rowtrail_command()
+        .args(["capture", "--source", &db.url(), "--cache"])
+        .arg(db.cache())
+        .args(["--slot", &db.name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+fn capture_log(db: &TestDb) -> String {
+    std::fs::read_to_string(db.dir.path().join("capture.log")).unwrap_or_default()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
+
+fn slot_active(db: &TestDb) -> bool {
+    db.sql(&format!(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
+        db.name
+    )) == "t"
+}
+
+#[test]
+fn live_changes_arrive_and_sigterm_stops_cleanly() {
+    let db = fresh_db("live");
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (0, 'base');");
+    let mut child = spawn_capture(&db);
+    assert!(
+        wait_until(Duration::from_secs(30), || slot_active(&db)),
+        "capture did not start streaming: {}",
+        capture_log(&db)
+    );
+    for id in 1..=20 {
+        db.sql(&format!("INSERT INTO t VALUES ({id}, 'live');"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || db.log(&[]).len() == 21),
+        "live changes did not arrive: {}",
+        capture_log(&db)
+    );
+    signal(&child, "TERM");
+    let status =
+        wait_for_exit(&mut child, Duration::from_secs(30)).expect("capture exits after SIGTERM");
+    assert!(status.success(), "{status}: {}", capture_log(&db));
+    let log = capture_log(&db);
+    assert!(
+        log.contains("stopping after the current transaction"),
+        "{log}"
+    );
+    assert!(log.contains("stopped at"), "{log}");
+    assert!(!slot_active(&db));
+    // The server was told everything is stored: the slot's confirmed position covers the last commit.
+    let unconfirmed = db.sql(&format!(
+        "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('{}', NULL, NULL,
+             'proto_version', '1', 'publication_names', 'rowtrail')",
+        db.name
+    ));
+    assert_eq!(unconfirmed, "0", "no changes left unconfirmed in the slot");
+}
+
+#[test]
+fn reconnects_when_the_connection_drops() {
+    let db = fresh_db("reconnect");
+    db.sql("CREATE TABLE t (id int PRIMARY KEY);");
+    let mut child = spawn_capture(&db);
+    assert!(
+        wait_until(Duration::from_secs(30), || slot_active(&db)),
+        "{}",
+        capture_log(&db)
+    );
+    db.sql("INSERT INTO t VALUES (1);");
+    assert!(wait_until(Duration::from_secs(30), || db.log(&[]).len() == 1));
+    db.sql(&format!(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{}'",
+        db.name
+    ));
+    db.sql("INSERT INTO t VALUES (2); INSERT INTO t VALUES (3);");
+    assert!(
+        wait_until(Duration::from_secs(60), || db.log(&[]).len() == 3),
+        "changes after the drop did not arrive: {}",
+        capture_log(&db)
+    );
+    assert!(
+        capture_log(&db).contains("reconnecting in"),
+        "{}",
+        capture_log(&db)
+    );
+    signal(&child, "INT");
+    let status =
+        wait_for_exit(&mut child, Duration::from_secs(30)).expect("capture exits after SIGINT");
+    assert!(status.success(), "{}", capture_log(&db));
+    let keys: Vec<String> = db
+        .log(&[])
+        .iter()
+        .map(|change| change["key"]["id"].to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["\"1\"", "\"2\"", "\"3\""],
+        "each change exactly once"
+    );
+}
