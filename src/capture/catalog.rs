@@ -113,16 +113,19 @@ const TABLE_COLUMNS: &str = "c.oid, n.nspname::text, c.relname::text, c.relrepli
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
 
+/// Reads `relreplident` as text (`d`, `n`, `f`, `i`).
+fn replica_identity(code: &str) -> ReplicaIdentity {
+    code.bytes()
+        .next()
+        .and_then(ReplicaIdentity::from_code)
+        .unwrap_or(ReplicaIdentity::Default)
+}
+
 fn table_info(row: &tokio_postgres::Row) -> TableInfo {
-    let identity: String = row.get(3);
     TableInfo {
         oid: row.get(0),
         name: TableName::new(row.get::<_, String>(1), row.get::<_, String>(2)),
-        replica_identity: identity
-            .bytes()
-            .next()
-            .and_then(ReplicaIdentity::from_code)
-            .unwrap_or(ReplicaIdentity::Default),
+        replica_identity: replica_identity(row.get(3)),
         primary_key: row.get(4),
         partitioned: row.get(5),
         can_select: row.get(6),
@@ -373,12 +376,7 @@ pub async fn relation_message(
             &[&oid],
         )
         .await?;
-    let identity: String = head.get(2);
-    let replica_identity = identity
-        .bytes()
-        .next()
-        .and_then(ReplicaIdentity::from_code)
-        .unwrap_or(ReplicaIdentity::Default);
+    let replica_identity = replica_identity(head.get(2));
     // pgoutput leaves out generated columns (a column kind since PostgreSQL 12).
     let not_generated = match server_version_num >= 120_000 {
         true => "AND a.attgenerated = ''",

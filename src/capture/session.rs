@@ -31,16 +31,7 @@ impl SqlSession {
         spec: &ConnectionSpec,
         tls: Option<Arc<ClientConfig>>,
     ) -> Result<Self, CaptureError> {
-        let mut last_error = None;
-        for endpoint in &spec.endpoints {
-            match connect_one(spec, endpoint, tls.clone()).await {
-                Ok(session) => return Ok(session),
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or(CaptureError::Protocol {
-            what: "no host to connect to".into(),
-        }))
+        first_reachable(spec, |endpoint| connect_one(spec, endpoint, tls.clone())).await
     }
 
     /// Runs SQL and wraps failures with what was being done.
@@ -86,6 +77,28 @@ impl SqlSession {
             .await
             .map_err(|error| CaptureError::sql(action, &self.endpoint, error))
     }
+}
+
+/// Tries the endpoints in order, as libpq does with several hosts: the first connection that
+/// succeeds, or the last error.
+pub(crate) async fn first_reachable<'a, T, F, Fut>(
+    spec: &'a ConnectionSpec,
+    mut connect: F,
+) -> Result<T, CaptureError>
+where
+    F: FnMut(&'a Endpoint) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CaptureError>>,
+{
+    let mut last_error = None;
+    for endpoint in &spec.endpoints {
+        match connect(endpoint).await {
+            Ok(connection) => return Ok(connection),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or(CaptureError::Protocol {
+        what: "no host to connect to".into(),
+    }))
 }
 
 async fn connect_one(

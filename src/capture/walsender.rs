@@ -60,16 +60,10 @@ impl WalSender {
         spec: &ConnectionSpec,
         tls: Option<Arc<ClientConfig>>,
     ) -> Result<Self, CaptureError> {
-        let mut last_error = None;
-        for endpoint in &spec.endpoints {
-            match Self::connect_one(spec, endpoint, tls.clone()).await {
-                Ok(connection) => return Ok(connection),
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or(CaptureError::Protocol {
-            what: "no host to connect to".into(),
-        }))
+        super::session::first_reachable(spec, |endpoint| {
+            Self::connect_one(spec, endpoint, tls.clone())
+        })
+        .await
     }
 
     async fn connect_one(

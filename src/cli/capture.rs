@@ -21,12 +21,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let spec = args.source.spec()?;
-    let tables = table_list(args.tables.as_deref())?;
+    let tables = table_list(args.scope.tables.as_deref())?;
     let report = runtime()?.block_on(doctor::run(
         &spec,
         tables.as_deref(),
-        &args.slot,
-        &args.publication,
+        &args.scope.slot,
+        &args.scope.publication,
     ))?;
     for check in &report.checks {
         println!("{check}");
@@ -68,9 +68,9 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     let options = CaptureOptions {
         source: args.source.spec()?,
         cache: args.cache,
-        tables: table_list(args.tables.as_deref())?,
-        slot: args.slot,
-        publication: args.publication,
+        tables: table_list(args.scope.tables.as_deref())?,
+        slot: args.scope.slot,
+        publication: args.scope.publication,
         once: args.once,
     };
     let runtime = runtime()?;

@@ -58,19 +58,26 @@ impl SourceArgs {
     }
 }
 
+/// What capture reads: which tables, through which slot and publication.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Comma-separated tables (schema.table; unqualified means public). Default: all tables.
+    #[arg(long, value_name = "LIST")]
+    pub tables: Option<String>,
+    /// The logical replication slot (capture creates it if missing, and resumes it otherwise).
+    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
+    pub slot: String,
+    /// The publication (capture creates it if missing).
+    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
+    pub publication: String,
+}
+
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Comma-separated tables to check (schema.table; unqualified means public). Default: all.
-    #[arg(long, value_name = "LIST")]
-    pub tables: Option<String>,
-    /// The replication slot capture will use.
-    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
-    pub slot: String,
-    /// The publication capture will use.
-    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
-    pub publication: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -80,15 +87,8 @@ pub struct CaptureArgs {
     /// The cache file to write (created if missing).
     #[arg(long, value_name = "FILE")]
     pub cache: PathBuf,
-    /// Comma-separated tables to capture (schema.table; unqualified means public). Default: all.
-    #[arg(long, value_name = "LIST")]
-    pub tables: Option<String>,
-    /// The logical replication slot to create or resume.
-    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
-    pub slot: String,
-    /// The publication to create or use.
-    #[arg(long, value_name = "NAME", default_value = "rowtrail")]
-    pub publication: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Capture up to the server's current WAL position, then exit.
     #[arg(long)]
     pub once: bool,
