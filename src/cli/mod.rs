@@ -48,7 +48,12 @@ pub struct SourceArgs {
     /// The database: a URL (postgres://user@host:5432/db?sslmode=require) or key=value string.
     /// Left out, or for parts it leaves out, PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD,
     /// PGSSLMODE and ~/.pgpass are used, as in psql.
-    #[arg(long, value_name = "URL", default_value = "")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub source: String,
 }
 
