@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod history;
 pub mod local_pg;
 pub mod model;
 pub mod store;

@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::model::{RelationSchema, Row, Value};
-use crate::store::LoggedChange;
+use crate::history::{ColumnDiff, DiffKind, Image, TextSpan, ValueDiff, diff_change};
+use crate::model::{LoggedChange, RelationSchema, Row, Value};
 
 /// Column → value for the known values of a row; unavailable values are left out (they are
 /// listed under `unavailable`), so they can never be read as NULL.
@@ -57,4 +57,81 @@ pub fn change_json(entry: &LoggedChange) -> Json {
         "unavailable": names(schema, &change.unavailable_columns()),
         "context": entry.context.clone().map(Json::Object),
     })
+}
+
+/// A diff as JSON: one object per column.
+pub fn diff_json(diffs: &[ColumnDiff]) -> Json {
+    let kind = |kind: DiffKind| match kind {
+        DiffKind::Unchanged => "unchanged",
+        DiffKind::Changed => "changed",
+        DiffKind::Added => "added",
+        DiffKind::Removed => "removed",
+        DiffKind::Unknown => "unknown",
+    };
+    let side = |value: &Option<Value>| match value {
+        Some(Value::Unavailable) => json!({"unavailable": true}),
+        Some(value) => value_json(value),
+        None => Json::Null,
+    };
+    Json::Array(
+        diffs
+            .iter()
+            .map(|diff| {
+                let detail = match &diff.detail {
+                    Some(ValueDiff::Json(edits)) => Json::Array(
+                        edits
+                            .iter()
+                            .map(|edit| json!({"path": edit.path, "before": edit.before, "after": edit.after}))
+                            .collect(),
+                    ),
+                    Some(ValueDiff::Text(spans)) => Json::Array(
+                        spans
+                            .iter()
+                            .map(|span| match span {
+                                TextSpan::Same(text) => json!({"same": text}),
+                                TextSpan::Removed(text) => json!({"removed": text}),
+                                TextSpan::Added(text) => json!({"added": text}),
+                            })
+                            .collect(),
+                    ),
+                    None => Json::Null,
+                };
+                json!({
+                    "column": diff.column,
+                    "kind": kind(diff.kind),
+                    "before": side(&diff.before),
+                    "after": side(&diff.after),
+                    "detail": detail,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A change with its diff and transaction, as `show --json` and `history --json` print it.
+pub fn change_with_diff_json(entry: &LoggedChange) -> Json {
+    let mut object = change_json(entry);
+    if let Json::Object(map) = &mut object {
+        map.insert(
+            "diff".into(),
+            diff_json(&diff_change(&entry.schema, &entry.change)),
+        );
+        map.insert(
+            "transaction".into(),
+            json!({
+                "xid": entry.tx.xid.map(|xid| xid.0),
+                "commit_lsn": entry.tx.commit_lsn.to_string(),
+                "committed_at": entry.tx.committed_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                "changes": entry.tx.change_count,
+                "origin": entry.tx.origin,
+                "baseline": entry.tx.is_baseline,
+            }),
+        );
+    }
+    object
+}
+
+/// A record's row as JSON: column → value, unavailable values left out.
+pub fn image_json(image: &Image) -> Json {
+    row_object(&image.schema, &image.row)
 }

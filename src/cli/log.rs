@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chrono::Local;
 
+use crate::model::LoggedChange;
 use crate::model::{Op, TableName, Xid};
-use crate::store::{Cache, KeyFilter, LogFilter, LoggedChange};
+use crate::store::{Cache, KeyFilter, LogFilter};
 
 use super::LogArgs;
 use super::json::change_json;

@@ -5,6 +5,7 @@
 //! `anyhow` to carry errors to `main`; library modules use their own error types.
 
 mod capture;
+mod history;
 mod json;
 mod log;
 pub mod time;
@@ -41,6 +42,16 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// List captured changes, newest first.
     Log(LogArgs),
+    /// Show one change: what it changed, its transaction and context.
+    Show(ShowArgs),
+    /// List every version of one record, with what each change did.
+    History(HistoryArgs),
+    /// Show a record, or a whole table, as it was at a moment.
+    At(AtArgs),
+    /// Write the SQL script that undoes changes or a transaction.
+    Undo(UndoArgs),
+    /// Write the SQL script that puts a record back as it was at a moment.
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +156,99 @@ pub struct LogArgs {
     pub json: bool,
 }
 
+/// Where a command reads history from.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// The cache file to read.
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+}
+
+/// One record: a table and its key.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The table (schema.table; unqualified means public).
+    #[arg(long, value_name = "T")]
+    pub table: String,
+    /// The record's key as JSON, e.g. '{"id": 7}' (values as strings or numbers).
+    #[arg(long, value_name = "JSON")]
+    pub key: String,
+}
+
+const MOMENT_HELP: &str = "A time (RFC 3339, local 'YYYY-MM-DD HH:MM[:SS]', or 15m, 2h, 3d ago), lsn:X/Y, change:ID (right after it) or change:ID-1 (right before it)";
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// The change id (as `log` prints it).
+    #[arg(value_name = "ID")]
+    pub id: i64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AtArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// The table (schema.table; unqualified means public).
+    #[arg(long, value_name = "T")]
+    pub table: String,
+    /// One record's key as JSON, e.g. '{"id": 7}'; without it, every row of the table as JSON lines.
+    #[arg(long, value_name = "JSON")]
+    pub key: Option<String>,
+    #[arg(long, value_name = "MOMENT", help = MOMENT_HELP)]
+    pub time: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["change", "tx"])))]
+pub struct UndoArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Change ids to undo (repeatable, or several after one --change).
+    #[arg(long, value_name = "ID", num_args = 1.., action = clap::ArgAction::Append)]
+    pub change: Vec<i64>,
+    /// Undo every change of this source transaction.
+    #[arg(long, value_name = "XID")]
+    pub tx: Option<u32>,
+    /// Also undo later changes to the same records, newest first.
+    #[arg(long)]
+    pub cascade: bool,
+    /// Change rows whatever they hold now, instead of stopping when they changed since.
+    #[arg(long)]
+    pub no_guard: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    #[arg(long, value_name = "MOMENT", help = MOMENT_HELP)]
+    pub time: String,
+    /// Change the row whatever it holds now, instead of stopping when it changed since.
+    #[arg(long)]
+    pub no_guard: bool,
+}
+
 /// Parses a `--tables` list.
 fn table_list(text: Option<&str>) -> anyhow::Result<Option<Vec<TableName>>> {
     match text {
@@ -183,5 +287,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Capture(args) => capture::capture(args),
         Command::Teardown(args) => capture::teardown(args),
         Command::Log(args) => log::log(args),
+        Command::Show(args) => history::show(args),
+        Command::History(args) => history::history(args),
+        Command::At(args) => history::at(args),
+        Command::Undo(args) => history::undo(args),
+        Command::Restore(args) => history::restore(args),
     }
 }

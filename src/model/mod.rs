@@ -6,10 +6,12 @@
 
 mod change;
 mod ids;
+mod logged;
 mod relation;
 
 pub use change::{Change, Op, ParseOpError, Row, Value, key_of};
 pub use ids::{ChangeId, Lsn, Oid, ParseLsnError, Xid};
+pub use logged::{LoggedChange, TransactionInfo};
 pub use relation::{
     Column, ForeignKey, IdentityKind, RelationSchema, ReplicaIdentity, TableName, TableNameError,
     quote_ident,

@@ -8,6 +8,7 @@
 
 pub mod codec;
 mod reader;
+mod record;
 mod schema;
 mod writer;
 
@@ -18,7 +19,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::model::{Lsn, Op};
 
-pub use reader::{Cache, KeyFilter, LogFilter, LoggedChange, TableSummary, TransactionInfo};
+pub use reader::{Cache, KeyFilter, LogFilter, TableSummary};
+pub use record::RecordRef;
 pub use writer::{CacheWriter, TxMeta};
 
 /// What the cache says about the database it was captured from.
@@ -100,6 +102,27 @@ pub enum StoreError {
     UnknownTable { table: String, known: String },
     #[error("{0}")]
     BadKey(String),
+    #[error("the cache holds no changes yet: run rowtrail capture first")]
+    EmptyHistory,
+    #[error(
+        "{moment} is before the history in this cache starts (at {start}, change {first}): pick a later moment"
+    )]
+    BeforeHistory {
+        moment: String,
+        start: String,
+        first: crate::model::ChangeId,
+    },
+    #[error("there is no change {id} in this cache: list changes with rowtrail log")]
+    UnknownChange { id: crate::model::ChangeId },
+    #[error("no transaction with xid {xid} in this cache: list transactions with rowtrail log")]
+    UnknownTransaction { xid: crate::model::Xid },
+    #[error(
+        "xid {xid} names {count} transactions in this cache (xids wrap around): undo by --change ID instead"
+    )]
+    AmbiguousTransaction {
+        xid: crate::model::Xid,
+        count: usize,
+    },
 }
 
 /// Adds the path and the action to SQLite errors.

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use rusqlite::Connection;
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OptionalExtension};
 
-use crate::model::{Change, ChangeId, Context, Lsn, Op, RelationSchema, TableName, Value, Xid};
+use crate::model::{
+    ChangeId, LoggedChange, Lsn, Op, RelationSchema, TableName, TransactionInfo, Value, Xid,
+};
 
 use super::codec::{self, EncodedImages};
 use super::{CaptureState, SourceIdentity, SqliteContext, StoreError, op_code, op_from_code};
@@ -28,30 +30,6 @@ pub struct TableSummary {
     pub change_count: i64,
     /// Its newest schema version.
     pub schema: Arc<RelationSchema>,
-}
-
-/// The transaction a change belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransactionInfo {
-    pub xid: Option<Xid>,
-    pub commit_lsn: Lsn,
-    pub committed_at: DateTime<Utc>,
-    pub origin: Option<String>,
-    pub is_baseline: bool,
-}
-
-/// One stored change with everything needed to show it.
-#[derive(Debug, Clone)]
-pub struct LoggedChange {
-    pub id: ChangeId,
-    /// WAL position of the change record (the consistent point for baseline rows).
-    pub lsn: Lsn,
-    pub tx: TransactionInfo,
-    pub table: TableName,
-    /// The schema version the change happened under.
-    pub schema: Arc<RelationSchema>,
-    pub change: Change,
-    pub context: Option<Context>,
 }
 
 /// A record key as a user gives it: column name to value (JSON string or number).
@@ -154,7 +132,10 @@ impl Cache {
 
     /// The ids of the tables with this name (a table dropped and created again has two), and the
     /// newest schema version among them.
-    fn find_table(&self, table: &TableName) -> Result<(Vec<i64>, Arc<RelationSchema>), StoreError> {
+    pub(crate) fn find_table(
+        &self,
+        table: &TableName,
+    ) -> Result<(Vec<i64>, Arc<RelationSchema>), StoreError> {
         let ids: Vec<(i64, i64)> = self
             .connection
             .prepare(
@@ -251,49 +232,44 @@ impl Cache {
             Some(limit) => format!("LIMIT {limit}"),
             None => String::new(),
         };
-        let sql = format!(
-            "SELECT c.id, c.lsn, c.relation_id, c.op, c.before, c.after, c.unavailable, ctx.body,
-                    t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline
-             FROM changes c
-             JOIN transactions t ON t.id = c.tx_id
-             LEFT JOIN contexts ctx ON ctx.id = c.context_id
-             {} {}
-             ORDER BY c.id DESC {limit}",
-            if conditions.is_empty() { "" } else { "WHERE" },
-            conditions.join(" AND "),
-        );
+        let conditions = match conditions.is_empty() {
+            true => "1 = 1".to_owned(),
+            false => conditions.join(" AND "),
+        };
+        let params: Vec<&dyn ToSql> = params.iter().map(|param| param.as_ref()).collect();
+        self.changes_where(&conditions, &params, &format!("ORDER BY c.id DESC {limit}"))
+    }
+
+    /// Changes matching an SQL condition over `changes c` and `transactions t`, hydrated.
+    pub(crate) fn changes_where(
+        &self,
+        condition: &str,
+        params: &[&dyn ToSql],
+        order: &str,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        let sql = format!("{CHANGE_SELECT} WHERE {condition} {order}");
         let mut statement = self
             .connection
-            .prepare(&sql)
-            .context(&self.path, "listing changes")?;
+            .prepare_cached(&sql)
+            .context(&self.path, "reading changes")?;
         let rows = statement
-            .query_map(rusqlite::params_from_iter(params.iter()), StoredRow::read)
-            .context(&self.path, "listing changes")?;
+            .query_map(params, StoredRow::read)
+            .context(&self.path, "reading changes")?;
         let mut changes = Vec::new();
         for row in rows {
-            let row = row.context(&self.path, "listing changes")?;
+            let row = row.context(&self.path, "reading changes")?;
             changes.push(self.hydrate(row)?);
         }
         Ok(changes)
     }
 
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
     /// One change by id.
     pub fn change(&self, id: ChangeId) -> Result<Option<LoggedChange>, StoreError> {
-        let row = self
-            .connection
-            .query_row(
-                "SELECT c.id, c.lsn, c.relation_id, c.op, c.before, c.after, c.unavailable, ctx.body,
-                        t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline
-                 FROM changes c
-                 JOIN transactions t ON t.id = c.tx_id
-                 LEFT JOIN contexts ctx ON ctx.id = c.context_id
-                 WHERE c.id = ?1",
-                [id.0],
-                StoredRow::read,
-            )
-            .optional()
-            .context(&self.path, "reading a change")?;
-        row.map(|row| self.hydrate(row)).transpose()
+        Ok(self.changes_where("c.id = ?1", &[&id.0], "")?.pop())
     }
 
     /// Counts of stored changes per table and operation, for checks and summaries.
@@ -343,12 +319,14 @@ impl Cache {
             id: ChangeId(row.id),
             lsn: Lsn(row.lsn as u64),
             tx: TransactionInfo {
+                id: row.tx_id,
                 xid: row.xid.map(Xid),
                 commit_lsn: Lsn(row.commit_lsn as u64),
                 committed_at: DateTime::from_timestamp_micros(row.committed_at)
                     .ok_or_else(|| self.damaged(format!("commit time of change {}", row.id)))?,
                 origin: row.origin,
                 is_baseline: row.is_baseline,
+                change_count: row.change_count,
             },
             table: schema.table.clone(),
             schema,
@@ -357,6 +335,14 @@ impl Cache {
         })
     }
 }
+
+/// Everything a `LoggedChange` is read from.
+const CHANGE_SELECT: &str =
+    "SELECT c.id, c.lsn, c.relation_id, c.op, c.before, c.after, c.unavailable, ctx.body,
+        t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline, c.tx_id, t.change_count
+     FROM changes c
+     JOIN transactions t ON t.id = c.tx_id
+     LEFT JOIN contexts ctx ON ctx.id = c.context_id";
 
 struct StoredRow {
     id: i64,
@@ -370,6 +356,8 @@ struct StoredRow {
     committed_at: i64,
     origin: Option<String>,
     is_baseline: bool,
+    tx_id: i64,
+    change_count: i64,
 }
 
 impl StoredRow {
@@ -390,6 +378,8 @@ impl StoredRow {
             committed_at: row.get(10)?,
             origin: row.get(11)?,
             is_baseline: row.get(12)?,
+            tx_id: row.get(13)?,
+            change_count: row.get(14)?,
         })
     }
 }

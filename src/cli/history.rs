@@ -1,0 +1,250 @@
+//! `show`, `history`, `at`, `undo` and `restore`: the history engine's commands.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::Utc;
+
+use crate::history::{
+    DiffKind, Image, Moment, ScriptHeader, describe_change, diff_change, plan_restore, plan_undo,
+    render_script,
+};
+use crate::model::{ChangeId, LoggedChange, Op, TableName, Xid};
+use crate::store::{Cache, KeyFilter, RecordRef};
+
+use super::json::{change_with_diff_json, image_json};
+use super::log::context_summary;
+use super::time::parse_local_time;
+use super::{AtArgs, HistoryArgs, RestoreArgs, ShowArgs, UndoArgs};
+
+fn key_filter(text: &str) -> anyhow::Result<KeyFilter> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(KeyFilter(map)),
+        _ => anyhow::bail!(
+            "--key '{text}' is not a JSON object: write it like '{{\"id\": 7}}' (values as strings or numbers)"
+        ),
+    }
+}
+
+fn record(cache: &Cache, table: &str, key: &str) -> anyhow::Result<RecordRef> {
+    Ok(cache.record(&TableName::parse(table)?, &key_filter(key)?)?)
+}
+
+fn moment(text: &str) -> anyhow::Result<Moment> {
+    Ok(Moment::parse(text, parse_local_time)?)
+}
+
+fn print(text: &str) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lines of a change for people: a header, its context, then what changed.
+fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
+    let mut text = format!("change {}: {}\n", entry.id, describe_change(entry));
+    let time = entry.tx.committed_at.format("%Y-%m-%d %H:%M:%S%.6f UTC");
+    match (with_transaction, entry.tx.xid) {
+        (_, None) => text.push_str(&format!(
+            "  baseline: the row as capture first found it, at {time}\n"
+        )),
+        (true, Some(xid)) => text.push_str(&format!(
+            "  committed {time} in transaction {xid} ({} changes), lsn {}\n",
+            entry.tx.change_count, entry.lsn
+        )),
+        (false, Some(xid)) => text.push_str(&format!("  committed {time} in transaction {xid}\n")),
+    }
+    if entry.context.is_some() {
+        text.push_str(&format!("  context: {}\n", context_summary(entry)));
+    }
+    let diffs = diff_change(&entry.schema, &entry.change);
+    let (unchanged, shown): (Vec<_>, Vec<_>) = diffs
+        .iter()
+        .partition(|diff| diff.kind == DiffKind::Unchanged && entry.change.op == Op::Update);
+    for diff in shown {
+        text.push_str(&format!("    {diff}\n"));
+    }
+    if !unchanged.is_empty() {
+        let names: Vec<&str> = unchanged.iter().map(|diff| diff.column.as_str()).collect();
+        text.push_str(&format!("    unchanged: {}\n", names.join(", ")));
+    }
+    text
+}
+
+pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&args.cache.cache)?;
+    let id = ChangeId(args.id);
+    let entry = cache
+        .change(id)?
+        .ok_or(crate::store::StoreError::UnknownChange { id })?;
+    match args.json {
+        true => print(&format!("{}\n", change_with_diff_json(&entry))),
+        false => print(&change_text(&entry, true)),
+    }
+}
+
+pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&args.cache.cache)?;
+    let record = record(&cache, &args.record.table, &args.record.key)?;
+    let changes = cache.record_history(&record)?;
+    anyhow::ensure!(
+        !changes.is_empty(),
+        "{} has no record with key {}: check the key, or list the table's changes with rowtrail log --table {}",
+        record.table,
+        args.record.key,
+        record.table
+    );
+    let mut text = String::new();
+    for entry in &changes {
+        match args.json {
+            true => text.push_str(&format!("{}\n", change_with_diff_json(entry))),
+            false => {
+                text.push_str(&change_text(entry, false));
+                text.push('\n');
+            }
+        }
+    }
+    print(&text)
+}
+
+pub fn at(args: AtArgs) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&args.cache.cache)?;
+    let moment = moment(&args.time)?;
+    let table = TableName::parse(&args.table)?;
+    let cut = cache.resolve_moment(moment)?;
+    let Some(key) = &args.key else {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut failure = None;
+        cache.table_at(&table, cut, |image| {
+            if let Err(error) = writeln!(out, "{}", image_json(&image)) {
+                failure.get_or_insert(error);
+            }
+            Ok(())
+        })?;
+        if let Some(error) = failure {
+            return Err(error.into());
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let record = cache.record(&table, &key_filter(key)?)?;
+    let state = cache.record_at(&record, cut)?;
+    let text = match (state, args.json) {
+        (None, true) => "null\n".to_owned(),
+        (None, false) => "absent\n".to_owned(),
+        (Some(image), true) => format!("{}\n", image_json(&image)),
+        (Some(image), false) => image
+            .schema
+            .columns
+            .iter()
+            .zip(&image.row)
+            .map(|(column, value)| {
+                format!(
+                    "{}: {}\n",
+                    column.name,
+                    crate::history::diff::show_value(value)
+                )
+            })
+            .collect(),
+    };
+    print(&text)
+}
+
+fn header(cache: &Cache, title: String, notes: Vec<String>) -> anyhow::Result<ScriptHeader> {
+    let source = cache.source()?;
+    let path = std::fs::canonicalize(cache.path()).unwrap_or_else(|_| cache.path().to_owned());
+    Ok(ScriptHeader {
+        title,
+        cache: path.display().to_string(),
+        source: format!("{} (PostgreSQL {})", source.display, source.server_version),
+        written_at: Utc::now(),
+        notes,
+    })
+}
+
+pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&args.cache.cache)?;
+    let (changes, title) = match args.tx {
+        Some(xid) => {
+            let changes = cache.transaction_changes(Xid(xid))?;
+            (changes, format!("undo transaction {xid}"))
+        }
+        None => {
+            let ids: Vec<ChangeId> = args.change.iter().copied().map(ChangeId).collect();
+            let changes = cache.changes_by_id(&ids)?;
+            let described: Vec<String> = changes
+                .iter()
+                .map(|change| format!("change {} ({})", change.id, describe_change(change)))
+                .collect();
+            (changes, format!("undo {}", described.join(", ")))
+        }
+    };
+    let selected: HashSet<ChangeId> = changes.iter().map(|change| change.id).collect();
+    let groups = cache.record_groups(&changes)?;
+    let plan = plan_undo(&groups, &selected, args.cascade)?;
+    let mut notes = Vec::new();
+    if args.cascade && plan.undone.len() > selected.len() {
+        notes.push(format!(
+            "--cascade: also undoes later changes {}",
+            plan.undone
+                .iter()
+                .filter(|id| !selected.contains(id))
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for later in &plan.later {
+        let line = format!(
+            "later change {} ({}) at {} is not undone; the guard stops this script if it reached the database (undo it too with --cascade)",
+            later.id,
+            describe_change(later),
+            later.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        eprintln!("warning: {line}");
+        notes.push(line);
+    }
+    let script = render_script(&header(&cache, title, notes)?, &plan.steps, !args.no_guard)?;
+    print(&script)
+}
+
+pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&args.cache.cache)?;
+    let record = record(&cache, &args.record.table, &args.record.key)?;
+    let moment = moment(&args.time)?;
+    let cut = cache.resolve_moment(moment)?;
+    let target = cache.record_at(&record, cut)?;
+    let (current, newest) = cache.record_latest(&record)?;
+    let known = target.is_some() || current.is_some() || newest.is_some();
+    anyhow::ensure!(
+        known,
+        "{} has no record with key {}: check the key, or list the table's changes with rowtrail log --table {}",
+        record.table,
+        args.record.key,
+        record.table
+    );
+    let described = target
+        .as_ref()
+        .or(current.as_ref())
+        .map(Image::describe)
+        .unwrap_or_else(|| format!("{} {}", record.table, record.key));
+    let title = match &target {
+        Some(_) => format!("restore {described} to its state at {moment}"),
+        None => format!("restore {described} to not existing, as at {moment}"),
+    };
+    let step = plan_restore(
+        record.table.clone(),
+        current,
+        target,
+        title.clone(),
+        newest.unwrap_or(cut),
+    );
+    let script = render_script(&header(&cache, title, Vec::new())?, &[step], !args.no_guard)
+        .context("could not write the restore script")?;
+    print(&script)
+}

@@ -1,0 +1,501 @@
+//! Records through time: resolving moments, one record's history and state (following updates of
+//! its key), a whole table at a moment page by page, and the change groups an undo works on.
+//!
+//! A record is identified by its key. When an update changes the key, the change is stored under
+//! the new key with the old one in `old_key`; two small partial indexes follow such moves, so a
+//! record's state at any moment takes a few index lookups, however long its or the table's history.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::history::Moment;
+use crate::history::plan::{Image, RecordChanges};
+use crate::history::state::{UnkeyedRows, after_image};
+use crate::model::{ChangeId, LoggedChange, Lsn, Op, TableName, Xid};
+
+use super::reader::Cache;
+use super::{SqliteContext, StoreError};
+
+/// The key a truncate is stored under: it belongs to no record.
+const NO_KEY: &str = "[]";
+
+/// A record of one table, by its key as stored (`["7"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    pub table: TableName,
+    pub table_ids: Vec<i64>,
+    pub key: String,
+}
+
+impl Cache {
+    /// The newest change included at `moment`: the state at a moment is the state after every
+    /// change up to and including this one.
+    pub fn resolve_moment(&self, moment: Moment) -> Result<ChangeId, StoreError> {
+        let first: Option<(i64, i64, i64)> = self
+            .connection()
+            .query_row(
+                "SELECT c.id, t.committed_at, t.commit_lsn FROM changes c
+                 JOIN transactions t ON t.id = c.tx_id ORDER BY c.id LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .context(self.path(), "reading where history starts")?;
+        let Some((first_id, first_time, first_lsn)) = first else {
+            return Err(StoreError::EmptyHistory);
+        };
+        let before_start = || StoreError::BeforeHistory {
+            moment: moment.to_string(),
+            start: chrono::DateTime::from_timestamp_micros(first_time)
+                .map(|time| time.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
+                .unwrap_or_default(),
+            first: ChangeId(first_id),
+        };
+        let last_change_of = |tx_id: i64| -> Result<i64, StoreError> {
+            self.connection()
+                .query_row(
+                    "SELECT max(id) FROM changes WHERE tx_id = ?1",
+                    [tx_id],
+                    |row| row.get(0),
+                )
+                .context(self.path(), "resolving a moment")
+        };
+        let cut = match moment {
+            Moment::Time(time) => {
+                let micros = time.timestamp_micros();
+                if micros < first_time {
+                    return Err(before_start());
+                }
+                let tx: i64 = self
+                    .connection()
+                    .query_row(
+                        "SELECT id FROM transactions WHERE committed_at <= ?1
+                         ORDER BY committed_at DESC, id DESC LIMIT 1",
+                        [micros],
+                        |row| row.get(0),
+                    )
+                    .context(self.path(), "resolving a moment")?;
+                last_change_of(tx)?
+            }
+            Moment::Lsn(Lsn(lsn)) => {
+                if (lsn as i64) < first_lsn {
+                    return Err(before_start());
+                }
+                let streamed: Option<i64> = self
+                    .connection()
+                    .query_row(
+                        "SELECT id FROM transactions WHERE is_baseline = 0 AND commit_lsn <= ?1
+                         ORDER BY commit_lsn DESC LIMIT 1",
+                        [lsn as i64],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .context(self.path(), "resolving a moment")?;
+                match streamed {
+                    Some(tx) => last_change_of(tx)?,
+                    None => self
+                        .connection()
+                        .query_row(
+                            "SELECT max(c.id) FROM changes c JOIN transactions t ON t.id = c.tx_id
+                             WHERE t.is_baseline = 1 AND t.commit_lsn <= ?1",
+                            [lsn as i64],
+                            |row| row.get::<_, Option<i64>>(0),
+                        )
+                        .context(self.path(), "resolving a moment")?
+                        .ok_or_else(before_start)?,
+                }
+            }
+            Moment::AfterChange(id) | Moment::BeforeChange(id) => {
+                if self.change(id)?.is_none() {
+                    return Err(StoreError::UnknownChange { id });
+                }
+                match moment {
+                    Moment::BeforeChange(_) if id.0 <= first_id => return Err(before_start()),
+                    Moment::BeforeChange(_) => id.0 - 1,
+                    _ => id.0,
+                }
+            }
+        };
+        Ok(ChangeId(cut))
+    }
+
+    /// The record of `table` whose key is `key` (a `KeyFilter` resolved against the table).
+    pub fn record(
+        &self,
+        table: &TableName,
+        key: &super::KeyFilter,
+    ) -> Result<RecordRef, StoreError> {
+        let (table_ids, _) = self.find_table(table)?;
+        Ok(RecordRef {
+            table: table.clone(),
+            table_ids,
+            key: self.resolve_key(table, key)?,
+        })
+    }
+
+    fn table_condition(table_ids: &[i64]) -> String {
+        let ids: Vec<String> = table_ids.iter().map(ToString::to_string).collect();
+        format!("c.table_id IN ({})", ids.join(","))
+    }
+
+    /// Every version of a record, oldest first: its changes under its key, under the keys it had
+    /// before updates changed its key, a final move to another key, and truncates of its table.
+    pub fn record_history(&self, record: &RecordRef) -> Result<Vec<LoggedChange>, StoreError> {
+        let tables = Self::table_condition(&record.table_ids);
+        let mut changes: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
+        let mut pending = vec![(record.key.clone(), i64::MAX)];
+        let mut seen = HashSet::new();
+        while let Some((key, upper)) = pending.pop() {
+            if !seen.insert((key.clone(), upper)) {
+                continue;
+            }
+            for change in self.changes_where(
+                &format!("{tables} AND c.key = ?1 AND c.id < ?2"),
+                &[&key, &upper],
+                "",
+            )? {
+                changes.insert(change.id, change);
+            }
+            for (id, old_key) in self.moves_into(&record.table_ids, &key, 0, upper)? {
+                pending.push((old_key, id));
+            }
+        }
+        for change in self.changes_where(
+            &format!("{tables} AND c.old_key = ?1 AND c.old_key IS NOT NULL"),
+            &[&record.key],
+            "",
+        )? {
+            changes.insert(change.id, change);
+        }
+        if let Some(first) = changes.keys().next().copied() {
+            for change in self.changes_where(
+                &format!("{tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id > ?1"),
+                &[&first.0],
+                "",
+            )? {
+                changes.insert(change.id, change);
+            }
+        }
+        Ok(changes.into_values().collect())
+    }
+
+    /// Updates that moved a record into `key`, with the key it came from, for ids in (lower, upper).
+    fn moves_into(
+        &self,
+        table_ids: &[i64],
+        key: &str,
+        lower: i64,
+        upper: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let sql = format!(
+            "SELECT c.id, c.old_key FROM changes c
+             WHERE {} AND c.key = ?1 AND c.old_key IS NOT NULL AND c.id > ?2 AND c.id < ?3
+             ORDER BY c.id DESC",
+            Self::table_condition(table_ids)
+        );
+        self.connection()
+            .prepare_cached(&sql)
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![key, lower, upper], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect()
+            })
+            .context(self.path(), "following key changes")
+    }
+
+    /// The record as it was right after change `cut`, or `None` if it did not exist then.
+    pub fn record_at(
+        &self,
+        record: &RecordRef,
+        cut: ChangeId,
+    ) -> Result<Option<Image>, StoreError> {
+        let tables = Self::table_condition(&record.table_ids);
+        // Walk back over updates that moved the record into its key after the cut.
+        let mut key = record.key.clone();
+        let mut upper = i64::MAX;
+        while let Some((id, old_key)) = self
+            .moves_into(&record.table_ids, &key, cut.0, upper)?
+            .into_iter()
+            .next()
+        {
+            key = old_key;
+            upper = id;
+        }
+        let Some(latest) = self
+            .changes_where(
+                &format!("{tables} AND c.key = ?1 AND c.id <= ?2"),
+                &[&key, &cut.0],
+                "ORDER BY c.id DESC LIMIT 1",
+            )?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let removed_since: Option<i64> = self
+            .connection()
+            .query_row(
+                &format!(
+                    "SELECT c.id FROM changes c WHERE {tables} AND c.id > ?2 AND c.id <= ?3
+                       AND ((c.old_key = ?1 AND c.old_key IS NOT NULL) OR (c.key = '{NO_KEY}' AND c.op = 'T'))
+                     LIMIT 1"
+                ),
+                params![key, latest.id.0, cut.0],
+                |row| row.get(0),
+            )
+            .optional()
+            .context(self.path(), "reading a record")?;
+        match removed_since {
+            Some(_) => Ok(None),
+            None => Ok(after_image(&latest)),
+        }
+    }
+
+    /// The record as the cache last saw it, following later updates of its key, with the newest
+    /// change that shaped it.
+    pub fn record_latest(
+        &self,
+        record: &RecordRef,
+    ) -> Result<(Option<Image>, Option<ChangeId>), StoreError> {
+        let tables = Self::table_condition(&record.table_ids);
+        let mut key = record.key.clone();
+        let mut after = 0i64;
+        loop {
+            let moved: Option<(i64, String)> = self
+                .connection()
+                .query_row(
+                    &format!(
+                        "SELECT c.id, c.key FROM changes c
+                         WHERE {tables} AND c.old_key = ?1 AND c.old_key IS NOT NULL AND c.id > ?2
+                         ORDER BY c.id LIMIT 1"
+                    ),
+                    params![key, after],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .context(self.path(), "following key changes")?;
+            match moved {
+                Some((id, new_key)) => {
+                    key = new_key;
+                    after = id;
+                }
+                None => break,
+            }
+        }
+        let newest = self.newest_change()?;
+        let moved_record = RecordRef {
+            key,
+            ..record.clone()
+        };
+        let latest = self
+            .changes_where(
+                &format!("{tables} AND (c.key = ?1 OR (c.key = '{NO_KEY}' AND c.op = 'T'))"),
+                &[&moved_record.key],
+                "ORDER BY c.id DESC LIMIT 1",
+            )?
+            .pop();
+        Ok((
+            self.record_at(&moved_record, newest)?,
+            latest.map(|change| change.id),
+        ))
+    }
+
+    /// The newest change of the whole cache.
+    pub fn newest_change(&self) -> Result<ChangeId, StoreError> {
+        let id: Option<i64> = self
+            .connection()
+            .query_row("SELECT max(id) FROM changes", [], |row| row.get(0))
+            .context(self.path(), "reading the newest change")?;
+        id.map(ChangeId).ok_or(StoreError::EmptyHistory)
+    }
+
+    /// Calls `emit` with every row of `table` right after change `cut`, a page at a time: keys in
+    /// order for keyed tables; tables without a key are folded whole.
+    pub fn table_at(
+        &self,
+        table: &TableName,
+        cut: ChangeId,
+        mut emit: impl FnMut(Image) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 1000;
+        let (table_ids, newest) = self.find_table(table)?;
+        for table_id in table_ids {
+            let tables = Self::table_condition(&[table_id]);
+            if !newest.has_key() {
+                let mut rows = UnkeyedRows::default();
+                for change in self.changes_where(
+                    &format!("{tables} AND c.id <= ?1"),
+                    &[&cut.0],
+                    "ORDER BY c.id",
+                )? {
+                    rows.apply(&change);
+                }
+                for image in rows.into_rows() {
+                    emit(image)?;
+                }
+                continue;
+            }
+            let last_truncate: i64 = self
+                .connection()
+                .query_row(
+                    &format!("SELECT coalesce(max(c.id), 0) FROM changes c WHERE {tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id <= ?1"),
+                    [cut.0],
+                    |row| row.get(0),
+                )
+                .context(self.path(), "reading a table")?;
+            let mut moved_out: HashMap<String, Vec<i64>> = HashMap::new();
+            let moves: Vec<(String, i64)> = self
+                .connection()
+                .prepare(&format!(
+                    "SELECT c.old_key, c.id FROM changes c WHERE {tables} AND c.old_key IS NOT NULL AND c.id <= ?1"
+                ))
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([cut.0], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect()
+                })
+                .context(self.path(), "reading a table")?;
+            for (key, id) in moves {
+                moved_out.entry(key).or_default().push(id);
+            }
+            let mut after_key = String::new();
+            loop {
+                let page: Vec<(String, i64)> = self
+                    .connection()
+                    .prepare_cached(&format!(
+                        "SELECT c.key, max(c.id) FROM changes c
+                         WHERE {tables} AND c.id <= ?1 AND c.key > ?2
+                         GROUP BY c.key ORDER BY c.key LIMIT {PAGE}"
+                    ))
+                    .and_then(|mut statement| {
+                        statement
+                            .query_map(params![cut.0, after_key], |row| {
+                                Ok((row.get(0)?, row.get(1)?))
+                            })?
+                            .collect()
+                    })
+                    .context(self.path(), "reading a table")?;
+                let Some((last_key, _)) = page.last() else {
+                    break;
+                };
+                after_key.clone_from(last_key);
+                let live: Vec<i64> = page
+                    .iter()
+                    .filter(|(key, id)| {
+                        key != NO_KEY
+                            && *id > last_truncate
+                            && !moved_out
+                                .get(key)
+                                .is_some_and(|moves| moves.iter().any(|moved| moved > id))
+                    })
+                    .map(|(_, id)| *id)
+                    .collect();
+                if live.is_empty() {
+                    continue;
+                }
+                let ids: Vec<String> = live.iter().map(ToString::to_string).collect();
+                let changes = self.changes_where(
+                    &format!("c.id IN ({})", ids.join(",")),
+                    &[],
+                    "ORDER BY c.key",
+                )?;
+                for change in &changes {
+                    if let Some(image) = after_image(change) {
+                        emit(image)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The changes with these ids, in commit order; an error names the first unknown one.
+    pub fn changes_by_id(&self, ids: &[ChangeId]) -> Result<Vec<LoggedChange>, StoreError> {
+        let mut changes = Vec::new();
+        for id in ids {
+            changes.push(
+                self.change(*id)?
+                    .ok_or(StoreError::UnknownChange { id: *id })?,
+            );
+        }
+        changes.sort_by_key(|change| change.id);
+        changes.dedup_by_key(|change| change.id);
+        Ok(changes)
+    }
+
+    /// The changes of the one transaction with this xid, in commit order.
+    pub fn transaction_changes(&self, xid: Xid) -> Result<Vec<LoggedChange>, StoreError> {
+        let transactions: Vec<(i64, i64)> = self
+            .connection()
+            .prepare("SELECT id, committed_at FROM transactions WHERE xid = ?1 ORDER BY id")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([xid.0], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(self.path(), "finding a transaction")?;
+        match transactions.as_slice() {
+            [] => Err(StoreError::UnknownTransaction { xid }),
+            [(id, _)] => self.changes_where("c.tx_id = ?1", &[id], "ORDER BY c.id"),
+            many => Err(StoreError::AmbiguousTransaction {
+                xid,
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// For each record the given changes touch, its changes from the oldest given one on, in commit
+    /// order, following later updates of its key. Each change of a table without a key, and each
+    /// truncate, stands alone.
+    pub fn record_groups(
+        &self,
+        changes: &[LoggedChange],
+    ) -> Result<Vec<RecordChanges>, StoreError> {
+        let mut grouped: HashSet<ChangeId> = HashSet::new();
+        let mut groups = Vec::new();
+        for change in changes {
+            if grouped.contains(&change.id) {
+                continue;
+            }
+            if !change.schema.has_key() || change.change.op == Op::Truncate {
+                grouped.insert(change.id);
+                groups.push(RecordChanges(vec![change.clone()]));
+                continue;
+            }
+            let (table_ids, _) = self.find_table(&change.table)?;
+            let tables = Self::table_condition(&table_ids);
+            let mut keys: Vec<String> =
+                vec![super::codec::encode_key(&change.change.key(&change.schema))];
+            let mut found: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
+            let mut index = 0;
+            while index < keys.len() {
+                let key = keys[index].clone();
+                index += 1;
+                for later in self.changes_where(
+                    &format!("{tables} AND c.id >= ?2 AND (c.key = ?1 OR (c.old_key = ?1 AND c.old_key IS NOT NULL))"),
+                    &[&key, &change.id.0],
+                    "",
+                )? {
+                    let moved_to = super::codec::encode_key(&later.change.key(&later.schema));
+                    if !keys.contains(&moved_to) {
+                        keys.push(moved_to);
+                    }
+                    found.insert(later.id, later);
+                }
+            }
+            let first = change.id;
+            for truncate in self.changes_where(
+                &format!("{tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id > ?1"),
+                &[&first.0],
+                "",
+            )? {
+                found.insert(truncate.id, truncate);
+            }
+            grouped.extend(found.keys().copied());
+            groups.push(RecordChanges(found.into_values().collect()));
+        }
+        Ok(groups)
+    }
+}
