@@ -175,7 +175,7 @@ pub struct RecordArgs {
     pub key: String,
 }
 
-const MOMENT_HELP: &str = "A time (RFC 3339, local 'YYYY-MM-DD HH:MM[:SS]', or 15m, 2h, 3d ago), lsn:X/Y, change:ID (right after it) or change:ID-1 (right before it)";
+const MOMENT_HELP: &str = "A time (RFC 3339, local 'YYYY-MM-DD HH:MM[:SS]', 15m, 2h, 3d ago, or now), lsn:X/Y, change:ID (right after it) or change:ID-1 (right before it)";
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Local, NaiveDate, NaiveDateTime, TimeZone, Utc}
 /// The text is not a time rowtrail understands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "'{0}' is not a time: use RFC 3339 (2026-11-23T14:35:00Z), local time 'YYYY-MM-DD HH:MM[:SS]', or a relative time like 30s, 15m, 2h, 3d, 1w (meaning ago)"
+    "'{0}' is not a time: use RFC 3339 (2026-11-23T14:35:00Z), local time 'YYYY-MM-DD HH:MM[:SS]', a relative time like 30s, 15m, 2h, 3d, 1w (meaning ago), or now"
 )]
 pub struct TimeError(pub String);
 
@@ -17,6 +17,9 @@ pub fn parse_time<Z: TimeZone>(
 ) -> Result<DateTime<Utc>, TimeError> {
     let text = text.trim();
     let error = || TimeError(text.to_owned());
+    if text.eq_ignore_ascii_case("now") {
+        return Ok(now);
+    }
     if let Some(ago) = parse_relative(text) {
         return now.checked_sub_signed(ago).ok_or_else(error);
     }
@@ -82,6 +85,7 @@ mod tests {
 
     #[test]
     fn accepts_the_three_forms() {
+        assert_eq!(parse("now").unwrap(), "2026-11-23T12:00:00+00:00");
         assert_eq!(parse("15m").unwrap(), "2026-11-23T11:45:00+00:00");
         assert_eq!(parse("2h").unwrap(), "2026-11-23T10:00:00+00:00");
         assert_eq!(parse("3d").unwrap(), "2026-11-20T12:00:00+00:00");

@@ -133,15 +133,15 @@ fn column_diff(
 }
 
 fn value_detail(base_type: u32, old: &str, new: &str) -> Option<ValueDiff> {
-    if base_type == JSON || base_type == JSONB {
-        if let (Ok(old), Ok(new)) = (
+    if (base_type == JSON || base_type == JSONB)
+        && let (Ok(old), Ok(new)) = (
             serde_json::from_str::<Json>(old),
             serde_json::from_str::<Json>(new),
-        ) {
-            let mut edits = Vec::new();
-            json_edits(String::new(), Some(&old), Some(&new), &mut edits);
-            return (!edits.is_empty()).then_some(ValueDiff::Json(edits));
-        }
+        )
+    {
+        let mut edits = Vec::new();
+        json_edits(String::new(), Some(&old), Some(&new), &mut edits);
+        return (!edits.is_empty()).then_some(ValueDiff::Json(edits));
     }
     let long = old.len().max(new.len()) >= LONG_TEXT || old.contains('\n') || new.contains('\n');
     long.then(|| ValueDiff::Text(text_spans(old, new)))

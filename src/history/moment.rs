@@ -22,7 +22,7 @@ pub enum Moment {
 /// The text is not a moment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "'{0}' is not a moment: use a time (RFC 3339, local 'YYYY-MM-DD HH:MM[:SS]', or 15m/2h/3d ago), lsn:X/Y, change:ID or change:ID-1"
+    "'{0}' is not a moment: use a time (RFC 3339, local 'YYYY-MM-DD HH:MM[:SS]', 15m/2h/3d ago, or now), lsn:X/Y, change:ID or change:ID-1"
 )]
 pub struct MomentError(pub String);
 

@@ -280,3 +280,209 @@ fn guarded(statement: String, guard: bool, record: &str, reason: &str, problem: 
     );
     format!("DO {};\n", dollar_quote(&body))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{ChangeId, ForeignKey, RelationSchema, ReplicaIdentity, TableName};
+
+    fn column(name: &str, type_name: &str, base: u32, identity: Option<IdentityKind>) -> Column {
+        Column {
+            name: name.to_owned(),
+            type_oid: base,
+            base_type_oid: base,
+            type_modifier: -1,
+            type_name: type_name.to_owned(),
+            in_replica_identity: false,
+            identity,
+        }
+    }
+
+    /// A table whose names try every trick: quotes, a semicolon, a newline, non-ASCII.
+    fn hostile_schema(key: Vec<usize>) -> Arc<RelationSchema> {
+        Arc::new(RelationSchema {
+            oid: 1,
+            table: TableName::new("sch\"ema", "ta'ble; DROP TABLE x"),
+            replica_identity: ReplicaIdentity::Full,
+            columns: vec![
+                column("id", "integer", 23, Some(IdentityKind::Always)),
+                column("na\"me\n-- x", "text", 25, None),
+                column("doc", "json", 114, None),
+                column("amount", "numeric(12,4)", 1700, None),
+            ],
+            key,
+            foreign_keys: Vec::<ForeignKey>::new(),
+        })
+    }
+
+    fn image(schema: &Arc<RelationSchema>, values: &[Option<&str>]) -> Image {
+        Image {
+            schema: schema.clone(),
+            row: values.iter().map(|value| Value::from(*value)).collect(),
+        }
+    }
+
+    fn header() -> ScriptHeader {
+        ScriptHeader {
+            title:
+                "undo change 7 (update of sch\"ema.ta'ble; DROP TABLE x (id)=(1))\nDROP TABLE y;"
+                    .into(),
+            cache: "/tmp/a cache.db".into(),
+            source: "ann@db:5432/shop (PostgreSQL 15.4)".into(),
+            written_at: chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
+            notes: vec!["a note".into()],
+        }
+    }
+
+    const HOSTILE: &str = "it's \\ $$ $rowtrail$\n'); DROP TABLE x; -- ünï";
+
+    #[test]
+    fn update_script_with_hostile_names_and_values() {
+        let schema = hostile_schema(vec![0]);
+        let step = Step {
+            table: schema.table.clone(),
+            current: Some(image(
+                &schema,
+                &[Some("1"), Some(HOSTILE), Some("{\"a\": 1}"), Some("2.5000")],
+            )),
+            target: Some(image(
+                &schema,
+                &[Some("1"), Some("plain"), Some("{\"a\": 1}"), None],
+            )),
+            reason: "undo change 7 (update)".into(),
+            newest: ChangeId(7),
+        };
+        let script = render_script(&header(), &[step], true).unwrap();
+        let expected = r#"-- rowtrail restore script
+-- undo change 7 (update of sch"ema.ta'ble; DROP TABLE x (id)=(1))\nDROP TABLE y;
+-- cache:  /tmp/a cache.db
+-- source: ann@db:5432/shop (PostgreSQL 15.4)
+-- written 2026-11-18 11:06:40 UTC by rowtrail VERSION
+-- Run it with: psql -v ON_ERROR_STOP=1 -f this-file.sql
+-- It runs in one transaction: if any row changed since the cache saw it, nothing is changed.
+-- a note
+
+SET client_encoding = 'UTF8';
+BEGIN;
+SET LOCAL standard_conforming_strings = on;
+SET LOCAL DateStyle = 'ISO, MDY';
+SET LOCAL IntervalStyle = 'postgres';
+
+-- undo change 7 (update)
+DO $rowtrail1$
+BEGIN
+  UPDATE "sch""ema"."ta'ble; DROP TABLE x" SET "na""me
+-- x" = 'plain'::text, "amount" = NULL WHERE "id" = '1'::integer AND "na""me
+-- x" IS NOT DISTINCT FROM 'it''s \ $$ $rowtrail$
+''); DROP TABLE x; -- ünï'::text AND "amount" IS NOT DISTINCT FROM '2.5000'::numeric(12,4);
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING MESSAGE = 'rowtrail guard: sch"ema.ta''ble; DROP TABLE x (id)=(1) no longer holds what the cache last saw (undo change 7 (update)); nothing was changed',
+      HINT = 'The row changed after the cache last saw it: capture again and review its history.';
+  END IF;
+END
+$rowtrail1$;
+
+COMMIT;
+"#;
+        assert_eq!(
+            script,
+            expected.replace("VERSION", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn reinsert_overrides_identity_and_checks_the_key() {
+        let schema = hostile_schema(vec![0]);
+        let step = Step {
+            table: schema.table.clone(),
+            current: None,
+            target: Some(image(
+                &schema,
+                &[Some("1"), None, Some("[1, 2]"), Some("12.3400")],
+            )),
+            reason: "undo change 9 (delete)".into(),
+            newest: ChangeId(9),
+        };
+        let script = render_script(&header(), &[step], true).unwrap();
+        assert!(script.contains(
+            "  IF EXISTS (SELECT FROM \"sch\"\"ema\".\"ta'ble; DROP TABLE x\" WHERE \"id\" = '1'::integer) THEN\n    RAISE EXCEPTION USING MESSAGE = 'rowtrail guard: sch\"ema.ta''ble; DROP TABLE x (id)=(1) already exists, so it cannot be inserted again (undo change 9 (delete)); nothing was changed';\n  END IF;\n  INSERT INTO \"sch\"\"ema\".\"ta'ble; DROP TABLE x\" (\"id\", \"na\"\"me\n-- x\", \"doc\", \"amount\") OVERRIDING SYSTEM VALUE VALUES ('1'::integer, NULL, '[1, 2]'::json, '12.3400'::numeric(12,4));"
+        ), "{script}");
+        let unguarded = render_script(
+            &header(),
+            &[Step {
+                table: schema.table.clone(),
+                current: None,
+                target: Some(image(&schema, &[Some("1"), None, None, None])),
+                reason: "r".into(),
+                newest: ChangeId(9),
+            }],
+            false,
+        )
+        .unwrap();
+        assert!(unguarded.ends_with("-- r\nINSERT INTO \"sch\"\"ema\".\"ta'ble; DROP TABLE x\" (\"id\", \"na\"\"me\n-- x\", \"doc\", \"amount\") OVERRIDING SYSTEM VALUE VALUES ('1'::integer, NULL, NULL, NULL);\n\nCOMMIT;\n"), "{unguarded}");
+    }
+
+    #[test]
+    fn tables_without_a_key_match_one_row_on_all_columns() {
+        let schema = hostile_schema(Vec::new());
+        let step = Step {
+            table: schema.table.clone(),
+            current: Some(image(&schema, &[Some("1"), Some("a"), Some("{}"), None])),
+            target: None,
+            reason: "undo change 3 (insert)".into(),
+            newest: ChangeId(3),
+        };
+        let script = render_script(&header(), &[step], false).unwrap();
+        assert!(script.ends_with(
+            "-- undo change 3 (insert)\n-- the table has no primary key: the row is matched on all its columns, one row at a time\nDELETE FROM \"sch\"\"ema\".\"ta'ble; DROP TABLE x\" WHERE ctid = (SELECT ctid FROM \"sch\"\"ema\".\"ta'ble; DROP TABLE x\" WHERE \"id\" IS NOT DISTINCT FROM '1'::integer AND \"na\"\"me\n-- x\" IS NOT DISTINCT FROM 'a'::text AND \"doc\"::text IS NOT DISTINCT FROM '{}' AND \"amount\" IS NOT DISTINCT FROM NULL LIMIT 1);\n\nCOMMIT;\n"
+        ), "{script}");
+    }
+
+    #[test]
+    fn unknown_values_the_restore_needs_are_refused() {
+        let schema = hostile_schema(vec![0]);
+        let mut target = image(&schema, &[Some("1"), Some("old"), None, None]);
+        target.row[1] = Value::Unavailable;
+        let step = Step {
+            table: schema.table.clone(),
+            current: Some(image(&schema, &[Some("1"), Some("new"), None, None])),
+            target: Some(target.clone()),
+            reason: "undo change 4 (update)".into(),
+            newest: ChangeId(4),
+        };
+        let error = render_script(&header(), &[step], true).unwrap_err();
+        assert!(
+            matches!(error, HistoryError::Unrestorable { ref column, .. } if column == "na\"me\n-- x"),
+            "{error}"
+        );
+        let reinsert = Step {
+            table: schema.table.clone(),
+            current: None,
+            target: Some(target),
+            reason: "undo change 5 (delete)".into(),
+            newest: ChangeId(5),
+        };
+        assert!(render_script(&header(), &[reinsert], true).is_err());
+    }
+
+    #[test]
+    fn hostile_type_names_are_refused() {
+        let mut schema = (*hostile_schema(vec![0])).clone();
+        schema.columns[3].type_name = "numeric; DROP TABLE x".into();
+        let schema = Arc::new(schema);
+        let step = Step {
+            table: schema.table.clone(),
+            current: Some(image(&schema, &[Some("1"), None, None, Some("1")])),
+            target: Some(image(&schema, &[Some("1"), None, None, Some("2")])),
+            reason: "r".into(),
+            newest: ChangeId(1),
+        };
+        assert!(matches!(
+            render_script(&header(), &[step], true),
+            Err(HistoryError::UnsafeTypeName { .. })
+        ));
+    }
+}
