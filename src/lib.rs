@@ -11,4 +11,5 @@ pub mod decode;
 pub mod history;
 pub mod local_pg;
 pub mod model;
+pub mod restore;
 pub mod store;

@@ -446,6 +446,12 @@ fn log_filters_combine() {
     assert_eq!(db.log(&["--table", "a"]).len(), 3);
     assert_eq!(db.log(&["--table", "public.a", "--op", "update"]).len(), 2);
     assert_eq!(db.log(&["--op", "delete"]).len(), 1);
+    assert_eq!(
+        db.log(&["--table", "b", "--search", "1"]).len(),
+        2,
+        "the key matches"
+    );
+    assert_eq!(db.log(&["--search", "nothing like it"]).len(), 0);
     assert_eq!(db.log(&["--tx", xid.trim()]).len(), 2);
     assert_eq!(db.log(&["--since", "10m", "--op", "snapshot"]).len(), 1);
     assert_eq!(db.log(&["--until", "2000-01-01 00:00"]).len(), 0);

@@ -1,18 +1,13 @@
 //! `show`, `history`, `at`, `undo` and `restore`: the history engine's commands.
 
-use std::collections::HashSet;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use chrono::Utc;
-
-use crate::history::{
-    DiffKind, Image, Moment, ScriptHeader, describe_change, diff_change, plan_restore, plan_undo,
-    render_script,
-};
+use crate::history::{DiffKind, Moment, describe_change, diff_change};
 use crate::model::{ChangeId, LoggedChange, Op, TableName, Xid};
+use crate::restore::{UndoTarget, later_note, restore_script, undo_script};
 use crate::store::{Cache, KeyFilter, RecordRef};
+use anyhow::Context as _;
 
 use super::json::{change_with_diff_json, image_json};
 use super::log::context_summary;
@@ -155,96 +150,23 @@ pub fn at(args: AtArgs) -> anyhow::Result<ExitCode> {
     print(&text)
 }
 
-fn header(cache: &Cache, title: String, notes: Vec<String>) -> anyhow::Result<ScriptHeader> {
-    let source = cache.source()?;
-    let path = std::fs::canonicalize(cache.path()).unwrap_or_else(|_| cache.path().to_owned());
-    Ok(ScriptHeader {
-        title,
-        cache: path.display().to_string(),
-        source: format!("{} (PostgreSQL {})", source.display, source.server_version),
-        written_at: Utc::now(),
-        notes,
-    })
-}
-
 pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
     let cache = Cache::open(&args.cache.cache)?;
-    let (changes, title) = match args.tx {
-        Some(xid) => {
-            let changes = cache.transaction_changes(Xid(xid))?;
-            (changes, format!("undo transaction {xid}"))
-        }
-        None => {
-            let ids: Vec<ChangeId> = args.change.iter().copied().map(ChangeId).collect();
-            let changes = cache.changes_by_id(&ids)?;
-            let described: Vec<String> = changes
-                .iter()
-                .map(|change| format!("change {} ({})", change.id, describe_change(change)))
-                .collect();
-            (changes, format!("undo {}", described.join(", ")))
-        }
+    let target = match args.tx {
+        Some(xid) => UndoTarget::Transaction(Xid(xid)),
+        None => UndoTarget::Changes(args.change.iter().copied().map(ChangeId).collect()),
     };
-    let selected: HashSet<ChangeId> = changes.iter().map(|change| change.id).collect();
-    let groups = cache.record_groups(&changes)?;
-    let plan = plan_undo(&groups, &selected, args.cascade)?;
-    let mut notes = Vec::new();
-    if args.cascade && plan.undone.len() > selected.len() {
-        notes.push(format!(
-            "--cascade: also undoes later changes {}",
-            plan.undone
-                .iter()
-                .filter(|id| !selected.contains(id))
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+    let script = undo_script(&cache, &target, args.cascade, !args.no_guard)?;
+    for later in &script.later {
+        eprintln!("warning: {}", later_note(later));
     }
-    for later in &plan.later {
-        let line = format!(
-            "later change {} ({}) at {} is not undone; the guard stops this script if it reached the database (undo it too with --cascade)",
-            later.id,
-            describe_change(later),
-            later.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC")
-        );
-        eprintln!("warning: {line}");
-        notes.push(line);
-    }
-    let script = render_script(&header(&cache, title, notes)?, &plan.steps, !args.no_guard)?;
-    print(&script)
+    print(&script.sql)
 }
 
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let cache = Cache::open(&args.cache.cache)?;
     let record = record(&cache, &args.record.table, &args.record.key)?;
-    let moment = moment(&args.time)?;
-    let cut = cache.resolve_moment(moment)?;
-    let target = cache.record_at(&record, cut)?;
-    let (current, newest) = cache.record_latest(&record)?;
-    let known = target.is_some() || current.is_some() || newest.is_some();
-    anyhow::ensure!(
-        known,
-        "{} has no record with key {}: check the key, or list the table's changes with rowtrail log --table {}",
-        record.table,
-        args.record.key,
-        record.table
-    );
-    let described = target
-        .as_ref()
-        .or(current.as_ref())
-        .map(Image::describe)
-        .unwrap_or_else(|| format!("{} {}", record.table, record.key));
-    let title = match &target {
-        Some(_) => format!("restore {described} to its state at {moment}"),
-        None => format!("restore {described} to not existing, as at {moment}"),
-    };
-    let step = plan_restore(
-        record.table.clone(),
-        current,
-        target,
-        title.clone(),
-        newest.unwrap_or(cut),
-    );
-    let script = render_script(&header(&cache, title, Vec::new())?, &[step], !args.no_guard)
+    let script = restore_script(&cache, &record, moment(&args.time)?, !args.no_guard)
         .context("could not write the restore script")?;
-    print(&script)
+    print(&script.sql)
 }

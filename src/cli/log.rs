@@ -61,6 +61,7 @@ fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
         until: args.until.as_deref().map(parse_local_time).transpose()?,
         context,
         xid: args.tx.map(Xid),
+        search: args.search.clone(),
         before: None,
         limit: (args.limit > 0).then_some(args.limit),
     })

@@ -148,6 +148,9 @@ pub struct LogArgs {
     /// Only changes of this source transaction id.
     #[arg(long, value_name = "XID")]
     pub tx: Option<u32>,
+    /// Only changes whose key or values contain this text (case-insensitive for ASCII).
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
     /// At most N changes (0 for all).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: usize,

@@ -10,6 +10,7 @@ pub mod codec;
 mod reader;
 mod record;
 mod schema;
+mod timeline;
 mod writer;
 
 use std::io::Read;

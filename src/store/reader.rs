@@ -36,8 +36,47 @@ pub struct TableSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyFilter(pub serde_json::Map<String, serde_json::Value>);
 
+/// A filter as SQL: a condition over `changes c`, `transactions t` and `contexts ctx`, its
+/// parameters, and which joins it needs.
+#[derive(Default)]
+pub(crate) struct FilterSql {
+    conditions: Vec<String>,
+    pub condition: String,
+    values: Vec<Box<dyn ToSql>>,
+    pub needs_transactions: bool,
+    pub needs_contexts: bool,
+    /// Table ids of a table filter, for queries over the per-minute rollup.
+    pub table_ids: Option<Vec<String>>,
+    pub op: Option<&'static str>,
+    /// True when the per-minute rollup can answer counts (table, operation and time terms only).
+    pub only_rollup_terms: bool,
+}
+
+impl FilterSql {
+    fn bind(&mut self, value: Box<dyn ToSql>) -> String {
+        self.values.push(value);
+        format!("?{}", self.values.len())
+    }
+
+    pub fn params(&self) -> Vec<&dyn ToSql> {
+        self.values.iter().map(|value| value.as_ref()).collect()
+    }
+
+    /// The `FROM` clause with just the joins the condition needs.
+    pub fn from(&self) -> &'static str {
+        match (self.needs_transactions, self.needs_contexts) {
+            (false, false) => "FROM changes c",
+            (true, false) => "FROM changes c JOIN transactions t ON t.id = c.tx_id",
+            (false, true) => "FROM changes c LEFT JOIN contexts ctx ON ctx.id = c.context_id",
+            (true, true) => {
+                "FROM changes c JOIN transactions t ON t.id = c.tx_id LEFT JOIN contexts ctx ON ctx.id = c.context_id"
+            }
+        }
+    }
+}
+
 /// Which changes to list. Everything combines with AND.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogFilter {
     pub table: Option<TableName>,
     /// Needs `table`.
@@ -48,6 +87,8 @@ pub struct LogFilter {
     /// Context fields that must equal the given text (`user=ann`; dotted names reach into objects).
     pub context: Vec<(String, String)>,
     pub xid: Option<Xid>,
+    /// Text that the key or a value must contain (case-insensitive for ASCII).
+    pub search: Option<String>,
     /// Only changes older than this one (for paging).
     pub before: Option<ChangeId>,
     /// At most this many changes; `None` for all.
@@ -178,22 +219,37 @@ impl Cache {
 
     /// Changes matching `filter`, newest first.
     pub fn log(&self, filter: &LogFilter) -> Result<Vec<LoggedChange>, StoreError> {
-        let mut conditions: Vec<String> = Vec::new();
-        let mut params: Vec<Box<dyn ToSql>> = Vec::new();
-        let mut bind = |value: Box<dyn ToSql>| {
-            params.push(value);
-            format!("?{}", params.len())
+        let sql = self.filter_sql(filter)?;
+        let limit = match filter.limit {
+            Some(limit) => format!("LIMIT {limit}"),
+            None => String::new(),
+        };
+        self.changes_where(
+            &sql.condition,
+            &sql.params(),
+            &format!("ORDER BY c.id DESC {limit}"),
+        )
+    }
+
+    /// Turns a filter into an SQL condition over `changes c`, `transactions t` and `contexts ctx`.
+    pub(crate) fn filter_sql(&self, filter: &LogFilter) -> Result<FilterSql, StoreError> {
+        let mut sql = FilterSql {
+            only_rollup_terms: true,
+            ..FilterSql::default()
         };
         if let Some(table) = &filter.table {
             let (ids, schema) = self.find_table(table)?;
             let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            conditions.push(format!("c.table_id IN ({})", ids.join(",")));
+            sql.conditions
+                .push(format!("c.table_id IN ({})", ids.join(",")));
+            sql.table_ids = Some(ids);
             if let Some(key) = &filter.key {
                 let key = codec::encode_key(&resolve_key(&schema, key)?);
-                let placeholder = bind(Box::new(key));
-                conditions.push(format!(
-                    "(c.key = {placeholder} OR c.old_key = {placeholder})"
+                let placeholder = sql.bind(Box::new(key));
+                sql.conditions.push(format!(
+                    "(c.key = {placeholder} OR (c.old_key = {placeholder} AND c.old_key IS NOT NULL))"
                 ));
+                sql.only_rollup_terms = false;
             }
         } else if filter.key.is_some() {
             return Err(StoreError::BadKey(
@@ -201,43 +257,59 @@ impl Cache {
             ));
         }
         if let Some(op) = filter.op {
-            conditions.push(format!("c.op = {}", bind(Box::new(op_code(op)))));
+            let placeholder = sql.bind(Box::new(op_code(op)));
+            sql.conditions.push(format!("c.op = {placeholder}"));
+            sql.op = Some(op_code(op));
         }
         if let Some(since) = filter.since {
-            conditions.push(format!(
-                "t.committed_at >= {}",
-                bind(Box::new(since.timestamp_micros()))
-            ));
+            let placeholder = sql.bind(Box::new(since.timestamp_micros()));
+            sql.conditions
+                .push(format!("t.committed_at >= {placeholder}"));
+            sql.needs_transactions = true;
         }
         if let Some(until) = filter.until {
-            conditions.push(format!(
-                "t.committed_at <= {}",
-                bind(Box::new(until.timestamp_micros()))
-            ));
+            let placeholder = sql.bind(Box::new(until.timestamp_micros()));
+            sql.conditions
+                .push(format!("t.committed_at <= {placeholder}"));
+            sql.needs_transactions = true;
         }
         for (field, value) in &filter.context {
-            let path = bind(Box::new(json_path(field)));
-            let value = bind(Box::new(value.clone()));
-            conditions.push(format!(
+            let path = sql.bind(Box::new(json_path(field)));
+            let value = sql.bind(Box::new(value.clone()));
+            sql.conditions.push(format!(
                 "CAST(json_extract(ctx.body, {path}) AS TEXT) = {value}"
             ));
+            sql.needs_contexts = true;
+            sql.only_rollup_terms = false;
         }
         if let Some(xid) = filter.xid {
-            conditions.push(format!("t.xid = {}", bind(Box::new(xid.0))));
+            let placeholder = sql.bind(Box::new(xid.0));
+            sql.conditions.push(format!("t.xid = {placeholder}"));
+            sql.needs_transactions = true;
+            sql.only_rollup_terms = false;
+        }
+        if let Some(text) = filter.search.as_deref().filter(|text| !text.is_empty()) {
+            let pattern = format!(
+                "%{}%",
+                text.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            let placeholder = sql.bind(Box::new(pattern));
+            sql.conditions.push(format!(
+                "(c.key LIKE {placeholder} ESCAPE '\\' OR c.after LIKE {placeholder} ESCAPE '\\' OR c.before LIKE {placeholder} ESCAPE '\\')"
+            ));
+            sql.only_rollup_terms = false;
         }
         if let Some(before) = filter.before {
-            conditions.push(format!("c.id < {}", bind(Box::new(before.0))));
+            let placeholder = sql.bind(Box::new(before.0));
+            sql.conditions.push(format!("c.id < {placeholder}"));
         }
-        let limit = match filter.limit {
-            Some(limit) => format!("LIMIT {limit}"),
-            None => String::new(),
-        };
-        let conditions = match conditions.is_empty() {
-            true => "1 = 1".to_owned(),
-            false => conditions.join(" AND "),
-        };
-        let params: Vec<&dyn ToSql> = params.iter().map(|param| param.as_ref()).collect();
-        self.changes_where(&conditions, &params, &format!("ORDER BY c.id DESC {limit}"))
+        if sql.conditions.is_empty() {
+            sql.conditions.push("1 = 1".to_owned());
+        }
+        sql.condition = sql.conditions.join(" AND ");
+        Ok(sql)
     }
 
     /// Changes matching an SQL condition over `changes c` and `transactions t`, hydrated.

@@ -8,7 +8,7 @@
 pub const APPLICATION_ID: i32 = 0x726F_7774;
 
 /// The migrations in order; a cache at version N has run the first N.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest format this build reads and writes.
 pub const CURRENT_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -97,4 +97,20 @@ CREATE INDEX changes_moved_in ON changes (table_id, key, id) WHERE old_key IS NO
 CREATE INDEX changes_moved_out ON changes (table_id, old_key, id) WHERE old_key IS NOT NULL;
 CREATE INDEX changes_by_table ON changes (table_id, id);
 CREATE INDEX changes_by_tx ON changes (tx_id);
+"#;
+
+/// Per-minute change counts by table and operation: the timeline's histogram without a scan.
+const V2: &str = r#"
+CREATE TABLE change_minutes (
+    table_id INTEGER NOT NULL,
+    op       TEXT NOT NULL,
+    minute   INTEGER NOT NULL,                  -- committed_at / 60,000,000
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (table_id, op, minute)
+) WITHOUT ROWID;
+CREATE INDEX change_minutes_by_minute ON change_minutes (minute);
+INSERT INTO change_minutes (table_id, op, minute, count)
+    SELECT c.table_id, c.op, t.committed_at / 60000000, count(*)
+    FROM changes c JOIN transactions t ON t.id = c.tx_id
+    GROUP BY 1, 2, 3;
 "#;

@@ -48,7 +48,8 @@ struct OpenTx {
     context_id: Option<i64>,
     first_context_id: Option<i64>,
     origin: Option<String>,
-    changes_per_table: HashMap<i64, i64>,
+    /// Change counts per (table, operation), for the table totals and the per-minute rollup.
+    counts: HashMap<(i64, &'static str), i64>,
 }
 
 /// The only writer of a cache file.
@@ -129,7 +130,12 @@ impl CacheWriter {
             .execute_batch(
                 "DELETE FROM changes WHERE tx_id IN (SELECT id FROM transactions WHERE is_baseline = 1);
                  DELETE FROM transactions WHERE is_baseline = 1;
-                 DELETE FROM capture_state;",
+                 DELETE FROM capture_state;
+                 DELETE FROM change_minutes;
+                 INSERT INTO change_minutes (table_id, op, minute, count)
+                     SELECT c.table_id, c.op, t.committed_at / 60000000, count(*)
+                     FROM changes c JOIN transactions t ON t.id = c.tx_id GROUP BY 1, 2, 3;
+                 UPDATE tables SET change_count = (SELECT count(*) FROM changes c WHERE c.table_id = tables.id);",
             )
             .context(&self.path, "discarding an incomplete baseline")?;
         self.commit_sqlite()?;
@@ -245,7 +251,7 @@ impl CacheWriter {
             context_id: None,
             first_context_id: None,
             origin: None,
-            changes_per_table: HashMap::new(),
+            counts: HashMap::new(),
         });
         Ok(())
     }
@@ -418,7 +424,9 @@ impl CacheWriter {
             .context(&self.path, "storing a change")?;
         if let Some(tx) = self.open_tx.as_mut() {
             tx.change_count += 1;
-            *tx.changes_per_table.entry(current.table_id).or_default() += 1;
+            *tx.counts
+                .entry((current.table_id, op_code(change.op)))
+                .or_default() += 1;
         }
         self.staged_changes += 1;
         Ok(())
@@ -478,12 +486,20 @@ impl CacheWriter {
                     ],
                 )
                 .context(&self.path, "finishing a transaction")?;
-            for (table_id, count) in &tx.changes_per_table {
+            let minute = tx.meta.committed_at.timestamp_micros() / 60_000_000;
+            for ((table_id, op), count) in &tx.counts {
                 self.connection
                     .prepare_cached(
                         "UPDATE tables SET change_count = change_count + ?2 WHERE id = ?1",
                     )
                     .and_then(|mut statement| statement.execute(params![table_id, count]))
+                    .context(&self.path, "counting changes")?;
+                self.connection
+                    .prepare_cached(
+                        "INSERT INTO change_minutes (table_id, op, minute, count) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (table_id, op, minute) DO UPDATE SET count = count + excluded.count",
+                    )
+                    .and_then(|mut statement| statement.execute(params![table_id, op, minute, count]))
                     .context(&self.path, "counting changes")?;
             }
         }

@@ -1,0 +1,168 @@
+//! Writing restore scripts from a cache: fetches what the history engine needs from the store,
+//! plans, and renders. The command line and the app both come here, so a script looks the same
+//! wherever it was made.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+
+use crate::history::{
+    HistoryError, Image, Moment, ScriptHeader, describe_change, plan_restore, plan_undo,
+    render_script,
+};
+use crate::model::{ChangeId, LoggedChange, Xid};
+use crate::store::{Cache, RecordRef, StoreError};
+
+/// What to undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UndoTarget {
+    Changes(Vec<ChangeId>),
+    /// A source transaction by its xid.
+    Transaction(Xid),
+    /// A transaction by the cache's own id (unambiguous, unlike xids, which wrap around).
+    CachedTransaction(i64),
+}
+
+/// A finished script and what went into it.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub title: String,
+    pub sql: String,
+    /// Changes the script undoes, oldest first (for restores: the record's newest change).
+    pub undone: Vec<ChangeId>,
+    /// Later changes to the same records that the script does not undo; its guards stop at them.
+    pub later: Vec<LoggedChange>,
+}
+
+/// A script could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(
+        "{table} has no record with key {key}: check the key, or list the table's changes with rowtrail log --table {table}"
+    )]
+    NoRecord { table: String, key: String },
+}
+
+fn header(cache: &Cache, title: String, notes: Vec<String>) -> Result<ScriptHeader, RestoreError> {
+    let source = cache.source()?;
+    let path = std::fs::canonicalize(cache.path()).unwrap_or_else(|_| cache.path().to_owned());
+    Ok(ScriptHeader {
+        title,
+        cache: path.display().to_string(),
+        source: format!("{} (PostgreSQL {})", source.display, source.server_version),
+        written_at: Utc::now(),
+        notes,
+    })
+}
+
+/// The script that undoes `target`; with `cascade`, later changes to the same records too.
+pub fn undo_script(
+    cache: &Cache,
+    target: &UndoTarget,
+    cascade: bool,
+    guard: bool,
+) -> Result<Script, RestoreError> {
+    let (changes, title) = match target {
+        UndoTarget::Transaction(xid) => (
+            cache.transaction_changes(*xid)?,
+            format!("undo transaction {xid}"),
+        ),
+        UndoTarget::CachedTransaction(id) => {
+            let changes = cache.transaction(*id, usize::MAX)?;
+            let title = match changes.first().and_then(|change| change.tx.xid) {
+                Some(xid) => format!("undo transaction {xid}"),
+                None => "undo the baseline".to_owned(),
+            };
+            (changes, title)
+        }
+        UndoTarget::Changes(ids) => {
+            let changes = cache.changes_by_id(ids)?;
+            let described: Vec<String> = changes
+                .iter()
+                .map(|change| format!("change {} ({})", change.id, describe_change(change)))
+                .collect();
+            (changes, format!("undo {}", described.join(", ")))
+        }
+    };
+    let selected: HashSet<ChangeId> = changes.iter().map(|change| change.id).collect();
+    let groups = cache.record_groups(&changes)?;
+    let plan = plan_undo(&groups, &selected, cascade)?;
+    let mut notes = Vec::new();
+    let cascaded: Vec<String> = plan
+        .undone
+        .iter()
+        .filter(|id| !selected.contains(id))
+        .map(ToString::to_string)
+        .collect();
+    if !cascaded.is_empty() {
+        notes.push(format!(
+            "--cascade: also undoes later changes {}",
+            cascaded.join(", ")
+        ));
+    }
+    for later in &plan.later {
+        notes.push(later_note(later));
+    }
+    let sql = render_script(&header(cache, title.clone(), notes)?, &plan.steps, guard)?;
+    Ok(Script {
+        title,
+        sql,
+        undone: plan.undone,
+        later: plan.later,
+    })
+}
+
+/// How a later change is reported, in scripts and on the command line.
+pub fn later_note(later: &LoggedChange) -> String {
+    format!(
+        "later change {} ({}) at {} is not undone; the guard stops this script if it reached the database (undo it too with --cascade)",
+        later.id,
+        describe_change(later),
+        later.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC")
+    )
+}
+
+/// The script that puts `record` back as it was at `moment` (deleting it if it did not exist).
+pub fn restore_script(
+    cache: &Cache,
+    record: &RecordRef,
+    moment: Moment,
+    guard: bool,
+) -> Result<Script, RestoreError> {
+    let cut = cache.resolve_moment(moment)?;
+    let target = cache.record_at(record, cut)?;
+    let (current, newest) = cache.record_latest(record)?;
+    if target.is_none() && current.is_none() && newest.is_none() {
+        return Err(RestoreError::NoRecord {
+            table: record.table.to_string(),
+            key: record.key.clone(),
+        });
+    }
+    let described = target
+        .as_ref()
+        .or(current.as_ref())
+        .map(Image::describe)
+        .unwrap_or_else(|| format!("{} {}", record.table, record.key));
+    let title = match &target {
+        Some(_) => format!("restore {described} to its state at {moment}"),
+        None => format!("restore {described} to not existing, as at {moment}"),
+    };
+    let step = plan_restore(
+        record.table.clone(),
+        current,
+        target,
+        title.clone(),
+        newest.unwrap_or(cut),
+    );
+    let sql = render_script(&header(cache, title.clone(), Vec::new())?, &[step], guard)?;
+    Ok(Script {
+        title,
+        sql,
+        undone: newest.into_iter().collect(),
+        later: Vec::new(),
+    })
+}

@@ -1,0 +1,220 @@
+//! What the timeline needs from a cache of any size: the ids that match a filter, streamed newest
+//! first (to build a sparse rank index); a page of changes below an id; the changes newer than an
+//! id; counts over time; the time span; the context fields in use. None of them loads the history
+//! into memory.
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::ToSql;
+
+use crate::model::{ChangeId, LoggedChange};
+
+use super::reader::{Cache, LogFilter};
+use super::{SqliteContext, StoreError};
+
+impl Cache {
+    /// Calls `visit` with every id matching `filter` at or below `top`, newest first, until it
+    /// returns false.
+    pub fn scan_ids(
+        &self,
+        filter: &LogFilter,
+        top: ChangeId,
+        mut visit: impl FnMut(ChangeId) -> bool,
+    ) -> Result<(), StoreError> {
+        let sql = self.filter_sql(filter)?;
+        let query = format!(
+            "SELECT c.id {} WHERE {} AND c.id <= {} ORDER BY c.id DESC",
+            sql.from(),
+            sql.condition,
+            top.0
+        );
+        let mut statement = self
+            .connection()
+            .prepare(&query)
+            .context(self.path(), "scanning the timeline")?;
+        let mut rows = statement
+            .query(sql.params().as_slice())
+            .context(self.path(), "scanning the timeline")?;
+        while let Some(row) = rows.next().context(self.path(), "scanning the timeline")? {
+            let id: i64 = row.get(0).context(self.path(), "scanning the timeline")?;
+            if !visit(ChangeId(id)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `count` changes matching `filter`, newest first, starting `skip` matches below `top`
+    /// (inclusive).
+    pub fn page(
+        &self,
+        filter: &LogFilter,
+        top: ChangeId,
+        skip: usize,
+        count: usize,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        let sql = self.filter_sql(filter)?;
+        self.changes_where(
+            &format!("{} AND c.id <= {}", sql.condition, top.0),
+            &sql.params(),
+            &format!("ORDER BY c.id DESC LIMIT {count} OFFSET {skip}"),
+        )
+    }
+
+    /// The ids matching `filter` above `bottom`, newest first: what arrived since an index was built.
+    pub fn ids_above(
+        &self,
+        filter: &LogFilter,
+        bottom: ChangeId,
+    ) -> Result<Vec<ChangeId>, StoreError> {
+        let sql = self.filter_sql(filter)?;
+        let query = format!(
+            "SELECT c.id {} WHERE {} AND c.id > {} ORDER BY c.id DESC",
+            sql.from(),
+            sql.condition,
+            bottom.0
+        );
+        let params = sql.params();
+        self.connection()
+            .prepare(&query)
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params.as_slice(), |row| row.get::<_, i64>(0).map(ChangeId))?
+                    .collect()
+            })
+            .context(self.path(), "reading new changes")
+    }
+
+    /// When the first and the newest transactions committed.
+    pub fn time_span(&self) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+        let span: (Option<i64>, Option<i64>) = self
+            .connection()
+            .query_row(
+                "SELECT min(committed_at), max(committed_at) FROM transactions",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(self.path(), "reading the time span")?;
+        Ok(match span {
+            (Some(first), Some(last)) => {
+                DateTime::from_timestamp_micros(first).zip(DateTime::from_timestamp_micros(last))
+            }
+            _ => None,
+        })
+    }
+
+    /// Changes matching `filter` in each of `buckets` equal slices of [`from`, `to`). Table,
+    /// operation and time filters are answered from the per-minute rollup (minute resolution);
+    /// others scan the matching changes.
+    pub fn histogram(
+        &self,
+        filter: &LogFilter,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        buckets: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut counts = vec![0u64; buckets.max(1)];
+        let (from_micros, to_micros) = (
+            from.timestamp_micros(),
+            to.timestamp_micros().max(from.timestamp_micros() + 1),
+        );
+        let width = (to_micros - from_micros) as f64 / counts.len() as f64;
+        let mut add = |micros: i64, count: i64| {
+            if micros >= from_micros && micros < to_micros {
+                let bucket = (((micros - from_micros) as f64) / width) as usize;
+                if let Some(slot) = counts.get_mut(bucket) {
+                    *slot += count.max(0) as u64;
+                }
+            }
+        };
+        let sql = self.filter_sql(filter)?;
+        if sql.only_rollup_terms {
+            let mut conditions = vec![format!(
+                "minute BETWEEN {} AND {}",
+                from_micros / 60_000_000,
+                to_micros / 60_000_000
+            )];
+            if let Some(ids) = &sql.table_ids {
+                conditions.push(format!("table_id IN ({})", ids.join(",")));
+            }
+            let op: Vec<&dyn ToSql> = sql.op.iter().map(|op| op as &dyn ToSql).collect();
+            if sql.op.is_some() {
+                conditions.push("op = ?1".to_owned());
+            }
+            let query = format!(
+                "SELECT minute, sum(count) FROM change_minutes WHERE {} GROUP BY minute",
+                conditions.join(" AND ")
+            );
+            let mut statement = self
+                .connection()
+                .prepare(&query)
+                .context(self.path(), "counting changes over time")?;
+            let mut rows = statement
+                .query(op.as_slice())
+                .context(self.path(), "counting changes over time")?;
+            while let Some(row) = rows
+                .next()
+                .context(self.path(), "counting changes over time")?
+            {
+                let minute: i64 = row
+                    .get(0)
+                    .context(self.path(), "counting changes over time")?;
+                let count: i64 = row
+                    .get(1)
+                    .context(self.path(), "counting changes over time")?;
+                // A minute is counted at its middle, clamped into the range asked for.
+                let micros = (minute * 60_000_000 + 30_000_000).clamp(from_micros, to_micros - 1);
+                add(micros, count);
+            }
+            return Ok(counts);
+        }
+        let query = format!(
+            "SELECT t.committed_at FROM changes c JOIN transactions t ON t.id = c.tx_id {} WHERE {}
+               AND t.committed_at >= {from_micros} AND t.committed_at < {to_micros}",
+            match sql.needs_contexts {
+                true => "LEFT JOIN contexts ctx ON ctx.id = c.context_id",
+                false => "",
+            },
+            sql.condition
+        );
+        let params = sql.params();
+        let mut statement = self
+            .connection()
+            .prepare(&query)
+            .context(self.path(), "counting changes over time")?;
+        let mut rows = statement
+            .query(params.as_slice())
+            .context(self.path(), "counting changes over time")?;
+        while let Some(row) = rows
+            .next()
+            .context(self.path(), "counting changes over time")?
+        {
+            add(
+                row.get(0)
+                    .context(self.path(), "counting changes over time")?,
+                1,
+            );
+        }
+        Ok(counts)
+    }
+
+    /// The top-level fields used in context messages, most common first (at most 50).
+    pub fn context_fields(&self) -> Result<Vec<String>, StoreError> {
+        self.connection()
+            .prepare(
+                "SELECT field.key FROM contexts, json_each(contexts.body) AS field
+                 GROUP BY field.key ORDER BY count(*) DESC, field.key LIMIT 50",
+            )
+            .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+            .context(self.path(), "reading context fields")
+    }
+
+    /// The changes of one transaction (by the cache's transaction id), in commit order, at most
+    /// `limit`.
+    pub fn transaction(&self, tx_id: i64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
+        self.changes_where(
+            "c.tx_id = ?1",
+            &[&tx_id],
+            &format!("ORDER BY c.id LIMIT {limit}"),
+        )
+    }
+}
