@@ -10,7 +10,6 @@ use crate::store::{Cache, KeyFilter, RecordRef};
 use anyhow::Context as _;
 
 use super::json::{change_with_diff_json, image_json};
-use super::log::context_summary;
 use super::time::parse_local_time;
 use super::{AtArgs, HistoryArgs, RestoreArgs, ShowArgs, UndoArgs};
 
@@ -54,7 +53,7 @@ fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
         (false, Some(xid)) => text.push_str(&format!("  committed {time} in transaction {xid}\n")),
     }
     if entry.context.is_some() {
-        text.push_str(&format!("  context: {}\n", context_summary(entry)));
+        text.push_str(&format!("  context: {}\n", entry.context_text()));
     }
     let diffs = diff_change(&entry.schema, &entry.change);
     let (unchanged, shown): (Vec<_>, Vec<_>) = diffs

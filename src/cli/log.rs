@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chrono::Local;
 
-use crate::model::LoggedChange;
-use crate::model::{Op, TableName, Xid};
+use crate::model::{LoggedChange, Op, TableName, Xid};
 use crate::store::{Cache, KeyFilter, LogFilter};
 
 use super::LogArgs;
@@ -67,35 +66,6 @@ fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
     })
 }
 
-/// A short description of who made a change, from its context.
-pub fn context_summary(change: &LoggedChange) -> String {
-    let Some(context) = &change.context else {
-        return String::new();
-    };
-    context
-        .iter()
-        .map(|(key, value)| match value {
-            serde_json::Value::String(text) => format!("{key}={text}"),
-            other => format!("{key}={other}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn key_summary(change: &LoggedChange) -> String {
-    let schema = &change.schema;
-    schema
-        .key_column_names()
-        .zip(change.change.key(schema))
-        .map(|(name, value)| match value.as_known() {
-            Some(Some(text)) => format!("{name}={text}"),
-            Some(None) => format!("{name}=NULL"),
-            None => format!("{name}=?"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn clip(text: &str, width: usize) -> String {
     match text.chars().count() > width {
         true => format!(
@@ -118,17 +88,6 @@ fn print_table(out: &mut impl std::io::Write, changes: &[LoggedChange]) -> std::
         "ID", "COMMITTED (local)", "OP", "TABLE", "KEY", "CHANGED"
     )?;
     for change in changes {
-        let changed: Vec<&str> = change
-            .change
-            .changed_columns()
-            .iter()
-            .filter_map(|&index| change.schema.columns.get(index))
-            .map(|column| column.name.as_str())
-            .collect();
-        let changed = match change.change.op {
-            Op::Update => changed.join(","),
-            _ => String::new(),
-        };
         writeln!(
             out,
             "{:>8}  {:<19}  {:<8}  {:<24}  {:<16}  {:<24}  {}",
@@ -140,9 +99,9 @@ fn print_table(out: &mut impl std::io::Write, changes: &[LoggedChange]) -> std::
                 .format("%Y-%m-%d %H:%M:%S"),
             change.change.op,
             clip(&change.table.to_string(), 24),
-            clip(&key_summary(change), 16),
-            clip(&changed, 24),
-            clip(&context_summary(change), 60),
+            clip(&change.key_text(), 16),
+            clip(&change.changed_text(), 24),
+            clip(&change.context_text(), 60),
         )?;
     }
     Ok(())

@@ -34,3 +34,48 @@ pub struct LoggedChange {
     pub change: Change,
     pub context: Option<Context>,
 }
+
+impl LoggedChange {
+    /// The key as people read it: `id=7` or `tenant=1,sku=A-1`; empty for tables without a key.
+    pub fn key_text(&self) -> String {
+        self.schema
+            .key_column_names()
+            .zip(self.change.key(&self.schema))
+            .map(|(name, value)| match value.as_known() {
+                Some(Some(text)) => format!("{name}={text}"),
+                Some(None) => format!("{name}=NULL"),
+                None => format!("{name}=?"),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Who made the change, from its context: `user=ann endpoint=PUT /orders/7`.
+    pub fn context_text(&self) -> String {
+        let Some(context) = &self.context else {
+            return String::new();
+        };
+        context
+            .iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => format!("{key}={text}"),
+                other => format!("{key}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The names of the columns an update changed, comma-separated; empty for other operations.
+    pub fn changed_text(&self) -> String {
+        if self.change.op != super::Op::Update {
+            return String::new();
+        }
+        self.change
+            .changed_columns()
+            .iter()
+            .filter_map(|&index| self.schema.columns.get(index))
+            .map(|column| column.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}

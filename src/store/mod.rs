@@ -22,6 +22,7 @@ use crate::model::{Lsn, Op};
 
 pub use reader::{Cache, KeyFilter, LogFilter, TableSummary};
 pub use record::RecordRef;
+pub use timeline::TimeSpan;
 pub use writer::{CacheWriter, TxMeta};
 
 /// What the cache says about the database it was captured from.

@@ -11,6 +11,9 @@ use crate::model::{ChangeId, LoggedChange};
 use super::reader::{Cache, LogFilter};
 use super::{SqliteContext, StoreError};
 
+/// The first and the newest commit time in a cache.
+pub type TimeSpan = (DateTime<Utc>, DateTime<Utc>);
+
 impl Cache {
     /// Calls `visit` with every id matching `filter` at or below `top`, newest first, until it
     /// returns false.
@@ -85,7 +88,7 @@ impl Cache {
     }
 
     /// When the first and the newest transactions committed.
-    pub fn time_span(&self) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+    pub fn time_span(&self) -> Result<Option<TimeSpan>, StoreError> {
         let span: (Option<i64>, Option<i64>) = self
             .connection()
             .query_row(
