@@ -3,7 +3,9 @@
 //!
 //! Module map (see ARCHITECTURE.md): `model` is the shared vocabulary; `decode` turns what
 //! PostgreSQL sends into model values; `store` is the SQLite cache; `capture` talks to PostgreSQL;
-//! `cli` is the command-line face; `local_pg` runs private PostgreSQL servers for tests and demos.
+//! `history` answers what changed, what it was then and how to put it back; `restore` writes restore
+//! scripts from a cache; `ui` is the desktop app; `cli` is the command-line face; `local_pg` runs
+//! private PostgreSQL servers for tests and demos.
 
 pub mod capture;
 pub mod cli;
@@ -13,3 +15,4 @@ pub mod local_pg;
 pub mod model;
 pub mod restore;
 pub mod store;
+pub mod ui;

@@ -48,10 +48,11 @@ impl fmt::Display for Check {
     }
 }
 
-/// All checks, in the order they were made.
+/// All checks, in the order they were made, and the tables capture would cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub checks: Vec<Check>,
+    pub tables: Vec<TableName>,
 }
 
 impl Report {
@@ -148,8 +149,9 @@ pub async fn run(
             Some("create tables first, or name them with --tables".into()),
         ));
     }
+    let tables = scope.iter().map(|table| table.name.clone()).collect();
     checks.extend(scope.into_iter().map(|table| table_check(table, &facts)));
-    Ok(Report { checks })
+    Ok(Report { checks, tables })
 }
 
 fn server_checks(facts: &ServerFacts) -> Vec<Check> {

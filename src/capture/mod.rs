@@ -98,6 +98,10 @@ pub enum CaptureEvent {
         transactions: u64,
         last_commit_time: Option<DateTime<Utc>>,
     },
+    /// How much WAL the server keeps for the slot (reported every half minute while streaming).
+    SlotStatus {
+        retained_wal_bytes: i64,
+    },
     Warning(String),
     Reconnecting {
         attempt: u32,
@@ -469,6 +473,14 @@ async fn wait_for_slot(sql: &SqlSession, name: &str) -> Result<(), CaptureError>
             _ => return Ok(()),
         }
     }
+}
+
+/// Runs an SQL script (a restore script) on the source as it is; the script brings its own
+/// transaction. An error leaves nothing applied: the open transaction ends with the connection.
+pub async fn run_script(spec: &ConnectionSpec, script: &str) -> Result<(), CaptureError> {
+    let tls = tls::client_config(&spec.tls)?;
+    let sql = SqlSession::connect(spec, tls).await?;
+    sql.execute("running the script", script).await
 }
 
 /// What teardown removed.

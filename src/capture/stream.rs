@@ -46,6 +46,8 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often to ask the server for its position while waiting for the `--once` target.
 const ONCE_POLL: Duration = Duration::from_millis(200);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often to ask how much WAL the slot retains.
+const SLOT_STATUS_INTERVAL: Duration = Duration::from_secs(30);
 
 pub(crate) fn start_command(plan: &SessionPlan<'_>) -> String {
     let publication = quote_ident(plan.publication).replace('\'', "''");
@@ -118,6 +120,7 @@ pub(crate) async fn run_session(
     };
     let mut status_timer = tokio::time::interval(status_every);
     let mut progress_timer = tokio::time::interval(PROGRESS_INTERVAL);
+    let mut slot_timer = tokio::time::interval(SLOT_STATUS_INTERVAL);
     let mut confirmed = Lsn::ZERO;
     let mut stopping = false;
     loop {
@@ -166,6 +169,15 @@ pub(crate) async fn run_session(
                 let ask = plan.target.is_some() && !session.target_reached;
                 send_status(walsender, session.received, stored, ask).await?;
                 confirmed = stored;
+            }
+            _ = slot_timer.tick() => {
+                match catalog::slot(sql, plan.slot).await {
+                    Ok(Some(slot)) => observer(CaptureEvent::SlotStatus {
+                        retained_wal_bytes: slot.retained_wal_bytes.unwrap_or(0),
+                    }),
+                    Ok(None) => {}
+                    Err(error) => tracing::debug!("reading the slot status: {error}"),
+                }
             }
             _ = progress_timer.tick() => {
                 let progress = session.writer.progress();

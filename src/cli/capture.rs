@@ -176,7 +176,7 @@ fn printer() -> Observer {
             "connection lost ({error}); reconnecting in {} s (attempt {attempt})",
             delay.as_secs()
         ),
-        CaptureEvent::Stopped { .. } => {}
+        CaptureEvent::Stopped { .. } | CaptureEvent::SlotStatus { .. } => {}
     })
 }
 

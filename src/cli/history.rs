@@ -10,8 +10,8 @@ use crate::store::{Cache, KeyFilter, RecordRef};
 use anyhow::Context as _;
 
 use super::json::{change_with_diff_json, image_json};
-use super::time::parse_local_time;
 use super::{AtArgs, HistoryArgs, RestoreArgs, ShowArgs, UndoArgs};
+use crate::history::parse_local_time;
 
 fn key_filter(text: &str) -> anyhow::Result<KeyFilter> {
     match serde_json::from_str(text) {

@@ -11,7 +11,7 @@ use crate::store::{Cache, KeyFilter, LogFilter};
 
 use super::LogArgs;
 use super::json::change_json;
-use super::time::parse_local_time;
+use crate::history::parse_local_time;
 
 pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let filter = filter(&args)?;

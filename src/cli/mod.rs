@@ -8,7 +8,6 @@ mod capture;
 mod history;
 mod json;
 mod log;
-pub mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,12 +27,15 @@ pub struct Cli {
     /// Print more about what happens (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Without a command, rowtrail opens its window.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open the desktop app, optionally with a cache file.
+    Open(OpenArgs),
     /// Check that a database is ready for capture, and print the fix for each problem.
     Doctor(DoctorArgs),
     /// Capture row changes from a database's write-ahead log into a cache file.
@@ -159,6 +161,13 @@ pub struct LogArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The cache file to show.
+    #[arg(value_name = "CACHE")]
+    pub cache: Option<PathBuf>,
+}
+
 /// Where a command reads history from.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -267,6 +276,15 @@ fn table_list(text: Option<&str>) -> anyhow::Result<Option<Vec<TableName>>> {
     }
 }
 
+fn open(cache: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &cache {
+        // Refuse a bad cache before opening a window, with the same message as the other commands.
+        crate::store::Cache::open(path)?;
+    }
+    crate::ui::run(crate::ui::AppOptions { cache })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Sets up logging to stderr: warnings by default, more with -v, or as RUST_LOG says.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -285,7 +303,11 @@ pub fn init_logging(verbose: u8) {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return open(None);
+    };
+    match command {
+        Command::Open(args) => open(args.cache),
         Command::Doctor(args) => capture::doctor(args),
         Command::Capture(args) => capture::capture(args),
         Command::Teardown(args) => capture::teardown(args),

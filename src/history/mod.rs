@@ -12,11 +12,13 @@ pub mod plan;
 pub mod script;
 pub mod sql;
 pub mod state;
+pub mod time_input;
 
 pub use diff::{ColumnDiff, DiffKind, JsonEdit, TextSpan, ValueDiff, diff_change, diff_rows};
 pub use moment::{Moment, MomentError};
 pub use plan::{Image, RecordChanges, Step, UndoPlan, describe_change, plan_restore, plan_undo};
 pub use script::{ScriptHeader, render_script};
+pub use time_input::{TimeError, parse_local_time, parse_time};
 
 use crate::model::ChangeId;
 

@@ -134,6 +134,16 @@ impl Cache {
         })
     }
 
+    /// The record a change belongs to (under the key it has after the change).
+    pub fn record_of(&self, change: &LoggedChange) -> Result<RecordRef, StoreError> {
+        let (table_ids, _) = self.find_table(&change.table)?;
+        Ok(RecordRef {
+            table: change.table.clone(),
+            table_ids,
+            key: super::codec::encode_key(&change.change.key(&change.schema)),
+        })
+    }
+
     fn table_condition(table_ids: &[i64]) -> String {
         let ids: Vec<String> = table_ids.iter().map(ToString::to_string).collect();
         format!("c.table_id IN ({})", ids.join(","))

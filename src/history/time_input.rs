@@ -1,4 +1,5 @@
-//! Reading the times people type: RFC 3339, local `YYYY-MM-DD HH:MM[:SS]`, or `15m`/`2h`/`3d` ago.
+//! Reading the times people type: RFC 3339, local `YYYY-MM-DD HH:MM[:SS]`, `15m`/`2h`/`3d` ago,
+//! or `now`. Pure apart from reading the clock and the local zone in [`parse_local_time`].
 
 use chrono::{DateTime, Duration, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 

@@ -1,0 +1,813 @@
+//! The app shell: owns the settings, the open cache's session, the capture task and the dialogs;
+//! drains the inbox each frame, draws the panels, and carries out the commands they return.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::capture::conninfo::ProcessEnvironment;
+use crate::capture::{self, CaptureEvent, CaptureOptions, ConnectionSpec, doctor};
+use crate::history::Moment;
+use crate::model::{ChangeId, TableName};
+use crate::store::{SourceIdentity, TableSummary, TimeSpan};
+
+use super::capture_task::CaptureTask;
+use super::connect::{ConnectAction, ConnectDialog, connect_ui, default_cache_path};
+use super::detail::{DetailAction, DetailState, detail_ui};
+use super::filters::{FilterFacts, FilterForm, filters_ui};
+use super::histogram::{BUCKETS, Histogram, HistogramAction};
+use super::restore::{RestoreAction, RestoreDialog, ScriptState, restore_ui};
+use super::settings::Settings;
+use super::status::{CaptureState, CaptureStatus, StatusAction, status_ui};
+use super::time_text::Zone;
+use super::timeline::{Timeline, TimelineAction};
+use super::welcome::{Welcome, WelcomeAction, welcome_ui};
+use super::worker::{Reply, Request, ScriptRequest, Workers};
+use super::{AppOptions, Message};
+
+/// Everything the user can ask for; carried out after the frame is drawn.
+#[derive(Debug, Clone, PartialEq)]
+enum Command {
+    OpenCache(PathBuf),
+    CloseCache,
+    ShowConnect,
+    CloseConnect,
+    CheckSource {
+        url: String,
+        password: String,
+    },
+    StartCapture {
+        url: String,
+        password: String,
+        tables: Option<Vec<TableName>>,
+        cache: PathBuf,
+    },
+    StopCapture,
+    ApplyFilter,
+    SelectRange(DateTime<Utc>, DateTime<Utc>),
+    JumpTo(DateTime<Utc>),
+    Open(ChangeId),
+    RecordAt(ChangeId, Moment),
+    PrepareScript(ScriptRequest),
+    Copy(String),
+    SaveScript(PathBuf, String),
+    RunScript {
+        url: String,
+        password: String,
+        sql: String,
+    },
+    CloseRestore,
+    ToggleUtc,
+    ToggleGrouped,
+    DismissBanner,
+}
+
+/// One open cache and everything shown about it.
+struct Session {
+    path: PathBuf,
+    source: Option<SourceIdentity>,
+    workers: Workers,
+    tables: Vec<TableSummary>,
+    context_fields: Vec<String>,
+    span: Option<TimeSpan>,
+    newest: Option<ChangeId>,
+    form: FilterForm,
+    filter_problem: Option<String>,
+    timeline: Timeline,
+    histogram: Histogram,
+    detail: DetailState,
+    restore: Option<RestoreDialog>,
+    /// egui time of the last overview refresh while capture runs.
+    refreshed_at: f64,
+}
+
+impl Session {
+    fn start(
+        path: PathBuf,
+        inbox: SyncSender<Message>,
+        ctx: &egui::Context,
+    ) -> std::io::Result<Self> {
+        let workers = Workers::start(path.clone(), inbox, ctx.clone())?;
+        let timeline = Timeline::new(Default::default(), 1);
+        workers.send(Request::Overview);
+        workers.send(Request::BuildIndex {
+            generation: 1,
+            filter: Default::default(),
+        });
+        Ok(Self {
+            path,
+            source: None,
+            workers,
+            tables: Vec::new(),
+            context_fields: Vec::new(),
+            span: None,
+            newest: None,
+            form: FilterForm::default(),
+            filter_problem: None,
+            timeline,
+            histogram: Histogram::default(),
+            detail: DetailState::default(),
+            restore: None,
+            refreshed_at: 0.0,
+        })
+    }
+
+    fn request_histogram(&mut self) {
+        if let Some(span) = self.span {
+            self.histogram.generation = self.timeline.generation;
+            self.workers.send(Request::Histogram {
+                generation: self.timeline.generation,
+                filter: self.timeline.filter.clone(),
+                span,
+                buckets: BUCKETS,
+            });
+        }
+    }
+}
+
+/// The rowtrail desktop app.
+pub struct RowtrailApp {
+    settings: Settings,
+    inbox: Receiver<Message>,
+    outbox: SyncSender<Message>,
+    ctx: egui::Context,
+    welcome: Welcome,
+    connect: Option<ConnectDialog>,
+    session: Option<Session>,
+    capture: Option<CaptureTask>,
+    status: CaptureStatus,
+    /// The cache a capture started here writes to; opened once capture has created it.
+    capturing_into: Option<PathBuf>,
+    /// Where and how to reach the source of the capture started here (the password stays in memory).
+    source_login: Option<(String, String)>,
+    banner: Option<String>,
+    commands: Vec<Command>,
+}
+
+impl RowtrailApp {
+    pub fn new(creation: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
+        let settings = creation
+            .storage
+            .and_then(|storage| eframe::get_value::<Settings>(storage, Settings::KEY))
+            .unwrap_or_default();
+        Self::with_settings(creation.egui_ctx.clone(), settings, options)
+    }
+
+    /// The app as on a first run, with nothing remembered (tests start it this way).
+    pub fn fresh(ctx: egui::Context, options: AppOptions) -> Self {
+        Self::with_settings(ctx, Settings::default(), options)
+    }
+
+    fn with_settings(ctx: egui::Context, settings: Settings, options: AppOptions) -> Self {
+        let (outbox, inbox) = sync_channel(1024);
+        let mut app = Self {
+            settings,
+            inbox,
+            outbox,
+            ctx,
+            welcome: Welcome::default(),
+            connect: None,
+            session: None,
+            capture: None,
+            status: CaptureStatus::default(),
+            capturing_into: None,
+            source_login: None,
+            banner: None,
+            commands: Vec::new(),
+        };
+        if let Some(path) = options.cache {
+            app.apply(Command::OpenCache(path));
+        }
+        app
+    }
+
+    fn zone(&self) -> Zone {
+        match self.settings.utc {
+            true => Zone::Utc,
+            false => Zone::Local,
+        }
+    }
+
+    /// Handles everything that arrived since the last frame.
+    fn drain_inbox(&mut self, now: f64) {
+        while let Ok(message) = self.inbox.try_recv() {
+            match message {
+                Message::Reply(reply) => self.on_reply(reply),
+                Message::Capture(event) => self.on_capture(&event, now),
+                Message::CaptureEnded(result) => {
+                    self.capture = None;
+                    self.status.state = CaptureState::Stopped {
+                        error: result.err(),
+                    };
+                }
+                Message::Doctor(report) => {
+                    if let Some(dialog) = self.connect.as_mut() {
+                        if let Ok(report) = &report
+                            && dialog.cache.is_empty()
+                            && let Ok(spec) =
+                                ConnectionSpec::resolve(&dialog.url, &ProcessEnvironment)
+                        {
+                            let _ = report;
+                            dialog.cache = default_cache_path(&spec.dbname).display().to_string();
+                        }
+                        dialog.take_report(report);
+                    }
+                }
+                Message::ScriptRan(result) => {
+                    if let Some(dialog) = self
+                        .session
+                        .as_mut()
+                        .and_then(|session| session.restore.as_mut())
+                    {
+                        dialog.run.running = false;
+                        dialog.run.outcome =
+                            Some(result.map(|()| "The script ran and committed.".to_owned()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        match reply {
+            Reply::Opened {
+                path,
+                source,
+                newest,
+            } => {
+                if session.source.is_none() {
+                    self.settings.remember(&path);
+                    let name = path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |name| name.to_string_lossy().into_owned(),
+                    );
+                    self.ctx
+                        .send_viewport_cmd(egui::ViewportCommand::Title(format!(
+                            "rowtrail — {name}"
+                        )));
+                }
+                session.source = Some(source);
+                session.newest = session.newest.max(newest);
+            }
+            Reply::Overview {
+                tables,
+                context_fields,
+                span,
+                newest,
+            } => {
+                let span_changed = span != session.span;
+                session.tables = tables;
+                session.context_fields = context_fields;
+                session.span = span;
+                session.newest = newest;
+                if span_changed || session.histogram.generation != session.timeline.generation {
+                    session.request_histogram();
+                }
+            }
+            Reply::Rows {
+                generation,
+                slot,
+                rows,
+            } if generation == session.timeline.generation => {
+                session.timeline.apply_rows(slot, &rows);
+            }
+            Reply::Head { generation, ids } if generation == session.timeline.generation => {
+                if session.timeline.apply_head(ids) {
+                    self.commands.push(Command::ApplyFilter);
+                }
+            }
+            Reply::Index {
+                generation,
+                top,
+                first_anchor,
+                anchors,
+                scanned,
+                complete,
+            } if generation == session.timeline.generation => {
+                session
+                    .timeline
+                    .apply_index(top, first_anchor, anchors, scanned, complete);
+            }
+            Reply::Histogram {
+                generation,
+                span,
+                counts,
+            } if generation == session.timeline.generation => {
+                session.histogram.span = Some(span);
+                session.histogram.counts = counts;
+            }
+            Reply::Located(id) => session.timeline.jump_to(id),
+            Reply::Detail(detail) => {
+                if session.detail.loading == Some(detail.change.id)
+                    || session.detail.loading.is_none()
+                {
+                    session.detail.show(detail);
+                }
+            }
+            Reply::RecordAt {
+                change,
+                moment,
+                image,
+            } => {
+                let state_at = &mut session.detail.state_at;
+                let current = session
+                    .detail
+                    .detail
+                    .as_ref()
+                    .map(|detail| detail.change.id);
+                if current == Some(change) && state_at.asked == Some(moment) {
+                    state_at.result = Some((moment, image));
+                }
+            }
+            Reply::Script(result) => {
+                if let Some(dialog) = session.restore.as_mut() {
+                    dialog.script = match result {
+                        Ok(script) => ScriptState::Ready(Box::new(script)),
+                        Err(error) => ScriptState::Failed(error),
+                    };
+                }
+            }
+            Reply::Failed(error) => {
+                if session.source.is_none() {
+                    self.session = None;
+                }
+                self.banner = Some(error);
+            }
+            Reply::Rows { .. }
+            | Reply::Head { .. }
+            | Reply::Index { .. }
+            | Reply::Histogram { .. } => {}
+        }
+    }
+
+    fn on_capture(&mut self, event: &CaptureEvent, now: f64) {
+        let stored_more = self.status.apply(event, now);
+        let cache_exists = matches!(
+            event,
+            CaptureEvent::PublicationCreated { .. }
+                | CaptureEvent::PublicationReused { .. }
+                | CaptureEvent::SlotCreated { .. }
+                | CaptureEvent::Streaming { .. }
+        );
+        if cache_exists && let Some(path) = self.capturing_into.take() {
+            self.apply(Command::OpenCache(path));
+        }
+        if let Some(session) = self.session.as_mut()
+            && stored_more
+        {
+            session.timeline.refresh_head(&session.workers);
+            if now - session.refreshed_at > 1.0 {
+                session.refreshed_at = now;
+                session.workers.send(Request::Overview);
+            }
+        }
+    }
+
+    /// Carries out one command.
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::OpenCache(path) => {
+                match Session::start(path, self.outbox.clone(), &self.ctx) {
+                    Ok(session) => self.session = Some(session),
+                    Err(error) => {
+                        self.banner = Some(format!("could not start reading the cache: {error}"))
+                    }
+                }
+            }
+            Command::CloseCache => {
+                self.session = None;
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::Title("rowtrail".to_owned()));
+            }
+            Command::ShowConnect => self.connect = Some(ConnectDialog::default()),
+            Command::CloseConnect => self.connect = None,
+            Command::CheckSource { url, password } => self.check_source(url, password),
+            Command::StartCapture {
+                url,
+                password,
+                tables,
+                cache,
+            } => self.start_capture(url, password, tables, cache),
+            Command::StopCapture => {
+                if let Some(task) = &self.capture {
+                    task.stop();
+                }
+            }
+            Command::ApplyFilter => self.apply_filter(),
+            Command::SelectRange(from, to) => {
+                if let Some(session) = self.session.as_mut() {
+                    session.form.since = from.to_rfc3339_opts(SecondsFormat::Secs, true);
+                    session.form.until = to.to_rfc3339_opts(SecondsFormat::Secs, true);
+                }
+                self.apply_filter();
+            }
+            Command::JumpTo(time) => {
+                if let Some(session) = &self.session {
+                    session.workers.send(Request::Locate(time));
+                }
+            }
+            Command::Open(id) => {
+                if let Some(session) = self.session.as_mut() {
+                    session.timeline.opened = Some(id);
+                    session.detail.loading = Some(id);
+                    session.workers.send(Request::Detail(id));
+                }
+            }
+            Command::RecordAt(change, moment) => {
+                if let Some(session) = &self.session {
+                    session.workers.send(Request::RecordAt { change, moment });
+                }
+            }
+            Command::PrepareScript(request) => self.prepare_script(request),
+            Command::Copy(text) => self.ctx.copy_text(text),
+            Command::SaveScript(path, sql) => {
+                let notice = match std::fs::write(&path, sql) {
+                    Ok(()) => format!("Saved to {}", path.display()),
+                    Err(error) => format!("Could not save {}: {error}", path.display()),
+                };
+                if let Some(dialog) = self
+                    .session
+                    .as_mut()
+                    .and_then(|session| session.restore.as_mut())
+                {
+                    dialog.notice = Some(notice);
+                }
+            }
+            Command::RunScript { url, password, sql } => self.run_script(url, password, sql),
+            Command::CloseRestore => {
+                if let Some(session) = self.session.as_mut() {
+                    session.restore = None;
+                }
+            }
+            Command::ToggleUtc => self.settings.utc = !self.settings.utc,
+            Command::ToggleGrouped => {
+                if let Some(session) = self.session.as_mut() {
+                    session.timeline.grouped = !session.timeline.grouped;
+                }
+            }
+            Command::DismissBanner => self.banner = None,
+        }
+    }
+
+    fn apply_filter(&mut self) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        match session.form.to_filter() {
+            Ok(filter) => {
+                session.filter_problem = None;
+                let generation = session.timeline.generation + 1;
+                let grouped = session.timeline.grouped;
+                let opened = session.timeline.opened;
+                session.timeline = Timeline::new(filter.clone(), generation);
+                session.timeline.grouped = grouped;
+                session.timeline.opened = opened;
+                session
+                    .workers
+                    .send(Request::BuildIndex { generation, filter });
+                session.request_histogram();
+            }
+            Err(problem) => session.filter_problem = Some(problem),
+        }
+    }
+
+    fn resolve(url: &str, password: &str) -> Result<ConnectionSpec, String> {
+        let mut spec =
+            ConnectionSpec::resolve(url, &ProcessEnvironment).map_err(|error| error.to_string())?;
+        if !password.is_empty() {
+            for endpoint in &mut spec.endpoints {
+                endpoint.password = Some(password.to_owned());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Runs `work` on a short-lived thread with its own runtime and sends its message back.
+    fn in_background(
+        &self,
+        name: &str,
+        work: impl FnOnce(&tokio::runtime::Runtime) -> Message + Send + 'static,
+    ) {
+        let outbox = self.outbox.clone();
+        let ctx = self.ctx.clone();
+        let started = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let message = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => work(&runtime),
+                    Err(error) => {
+                        Message::CaptureEnded(Err(format!("could not start a runtime: {error}")))
+                    }
+                };
+                let _ = outbox.send(message);
+                ctx.request_repaint();
+            });
+        if let Err(error) = started {
+            tracing::error!("could not start a background thread: {error}");
+        }
+    }
+
+    fn check_source(&mut self, url: String, password: String) {
+        let spec = match Self::resolve(&url, &password) {
+            Ok(spec) => spec,
+            Err(error) => {
+                if let Some(dialog) = self.connect.as_mut() {
+                    dialog.take_report(Err(error));
+                }
+                return;
+            }
+        };
+        self.in_background("rowtrail-doctor", move |runtime| {
+            let report = runtime.block_on(doctor::run(&spec, None, "rowtrail", "rowtrail"));
+            Message::Doctor(report.map_err(|error| error.to_string()))
+        });
+    }
+
+    fn start_capture(
+        &mut self,
+        url: String,
+        password: String,
+        tables: Option<Vec<TableName>>,
+        cache: PathBuf,
+    ) {
+        let spec = match Self::resolve(&url, &password) {
+            Ok(spec) => spec,
+            Err(error) => {
+                self.banner = Some(error);
+                return;
+            }
+        };
+        if let Some(parent) = cache.parent()
+            && let Err(error) = std::fs::create_dir_all(parent)
+        {
+            self.banner = Some(format!("could not create {}: {error}", parent.display()));
+            return;
+        }
+        if let Some(task) = self.capture.take() {
+            task.stop();
+        }
+        let options = CaptureOptions {
+            source: spec,
+            cache: cache.clone(),
+            tables,
+            slot: "rowtrail".into(),
+            publication: "rowtrail".into(),
+            once: false,
+        };
+        match CaptureTask::start(options, self.outbox.clone(), self.ctx.clone()) {
+            Ok(task) => {
+                self.capture = Some(task);
+                self.status = CaptureStatus::default();
+                self.status.state = CaptureState::Starting;
+                self.source_login = Some((url, password));
+                self.session = None;
+                self.capturing_into = Some(cache);
+                self.connect = None;
+            }
+            Err(error) => self.banner = Some(format!("could not start capture: {error}")),
+        }
+    }
+
+    fn prepare_script(&mut self, request: ScriptRequest) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let source_hint = match (&self.source_login, &session.source) {
+            (Some((url, _)), _) => url.clone(),
+            (None, Some(source)) => source.display.clone(),
+            (None, None) => String::new(),
+        };
+        let name = match &request {
+            ScriptRequest::Undo { .. } => "undo",
+            ScriptRequest::RestoreVersion(_) => "restore",
+        };
+        let directory = session
+            .path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let save = directory.join(format!(
+            "rowtrail-{name}-{}.sql",
+            Utc::now().format("%Y%m%d-%H%M%S")
+        ));
+        let mut dialog = RestoreDialog::new(source_hint, save.display().to_string());
+        if let Some((_, password)) = &self.source_login {
+            dialog.run.password.clone_from(password);
+        }
+        session.restore = Some(dialog);
+        session.workers.send(Request::Script(request));
+    }
+
+    fn run_script(&mut self, url: String, password: String, sql: String) {
+        let spec = match Self::resolve(&url, &password) {
+            Ok(spec) => spec,
+            Err(error) => {
+                self.outbox_script_result(Err(error));
+                return;
+            }
+        };
+        self.in_background("rowtrail-run-script", move |runtime| {
+            let result = runtime.block_on(capture::run_script(&spec, &sql));
+            Message::ScriptRan(result.map_err(|error| error.to_string()))
+        });
+    }
+
+    fn outbox_script_result(&mut self, result: Result<(), String>) {
+        if let Some(dialog) = self
+            .session
+            .as_mut()
+            .and_then(|session| session.restore.as_mut())
+        {
+            dialog.run.running = false;
+            dialog.run.outcome = Some(result.map(|()| String::new()));
+        }
+    }
+
+    /// Draws one frame and collects commands.
+    fn draw(&mut self, ui: &mut egui::Ui) {
+        let zone = self.zone();
+        if let Some(banner) = self.banner.clone() {
+            egui::Panel::top("banner").show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.colored_label(ui.visuals().error_fg_color, banner.as_str());
+                    if ui.small_button("Dismiss").clicked() {
+                        self.commands.push(Command::DismissBanner);
+                    }
+                });
+            });
+        }
+        let Some(session) = self.session.as_mut() else {
+            egui::CentralPanel::default_margins().show(ui, |ui| {
+                match welcome_ui(ui, &mut self.welcome, &self.settings.recent) {
+                    Some(WelcomeAction::Open(path)) => self.commands.push(Command::OpenCache(path)),
+                    Some(WelcomeAction::Connect) => self.commands.push(Command::ShowConnect),
+                    None => {}
+                }
+                if self.capturing_into.is_some()
+                    || matches!(self.status.state, CaptureState::Stopped { error: Some(_) })
+                {
+                    ui.separator();
+                    status_ui(ui, "capture", &self.status, self.settings.utc);
+                }
+            });
+            self.dialogs(ui.ctx());
+            return;
+        };
+        egui::Panel::top("toolbar").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                if ui.button("Close cache").clicked() {
+                    self.commands.push(Command::CloseCache);
+                }
+                if ui.button("Connect…").clicked() {
+                    self.commands.push(Command::ShowConnect);
+                }
+                if ui
+                    .selectable_label(session.timeline.grouped, "Group by transaction")
+                    .clicked()
+                {
+                    self.commands.push(Command::ToggleGrouped);
+                }
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            let source = session.source.as_ref().map_or_else(
+                || session.path.display().to_string(),
+                |source| source.display.clone(),
+            );
+            match status_ui(ui, &source, &self.status, self.settings.utc) {
+                Some(StatusAction::StopCapture) => self.commands.push(Command::StopCapture),
+                Some(StatusAction::ToggleUtc) => self.commands.push(Command::ToggleUtc),
+                None => {}
+            }
+        });
+        egui::Panel::left("filters")
+            .default_size(260.0)
+            .resizable(true)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    let facts = FilterFacts {
+                        tables: &session.tables,
+                        context_fields: &session.context_fields,
+                        matches: (session.timeline.total(), session.timeline.is_complete()),
+                        problem: session.filter_problem.as_deref(),
+                    };
+                    if filters_ui(ui, &mut session.form, &facts) {
+                        self.commands.push(Command::ApplyFilter);
+                    }
+                });
+            });
+        egui::Panel::right("detail")
+            .default_size(460.0)
+            .resizable(true)
+            .show(ui, |ui| match detail_ui(ui, &mut session.detail, zone) {
+                Some(DetailAction::Open(id)) => self.commands.push(Command::Open(id)),
+                Some(DetailAction::RecordAt(change, moment)) => {
+                    self.commands.push(Command::RecordAt(change, moment))
+                }
+                Some(DetailAction::Script(request)) => {
+                    self.commands.push(Command::PrepareScript(request))
+                }
+                None => {}
+            });
+        egui::CentralPanel::default_margins().show(ui, |ui| {
+            match session.histogram.ui(ui, zone) {
+                Some(HistogramAction::SelectRange(from, to)) => {
+                    self.commands.push(Command::SelectRange(from, to))
+                }
+                Some(HistogramAction::JumpTo(time)) => self.commands.push(Command::JumpTo(time)),
+                None => {}
+            }
+            ui.add_space(4.0);
+            if let Some(TimelineAction::Open(id)) = session.timeline.ui(ui, &session.workers, zone)
+            {
+                self.commands.push(Command::Open(id));
+            }
+        });
+        self.dialogs(ui.ctx());
+    }
+
+    fn dialogs(&mut self, ctx: &egui::Context) {
+        if let Some(dialog) = self.connect.as_mut() {
+            match connect_ui(ctx, dialog) {
+                Some(ConnectAction::Check { url, password }) => {
+                    self.commands.push(Command::CheckSource { url, password })
+                }
+                Some(ConnectAction::Start {
+                    url,
+                    password,
+                    tables,
+                    cache,
+                }) => self.commands.push(Command::StartCapture {
+                    url,
+                    password,
+                    tables,
+                    cache,
+                }),
+                Some(ConnectAction::Copy(text)) => self.commands.push(Command::Copy(text)),
+                Some(ConnectAction::Close) => self.commands.push(Command::CloseConnect),
+                None => {}
+            }
+        }
+        if let Some(dialog) = self
+            .session
+            .as_mut()
+            .and_then(|session| session.restore.as_mut())
+        {
+            match restore_ui(ctx, dialog) {
+                Some(RestoreAction::Copy(text)) => self.commands.push(Command::Copy(text)),
+                Some(RestoreAction::Save(path, sql)) => {
+                    self.commands.push(Command::SaveScript(path, sql))
+                }
+                Some(RestoreAction::Run { url, password, sql }) => {
+                    self.commands
+                        .push(Command::RunScript { url, password, sql });
+                }
+                Some(RestoreAction::Close) => self.commands.push(Command::CloseRestore),
+                None => {}
+            }
+        }
+    }
+}
+
+impl eframe::App for RowtrailApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let now = ctx.input(|input| input.time);
+        self.drain_inbox(now);
+        for command in std::mem::take(&mut self.commands) {
+            self.apply(command);
+        }
+        let capturing = matches!(
+            self.status.state,
+            CaptureState::Streaming
+                | CaptureState::Snapshotting { .. }
+                | CaptureState::Reconnecting { .. }
+        );
+        if capturing {
+            ctx.request_repaint_after(std::time::Duration::from_millis(500));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.draw(ui);
+        for command in std::mem::take(&mut self.commands) {
+            self.apply(command);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, Settings::KEY, &self.settings);
+    }
+
+    fn on_exit(&mut self) {
+        if let Some(task) = self.capture.take() {
+            task.stop_and_wait();
+        }
+    }
+}

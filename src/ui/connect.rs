@@ -1,0 +1,214 @@
+//! The connect dialog: a connection URL and a password (kept in memory only), the doctor's checks
+//! as a checklist with the fix for each problem, the tables to capture, and the cache file.
+
+use std::path::PathBuf;
+
+use egui::RichText;
+
+use crate::capture::doctor::{Report, Status};
+use crate::model::TableName;
+
+/// The dialog's state.
+#[derive(Debug, Default)]
+pub struct ConnectDialog {
+    pub url: String,
+    pub password: String,
+    pub checking: bool,
+    pub report: Option<Result<Report, String>>,
+    /// Tables to capture, as offered by the last check.
+    pub tables: Vec<(TableName, bool)>,
+    pub cache: String,
+}
+
+/// What the user asked of the dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectAction {
+    Check {
+        url: String,
+        password: String,
+    },
+    Start {
+        url: String,
+        password: String,
+        tables: Option<Vec<TableName>>,
+        cache: PathBuf,
+    },
+    Copy(String),
+    Close,
+}
+
+impl ConnectDialog {
+    /// Takes a doctor report: the checklist and the tables to offer.
+    pub fn take_report(&mut self, report: Result<Report, String>) {
+        self.checking = false;
+        if let Ok(report) = &report {
+            self.tables = report
+                .tables
+                .iter()
+                .map(|table| (table.clone(), true))
+                .collect();
+        }
+        self.report = Some(report);
+    }
+}
+
+/// Where a new cache goes by default: `<data dir>/rowtrail/<database>.rowtrail`.
+pub fn default_cache_path(database: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    let name: String = database
+        .chars()
+        .map(|c| match c.is_alphanumeric() || c == '-' || c == '_' {
+            true => c,
+            false => '_',
+        })
+        .collect();
+    base.join("rowtrail").join(format!("{name}.rowtrail"))
+}
+
+pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<ConnectAction> {
+    let mut action = None;
+    let modal = egui::Modal::new(egui::Id::unique("connect-dialog")).show(ctx, |ui| {
+        ui.set_width(ctx.content_rect().width().min(900.0) - 80.0);
+        ui.heading("Connect a database");
+        egui::Grid::new("connect-fields")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let label = ui.label("Connection URL");
+                ui.add(
+                    egui::TextEdit::singleline(&mut dialog.url)
+                        .desired_width(480.0)
+                        .hint_text("postgres://user@host:5432/db?sslmode=require"),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Password");
+                ui.add(
+                    egui::TextEdit::singleline(&mut dialog.password)
+                        .password(true)
+                        .desired_width(240.0)
+                        .hint_text("empty: ~/.pgpass or PGPASSWORD"),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+            });
+        ui.label(
+            RichText::new("The password stays in memory; it is never saved.")
+                .weak()
+                .small(),
+        );
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!dialog.checking, egui::Button::new("Check"))
+                .clicked()
+            {
+                dialog.checking = true;
+                action = Some(ConnectAction::Check {
+                    url: dialog.url.clone(),
+                    password: dialog.password.clone(),
+                });
+            }
+            if dialog.checking {
+                ui.spinner();
+                ui.label("Checking…");
+            }
+        });
+        match &dialog.report {
+            None => {}
+            Some(Err(error)) => {
+                ui.colored_label(ui.visuals().error_fg_color, error);
+            }
+            Some(Ok(report)) => {
+                checklist_ui(ui, report, &mut action);
+                tables_ui(ui, &mut dialog.tables);
+                ui.horizontal(|ui| {
+                    let label = ui.label("Cache file");
+                    ui.add(egui::TextEdit::singleline(&mut dialog.cache).desired_width(420.0))
+                        .labelled_by(label.id);
+                });
+                let chosen: Vec<TableName> = dialog
+                    .tables
+                    .iter()
+                    .filter(|(_, checked)| *checked)
+                    .map(|(table, _)| table.clone())
+                    .collect();
+                let ready =
+                    report.can_capture() && !chosen.is_empty() && !dialog.cache.trim().is_empty();
+                if ui
+                    .add_enabled(ready, egui::Button::new("Start capture"))
+                    .clicked()
+                {
+                    let all = chosen.len() == dialog.tables.len();
+                    action = Some(ConnectAction::Start {
+                        url: dialog.url.clone(),
+                        password: dialog.password.clone(),
+                        tables: (!all).then_some(chosen),
+                        cache: PathBuf::from(dialog.cache.trim()),
+                    });
+                }
+            }
+        }
+        ui.separator();
+        if ui.button("Close").clicked() {
+            action = Some(ConnectAction::Close);
+        }
+    });
+    if modal.should_close() {
+        action = Some(ConnectAction::Close);
+    }
+    action
+}
+
+fn checklist_ui(ui: &mut egui::Ui, report: &Report, action: &mut Option<ConnectAction>) {
+    egui::ScrollArea::vertical()
+        .id_salt("checks")
+        .max_height(260.0)
+        .show(ui, |ui| {
+            for (index, check) in report.checks.iter().enumerate() {
+                let (mark, color) = match check.status {
+                    Status::Ok => ("ok", egui::Color32::from_rgb(0x3a, 0x9a, 0x4a)),
+                    Status::Warn => ("warn", ui.visuals().warn_fg_color),
+                    Status::Fail => ("FAIL", ui.visuals().error_fg_color),
+                };
+                ui.horizontal_wrapped(|ui| {
+                    ui.colored_label(color, RichText::new(mark).strong().monospace());
+                    ui.label(RichText::new(&check.topic).strong());
+                    ui.label(&check.message);
+                });
+                if let Some(fix) = &check.fix {
+                    ui.horizontal(|ui| {
+                        ui.add_space(18.0);
+                        ui.label(RichText::new(fix).monospace());
+                        if ui
+                            .push_id(index, |ui| ui.small_button("Copy fix"))
+                            .inner
+                            .clicked()
+                        {
+                            *action = Some(ConnectAction::Copy(fix.clone()));
+                        }
+                    });
+                }
+            }
+        });
+    let verdict = match report.can_capture() {
+        true => RichText::new("Capture can run.").strong(),
+        false => RichText::new("Capture cannot run until the problems marked FAIL are fixed.")
+            .strong()
+            .color(ui.visuals().error_fg_color),
+    };
+    ui.label(verdict);
+}
+
+fn tables_ui(ui: &mut egui::Ui, tables: &mut [(TableName, bool)]) {
+    ui.label(RichText::new("Tables to capture").strong());
+    egui::ScrollArea::vertical()
+        .id_salt("connect-tables")
+        .max_height(160.0)
+        .show(ui, |ui| {
+            for (table, checked) in tables.iter_mut() {
+                ui.checkbox(checked, table.to_string());
+            }
+        });
+}

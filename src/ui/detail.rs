@@ -1,0 +1,435 @@
+//! The right panel: one change in detail (its diff, transaction and context), the history of its
+//! record, the record's state at a chosen moment, and the buttons that write restore scripts.
+
+use chrono::{DateTime, Utc};
+use egui::text::{LayoutJob, TextFormat};
+use egui::{Color32, FontId, RichText};
+
+use crate::history::diff::show_value;
+use crate::history::{
+    ColumnDiff, DiffKind, Image, Moment, TextSpan, ValueDiff, describe_change, diff_change,
+    parse_local_time,
+};
+use crate::model::{ChangeId, LoggedChange, Op};
+use crate::restore::UndoTarget;
+
+use super::time_text::{Zone, ago, precise};
+use super::worker::{Detail, ScriptRequest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Change,
+    History,
+}
+
+/// The panel's state.
+#[derive(Debug, Default)]
+pub struct DetailState {
+    pub tab: Tab,
+    pub detail: Option<Box<Detail>>,
+    pub loading: Option<ChangeId>,
+    pub state_at: StateAt,
+}
+
+/// The state-at control: a moment within the record's lifetime and what the record was then.
+#[derive(Debug, Default)]
+pub struct StateAt {
+    /// Microseconds since the epoch.
+    pub micros: f64,
+    pub text: String,
+    pub result: Option<(Moment, Option<Image>)>,
+    pub asked: Option<Moment>,
+    /// A time the user typed that does not parse.
+    pub error: Option<String>,
+}
+
+/// What the user asked of the panel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetailAction {
+    Open(ChangeId),
+    RecordAt(ChangeId, Moment),
+    Script(ScriptRequest),
+}
+
+impl DetailState {
+    /// Shows a freshly loaded change, keeping the tab.
+    pub fn show(&mut self, detail: Box<Detail>) {
+        let lifetime_end = detail
+            .history
+            .last()
+            .map_or(detail.change.tx.committed_at, |change| {
+                change.tx.committed_at
+            });
+        self.state_at = StateAt {
+            micros: lifetime_end.timestamp_micros() as f64,
+            text: String::new(),
+            result: None,
+            asked: None,
+            error: None,
+        };
+        self.loading = None;
+        self.detail = Some(detail);
+    }
+}
+
+pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Option<DetailAction> {
+    let Some(detail) = state.detail.as_ref() else {
+        ui.centered_and_justified(|ui| match state.loading {
+            Some(_) => ui.spinner(),
+            None => ui.label("Select a change to see what it did."),
+        });
+        return None;
+    };
+    let mut action = None;
+    let change = &detail.change;
+    ui.heading(format!("{} · {}", change.change.op, change.table));
+    ui.label(RichText::new(describe_change(change)).weak());
+    ui.horizontal(|ui| {
+        ui.selectable_value(&mut state.tab, Tab::Change, "Change");
+        ui.selectable_value(
+            &mut state.tab,
+            Tab::History,
+            format!("Record history ({})", detail.history.len()),
+        );
+    });
+    ui.separator();
+    let tab = state.tab;
+    egui::ScrollArea::vertical()
+        .id_salt("detail")
+        .show(ui, |ui| match tab {
+            Tab::Change => action = change_ui(ui, detail, zone),
+            Tab::History => action = history_ui(ui, detail, &mut state.state_at, zone),
+        });
+    if state.loading.is_some() {
+        ui.spinner();
+    }
+    action
+}
+
+fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone) {
+    let time = change.tx.committed_at;
+    ui.label(format!(
+        "{} ({})",
+        precise(time, zone),
+        ago(time, Utc::now())
+    ));
+    match change.tx.xid {
+        Some(xid) => ui.label(format!(
+            "transaction {xid} · {} changes · lsn {}",
+            change.tx.change_count, change.lsn
+        )),
+        None => ui.label("baseline: the row as capture first found it"),
+    };
+}
+
+fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAction> {
+    let mut action = None;
+    let change = &detail.change;
+    when_ui(ui, change, zone);
+    if let Some(context) = &change.context {
+        egui::Grid::new("context").num_columns(2).show(ui, |ui| {
+            for (key, value) in context {
+                ui.label(RichText::new(key).weak());
+                ui.label(match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                });
+                ui.end_row();
+            }
+        });
+    }
+    ui.horizontal_wrapped(|ui| {
+        let undoable = !matches!(change.change.op, Op::Snapshot | Op::Truncate);
+        if ui
+            .add_enabled(undoable, egui::Button::new("Undo this change"))
+            .clicked()
+        {
+            action = Some(DetailAction::Script(ScriptRequest::Undo {
+                target: UndoTarget::Changes(vec![change.id]),
+                cascade: false,
+            }));
+        }
+        if ui
+            .add_enabled(
+                !change.tx.is_baseline,
+                egui::Button::new("Undo transaction"),
+            )
+            .clicked()
+        {
+            action = Some(DetailAction::Script(ScriptRequest::Undo {
+                target: UndoTarget::CachedTransaction(change.tx.id),
+                cascade: false,
+            }));
+        }
+        let restorable = change.schema.has_key() && change.change.op != Op::Truncate;
+        if ui
+            .add_enabled(restorable, egui::Button::new("Restore this version"))
+            .clicked()
+        {
+            action = Some(DetailAction::Script(ScriptRequest::RestoreVersion(
+                change.id,
+            )));
+        }
+    });
+    ui.separator();
+    diff_ui(
+        ui,
+        &diff_change(&change.schema, &change.change),
+        change.change.op == Op::Update,
+        "diff",
+    );
+    ui.separator();
+    egui::CollapsingHeader::new(format!("Transaction: {} changes", change.tx.change_count))
+        .default_open(detail.transaction.len() <= 20)
+        .show(ui, |ui| {
+            for other in &detail.transaction {
+                let label = format!("{} {} {}", other.change.op, other.table, other.key_text());
+                if ui.selectable_label(other.id == change.id, label).clicked()
+                    && other.id != change.id
+                {
+                    action = Some(DetailAction::Open(other.id));
+                }
+            }
+            let more = change.tx.change_count - detail.transaction.len() as i64;
+            if more > 0 {
+                ui.label(format!("… and {more} more"));
+            }
+        });
+    action
+}
+
+/// The diff as a grid: column, before, after; changed columns highlighted, unchanged ones folded.
+fn diff_ui(ui: &mut egui::Ui, diffs: &[ColumnDiff], fold_unchanged: bool, id: &str) {
+    let (unchanged, shown): (Vec<&ColumnDiff>, Vec<&ColumnDiff>) = diffs
+        .iter()
+        .partition(|diff| fold_unchanged && diff.kind == DiffKind::Unchanged);
+    let highlight = ui.visuals().selection.bg_fill.gamma_multiply(0.25);
+    egui::Grid::new(id)
+        .num_columns(3)
+        .striped(false)
+        .show(ui, |ui| {
+            ui.label(RichText::new("Column").strong());
+            ui.label(RichText::new("Before").strong());
+            ui.label(RichText::new("After").strong());
+            ui.end_row();
+            for diff in &shown {
+                let name = RichText::new(&diff.column);
+                let name = match diff.kind {
+                    DiffKind::Changed | DiffKind::Unknown => {
+                        name.strong().background_color(highlight)
+                    }
+                    _ => name,
+                };
+                ui.label(name);
+                match (&diff.detail, diff.kind) {
+                    (Some(detail), DiffKind::Changed) => {
+                        ui.label(side_text(&diff.before));
+                        ui.vertical(|ui| {
+                            ui.label(side_text(&diff.after));
+                            ui.label(detail_job(detail, ui));
+                        });
+                    }
+                    _ => {
+                        ui.label(side_text(&diff.before));
+                        ui.label(side_text(&diff.after));
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    if !unchanged.is_empty() {
+        egui::CollapsingHeader::new(format!("{} unchanged columns", unchanged.len()))
+            .id_salt((id, "unchanged"))
+            .show(ui, |ui| {
+                egui::Grid::new((id, "unchanged-grid"))
+                    .num_columns(2)
+                    .show(ui, |ui| {
+                        for diff in unchanged {
+                            ui.label(&diff.column);
+                            ui.label(side_text(&diff.after));
+                            ui.end_row();
+                        }
+                    });
+            });
+    }
+}
+
+fn side_text(value: &Option<crate::model::Value>) -> RichText {
+    match value {
+        None => RichText::new("—").weak(),
+        Some(crate::model::Value::Unavailable) => RichText::new("(unavailable)").italics().weak(),
+        Some(crate::model::Value::Null) => RichText::new("NULL").weak(),
+        Some(value) => RichText::new(show_value(value)).monospace(),
+    }
+}
+
+/// A jsonb or text diff, coloured: removed red and struck through, added green.
+fn detail_job(detail: &ValueDiff, ui: &egui::Ui) -> LayoutJob {
+    let font = FontId::monospace(12.0);
+    let plain = ui.visuals().text_color();
+    let removed = Color32::from_rgb(0xc8, 0x45, 0x3a);
+    let added = Color32::from_rgb(0x3a, 0x9a, 0x4a);
+    let mut job = LayoutJob::default();
+    let format = |color: Color32, strike: bool| TextFormat {
+        font_id: font.clone(),
+        color,
+        strikethrough: match strike {
+            true => egui::Stroke::new(1.0, color),
+            false => egui::Stroke::NONE,
+        },
+        ..TextFormat::default()
+    };
+    match detail {
+        ValueDiff::Json(edits) => {
+            for (index, edit) in edits.iter().enumerate() {
+                if index > 0 {
+                    job.append("\n", 0.0, format(plain, false));
+                }
+                job.append(&format!("{}: ", edit.path), 0.0, format(plain, false));
+                if let Some(before) = &edit.before {
+                    job.append(&before.to_string(), 0.0, format(removed, true));
+                    job.append(" ", 0.0, format(plain, false));
+                }
+                if let Some(after) = &edit.after {
+                    job.append(&after.to_string(), 0.0, format(added, false));
+                }
+            }
+        }
+        ValueDiff::Text(spans) => {
+            for span in spans {
+                match span {
+                    TextSpan::Same(text) => job.append(text, 0.0, format(plain, false)),
+                    TextSpan::Removed(text) => job.append(text, 0.0, format(removed, true)),
+                    TextSpan::Added(text) => job.append(text, 0.0, format(added, false)),
+                }
+            }
+        }
+    }
+    job
+}
+
+fn history_ui(
+    ui: &mut egui::Ui,
+    detail: &Detail,
+    state_at: &mut StateAt,
+    zone: Zone,
+) -> Option<DetailAction> {
+    let mut action = state_at_ui(ui, detail, state_at, zone);
+    ui.separator();
+    for (index, version) in detail.history.iter().enumerate().rev() {
+        let selected = version.id == detail.change.id;
+        let title = format!(
+            "{} · {} · {}{}",
+            super::time_text::clock(version.tx.committed_at, zone),
+            version.change.op,
+            version.key_text(),
+            match version.context_text().as_str() {
+                "" => String::new(),
+                who => format!(" · {who}"),
+            }
+        );
+        if ui
+            .selectable_label(selected, RichText::new(title).strong())
+            .clicked()
+            && !selected
+        {
+            action = Some(DetailAction::Open(version.id));
+        }
+        diff_ui(
+            ui,
+            &diff_change(&version.schema, &version.change),
+            true,
+            &format!("version-{index}"),
+        );
+        ui.add_space(6.0);
+    }
+    action
+}
+
+/// The slider over the record's lifetime, a time field, and the record at that moment.
+fn state_at_ui(
+    ui: &mut egui::Ui,
+    detail: &Detail,
+    state_at: &mut StateAt,
+    zone: Zone,
+) -> Option<DetailAction> {
+    let first = detail
+        .history
+        .first()
+        .map_or(detail.change.tx.committed_at, |change| {
+            change.tx.committed_at
+        });
+    let last = detail
+        .history
+        .last()
+        .map_or(first, |change| change.tx.committed_at);
+    let (low, high) = (
+        first.timestamp_micros() as f64,
+        (last.timestamp_micros() as f64).max(first.timestamp_micros() as f64 + 1.0),
+    );
+    let mut action = None;
+    ui.label(RichText::new("State at a moment").strong());
+    let slider = ui.add(
+        egui::Slider::new(&mut state_at.micros, low..=high)
+            .show_value(false)
+            .text("State at"),
+    );
+    let chosen = DateTime::<Utc>::from_timestamp_micros(state_at.micros as i64).unwrap_or(first);
+    let mut moment = None;
+    if slider.changed() {
+        state_at.text.clear();
+        moment = Some(Moment::Time(chosen));
+    }
+    ui.horizontal(|ui| {
+        let label = ui.label("Time");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut state_at.text)
+                    .hint_text(precise(chosen, zone))
+                    .desired_width(220.0),
+            )
+            .labelled_by(label.id);
+        if field.lost_focus() && ui.input(|input| input.key_pressed(egui::Key::Enter)) {
+            match parse_local_time(&state_at.text) {
+                Ok(time) => {
+                    state_at.micros = time.timestamp_micros() as f64;
+                    state_at.error = None;
+                    moment = Some(Moment::Time(time));
+                }
+                Err(error) => state_at.error = Some(error.to_string()),
+            }
+        }
+    });
+    if let Some(error) = &state_at.error {
+        ui.colored_label(ui.visuals().error_fg_color, error);
+    }
+    if let Some(moment) = moment
+        && state_at.asked != Some(moment)
+    {
+        state_at.asked = Some(moment);
+        action = Some(DetailAction::RecordAt(detail.change.id, moment));
+    }
+    match &state_at.result {
+        None if state_at.asked.is_some() => {
+            ui.spinner();
+        }
+        None => {
+            ui.label(RichText::new("Move the slider to see the record at that moment.").weak());
+        }
+        Some((moment, None)) => {
+            ui.label(format!("At {moment} the record did not exist."));
+        }
+        Some((moment, Some(image))) => {
+            ui.label(format!("At {moment}:"));
+            egui::Grid::new("state-at").num_columns(2).show(ui, |ui| {
+                for (column, value) in image.schema.columns.iter().zip(&image.row) {
+                    ui.label(RichText::new(&column.name).weak());
+                    ui.label(side_text(&Some(value.clone())));
+                    ui.end_row();
+                }
+            });
+        }
+    }
+    action
+}

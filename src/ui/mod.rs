@@ -1,0 +1,81 @@
+//! The desktop app (eframe/egui): welcome and connect screens, the timeline with its histogram and
+//! filters, a change's detail and history, and restore scripts.
+//!
+//! Architecture invariant: only this module imports egui, and it never touches SQLite or
+//! PostgreSQL itself: cache reads go to the worker threads in `worker`, capture runs in
+//! `capture_task`, and everything comes back as a `Message` in the app's inbox, which the UI
+//! drains each frame without waiting.
+//! Architecture invariant: what the user asks for during a frame is collected as `Command`s and
+//! carried out after drawing (`app::RowtrailApp::apply`).
+
+mod app;
+mod capture_task;
+mod connect;
+mod detail;
+mod filters;
+mod histogram;
+mod restore;
+mod settings;
+mod sql_highlight;
+mod status;
+mod time_text;
+mod timeline;
+mod welcome;
+mod worker;
+
+use std::path::PathBuf;
+
+pub use app::RowtrailApp;
+pub use settings::Settings;
+
+use crate::capture::CaptureEvent;
+use crate::capture::doctor::Report;
+
+/// Everything that reaches the UI thread from elsewhere.
+#[derive(Debug)]
+pub enum Message {
+    Reply(worker::Reply),
+    Capture(CaptureEvent),
+    CaptureEnded(Result<(), String>),
+    Doctor(Result<Report, String>),
+    ScriptRan(Result<(), String>),
+}
+
+/// How the app starts.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// A cache to open right away.
+    pub cache: Option<PathBuf>,
+}
+
+/// The window could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "could not open the rowtrail window: {0}; a desktop session (DISPLAY or WAYLAND_DISPLAY) is needed; the command line works without one: rowtrail --help"
+)]
+pub struct UiError(String);
+
+const ICON: &[u8] = include_bytes!("../../assets/rowtrail-256.png");
+
+/// Opens the window and runs the app until it is closed.
+pub fn run(options: AppOptions) -> Result<(), UiError> {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("rowtrail")
+        .with_app_id("rowtrail")
+        .with_inner_size([1280.0, 800.0])
+        .with_min_inner_size([800.0, 500.0]);
+    match eframe::icon_data::from_png_bytes(ICON) {
+        Ok(icon) => viewport = viewport.with_icon(icon),
+        Err(error) => tracing::warn!("the app icon did not load: {error}"),
+    }
+    let native = eframe::NativeOptions {
+        viewport,
+        ..eframe::NativeOptions::default()
+    };
+    eframe::run_native(
+        "rowtrail",
+        native,
+        Box::new(move |creation| Ok(Box::new(RowtrailApp::new(creation, options)))),
+    )
+    .map_err(|error| UiError(error.to_string()))
+}

@@ -1,0 +1,213 @@
+//! The status bar: the source, what capture is doing, how far behind it is, how fast changes
+//! arrive, and how much WAL the slot keeps on the server.
+
+use chrono::{DateTime, Utc};
+use egui::RichText;
+
+use crate::capture::CaptureEvent;
+use crate::capture::doctor::human_bytes;
+
+/// More retained WAL than this is shown as a warning.
+const RETAINED_WARNING: i64 = 1 << 30;
+
+/// What capture is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaptureState {
+    /// This app is not capturing into the open cache.
+    Offline,
+    Starting,
+    Snapshotting {
+        table: String,
+        rows: u64,
+        estimated: u64,
+    },
+    Streaming,
+    Reconnecting {
+        attempt: u32,
+        error: String,
+    },
+    Stopped {
+        error: Option<String>,
+    },
+}
+
+/// The status bar's model, fed by capture events.
+#[derive(Debug, Clone)]
+pub struct CaptureStatus {
+    pub state: CaptureState,
+    /// The newest commit stored, for the lag.
+    pub last_commit: Option<DateTime<Utc>>,
+    pub behind: bool,
+    pub changes: u64,
+    /// Changes per second, smoothed.
+    pub rate: f64,
+    pub retained_wal_bytes: Option<i64>,
+    last_sample: Option<(f64, u64)>,
+}
+
+impl Default for CaptureStatus {
+    fn default() -> Self {
+        Self {
+            state: CaptureState::Offline,
+            last_commit: None,
+            behind: false,
+            changes: 0,
+            rate: 0.0,
+            retained_wal_bytes: None,
+            last_sample: None,
+        }
+    }
+}
+
+impl CaptureStatus {
+    /// Takes one capture event; `now` is egui time in seconds. Returns true when new changes were
+    /// stored (so the timeline should look for them).
+    pub fn apply(&mut self, event: &CaptureEvent, now: f64) -> bool {
+        match event {
+            CaptureEvent::BaselineProgress {
+                table,
+                rows,
+                estimated_rows,
+            } => {
+                self.state = CaptureState::Snapshotting {
+                    table: table.to_string(),
+                    rows: *rows,
+                    estimated: *estimated_rows,
+                };
+            }
+            CaptureEvent::BaselineDone { .. } => return true,
+            CaptureEvent::Streaming { .. } => self.state = CaptureState::Streaming,
+            CaptureEvent::Progress {
+                stored,
+                received,
+                changes,
+                last_commit_time,
+                ..
+            } => {
+                self.behind = received > stored;
+                self.last_commit = last_commit_time.or(self.last_commit);
+                if let Some((then, before)) = self.last_sample {
+                    let seconds = (now - then).max(0.001);
+                    let sample = changes.saturating_sub(before) as f64 / seconds;
+                    self.rate = 0.7 * self.rate + 0.3 * sample;
+                }
+                self.last_sample = Some((now, *changes));
+                let grew = *changes > self.changes;
+                self.changes = *changes;
+                return grew;
+            }
+            CaptureEvent::SlotStatus { retained_wal_bytes } => {
+                self.retained_wal_bytes = Some(*retained_wal_bytes)
+            }
+            CaptureEvent::Reconnecting { attempt, error, .. } => {
+                self.state = CaptureState::Reconnecting {
+                    attempt: *attempt,
+                    error: error.clone(),
+                };
+            }
+            CaptureEvent::Stopped { .. } => self.state = CaptureState::Stopped { error: None },
+            _ => {}
+        }
+        false
+    }
+
+    /// Seconds between the newest stored commit and now, while capture is behind.
+    pub fn lag_seconds(&self, now: DateTime<Utc>) -> f64 {
+        match (self.behind, self.last_commit) {
+            (true, Some(commit)) => (now - commit).num_milliseconds().max(0) as f64 / 1000.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// What the user asked from the status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusAction {
+    StopCapture,
+    ToggleUtc,
+}
+
+/// Draws the bar.
+pub fn status_ui(
+    ui: &mut egui::Ui,
+    source: &str,
+    status: &CaptureStatus,
+    utc: bool,
+) -> Option<StatusAction> {
+    let mut action = None;
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(source).strong());
+        ui.separator();
+        let warn = ui.visuals().warn_fg_color;
+        let error = ui.visuals().error_fg_color;
+        match &status.state {
+            CaptureState::Offline => {
+                ui.label("not capturing: showing the cache as it is");
+            }
+            CaptureState::Starting => {
+                ui.spinner();
+                ui.label("connecting…");
+            }
+            CaptureState::Snapshotting {
+                table,
+                rows,
+                estimated,
+            } => {
+                ui.spinner();
+                let percent = (*rows as f64 / (*estimated).max(1) as f64 * 100.0).min(100.0);
+                ui.label(format!("snapshotting {table}: {percent:.0}%"));
+            }
+            CaptureState::Streaming => {
+                ui.label(
+                    RichText::new("streaming")
+                        .strong()
+                        .color(egui::Color32::from_rgb(0x3a, 0x9a, 0x4a)),
+                );
+                ui.label(format!("lag {:.1} s", status.lag_seconds(Utc::now())));
+                ui.label(format!("{:.0} changes/s", status.rate));
+            }
+            CaptureState::Reconnecting {
+                attempt,
+                error: reason,
+            } => {
+                ui.spinner();
+                ui.colored_label(warn, format!("reconnecting (attempt {attempt}): {reason}"));
+            }
+            CaptureState::Stopped { error: None } => {
+                ui.label("capture stopped");
+            }
+            CaptureState::Stopped {
+                error: Some(reason),
+            } => {
+                ui.colored_label(error, format!("capture stopped: {reason}"));
+            }
+        }
+        if let Some(bytes) = status.retained_wal_bytes {
+            let text = format!("slot retains {} of WAL", human_bytes(bytes));
+            match bytes > RETAINED_WARNING {
+                true => ui.colored_label(warn, format!("warning: {text}")),
+                false => ui.label(text),
+            };
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui
+                .selectable_label(utc, "UTC")
+                .on_hover_text("Show times in UTC")
+                .clicked()
+            {
+                action = Some(StatusAction::ToggleUtc);
+            }
+            let capturing = matches!(
+                status.state,
+                CaptureState::Starting
+                    | CaptureState::Snapshotting { .. }
+                    | CaptureState::Streaming
+                    | CaptureState::Reconnecting { .. }
+            );
+            if capturing && ui.button("Stop capture").clicked() {
+                action = Some(StatusAction::StopCapture);
+            }
+        });
+    });
+    action
+}

@@ -1,0 +1,58 @@
+//! The welcome screen: connect a database, open a cache file, or pick a recent cache.
+
+use std::path::{Path, PathBuf};
+
+use egui::RichText;
+
+/// What the welcome screen keeps between frames.
+#[derive(Debug, Clone, Default)]
+pub struct Welcome {
+    pub path: String,
+}
+
+/// What the user chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WelcomeAction {
+    Open(PathBuf),
+    Connect,
+}
+
+pub fn welcome_ui(
+    ui: &mut egui::Ui,
+    welcome: &mut Welcome,
+    recent: &[PathBuf],
+) -> Option<WelcomeAction> {
+    let mut action = None;
+    ui.vertical_centered(|ui| {
+        ui.add_space(48.0);
+        ui.heading(RichText::new("rowtrail").size(32.0));
+        ui.label("The history of the data in your PostgreSQL database: what changed, when, by whom, and how to put it back.");
+        ui.add_space(24.0);
+        if ui.button(RichText::new("Connect a database…").size(16.0)).clicked() {
+            action = Some(WelcomeAction::Connect);
+        }
+        ui.add_space(16.0);
+        ui.label("or open a cache file");
+        ui.horizontal(|ui| {
+            let label = ui.label("Cache file");
+            let field = ui.add(egui::TextEdit::singleline(&mut welcome.path).desired_width(360.0).hint_text("/path/to/shop.rowtrail"));
+            let field = field.labelled_by(label.id);
+            let entered = field.lost_focus() && ui.input(|input| input.key_pressed(egui::Key::Enter));
+            if (ui.button("Open").clicked() || entered) && !welcome.path.trim().is_empty() {
+                action = Some(WelcomeAction::Open(PathBuf::from(welcome.path.trim())));
+            }
+        });
+        if !recent.is_empty() {
+            ui.add_space(24.0);
+            ui.label(RichText::new("Recent caches").strong());
+            for path in recent {
+                let exists = Path::new(path).exists();
+                let button = ui.add_enabled(exists, egui::Button::new(path.display().to_string()).frame(false));
+                if button.clicked() {
+                    action = Some(WelcomeAction::Open(path.clone()));
+                }
+            }
+        }
+    });
+    action
+}

@@ -1,0 +1,412 @@
+//! Background readers of the cache. The UI thread never queries SQLite: it sends `Request`s to
+//! two named threads, each with its own read connection, and drains their `Reply`s each frame.
+//! The quick thread answers pages, details and scripts; the slow one builds timeline indexes and
+//! histograms, which may scan millions of rows and are abandoned as soon as the filter changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use crate::history::{Image, Moment};
+use crate::model::{ChangeId, LoggedChange};
+use crate::restore::{Script, UndoTarget, restore_script, undo_script};
+use crate::store::{Cache, LogFilter, SourceIdentity, TableSummary, TimeSpan};
+
+use super::Message;
+
+/// What a worker is asked.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Open(PathBuf),
+    /// Tables, context fields and the time span: what the filter panel shows.
+    Overview,
+    Page {
+        generation: u64,
+        filter: LogFilter,
+        top: ChangeId,
+        skip: usize,
+        count: usize,
+        /// Where the rows go: an index page or the head.
+        slot: RowSlot,
+    },
+    Head {
+        generation: u64,
+        filter: LogFilter,
+        above: ChangeId,
+    },
+    BuildIndex {
+        generation: u64,
+        filter: LogFilter,
+    },
+    Histogram {
+        generation: u64,
+        filter: LogFilter,
+        span: TimeSpan,
+        buckets: usize,
+    },
+    Detail(ChangeId),
+    RecordAt {
+        change: ChangeId,
+        moment: Moment,
+    },
+    Script(ScriptRequest),
+    /// The newest change at or before a time (for jumping in the timeline).
+    Locate(chrono::DateTime<chrono::Utc>),
+}
+
+/// Where fetched rows belong in the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowSlot {
+    /// Index page number (by index rank / page size).
+    Page(u64),
+    /// The rows newer than the index, by id.
+    Head,
+}
+
+/// A script the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptRequest {
+    Undo {
+        target: UndoTarget,
+        cascade: bool,
+    },
+    /// Put the record of this change back as it was right after it.
+    RestoreVersion(ChangeId),
+}
+
+/// Everything the detail panel shows about one change.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub change: LoggedChange,
+    /// The transaction's changes (at most 200).
+    pub transaction: Vec<LoggedChange>,
+    /// Every version of the record, oldest first.
+    pub history: Vec<LoggedChange>,
+}
+
+/// What a worker answers.
+#[derive(Debug)]
+pub enum Reply {
+    Opened {
+        path: PathBuf,
+        source: SourceIdentity,
+        newest: Option<ChangeId>,
+    },
+    Overview {
+        tables: Vec<TableSummary>,
+        context_fields: Vec<String>,
+        span: Option<TimeSpan>,
+        newest: Option<ChangeId>,
+    },
+    Rows {
+        generation: u64,
+        slot: RowSlot,
+        rows: Vec<LoggedChange>,
+    },
+    Head {
+        generation: u64,
+        ids: Vec<ChangeId>,
+    },
+    /// Part of an index: anchors from `first_anchor` on, and how many ids are scanned so far.
+    Index {
+        generation: u64,
+        top: ChangeId,
+        first_anchor: usize,
+        anchors: Vec<ChangeId>,
+        scanned: u64,
+        complete: bool,
+    },
+    Histogram {
+        generation: u64,
+        span: TimeSpan,
+        counts: Vec<u64>,
+    },
+    Detail(Box<Detail>),
+    RecordAt {
+        change: ChangeId,
+        moment: Moment,
+        image: Option<Image>,
+    },
+    Script(Result<Script, String>),
+    Located(ChangeId),
+    /// Something failed; the app shows the message in its banner.
+    Failed(String),
+}
+
+/// Rows between index anchors: the index keeps every 256th id, so any rank is at most 255 rows
+/// past a known id.
+pub const STRIDE: u64 = 256;
+
+/// The two reader threads of one open cache.
+pub struct Workers {
+    quick: SyncSender<Request>,
+    slow: SyncSender<Request>,
+    /// The newest filter generation; slow jobs for older generations stop early.
+    generation: Arc<AtomicU64>,
+}
+
+impl Workers {
+    pub fn start(
+        path: PathBuf,
+        inbox: SyncSender<Message>,
+        ctx: egui::Context,
+    ) -> Result<Self, std::io::Error> {
+        let generation = Arc::new(AtomicU64::new(0));
+        let quick = spawn(
+            "rowtrail-reader",
+            inbox.clone(),
+            ctx.clone(),
+            generation.clone(),
+        )?;
+        let slow = spawn("rowtrail-scanner", inbox, ctx, generation.clone())?;
+        for sender in [&quick, &slow] {
+            let _ = sender.send(Request::Open(path.clone()));
+        }
+        Ok(Self {
+            quick,
+            slow,
+            generation,
+        })
+    }
+
+    /// Sends a request to the thread it belongs to. A full queue drops quick requests (the UI asks
+    /// again next frame) but waits for slow ones, which are rare.
+    pub fn send(&self, request: Request) {
+        let slow = matches!(
+            request,
+            Request::BuildIndex { .. } | Request::Histogram { .. }
+        );
+        if let Request::BuildIndex { generation, .. } = &request {
+            self.generation.store(*generation, Ordering::SeqCst);
+        }
+        let result = match slow {
+            true => self.slow.send(request).map_err(|_| ()),
+            false => match self.quick.try_send(request) {
+                Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
+                Err(TrySendError::Disconnected(_)) => Err(()),
+            },
+        };
+        if result.is_err() {
+            tracing::warn!("a cache reader thread has stopped");
+        }
+    }
+}
+
+fn spawn(
+    name: &str,
+    inbox: SyncSender<Message>,
+    ctx: egui::Context,
+    generation: Arc<AtomicU64>,
+) -> Result<SyncSender<Request>, std::io::Error> {
+    let (sender, receiver) = sync_channel::<Request>(256);
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || serve(receiver, inbox, ctx, generation))?;
+    Ok(sender)
+}
+
+fn serve(
+    requests: Receiver<Request>,
+    inbox: SyncSender<Message>,
+    ctx: egui::Context,
+    generation: Arc<AtomicU64>,
+) {
+    let mut cache: Option<Cache> = None;
+    let reply = |reply: Reply| {
+        // The UI drains its inbox every frame; if it is gone, so is the app.
+        let _ = inbox.send(Message::Reply(reply));
+        ctx.request_repaint();
+    };
+    while let Ok(request) = requests.recv() {
+        if let Request::Open(path) = &request {
+            match Cache::open(path).and_then(|opened| {
+                let source = opened.source()?;
+                let newest = opened.newest_change().ok();
+                Ok((opened, source, newest))
+            }) {
+                Ok((opened, source, newest)) => {
+                    cache = Some(opened);
+                    reply(Reply::Opened {
+                        path: path.clone(),
+                        source,
+                        newest,
+                    });
+                }
+                Err(error) => reply(Reply::Failed(error.to_string())),
+            }
+            continue;
+        }
+        let Some(cache) = cache.as_ref() else {
+            continue;
+        };
+        match answer(cache, request, &generation, &reply) {
+            Ok(Some(answer)) => reply(answer),
+            Ok(None) => {}
+            Err(error) => reply(Reply::Failed(error)),
+        }
+    }
+}
+
+fn answer(
+    cache: &Cache,
+    request: Request,
+    generation: &AtomicU64,
+    reply: &impl Fn(Reply),
+) -> Result<Option<Reply>, String> {
+    let text = |error: crate::store::StoreError| error.to_string();
+    Ok(Some(match request {
+        Request::Open(_) => return Ok(None),
+        Request::Overview => Reply::Overview {
+            tables: cache.tables().map_err(text)?,
+            context_fields: cache.context_fields().map_err(text)?,
+            span: cache.time_span().map_err(text)?,
+            newest: cache.newest_change().ok(),
+        },
+        Request::Page {
+            generation,
+            filter,
+            top,
+            skip,
+            count,
+            slot,
+        } => Reply::Rows {
+            generation,
+            slot,
+            rows: cache.page(&filter, top, skip, count).map_err(text)?,
+        },
+        Request::Head {
+            generation,
+            filter,
+            above,
+        } => Reply::Head {
+            generation,
+            ids: cache.ids_above(&filter, above).map_err(text)?,
+        },
+        Request::BuildIndex {
+            generation: wanted,
+            filter,
+        } => {
+            build_index(cache, wanted, &filter, generation, reply).map_err(text)?;
+            return Ok(None);
+        }
+        Request::Histogram {
+            generation,
+            filter,
+            span,
+            buckets,
+        } => Reply::Histogram {
+            generation,
+            span,
+            counts: cache
+                .histogram(&filter, span.0, span.1, buckets)
+                .map_err(text)?,
+        },
+        Request::Detail(id) => {
+            let Some(change) = cache.change(id).map_err(text)? else {
+                return Err(format!("change {id} is not in this cache"));
+            };
+            let transaction = cache.transaction(change.tx.id, 200).map_err(text)?;
+            let history =
+                match change.schema.has_key() && change.change.op != crate::model::Op::Truncate {
+                    true => {
+                        let record = cache.record_of(&change).map_err(text)?;
+                        cache.record_history(&record).map_err(text)?
+                    }
+                    false => vec![change.clone()],
+                };
+            Reply::Detail(Box::new(Detail {
+                change,
+                transaction,
+                history,
+            }))
+        }
+        Request::RecordAt { change, moment } => {
+            let Some(entry) = cache.change(change).map_err(text)? else {
+                return Err(format!("change {change} is not in this cache"));
+            };
+            let record = cache.record_of(&entry).map_err(text)?;
+            let cut = cache.resolve_moment(moment).map_err(text)?;
+            Reply::RecordAt {
+                change,
+                moment,
+                image: cache.record_at(&record, cut).map_err(text)?,
+            }
+        }
+        Request::Script(request) => {
+            Reply::Script(script(cache, &request).map_err(|error| error.to_string()))
+        }
+        Request::Locate(time) => match cache.resolve_moment(Moment::Time(time)) {
+            Ok(id) => Reply::Located(id),
+            // Before the history starts: the oldest change.
+            Err(crate::store::StoreError::BeforeHistory { first, .. }) => Reply::Located(first),
+            Err(error) => return Err(error.to_string()),
+        },
+    }))
+}
+
+fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::restore::RestoreError> {
+    match request {
+        ScriptRequest::Undo { target, cascade } => undo_script(cache, target, *cascade, true),
+        ScriptRequest::RestoreVersion(id) => {
+            let change = cache
+                .change(*id)?
+                .ok_or(crate::store::StoreError::UnknownChange { id: *id })?;
+            let record = cache.record_of(&change)?;
+            restore_script(cache, &record, Moment::AfterChange(*id), true)
+        }
+    }
+}
+
+/// Scans the ids matching `filter`, newest first, keeping every `STRIDE`th as an anchor, and
+/// reports progress every 200,000 ids; stops as soon as a newer generation is asked for.
+fn build_index(
+    cache: &Cache,
+    wanted: u64,
+    filter: &LogFilter,
+    generation: &AtomicU64,
+    reply: &impl Fn(Reply),
+) -> Result<(), crate::store::StoreError> {
+    let top = match cache.newest_change() {
+        Ok(top) => top,
+        Err(crate::store::StoreError::EmptyHistory) => ChangeId(0),
+        Err(error) => return Err(error),
+    };
+    let mut anchors: Vec<ChangeId> = Vec::new();
+    let mut sent = 0usize;
+    let mut scanned = 0u64;
+    let mut stale = false;
+    cache.scan_ids(filter, top, |id| {
+        if scanned.is_multiple_of(STRIDE) {
+            anchors.push(id);
+        }
+        scanned += 1;
+        if scanned.is_multiple_of(4096) && generation.load(Ordering::Relaxed) != wanted {
+            stale = true;
+            return false;
+        }
+        if scanned.is_multiple_of(200_000) {
+            reply(Reply::Index {
+                generation: wanted,
+                top,
+                first_anchor: sent,
+                anchors: anchors[sent..].to_vec(),
+                scanned,
+                complete: false,
+            });
+            sent = anchors.len();
+        }
+        true
+    })?;
+    if !stale {
+        reply(Reply::Index {
+            generation: wanted,
+            top,
+            first_anchor: sent,
+            anchors: anchors[sent..].to_vec(),
+            scanned,
+            complete: true,
+        });
+    }
+    Ok(())
+}

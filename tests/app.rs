@@ -1,0 +1,230 @@
+//! The desktop app, driven by its accessible labels with egui_kittest over caches captured from a
+//! real PostgreSQL: select a change and see its diff, filter, record history, state at a moment,
+//! the undo script, and a bad cache.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on unexpected values.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use rowtrail::ui::{AppOptions, RowtrailApp};
+use support::{TestDb, fresh_db};
+
+/// A small shop: a customer and an order, changed by ann and bob.
+fn shop(label: &str) -> TestDb {
+    let db = fresh_db(label);
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, plan text);
+         CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, status text, total numeric(10,2));
+         ALTER TABLE orders REPLICA IDENTITY FULL;
+         INSERT INTO customers VALUES (1, 'Acme', 'free');
+         INSERT INTO orders VALUES (7, 1, 'new', 12.50);",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        r#"BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "ann"}');
+             UPDATE orders SET status = 'paid' WHERE id = 7; COMMIT;
+           BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "bob"}');
+             UPDATE customers SET plan = 'pro' WHERE id = 1; COMMIT;
+           BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "ann"}');
+             UPDATE orders SET status = 'shipped' WHERE id = 7;
+             INSERT INTO orders VALUES (8, 1, 'new', 3.00); COMMIT;"#,
+    );
+    db.capture_ok(&[]);
+    db
+}
+
+fn app(cache: &Path) -> Harness<'static, RowtrailApp> {
+    let cache = cache.to_owned();
+    Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(move |creation| {
+            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions { cache: Some(cache) })
+        })
+}
+
+/// Steps the app until `ready` holds (workers answer on their own threads), or fails after 20 s.
+fn wait_for(
+    harness: &mut Harness<'_, RowtrailApp>,
+    what: &str,
+    ready: impl Fn(&Harness<'_, RowtrailApp>) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        harness.step();
+        if ready(harness) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has(harness: &Harness<'_, RowtrailApp>, text: &str) -> bool {
+    harness.query_all_by_label_contains(text).next().is_some()
+}
+
+fn rows(harness: &Harness<'_, RowtrailApp>) -> Vec<String> {
+    harness
+        .query_all_by_role(egui::accesskit::Role::ListBoxOption)
+        .filter_map(|node| node.accesskit_node().label())
+        .collect()
+}
+
+#[test]
+fn selecting_a_change_shows_its_diff_transaction_and_context() {
+    let db = shop("app_diff");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    let listed = rows(&harness);
+    assert!(
+        listed[0].contains("insert  public.orders  id=8  user=ann"),
+        "{listed:?}"
+    );
+    assert!(
+        listed[2].contains("update  public.customers  id=1  user=bob  plan"),
+        "{listed:?}"
+    );
+    harness
+        .get_by_label_contains("update  public.customers  id=1")
+        .click();
+    wait_for(&mut harness, "the detail", |h| has(h, "Undo this change"));
+    assert!(has(&harness, "update of public.customers (id)=(1)"));
+    for text in [
+        "plan",
+        "free",
+        "pro",
+        "bob",
+        "Transaction: 1 changes",
+        "2 unchanged columns",
+    ] {
+        assert!(has(&harness, text), "{text} is shown");
+    }
+}
+
+#[test]
+fn filters_by_table_and_by_context_user() {
+    let db = shop("app_filter");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    harness.get_by_label("public.customers  2").click();
+    wait_for(&mut harness, "the table filter", |h| rows(h).len() == 2);
+    assert!(
+        rows(&harness)
+            .iter()
+            .all(|row| row.contains("public.customers"))
+    );
+    assert!(has(&harness, "2 changes match"));
+    harness.get_by_label_contains("All tables").click();
+    wait_for(&mut harness, "all tables again", |h| rows(h).len() == 6);
+
+    harness.get_by_label("Context field").click();
+    wait_for(&mut harness, "the context fields", |h| {
+        h.query_by_label("user").is_some()
+    });
+    harness.get_by_label("user").click();
+    harness.get_by_label("Context value").focus();
+    harness.step();
+    harness.get_by_label("Context value").type_text("ann");
+    wait_for(&mut harness, "the context filter", |h| rows(h).len() == 3);
+    assert!(
+        rows(&harness).iter().all(|row| row.contains("user=ann")),
+        "{:?}",
+        rows(&harness)
+    );
+}
+
+#[test]
+fn record_history_and_the_state_at_control() {
+    let db = shop("app_history");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    harness
+        .get_all_by_label_contains("update  public.orders  id=7  user=ann  status")
+        .next()
+        .unwrap()
+        .click();
+    wait_for(&mut harness, "the detail", |h| has(h, "Record history (3)"));
+    harness.get_by_label("Record history (3)").click();
+    wait_for(&mut harness, "the history tab", |h| {
+        has(h, "State at a moment")
+    });
+    assert!(has(&harness, "snapshot · id=7"));
+    let slider = harness.get_by_label("State at");
+    let lowest = slider.accesskit_node().min_numeric_value().unwrap();
+    slider.set_value_accesskit(lowest);
+    wait_for(&mut harness, "the record at its first version", |h| {
+        has(h, "At ") && h.query_all_by_label("new").next().is_some()
+    });
+    let slider = harness.get_by_label("State at");
+    let highest = slider.accesskit_node().max_numeric_value().unwrap();
+    slider.set_value_accesskit(highest);
+    wait_for(&mut harness, "the record at its newest version", |h| {
+        has(h, "At ") && h.query_all_by_label("shipped").next().is_some()
+    });
+}
+
+#[test]
+fn undo_this_change_previews_the_script() {
+    let db = shop("app_undo");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    harness
+        .get_by_label_contains("update  public.customers  id=1")
+        .click();
+    wait_for(&mut harness, "the detail", |h| has(h, "Undo this change"));
+    harness.get_by_label("Undo this change").click();
+    wait_for(&mut harness, "the script", |h| {
+        h.query_by_label("Restore script").is_some()
+    });
+    let script = harness.get_by_label("Restore script").value().unwrap();
+    assert!(
+        script.contains("UPDATE \"public\".\"customers\" SET \"plan\" = 'free'::text"),
+        "{script}"
+    );
+    assert!(script.contains("rowtrail guard"), "{script}");
+    assert!(has(&harness, "Run on source…"));
+    harness.get_by_label("Close").click();
+    wait_for(&mut harness, "the dialog to close", |h| {
+        h.query_by_label("Restore script").is_none()
+    });
+}
+
+#[test]
+fn the_keyboard_moves_through_the_timeline() {
+    let db = shop("app_keys");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    harness.key_press(egui::Key::ArrowDown);
+    harness.key_press(egui::Key::ArrowDown);
+    harness.key_press(egui::Key::Enter);
+    wait_for(&mut harness, "the detail", |h| {
+        has(h, "update of public.customers (id)=(1)")
+    });
+}
+
+#[test]
+fn a_bad_cache_shows_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "not a cache at all").unwrap();
+    let mut harness = app(&path);
+    wait_for(&mut harness, "the error banner", |h| {
+        has(h, "is not a rowtrail cache")
+    });
+    assert!(
+        has(&harness, "Connect a database…"),
+        "the welcome screen stays usable"
+    );
+    harness.get_by_label("Dismiss").click();
+    wait_for(&mut harness, "the banner to go", |h| {
+        !has(h, "is not a rowtrail cache")
+    });
+}
