@@ -228,3 +228,60 @@ fn a_bad_cache_shows_an_error() {
         !has(h, "is not a rowtrail cache")
     });
 }
+
+#[test]
+fn connect_checks_the_source_and_captures_live() {
+    let db = fresh_db("app_connect");
+    db.sql("CREATE TABLE notes (id int PRIMARY KEY, body text); ALTER TABLE notes REPLICA IDENTITY FULL; INSERT INTO notes VALUES (1, 'first');");
+    let cache = db.dir.path().join("live.rowtrail");
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(|creation| {
+            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions::default())
+        });
+    harness.run_steps(2);
+    harness.get_by_label("Connect a database…").click();
+    wait_for(&mut harness, "the connect dialog", |h| {
+        h.query_by_label("Connection URL").is_some()
+    });
+    let url = harness.get_by_label("Connection URL");
+    url.focus();
+    harness.step();
+    harness.get_by_label("Connection URL").type_text(&db.url());
+    harness.step();
+    harness.get_by_label("Check").click();
+    wait_for(&mut harness, "the checklist", |h| {
+        has(h, "Capture can run.")
+    });
+    assert!(has(
+        &harness,
+        "REPLICA IDENTITY FULL: complete before-images"
+    ));
+    let field = harness.get_by_label("Cache file");
+    field.focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness
+        .get_by_label("Cache file")
+        .type_text(&cache.display().to_string());
+    harness.step();
+    harness.get_by_label("Start capture").click();
+    wait_for(&mut harness, "the baseline in the timeline", |h| {
+        rows(h).len() == 1
+    });
+    db.sql("INSERT INTO notes VALUES (2, 'second');");
+    wait_for(&mut harness, "the live change", |h| {
+        rows(h)
+            .iter()
+            .any(|row| row.contains("insert  public.notes  id=2"))
+    });
+    assert!(has(&harness, "streaming"));
+    harness.get_by_label("Stop capture").click();
+    wait_for(&mut harness, "capture to stop", |h| {
+        has(h, "capture stopped")
+    });
+    db.sql(&format!(
+        "SELECT pg_drop_replication_slot('rowtrail_{}');",
+        db.name
+    ));
+}

@@ -212,12 +212,18 @@ fn inspect(path: &Path) -> Result<FileKind, StoreError> {
     Ok(FileKind::Cache)
 }
 
-fn configure(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Page cache sizes (KiB): the writer keeps more of the indexes it updates in memory.
+const READER_CACHE_KIB: i32 = 16 * 1024;
+const WRITER_CACHE_KIB: i32 = 64 * 1024;
+
+fn configure(connection: &Connection, path: &Path, cache_kib: i32) -> Result<(), StoreError> {
     connection
         .busy_timeout(std::time::Duration::from_secs(10))
         .context(path, "configuring")?;
     connection
-        .execute_batch("PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;")
+        .execute_batch(&format!(
+            "PRAGMA foreign_keys = OFF; PRAGMA cache_size = -{cache_kib};"
+        ))
         .context(path, "configuring")
 }
 
@@ -249,7 +255,7 @@ pub(crate) fn open_existing(path: &Path) -> Result<Connection, StoreError> {
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut connection = Connection::open_with_flags(path, flags).context(path, "opening")?;
-    configure(&connection, path)?;
+    configure(&connection, path, READER_CACHE_KIB)?;
     let version: i32 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .context(path, "reading the format version")?;
@@ -279,7 +285,7 @@ pub(crate) fn open_for_capture(
             connection
                 .pragma_update(None, "journal_mode", "WAL")
                 .context(path, "creating")?;
-            configure(&connection, path)?;
+            configure(&connection, path, WRITER_CACHE_KIB)?;
             migrate(&mut connection, path, 0)?;
             connection
                 .execute(
@@ -312,7 +318,9 @@ pub(crate) fn open_for_capture(
         }
     };
     connection
-        .execute_batch("PRAGMA synchronous = FULL;")
+        .execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+        ))
         .context(path, "configuring")?;
     Ok(connection)
 }

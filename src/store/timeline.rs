@@ -105,15 +105,17 @@ impl Cache {
         })
     }
 
-    /// Changes matching `filter` in each of `buckets` equal slices of [`from`, `to`). Table,
-    /// operation and time filters are answered from the per-minute rollup (minute resolution);
-    /// others scan the matching changes.
+    /// Changes matching `filter` in each of `buckets` equal slices of [`from`, `to`). When each
+    /// slice spans at least a minute and the filter has only table, operation and time terms, the
+    /// per-minute rollup answers; otherwise the matching changes are scanned, and `keep_going` is
+    /// asked now and then (returning false ends the scan early, with the counts so far).
     pub fn histogram(
         &self,
         filter: &LogFilter,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         buckets: usize,
+        keep_going: impl Fn() -> bool,
     ) -> Result<Vec<u64>, StoreError> {
         let mut counts = vec![0u64; buckets.max(1)];
         let (from_micros, to_micros) = (
@@ -130,7 +132,7 @@ impl Cache {
             }
         };
         let sql = self.filter_sql(filter)?;
-        if sql.only_rollup_terms {
+        if sql.only_rollup_terms && width >= 60_000_000.0 {
             let mut conditions = vec![format!(
                 "minute BETWEEN {} AND {}",
                 from_micros / 60_000_000,
@@ -187,6 +189,7 @@ impl Cache {
         let mut rows = statement
             .query(params.as_slice())
             .context(self.path(), "counting changes over time")?;
+        let mut seen = 0u64;
         while let Some(row) = rows
             .next()
             .context(self.path(), "counting changes over time")?
@@ -196,15 +199,22 @@ impl Cache {
                     .context(self.path(), "counting changes over time")?,
                 1,
             );
+            seen += 1;
+            if seen.is_multiple_of(4096) && !keep_going() {
+                break;
+            }
         }
         Ok(counts)
     }
 
-    /// The top-level fields used in context messages, most common first (at most 50).
+    /// The top-level fields of the 2,000 newest context messages, most common first (at most 50):
+    /// what the context filter offers, without reading every context ever stored.
     pub fn context_fields(&self) -> Result<Vec<String>, StoreError> {
         self.connection()
             .prepare(
-                "SELECT field.key FROM contexts, json_each(contexts.body) AS field
+                "SELECT field.key
+                 FROM (SELECT body FROM contexts ORDER BY id DESC LIMIT 2000) AS recent,
+                      json_each(recent.body) AS field
                  GROUP BY field.key ORDER BY count(*) DESC, field.key LIMIT 50",
             )
             .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())

@@ -554,10 +554,10 @@ impl RowtrailApp {
             task.stop();
         }
         let options = CaptureOptions {
+            slot: slot_name(&spec.dbname),
             source: spec,
             cache: cache.clone(),
             tables,
-            slot: "rowtrail".into(),
             publication: "rowtrail".into(),
             once: false,
         };
@@ -776,8 +776,23 @@ impl RowtrailApp {
     }
 }
 
-impl eframe::App for RowtrailApp {
-    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+/// The slot the app captures through: one per database, since slots are per server.
+fn slot_name(database: &str) -> String {
+    let cleaned: String = database
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() {
+            true => c.to_ascii_lowercase(),
+            false => '_',
+        })
+        .collect();
+    let mut name = format!("rowtrail_{cleaned}");
+    name.truncate(63);
+    name
+}
+
+impl RowtrailApp {
+    /// Work between frames: drain the inbox and carry out pending commands.
+    pub fn logic(&mut self, ctx: &egui::Context) {
         let now = ctx.input(|input| input.time);
         self.drain_inbox(now);
         for command in std::mem::take(&mut self.commands) {
@@ -794,11 +809,39 @@ impl eframe::App for RowtrailApp {
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    /// Draws a frame and carries out what the user asked for in it.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.draw(ui);
         for command in std::mem::take(&mut self.commands) {
             self.apply(command);
         }
+    }
+
+    /// One whole frame without eframe (for headless benchmarks): logic, then drawing.
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        self.logic(&ui.ctx().clone());
+        self.ui(ui);
+    }
+
+    /// How far the timeline is: rows known, whether counting is done, and whether the top visible
+    /// row is loaded (for headless benchmarks).
+    pub fn timeline_progress(&self) -> Option<(u64, bool, bool)> {
+        let timeline = &self.session.as_ref()?.timeline;
+        Some((
+            timeline.total(),
+            timeline.is_complete(),
+            timeline.row(timeline.first).is_some(),
+        ))
+    }
+}
+
+impl eframe::App for RowtrailApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        RowtrailApp::logic(self, ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        RowtrailApp::ui(self, ui);
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

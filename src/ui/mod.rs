@@ -27,6 +27,7 @@ use std::path::PathBuf;
 
 pub use app::RowtrailApp;
 pub use settings::Settings;
+pub use timeline::LIST_RECT;
 
 use crate::capture::CaptureEvent;
 use crate::capture::doctor::Report;

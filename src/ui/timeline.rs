@@ -19,6 +19,9 @@ use crate::store::LogFilter;
 use super::time_text::{Zone, clock};
 use super::worker::{Request, RowSlot, STRIDE, Workers};
 
+/// The key under which the list's screen rectangle is kept in egui's temporary data.
+pub const LIST_RECT: &str = "rowtrail.timeline.rect";
+
 /// Rows fetched at a time.
 pub const PAGE: u64 = 64;
 /// A head larger than this makes the index be built again.
@@ -299,6 +302,9 @@ impl Timeline {
         let font = FontId::proportional(13.0);
         let row_height = ui.fonts_mut(|fonts| fonts.row_height(&font)) + 6.0;
         let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::hover());
+        // Where the list is, for headless drivers (the GUI benchmark) that scroll it.
+        ui.ctx()
+            .data_mut(|data| data.insert_temp(egui::Id::unique(LIST_RECT), rect));
         let bar_width = 12.0;
         let list = Rect::from_min_max(rect.min, Pos2::new(rect.max.x - bar_width, rect.max.y));
         let header = Rect::from_min_size(list.min, Vec2::new(list.width(), row_height));
@@ -528,7 +534,7 @@ impl Columns {
             widths.push(transaction);
         }
         widths.push(fixed[1]);
-        widths.extend([0.22, 0.18, 0.30, 0.30].map(|weight| flexible * weight));
+        widths.extend([0.22, 0.14, 0.38, 0.26].map(|weight| flexible * weight));
         let mut x = 0.0;
         let mut spans = Vec::new();
         for width in widths {

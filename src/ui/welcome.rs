@@ -34,7 +34,7 @@ pub fn welcome_ui(
         ui.add_space(16.0);
         ui.label("or open a cache file");
         ui.horizontal(|ui| {
-            let label = ui.label("Cache file");
+            let label = ui.label("Cache file to open");
             let field = ui.add(egui::TextEdit::singleline(&mut welcome.path).desired_width(360.0).hint_text("/path/to/shop.rowtrail"));
             let field = field.labelled_by(label.id);
             let entered = field.lost_focus() && ui.input(|input| input.key_pressed(egui::Key::Enter));

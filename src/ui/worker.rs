@@ -1,7 +1,8 @@
 //! Background readers of the cache. The UI thread never queries SQLite: it sends `Request`s to
-//! two named threads, each with its own read connection, and drains their `Reply`s each frame.
-//! The quick thread answers pages, details and scripts; the slow one builds timeline indexes and
-//! histograms, which may scan millions of rows and are abandoned as soon as the filter changes.
+//! three named threads, each with its own read connection, and drains their `Reply`s each frame.
+//! `rowtrail-reader` answers pages, details and scripts; `rowtrail-scanner` builds timeline indexes
+//! and `rowtrail-histogram` counts changes over time. Those two may scan millions of rows, so they
+//! never hold up a page, and they give up as soon as the filter changes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -138,11 +139,12 @@ pub enum Reply {
 /// past a known id.
 pub const STRIDE: u64 = 256;
 
-/// The two reader threads of one open cache.
+/// The reader threads of one open cache.
 pub struct Workers {
     quick: SyncSender<Request>,
-    slow: SyncSender<Request>,
-    /// The newest filter generation; slow jobs for older generations stop early.
+    index: SyncSender<Request>,
+    histogram: SyncSender<Request>,
+    /// The newest filter generation; scans for older generations stop early.
     generation: Arc<AtomicU64>,
 }
 
@@ -153,36 +155,35 @@ impl Workers {
         ctx: egui::Context,
     ) -> Result<Self, std::io::Error> {
         let generation = Arc::new(AtomicU64::new(0));
-        let quick = spawn(
-            "rowtrail-reader",
-            inbox.clone(),
-            ctx.clone(),
-            generation.clone(),
-        )?;
-        let slow = spawn("rowtrail-scanner", inbox, ctx, generation.clone())?;
-        for sender in [&quick, &slow] {
+        let lane = |name: &str| spawn(name, inbox.clone(), ctx.clone(), generation.clone());
+        let (quick, index, histogram) = (
+            lane("rowtrail-reader")?,
+            lane("rowtrail-scanner")?,
+            lane("rowtrail-histogram")?,
+        );
+        for sender in [&quick, &index, &histogram] {
             let _ = sender.send(Request::Open(path.clone()));
         }
         Ok(Self {
             quick,
-            slow,
+            index,
+            histogram,
             generation,
         })
     }
 
     /// Sends a request to the thread it belongs to. A full queue drops quick requests (the UI asks
-    /// again next frame) but waits for slow ones, which are rare.
+    /// again next frame) but waits for scans, which are rare.
     pub fn send(&self, request: Request) {
-        let slow = matches!(
-            request,
-            Request::BuildIndex { .. } | Request::Histogram { .. }
-        );
-        if let Request::BuildIndex { generation, .. } = &request {
-            self.generation.store(*generation, Ordering::SeqCst);
+        if let Request::BuildIndex { generation, .. } | Request::Histogram { generation, .. } =
+            &request
+        {
+            self.generation.fetch_max(*generation, Ordering::SeqCst);
         }
-        let result = match slow {
-            true => self.slow.send(request).map_err(|_| ()),
-            false => match self.quick.try_send(request) {
+        let result = match &request {
+            Request::BuildIndex { .. } => self.index.send(request).map_err(|_| ()),
+            Request::Histogram { .. } => self.histogram.send(request).map_err(|_| ()),
+            _ => match self.quick.try_send(request) {
                 Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
                 Err(TrySendError::Disconnected(_)) => Err(()),
             },
@@ -291,17 +292,24 @@ fn answer(
             return Ok(None);
         }
         Request::Histogram {
-            generation,
+            generation: wanted,
             filter,
             span,
             buckets,
-        } => Reply::Histogram {
-            generation,
-            span,
-            counts: cache
-                .histogram(&filter, span.0, span.1, buckets)
-                .map_err(text)?,
-        },
+        } => {
+            let current = || generation.load(Ordering::Relaxed) == wanted;
+            let counts = cache
+                .histogram(&filter, span.0, span.1, buckets, current)
+                .map_err(text)?;
+            if !current() {
+                return Ok(None);
+            }
+            Reply::Histogram {
+                generation: wanted,
+                span,
+                counts,
+            }
+        }
         Request::Detail(id) => {
             let Some(change) = cache.change(id).map_err(text)? else {
                 return Err(format!("change {id} is not in this cache"));
@@ -359,7 +367,8 @@ fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::resto
 }
 
 /// Scans the ids matching `filter`, newest first, keeping every `STRIDE`th as an anchor, and
-/// reports progress every 200,000 ids; stops as soon as a newer generation is asked for.
+/// reports progress after the first 4,096 ids (so the top of the list shows at once) and then every
+/// 200,000; stops as soon as a newer generation is asked for.
 fn build_index(
     cache: &Cache,
     wanted: u64,
@@ -385,7 +394,7 @@ fn build_index(
             stale = true;
             return false;
         }
-        if scanned.is_multiple_of(200_000) {
+        if scanned == 4096 || scanned.is_multiple_of(200_000) {
             reply(Reply::Index {
                 generation: wanted,
                 top,
