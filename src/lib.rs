@@ -5,11 +5,12 @@
 //! PostgreSQL sends into model values; `store` is the SQLite cache; `capture` talks to PostgreSQL;
 //! `history` answers what changed, what it was then and how to put it back; `restore` writes restore
 //! scripts from a cache; `ui` is the desktop app; `cli` is the command-line face; `local_pg` runs
-//! private PostgreSQL servers for tests and demos.
+//! private PostgreSQL servers for tests and the demo; `demo` is the one-command demo.
 
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod demo;
 pub mod history;
 pub mod local_pg;
 pub mod model;

@@ -43,11 +43,17 @@ fn app(cache: &Path) -> Harness<'static, RowtrailApp> {
     Harness::builder()
         .with_size(egui::Vec2::new(1400.0, 900.0))
         .build_eframe(move |creation| {
-            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions { cache: Some(cache) })
+            RowtrailApp::fresh(
+                creation.egui_ctx.clone(),
+                AppOptions {
+                    cache: Some(cache),
+                    demo: None,
+                },
+            )
         })
 }
 
-/// Steps the app until `ready` holds (workers answer on their own threads), or fails after 20 s.
+/// Steps the app until `ready` holds (workers answer on their own threads), or fails after 60 s.
 fn wait_for(
     harness: &mut Harness<'_, RowtrailApp>,
     what: &str,
@@ -60,7 +66,7 @@ fn wait_for(
             return;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -85,15 +91,15 @@ fn selecting_a_change_shows_its_diff_transaction_and_context() {
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
     let listed = rows(&harness);
     assert!(
-        listed[0].contains("insert  public.orders  id=8  user=ann"),
+        listed[0].contains("insert  orders  id=8  user=ann"),
         "{listed:?}"
     );
     assert!(
-        listed[2].contains("update  public.customers  id=1  user=bob  plan"),
+        listed[2].contains("update  customers  id=1  user=bob  plan"),
         "{listed:?}"
     );
     harness
-        .get_by_label_contains("update  public.customers  id=1")
+        .get_by_label_contains("update  customers  id=1")
         .click();
     wait_for(&mut harness, "the detail", |h| has(h, "Undo this change"));
     assert!(has(&harness, "update of public.customers (id)=(1)"));
@@ -114,13 +120,9 @@ fn filters_by_table_and_by_context_user() {
     let db = shop("app_filter");
     let mut harness = app(&db.cache());
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
-    harness.get_by_label("public.customers  2").click();
+    harness.get_by_label("customers  2").click();
     wait_for(&mut harness, "the table filter", |h| rows(h).len() == 2);
-    assert!(
-        rows(&harness)
-            .iter()
-            .all(|row| row.contains("public.customers"))
-    );
+    assert!(rows(&harness).iter().all(|row| row.contains("customers")));
     assert!(has(&harness, "2 changes match"));
     harness.get_by_label_contains("All tables").click();
     wait_for(&mut harness, "all tables again", |h| rows(h).len() == 6);
@@ -147,7 +149,7 @@ fn record_history_and_the_state_at_control() {
     let mut harness = app(&db.cache());
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
     harness
-        .get_all_by_label_contains("update  public.orders  id=7  user=ann  status")
+        .get_all_by_label_contains("update  orders  id=7  user=ann  status")
         .next()
         .unwrap()
         .click();
@@ -177,7 +179,7 @@ fn undo_this_change_previews_the_script() {
     let mut harness = app(&db.cache());
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
     harness
-        .get_by_label_contains("update  public.customers  id=1")
+        .get_by_label_contains("update  customers  id=1")
         .click();
     wait_for(&mut harness, "the detail", |h| has(h, "Undo this change"));
     harness.get_by_label("Undo this change").click();
@@ -273,7 +275,7 @@ fn connect_checks_the_source_and_captures_live() {
     wait_for(&mut harness, "the live change", |h| {
         rows(h)
             .iter()
-            .any(|row| row.contains("insert  public.notes  id=2"))
+            .any(|row| row.contains("insert  notes  id=2"))
     });
     assert!(has(&harness, "streaming"));
     harness.get_by_label("Stop capture").click();
@@ -284,4 +286,39 @@ fn connect_checks_the_source_and_captures_live() {
         "SELECT pg_drop_replication_slot('rowtrail_{}');",
         db.name
     ));
+}
+
+#[test]
+fn try_the_demo_starts_a_live_shop_with_its_guide_and_identity_warning() {
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(|creation| {
+            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions::default())
+        });
+    harness.run_steps(2);
+    harness.get_by_label("Try the demo").click();
+    wait_for(&mut harness, "the demo's server to start", |h| {
+        has(h, "Stories to find")
+    });
+    wait_for(&mut harness, "live changes from the simulator", |h| {
+        has(h, "streaming")
+            && rows(h)
+                .iter()
+                .any(|row| row.contains("request_id") || row.contains("user="))
+    });
+    assert!(has(&harness, "support_tickets"));
+    let partial: Vec<_> = harness.query_all_by_label("partial").collect();
+    assert_eq!(
+        partial.len(),
+        1,
+        "only support_tickets keeps REPLICA IDENTITY DEFAULT"
+    );
+    harness.get_by_label("Hide").click();
+    wait_for(&mut harness, "the guide to go", |h| {
+        !has(h, "Stories to find")
+    });
+    harness.get_by_label("Stop capture").click();
+    wait_for(&mut harness, "capture to stop", |h| {
+        has(h, "capture stopped")
+    });
 }

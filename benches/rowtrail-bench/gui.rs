@@ -104,6 +104,7 @@ pub fn measure(cache: &Path, frames: usize) -> GuiFigures {
         ctx.clone(),
         AppOptions {
             cache: Some(cache.to_owned()),
+            demo: None,
         },
     );
     let mut driver = Driver { ctx, app, started };

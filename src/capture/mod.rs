@@ -139,6 +139,21 @@ pub fn validate_slot_name(name: &str) -> Result<(), CaptureError> {
     }
 }
 
+/// The slot the app and the demo capture through: one per database, since slots are per server
+/// and one database's capture must not consume another's.
+pub fn slot_for_database(database: &str) -> String {
+    let cleaned: String = database
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() {
+            true => c.to_ascii_lowercase(),
+            false => '_',
+        })
+        .collect();
+    let mut name = format!("rowtrail_{cleaned}");
+    name.truncate(63);
+    name
+}
+
 /// How many times `--once` retries a lost connection before giving up.
 const ONCE_RETRIES: u32 = 5;
 

@@ -5,6 +5,7 @@
 //! `anyhow` to carry errors to `main`; library modules use their own error types.
 
 mod capture;
+mod demo;
 mod history;
 mod json;
 mod log;
@@ -36,6 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Open the desktop app, optionally with a cache file.
     Open(OpenArgs),
+    /// Start a private PostgreSQL with a small shop that keeps changing, capture it, and open the app.
+    Demo(DemoArgs),
     /// Check that a database is ready for capture, and print the fix for each problem.
     Doctor(DoctorArgs),
     /// Capture row changes from a database's write-ahead log into a cache file.
@@ -168,6 +171,20 @@ pub struct OpenArgs {
     pub cache: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's server data and cache in this new or empty directory instead of removing them.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Start everything without a window, wait until 100 simulated changes are captured, print a
+    /// summary and exit (non-zero with the reason if that fails).
+    #[arg(long)]
+    pub check: bool,
+    /// Write the demo's story into a cache without a server, even when PostgreSQL is installed.
+    #[arg(long)]
+    pub offline: bool,
+}
+
 /// Where a command reads history from.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -281,7 +298,7 @@ fn open(cache: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         // Refuse a bad cache before opening a window, with the same message as the other commands.
         crate::store::Cache::open(path)?;
     }
-    crate::ui::run(crate::ui::AppOptions { cache })?;
+    crate::ui::run(crate::ui::AppOptions { cache, demo: None })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -308,6 +325,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match command {
         Command::Open(args) => open(args.cache),
+        Command::Demo(args) => demo::demo(args),
         Command::Doctor(args) => capture::doctor(args),
         Command::Capture(args) => capture::capture(args),
         Command::Teardown(args) => capture::teardown(args),

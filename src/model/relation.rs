@@ -22,6 +22,15 @@ impl TableName {
     }
 
     /// The name as SQL: both parts quoted, safe for any characters.
+    /// The name as people read it in lists: without the schema when it is `public`, since an
+    /// unqualified name means `public` wherever rowtrail reads one.
+    pub fn short(&self) -> String {
+        match self.schema.as_str() {
+            "public" => self.name.clone(),
+            _ => self.to_string(),
+        }
+    }
+
     pub fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
@@ -220,6 +229,28 @@ impl RelationSchema {
     /// True when a record can be identified by key columns rather than by all of its values.
     pub fn has_key(&self) -> bool {
         !self.key.is_empty()
+    }
+
+    /// What the table's replica identity costs its history, and the fix; `None` when the source
+    /// sends complete before-images.
+    pub fn identity_note(&self) -> Option<String> {
+        let fix = format!(
+            "For complete history: ALTER TABLE {} REPLICA IDENTITY FULL;",
+            self.table.quoted()
+        );
+        let cost = match self.replica_identity {
+            ReplicaIdentity::Full => return None,
+            ReplicaIdentity::Default | ReplicaIdentity::Index => {
+                "PostgreSQL sends no old values for updates and only the key of a deleted row. rowtrail fills them in from the history it captured, but values it never saw stay unavailable."
+            }
+            ReplicaIdentity::Nothing => {
+                "PostgreSQL sends nothing about the old row, so updates and deletes cannot be tied to a record."
+            }
+        };
+        Some(format!(
+            "REPLICA IDENTITY {}: {cost} {fix}",
+            self.replica_identity.as_sql()
+        ))
     }
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::capture::conninfo::ProcessEnvironment;
 use crate::capture::{self, CaptureEvent, CaptureOptions, ConnectionSpec, doctor};
+use crate::demo::{Demo, DemoOptions, Pace};
 use crate::history::Moment;
 use crate::model::{ChangeId, TableName};
 use crate::store::{SourceIdentity, TableSummary, TimeSpan};
@@ -58,6 +59,8 @@ enum Command {
         sql: String,
     },
     CloseRestore,
+    StartDemo,
+    DismissGuide,
     ToggleUtc,
     ToggleGrouped,
     DismissBanner,
@@ -142,6 +145,11 @@ pub struct RowtrailApp {
     /// Where and how to reach the source of the capture started here (the password stays in memory).
     source_login: Option<(String, String)>,
     banner: Option<String>,
+    /// The demo this app shows, ended when the app closes.
+    demo: Option<Demo>,
+    demo_starting: bool,
+    /// What to look for in the demo, shown until dismissed.
+    guide: Option<String>,
     commands: Vec<Command>,
 }
 
@@ -174,10 +182,16 @@ impl RowtrailApp {
             capturing_into: None,
             source_login: None,
             banner: None,
+            demo: None,
+            demo_starting: false,
+            guide: None,
             commands: Vec::new(),
         };
         if let Some(path) = options.cache {
             app.apply(Command::OpenCache(path));
+        }
+        if let Some(demo) = options.demo {
+            app.adopt_demo(demo);
         }
         app
     }
@@ -212,6 +226,15 @@ impl RowtrailApp {
                             dialog.cache = default_cache_path(&spec.dbname).display().to_string();
                         }
                         dialog.take_report(report);
+                    }
+                }
+                Message::DemoReady(result) => {
+                    self.demo_starting = false;
+                    match result {
+                        Ok(demo) => self.adopt_demo(*demo),
+                        Err(error) => {
+                            self.banner = Some(format!("the demo did not start: {error}"))
+                        }
                     }
                 }
                 Message::ScriptRan(result) => {
@@ -450,6 +473,8 @@ impl RowtrailApp {
                 }
             }
             Command::DismissBanner => self.banner = None,
+            Command::DismissGuide => self.guide = None,
+            Command::StartDemo => self.start_demo(),
         }
     }
 
@@ -550,29 +575,73 @@ impl RowtrailApp {
             self.banner = Some(format!("could not create {}: {error}", parent.display()));
             return;
         }
-        if let Some(task) = self.capture.take() {
-            task.stop();
-        }
         let options = CaptureOptions {
-            slot: slot_name(&spec.dbname),
+            slot: capture::slot_for_database(&spec.dbname),
             source: spec,
-            cache: cache.clone(),
+            cache,
             tables,
             publication: "rowtrail".into(),
             once: false,
         };
+        self.start_capture_task(options, (url, password));
+    }
+
+    /// Starts capture in the background; the cache opens once capture has created it.
+    fn start_capture_task(&mut self, options: CaptureOptions, login: (String, String)) {
+        if let Some(task) = self.capture.take() {
+            task.stop();
+        }
+        let cache = options.cache.clone();
         match CaptureTask::start(options, self.outbox.clone(), self.ctx.clone()) {
             Ok(task) => {
                 self.capture = Some(task);
                 self.status = CaptureStatus::default();
                 self.status.state = CaptureState::Starting;
-                self.source_login = Some((url, password));
+                self.source_login = Some(login);
                 self.session = None;
                 self.capturing_into = Some(cache);
                 self.connect = None;
             }
             Err(error) => self.banner = Some(format!("could not start capture: {error}")),
         }
+    }
+
+    /// Starts the demo in the background (it sets up a server, which takes a few seconds).
+    fn start_demo(&mut self) {
+        if self.demo_starting || self.demo.is_some() {
+            return;
+        }
+        self.demo_starting = true;
+        self.in_background("rowtrail-demo", |_| {
+            let options = DemoOptions {
+                keep: None,
+                pace: Pace::Human,
+                offline: false,
+            };
+            Message::DemoReady(
+                Demo::start(&options)
+                    .map(Box::new)
+                    .map_err(|error| error.to_string()),
+            )
+        });
+    }
+
+    /// Shows a started demo: live capture of its server, or its offline cache with a banner.
+    fn adopt_demo(&mut self, demo: Demo) {
+        self.guide = Some(crate::demo::GUIDE.to_owned());
+        match (demo.capture_options(), demo.source_url()) {
+            (Ok(Some(options)), Some(url)) => {
+                self.start_capture_task(options, (url, String::new()))
+            }
+            (Ok(_), _) => {
+                self.apply(Command::OpenCache(demo.cache().to_owned()));
+                if let Some(reason) = demo.offline_reason() {
+                    self.banner = Some(reason.to_owned());
+                }
+            }
+            (Err(error), _) => self.banner = Some(format!("the demo did not start: {error}")),
+        }
+        self.demo = Some(demo);
     }
 
     fn prepare_script(&mut self, request: ScriptRequest) {
@@ -643,11 +712,24 @@ impl RowtrailApp {
                 });
             });
         }
+        if let Some(guide) = self.guide.clone() {
+            egui::Panel::top("guide").show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(egui::RichText::new("Demo").strong());
+                    ui.label(guide.as_str());
+                    if ui.small_button("Hide").clicked() {
+                        self.commands.push(Command::DismissGuide);
+                    }
+                });
+            });
+        }
         let Some(session) = self.session.as_mut() else {
             egui::CentralPanel::default_margins().show(ui, |ui| {
-                match welcome_ui(ui, &mut self.welcome, &self.settings.recent) {
+                let recent = &self.settings.recent;
+                match welcome_ui(ui, &mut self.welcome, recent, self.demo_starting) {
                     Some(WelcomeAction::Open(path)) => self.commands.push(Command::OpenCache(path)),
                     Some(WelcomeAction::Connect) => self.commands.push(Command::ShowConnect),
+                    Some(WelcomeAction::Demo) => self.commands.push(Command::StartDemo),
                     None => {}
                 }
                 if self.capturing_into.is_some()
@@ -776,20 +858,6 @@ impl RowtrailApp {
     }
 }
 
-/// The slot the app captures through: one per database, since slots are per server.
-fn slot_name(database: &str) -> String {
-    let cleaned: String = database
-        .chars()
-        .map(|c| match c.is_ascii_alphanumeric() {
-            true => c.to_ascii_lowercase(),
-            false => '_',
-        })
-        .collect();
-    let mut name = format!("rowtrail_{cleaned}");
-    name.truncate(63);
-    name
-}
-
 impl RowtrailApp {
     /// Work between frames: drain the inbox and carry out pending commands.
     pub fn logic(&mut self, ctx: &egui::Context) {
@@ -852,5 +920,7 @@ impl eframe::App for RowtrailApp {
         if let Some(task) = self.capture.take() {
             task.stop_and_wait();
         }
+        // Only now that capture has stopped may the demo's server go.
+        self.demo = None;
     }
 }

@@ -85,6 +85,13 @@ pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Opti
     let change = &detail.change;
     ui.heading(format!("{} · {}", change.change.op, change.table));
     ui.label(RichText::new(describe_change(change)).weak());
+    if let Some(note) = change.schema.identity_note() {
+        ui.label(
+            RichText::new(note)
+                .small()
+                .color(ui.visuals().warn_fg_color),
+        );
+    }
     ui.horizontal(|ui| {
         ui.selectable_value(&mut state.tab, Tab::Change, "Change");
         ui.selectable_value(

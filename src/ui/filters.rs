@@ -109,16 +109,24 @@ pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<
                 let selected = form.table.as_ref() == Some(&summary.table);
                 let label = format!(
                     "{}  {}",
-                    summary.table,
+                    summary.table.short(),
                     thousands(summary.change_count as u64)
                 );
-                if ui.selectable_label(selected, label).clicked() {
-                    form.table = match selected {
-                        true => None,
-                        false => Some(summary.table.clone()),
-                    };
-                    apply_now = true;
-                }
+                ui.horizontal(|ui| {
+                    if ui.selectable_label(selected, label).clicked() {
+                        form.table = match selected {
+                            true => None,
+                            false => Some(summary.table.clone()),
+                        };
+                        apply_now = true;
+                    }
+                    if let Some(note) = summary.schema.identity_note() {
+                        let warning = RichText::new("partial")
+                            .small()
+                            .color(ui.visuals().warn_fg_color);
+                        ui.label(warning).on_hover_text(note);
+                    }
+                });
             }
         });
     ui.separator();

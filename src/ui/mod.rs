@@ -31,6 +31,7 @@ pub use timeline::LIST_RECT;
 
 use crate::capture::CaptureEvent;
 use crate::capture::doctor::Report;
+use crate::demo::Demo;
 
 /// Everything that reaches the UI thread from elsewhere.
 #[derive(Debug)]
@@ -40,13 +41,16 @@ pub enum Message {
     CaptureEnded(Result<(), String>),
     Doctor(Result<Report, String>),
     ScriptRan(Result<(), String>),
+    DemoReady(Result<Box<Demo>, String>),
 }
 
 /// How the app starts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct AppOptions {
     /// A cache to open right away.
     pub cache: Option<PathBuf>,
+    /// A started demo to show (the app owns it from then on and ends it when it closes).
+    pub demo: Option<Demo>,
 }
 
 /// The window could not be opened.

@@ -49,7 +49,7 @@ impl From<&LoggedChange> for Row {
             tx_id: change.tx.id,
             xid: change.tx.xid,
             time: change.tx.committed_at,
-            table: change.table.to_string(),
+            table: change.table.short(),
             key: change.key_text(),
             op: change.change.op,
             who: change.context_text(),

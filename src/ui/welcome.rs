@@ -1,4 +1,4 @@
-//! The welcome screen: connect a database, open a cache file, or pick a recent cache.
+//! The welcome screen: connect a database, try the demo, open a cache file, or pick a recent cache.
 
 use std::path::{Path, PathBuf};
 
@@ -15,12 +15,14 @@ pub struct Welcome {
 pub enum WelcomeAction {
     Open(PathBuf),
     Connect,
+    Demo,
 }
 
 pub fn welcome_ui(
     ui: &mut egui::Ui,
     welcome: &mut Welcome,
     recent: &[PathBuf],
+    demo_starting: bool,
 ) -> Option<WelcomeAction> {
     let mut action = None;
     ui.vertical_centered(|ui| {
@@ -30,6 +32,23 @@ pub fn welcome_ui(
         ui.add_space(24.0);
         if ui.button(RichText::new("Connect a database…").size(16.0)).clicked() {
             action = Some(WelcomeAction::Connect);
+        }
+        ui.add_space(8.0);
+        match demo_starting {
+            true => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Starting the demo: a private PostgreSQL with a small shop…");
+                });
+            }
+            false => {
+                let demo = ui.button("Try the demo").on_hover_text(
+                    "Starts a private PostgreSQL with a small shop, captures it, and keeps changing it",
+                );
+                if demo.clicked() {
+                    action = Some(WelcomeAction::Demo);
+                }
+            }
         }
         ui.add_space(16.0);
         ui.label("or open a cache file");
