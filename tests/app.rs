@@ -108,7 +108,7 @@ fn selecting_a_change_shows_its_diff_transaction_and_context() {
         "free",
         "pro",
         "bob",
-        "Transaction: 1 changes",
+        "Transaction: 1 change",
         "2 unchanged columns",
     ] {
         assert!(has(&harness, text), "{text} is shown");
@@ -321,4 +321,30 @@ fn try_the_demo_starts_a_live_shop_with_its_guide_and_identity_warning() {
     wait_for(&mut harness, "capture to stop", |h| {
         has(h, "capture stopped")
     });
+}
+
+#[test]
+fn the_offline_demo_opens_its_cache_with_a_banner() {
+    let demo = rowtrail::demo::Demo::start(&rowtrail::demo::DemoOptions {
+        keep: None,
+        pace: rowtrail::demo::Pace::Human,
+        offline: true,
+    })
+    .unwrap();
+    assert!(!demo.is_live());
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(move |creation| {
+            RowtrailApp::fresh(
+                creation.egui_ctx.clone(),
+                AppOptions {
+                    cache: None,
+                    demo: Some(demo),
+                },
+            )
+        });
+    wait_for(&mut harness, "the offline story", |h| rows(h).len() > 20);
+    assert!(has(&harness, "capture is not live"));
+    assert!(has(&harness, "Stories to find"));
+    assert!(!has(&harness, "streaming"));
 }

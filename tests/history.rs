@@ -684,7 +684,7 @@ fn show_and_history_explain_changes() {
         format!("change {id}: update of public.cust (id)=(7)")
     );
     assert!(
-        lines[1].starts_with("  committed ") && lines[1].contains("(1 changes), lsn "),
+        lines[1].starts_with("  committed ") && lines[1].contains("(1 change), lsn "),
         "{show}"
     );
     assert_eq!(

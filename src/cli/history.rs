@@ -47,8 +47,10 @@ fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
             "  baseline: the row as capture first found it, at {time}\n"
         )),
         (true, Some(xid)) => text.push_str(&format!(
-            "  committed {time} in transaction {xid} ({} changes), lsn {}\n",
-            entry.tx.change_count, entry.lsn
+            "  committed {time} in transaction {xid} ({} change{}), lsn {}\n",
+            entry.tx.change_count,
+            if entry.tx.change_count == 1 { "" } else { "s" },
+            entry.lsn
         )),
         (false, Some(xid)) => text.push_str(&format!("  committed {time} in transaction {xid}\n")),
     }

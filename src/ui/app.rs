@@ -217,12 +217,12 @@ impl RowtrailApp {
                 }
                 Message::Doctor(report) => {
                     if let Some(dialog) = self.connect.as_mut() {
-                        if let Ok(report) = &report
+                        // A source that passed its checks gets a cache path to suggest.
+                        if report.is_ok()
                             && dialog.cache.is_empty()
                             && let Ok(spec) =
                                 ConnectionSpec::resolve(&dialog.url, &ProcessEnvironment)
                         {
-                            let _ = report;
                             dialog.cache = default_cache_path(&spec.dbname).display().to_string();
                         }
                         dialog.take_report(report);

@@ -13,6 +13,7 @@ use crate::history::{
 use crate::model::{ChangeId, LoggedChange, Op};
 use crate::restore::UndoTarget;
 
+use super::filters::changes_text;
 use super::time_text::{Zone, ago, precise};
 use super::worker::{Detail, ScriptRequest};
 
@@ -123,8 +124,9 @@ fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone) {
     ));
     match change.tx.xid {
         Some(xid) => ui.label(format!(
-            "transaction {xid} · {} changes · lsn {}",
-            change.tx.change_count, change.lsn
+            "transaction {xid} · {} · lsn {}",
+            changes_text(change.tx.change_count.max(0) as u64),
+            change.lsn
         )),
         None => ui.label("baseline: the row as capture first found it"),
     };
@@ -187,22 +189,24 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
         "diff",
     );
     ui.separator();
-    egui::CollapsingHeader::new(format!("Transaction: {} changes", change.tx.change_count))
-        .default_open(detail.transaction.len() <= 20)
-        .show(ui, |ui| {
-            for other in &detail.transaction {
-                let label = format!("{} {} {}", other.change.op, other.table, other.key_text());
-                if ui.selectable_label(other.id == change.id, label).clicked()
-                    && other.id != change.id
-                {
-                    action = Some(DetailAction::Open(other.id));
-                }
+    egui::CollapsingHeader::new(format!(
+        "Transaction: {}",
+        changes_text(change.tx.change_count.max(0) as u64)
+    ))
+    .default_open(detail.transaction.len() <= 20)
+    .show(ui, |ui| {
+        for other in &detail.transaction {
+            let label = format!("{} {} {}", other.change.op, other.table, other.key_text());
+            if ui.selectable_label(other.id == change.id, label).clicked() && other.id != change.id
+            {
+                action = Some(DetailAction::Open(other.id));
             }
-            let more = change.tx.change_count - detail.transaction.len() as i64;
-            if more > 0 {
-                ui.label(format!("… and {more} more"));
-            }
-        });
+        }
+        let more = change.tx.change_count - detail.transaction.len() as i64;
+        if more > 0 {
+            ui.label(format!("… and {more} more"));
+        }
+    });
     action
 }
 

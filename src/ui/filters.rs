@@ -221,7 +221,8 @@ pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<
     ui.separator();
     let (count, complete) = facts.matches;
     let text = match complete {
-        true => format!("{} changes match", thousands(count)),
+        true if count == 1 => "1 change matches".to_owned(),
+        true => format!("{} match", changes_text(count)),
         false => format!("{}+ changes match so far…", thousands(count)),
     };
     ui.label(RichText::new(text).strong());
@@ -240,6 +241,14 @@ fn ui_enter(response: &egui::Response) -> bool {
 }
 
 /// `1234567` → `1,234,567`.
+/// `1 change`, `2 changes`, `12,000 changes`.
+pub fn changes_text(count: u64) -> String {
+    match count {
+        1 => "1 change".to_owned(),
+        _ => format!("{} changes", thousands(count)),
+    }
+}
+
 pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();

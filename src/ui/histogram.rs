@@ -8,6 +8,7 @@ use egui::{Align2, FontId, Pos2, Rect, Role, Sense, Stroke, Vec2, WidgetInfo};
 
 use crate::store::TimeSpan;
 
+use super::filters::changes_text;
 use super::time_text::{Zone, clock};
 
 /// Counts per equal slice of a time span, for the current filter.
@@ -94,8 +95,9 @@ impl Histogram {
                 .min(self.counts.len().saturating_sub(1));
             let count = self.counts.get(index).copied().unwrap_or(0);
             response.clone().on_hover_text(format!(
-                "{}: {count} changes",
-                clock(time_at(pointer.x), zone)
+                "{}: {}",
+                clock(time_at(pointer.x), zone),
+                changes_text(count)
             ));
         }
         if response.drag_started() {

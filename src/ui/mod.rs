@@ -60,13 +60,16 @@ pub struct AppOptions {
 )]
 pub struct UiError(String);
 
+/// The desktop id: the window's class, the `.desktop` file's and the AppStream component's name.
+pub const APP_ID: &str = "io.github.rowtrail.rowtrail";
+
 const ICON: &[u8] = include_bytes!("../../assets/rowtrail-256.png");
 
 /// Opens the window and runs the app until it is closed.
 pub fn run(options: AppOptions) -> Result<(), UiError> {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("rowtrail")
-        .with_app_id("rowtrail")
+        .with_app_id(APP_ID)
         .with_inner_size([1280.0, 800.0])
         .with_min_inner_size([800.0, 500.0]);
     match eframe::icon_data::from_png_bytes(ICON) {
@@ -75,6 +78,8 @@ pub fn run(options: AppOptions) -> Result<(), UiError> {
     }
     let native = eframe::NativeOptions {
         viewport,
+        // Settings stay beside the caches (~/.local/share/rowtrail), not under the app id.
+        persistence_path: eframe::storage_dir("rowtrail").map(|dir| dir.join("app.ron")),
         ..eframe::NativeOptions::default()
     };
     eframe::run_native(
