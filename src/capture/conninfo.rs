@@ -387,6 +387,31 @@ fn default_host(env: &dyn Environment, port: u16) -> Host {
     Host::Tcp("localhost".to_owned())
 }
 
+/// Where a connection string points, for people: `user@host:port/dbname` with the parts it gives,
+/// never its password. Pure: no environment, no files.
+pub fn describe_target(text: &str) -> String {
+    let Ok(settings) = parse_conninfo(text) else {
+        return "the database of a malformed connection string".to_owned();
+    };
+    let part = |key: &str| settings.get(key).map(String::as_str).unwrap_or("");
+    let mut target = String::new();
+    if !part("user").is_empty() {
+        target.push_str(part("user"));
+        target.push('@');
+    }
+    target.push_str(match part("host") {
+        "" => "localhost",
+        host => host,
+    });
+    if !part("port").is_empty() {
+        target.push(':');
+        target.push_str(part("port"));
+    }
+    target.push('/');
+    target.push_str(part("dbname"));
+    target
+}
+
 /// Splits a connection string into its settings, without applying defaults.
 pub fn parse_conninfo(text: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
     let text = text.trim();
@@ -585,6 +610,23 @@ fn parse_pgpass(text: &str) -> Vec<PgpassEntry> {
 #[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_described_without_passwords() {
+        assert_eq!(
+            describe_target("postgres://ann:s3cret@db.example.com:6543/shop?sslmode=require"),
+            "ann@db.example.com:6543/shop"
+        );
+        assert_eq!(
+            describe_target("host=/tmp port=5433 user=bob password=s3cret dbname=shop"),
+            "bob@/tmp:5433/shop"
+        );
+        assert!(!describe_target("postgres://ann:s3cret@/shop").contains("s3cret"));
+        assert_eq!(
+            describe_target("not a url"),
+            "the database of a malformed connection string"
+        );
+    }
     use std::collections::HashMap;
 
     #[derive(Default)]

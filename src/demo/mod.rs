@@ -214,22 +214,31 @@ impl Demo {
         self.kept.as_deref()
     }
 
-    /// The URL of the demo database (with the demo's throwaway password), for capture and for
-    /// running restore scripts.
-    pub fn source_url(&self) -> Option<String> {
+    /// The URL of the demo database (without a password) and the server's throwaway password, for
+    /// capture and for running restore scripts.
+    pub fn login(&self) -> Option<(String, String)> {
         match &self.source {
-            DemoSource::Live { server, .. } => Some(server.url(DATABASE)),
+            DemoSource::Live { server, .. } => Some((
+                format!(
+                    "postgres://postgres@127.0.0.1:{}/{DATABASE}?sslmode=disable",
+                    server.port()
+                ),
+                server.password().to_owned(),
+            )),
             DemoSource::Offline { .. } => None,
         }
     }
 
     /// How to capture the demo database into the demo cache.
     pub fn capture_options(&self) -> Result<Option<CaptureOptions>, DemoError> {
-        let Some(url) = self.source_url() else {
+        let Some((url, password)) = self.login() else {
             return Ok(None);
         };
-        let source = ConnectionSpec::resolve(&url, &ProcessEnvironment)
+        let mut source = ConnectionSpec::resolve(&url, &ProcessEnvironment)
             .map_err(|error| DemoError::Connection(error.to_string()))?;
+        for endpoint in &mut source.endpoints {
+            endpoint.password = Some(password.clone());
+        }
         Ok(Some(CaptureOptions {
             slot: capture::slot_for_database(DATABASE),
             source,

@@ -629,10 +629,8 @@ impl RowtrailApp {
     /// Shows a started demo: live capture of its server, or its offline cache with a banner.
     fn adopt_demo(&mut self, demo: Demo) {
         self.guide = Some(crate::demo::GUIDE.to_owned());
-        match (demo.capture_options(), demo.source_url()) {
-            (Ok(Some(options)), Some(url)) => {
-                self.start_capture_task(options, (url, String::new()))
-            }
+        match (demo.capture_options(), demo.login()) {
+            (Ok(Some(options)), Some(login)) => self.start_capture_task(options, login),
             (Ok(_), _) => {
                 self.apply(Command::OpenCache(demo.cache().to_owned()));
                 if let Some(reason) = demo.offline_reason() {

@@ -187,7 +187,7 @@ fn run_ui(ui: &mut egui::Ui, run: &mut RunForm, sql: &str, action: &mut Option<R
         ui.visuals().warn_fg_color,
         format!(
             "This runs the script on {} in one transaction. If any row changed since the cache saw it, nothing is changed.",
-            run.url
+            crate::capture::conninfo::describe_target(&run.url)
         ),
     );
     ui.horizontal(|ui| {

@@ -86,7 +86,16 @@ pub struct Timeline {
     pub grouped: bool,
     /// After a jump: select the first row at or below this id once its page arrives.
     jump_to: Option<ChangeId>,
+    /// The user is aiming at a row (the pointer moved over the list just now): new changes must
+    /// not move the rows under it.
+    held: bool,
+    /// Rows that arrived above the view while held at the top; the view returns to the top when
+    /// the hold ends, unless the user scrolled meanwhile.
+    held_shift: u64,
 }
+
+/// How long after the pointer last moved over the list new changes keep it still.
+const HOLD_SECONDS: f32 = 1.5;
 
 /// What the user did in the list this frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +123,8 @@ impl Timeline {
             opened: None,
             grouped: false,
             jump_to: None,
+            held: false,
+            held_shift: 0,
         }
     }
 
@@ -180,7 +191,11 @@ impl Timeline {
         if grown == 0 {
             return false;
         }
-        if self.first > 0 {
+        // At the top the list follows new changes, unless the user is aiming at a row.
+        if self.held && self.first == self.held_shift {
+            self.held_shift += grown;
+        }
+        if self.first > 0 || self.held {
             self.first += grown;
         }
         if let Some(cursor) = self.cursor.as_mut() {
@@ -188,6 +203,18 @@ impl Timeline {
         }
         self.head = ids;
         self.head.len() > HEAD_LIMIT
+    }
+
+    /// Holds the rows still while the user aims at one; when the hold ends, returns to the top if
+    /// the view only moved because changes arrived.
+    fn hold(&mut self, aiming: bool) {
+        if !aiming && self.held_shift > 0 {
+            if self.first == self.held_shift {
+                self.first = 0;
+            }
+            self.held_shift = 0;
+        }
+        self.held = aiming;
     }
 
     /// Asks for the rows that arrived since the index was built, unless already asked.
@@ -313,6 +340,9 @@ impl Timeline {
         let total = self.total();
         let last_first = total.saturating_sub(visible);
         let mut action = None;
+        let aiming = response.hovered()
+            && ui.input(|input| input.pointer.time_since_last_movement()) < HOLD_SECONDS;
+        self.hold(aiming);
 
         if response.hovered() {
             let scroll = ui.input(|input| input.smooth_scroll_delta.y);
@@ -374,6 +404,9 @@ impl Timeline {
                 FontId::proportional(12.0),
                 visuals.strong_text_color(),
             );
+        }
+        if self.first > 0 {
+            self.newer_ui(ui, header);
         }
         for offset in 0..visible.min(total.saturating_sub(self.first)) {
             let rank = self.first + offset;
@@ -472,6 +505,40 @@ impl Timeline {
             }
         }
         action
+    }
+
+    /// A button in the header for the changes above the view, back to the newest.
+    fn newer_ui(&mut self, ui: &mut egui::Ui, header: Rect) {
+        let text = format!("{} newer", super::filters::changes_text(self.first));
+        let font = FontId::proportional(12.0);
+        let width = ui.fonts_mut(|fonts| {
+            fonts
+                .layout_no_wrap(text.clone(), font.clone(), Color32::WHITE)
+                .size()
+                .x
+        }) + 16.0;
+        let rect = Rect::from_min_size(
+            Pos2::new(header.max.x - width - 4.0, header.min.y + 2.0),
+            Vec2::new(width, header.height() - 4.0),
+        );
+        let response = ui.interact(rect, ui.scope_id().with("timeline-newer"), Sense::click());
+        response.widget_info(|| WidgetInfo::labeled(Role::Button, true, text.clone()));
+        let visuals = ui.visuals();
+        let fill = match response.hovered() {
+            true => visuals.widgets.hovered.bg_fill,
+            false => visuals.selection.bg_fill,
+        };
+        ui.painter().rect_filled(rect, 8.0, fill);
+        ui.painter().text(
+            rect.center(),
+            Align2::CENTER_CENTER,
+            text,
+            font,
+            visuals.strong_text_color(),
+        );
+        if response.clicked() {
+            self.first = 0;
+        }
     }
 
     /// A scrollbar whose thumb maps to a row index (`u64`), precise for any number of rows.
@@ -584,5 +651,38 @@ impl Columns {
             row.changed.clone(),
         ]);
         cells
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<ChangeId> {
+        range.rev().map(ChangeId).collect()
+    }
+
+    #[test]
+    fn the_top_follows_new_changes_unless_held_and_returns_after_the_hold() {
+        let mut timeline = Timeline::new(LogFilter::default(), 1);
+        timeline.apply_head(ids(1..=2));
+        assert_eq!(timeline.first, 0, "following at the top");
+
+        timeline.hold(true);
+        timeline.apply_head(ids(1..=5));
+        assert_eq!(timeline.first, 3, "the rows under the pointer stay put");
+        timeline.hold(false);
+        assert_eq!(timeline.first, 0, "back to the newest when the hold ends");
+
+        timeline.hold(true);
+        timeline.apply_head(ids(1..=6));
+        timeline.first = 4; // the user scrolled while holding
+        timeline.hold(false);
+        assert_eq!(
+            timeline.first, 4,
+            "a scrolled view stays where the user put it"
+        );
+        timeline.apply_head(ids(1..=7));
+        assert_eq!(timeline.first, 5, "and keeps its rows as more arrive");
     }
 }
