@@ -66,6 +66,15 @@ pub fn undo_script(
     cascade: bool,
     guard: bool,
 ) -> Result<Script, RestoreError> {
+    cache.snapshot(|| undo_script_in_snapshot(cache, target, cascade, guard))
+}
+
+fn undo_script_in_snapshot(
+    cache: &Cache,
+    target: &UndoTarget,
+    cascade: bool,
+    guard: bool,
+) -> Result<Script, RestoreError> {
     let (changes, title) = match target {
         UndoTarget::Transaction(xid) => (
             cache.transaction_changes(*xid)?,
@@ -128,6 +137,15 @@ pub fn later_note(later: &LoggedChange) -> String {
 
 /// The script that puts `record` back as it was at `moment` (deleting it if it did not exist).
 pub fn restore_script(
+    cache: &Cache,
+    record: &RecordRef,
+    moment: Moment,
+    guard: bool,
+) -> Result<Script, RestoreError> {
+    cache.snapshot(|| restore_script_in_snapshot(cache, record, moment, guard))
+}
+
+fn restore_script_in_snapshot(
     cache: &Cache,
     record: &RecordRef,
     moment: Moment,

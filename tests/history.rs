@@ -578,6 +578,24 @@ fn records_are_followed_across_key_changes() {
         ],
     );
     assert_eq!(now_old_key, "absent\n");
+    // Under the old key: its snapshot, its update, and the update that moved it away.
+    let mut under_old_key: Vec<i64> = db
+        .log(&["--table", "p", "--key", r#"{"id": 1}"#])
+        .iter()
+        .map(|change| change["id"].as_i64().unwrap())
+        .collect();
+    under_old_key.sort();
+    let mut all: Vec<i64> = log.iter().map(|change| change["id"].as_i64().unwrap()).collect();
+    all.sort();
+    assert_eq!(under_old_key, all[..3]);
+    // Undoing the first update finds the later ones under both keys.
+    let undo = run(&db, &["undo", "--change", &all[1].to_string()]);
+    for later in &all[2..] {
+        assert!(
+            undo.contains(&format!("later change {later} ")),
+            "change {later} is not named in\n{undo}"
+        );
+    }
     for key in [r#"{"id": 10}"#, r#"{"id": 1}"#] {
         let script = run(
             &db,

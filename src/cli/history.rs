@@ -158,8 +158,16 @@ pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
         None => UndoTarget::Changes(args.change.iter().copied().map(ChangeId).collect()),
     };
     let script = undo_script(&cache, &target, args.cascade, !args.no_guard)?;
-    for later in &script.later {
+    // The script's header lists every later change; the terminal gets the first few.
+    const SHOWN: usize = 10;
+    for later in script.later.iter().take(SHOWN) {
         eprintln!("warning: {}", later_note(later));
+    }
+    if script.later.len() > SHOWN {
+        eprintln!(
+            "warning: and {} more later changes, listed in the script's header",
+            script.later.len() - SHOWN
+        );
     }
     print(&script.sql)
 }

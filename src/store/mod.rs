@@ -142,6 +142,22 @@ impl<T> SqliteContext<T> for rusqlite::Result<T> {
     }
 }
 
+/// `c.id IN (...)`: the changes of tables `table_ids` (a comma-separated list) stored under `key`
+/// (a placeholder) or moved away from it by an update of the key; with `from_id` (a placeholder),
+/// only those from that id on. Written as two index lookups: SQLite plans the equivalent OR as a
+/// scan over all of the table's changes.
+pub(crate) fn under_or_moved_from(table_ids: &str, key: &str, from_id: Option<&str>) -> String {
+    let from = |alias: &str| from_id.map_or(String::new(), |id| format!(" AND {alias}.id >= {id}"));
+    format!(
+        "c.id IN (SELECT k.id FROM changes k WHERE k.table_id IN ({table_ids}) AND k.key = {key}{}
+                  UNION ALL
+                  SELECT m.id FROM changes m WHERE m.table_id IN ({table_ids}) AND m.old_key = {key}
+                      AND m.old_key IS NOT NULL{})",
+        from("k"),
+        from("m"),
+    )
+}
+
 pub(crate) fn op_code(op: Op) -> &'static str {
     match op {
         Op::Insert => "I",

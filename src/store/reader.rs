@@ -128,6 +128,21 @@ impl Cache {
         &self.path
     }
 
+    /// Runs `read` in one read transaction: it sees one state of the cache however much capture
+    /// writes meanwhile, and takes the file's lock once instead of once per query. Not nestable.
+    pub fn snapshot<T, E: From<StoreError>>(
+        &self,
+        read: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let transaction = self
+            .connection
+            .unchecked_transaction()
+            .context(&self.path, "starting a read")?;
+        let result = read()?;
+        transaction.commit().context(&self.path, "ending a read")?;
+        Ok(result)
+    }
+
     pub fn source(&self) -> Result<SourceIdentity, StoreError> {
         super::read_source(&self.connection, &self.path)
     }
@@ -179,7 +194,7 @@ impl Cache {
     ) -> Result<(Vec<i64>, Arc<RelationSchema>), StoreError> {
         let ids: Vec<(i64, i64)> = self
             .connection
-            .prepare(
+            .prepare_cached(
                 "SELECT t.id, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id)
                  FROM tables t WHERE t.schema_name = ?1 AND t.name = ?2 ORDER BY t.id",
             )
@@ -240,15 +255,14 @@ impl Cache {
         if let Some(table) = &filter.table {
             let (ids, schema) = self.find_table(table)?;
             let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            sql.conditions
-                .push(format!("c.table_id IN ({})", ids.join(",")));
+            let id_list = ids.join(",");
+            sql.conditions.push(format!("c.table_id IN ({id_list})"));
             sql.table_ids = Some(ids);
             if let Some(key) = &filter.key {
                 let key = codec::encode_key(&resolve_key(&schema, key)?);
                 let placeholder = sql.bind(Box::new(key));
-                sql.conditions.push(format!(
-                    "(c.key = {placeholder} OR (c.old_key = {placeholder} AND c.old_key IS NOT NULL))"
-                ));
+                sql.conditions
+                    .push(super::under_or_moved_from(&id_list, &placeholder, None));
                 sql.only_rollup_terms = false;
             }
         } else if filter.key.is_some() {

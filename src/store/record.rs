@@ -145,8 +145,12 @@ impl Cache {
     }
 
     fn table_condition(table_ids: &[i64]) -> String {
+        format!("c.table_id IN ({})", Self::id_list(table_ids))
+    }
+
+    fn id_list(table_ids: &[i64]) -> String {
         let ids: Vec<String> = table_ids.iter().map(ToString::to_string).collect();
-        format!("c.table_id IN ({})", ids.join(","))
+        ids.join(",")
     }
 
     /// Every version of a record, oldest first: its changes under its key, under the keys it had
@@ -244,12 +248,18 @@ impl Cache {
         else {
             return Ok(None);
         };
+        // Moved away from its key, or its table truncated: two index lookups, not an OR.
+        let ids = Self::id_list(&record.table_ids);
         let removed_since: Option<i64> = self
             .connection()
             .query_row(
                 &format!(
-                    "SELECT c.id FROM changes c WHERE {tables} AND c.id > ?2 AND c.id <= ?3
-                       AND ((c.old_key = ?1 AND c.old_key IS NOT NULL) OR (c.key = '{NO_KEY}' AND c.op = 'T'))
+                    "SELECT id FROM (
+                       SELECT m.id FROM changes m WHERE m.table_id IN ({ids}) AND m.old_key = ?1
+                           AND m.old_key IS NOT NULL AND m.id > ?2 AND m.id <= ?3
+                       UNION ALL
+                       SELECT t.id FROM changes t WHERE t.table_id IN ({ids}) AND t.key = '{NO_KEY}'
+                           AND t.op = 'T' AND t.id > ?2 AND t.id <= ?3)
                      LIMIT 1"
                 ),
                 params![key, latest.id.0, cut.0],
@@ -301,9 +311,16 @@ impl Cache {
         };
         let latest = self
             .changes_where(
-                &format!("{tables} AND (c.key = ?1 OR (c.key = '{NO_KEY}' AND c.op = 'T'))"),
+                &format!(
+                    "c.id = (SELECT max(id) FROM (
+                        SELECT max(k.id) AS id FROM changes k WHERE k.table_id IN ({ids}) AND k.key = ?1
+                        UNION ALL
+                        SELECT max(t.id) FROM changes t WHERE t.table_id IN ({ids})
+                            AND t.key = '{NO_KEY}' AND t.op = 'T'))",
+                    ids = Self::id_list(&record.table_ids)
+                ),
                 &[&moved_record.key],
-                "ORDER BY c.id DESC LIMIT 1",
+                "",
             )?
             .pop();
         Ok((
@@ -324,6 +341,15 @@ impl Cache {
     /// Calls `emit` with every row of `table` right after change `cut`, a page at a time: keys in
     /// order for keyed tables; tables without a key are folded whole.
     pub fn table_at(
+        &self,
+        table: &TableName,
+        cut: ChangeId,
+        emit: impl FnMut(Image) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.snapshot(|| self.table_at_in_snapshot(table, cut, emit))
+    }
+
+    fn table_at_in_snapshot(
         &self,
         table: &TableName,
         cut: ChangeId,
@@ -465,6 +491,7 @@ impl Cache {
     ) -> Result<Vec<RecordChanges>, StoreError> {
         let mut grouped: HashSet<ChangeId> = HashSet::new();
         let mut groups = Vec::new();
+        let mut table_ids: HashMap<&TableName, Vec<i64>> = HashMap::new();
         for change in changes {
             if grouped.contains(&change.id) {
                 continue;
@@ -474,8 +501,14 @@ impl Cache {
                 groups.push(RecordChanges(vec![change.clone()]));
                 continue;
             }
-            let (table_ids, _) = self.find_table(&change.table)?;
-            let tables = Self::table_condition(&table_ids);
+            let table_ids = match table_ids.get(&change.table) {
+                Some(ids) => ids,
+                None => {
+                    let (ids, _) = self.find_table(&change.table)?;
+                    table_ids.entry(&change.table).or_insert(ids)
+                }
+            };
+            let tables = Self::table_condition(table_ids);
             let mut keys: Vec<String> =
                 vec![super::codec::encode_key(&change.change.key(&change.schema))];
             let mut found: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
@@ -484,7 +517,7 @@ impl Cache {
                 let key = keys[index].clone();
                 index += 1;
                 for later in self.changes_where(
-                    &format!("{tables} AND c.id >= ?2 AND (c.key = ?1 OR (c.old_key = ?1 AND c.old_key IS NOT NULL))"),
+                    &super::under_or_moved_from(&Self::id_list(table_ids), "?1", Some("?2")),
                     &[&key, &change.id.0],
                     "",
                 )? {

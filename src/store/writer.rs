@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::decode::image::{PriorRow, RowChange, complete_images};
@@ -66,6 +67,9 @@ pub struct CacheWriter {
     staged_position: Lsn,
     staged_changes: usize,
     staged_transactions: usize,
+    /// Change counts of the open SQLite transaction per (table, operation, minute), written to the
+    /// table totals and the per-minute rollup just before it commits.
+    staged_counts: HashMap<(i64, &'static str, i64), i64>,
     /// Changes and transactions made durable since this writer was opened.
     durable_changes: u64,
     durable_transactions: u64,
@@ -75,6 +79,14 @@ impl CacheWriter {
     /// Opens (or creates) the cache for capture from `source`.
     pub fn open(path: &Path, source: &SourceIdentity) -> Result<Self, StoreError> {
         let connection = super::open_for_capture(path, source)?;
+        // Every statement of the write path stays prepared (the default cache holds 16).
+        connection.set_prepared_statement_cache_capacity(64);
+        // Without the planner stability guarantee SQLite re-plans a statement whenever a bound
+        // value might pick a different plan (partial indexes, STAT4), which it decided for the
+        // record lookup on every call: a quarter of capture's CPU went to re-preparing it.
+        connection
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .context(path, "configuring the query planner")?;
         let position =
             super::read_capture_state(&connection, path)?.map_or(Lsn::ZERO, |state| state.position);
         Ok(Self {
@@ -88,6 +100,7 @@ impl CacheWriter {
             staged_position: position,
             staged_changes: 0,
             staged_transactions: 0,
+            staged_counts: HashMap::new(),
             durable_changes: 0,
             durable_transactions: 0,
         })
@@ -444,17 +457,21 @@ impl CacheWriter {
         self.ensure_sqlite_tx()?;
         let id: i64 = self
             .connection
-            .query_row(
+            .prepare_cached(
                 "INSERT INTO transactions (xid, commit_lsn, end_lsn, committed_at, change_count, is_baseline)
                  VALUES (?1, ?2, ?2, ?3, 0, ?4) RETURNING id",
-                params![
-                    meta.xid.map(|xid| xid.0),
-                    meta.commit_lsn.0 as i64,
-                    meta.committed_at.timestamp_micros(),
-                    meta.is_baseline,
-                ],
-                |row| row.get(0),
             )
+            .and_then(|mut statement| {
+                statement.query_row(
+                    params![
+                        meta.xid.map(|xid| xid.0),
+                        meta.commit_lsn.0 as i64,
+                        meta.committed_at.timestamp_micros(),
+                        meta.is_baseline,
+                    ],
+                    |row| row.get(0),
+                )
+            })
             .context(&self.path, "storing a transaction")?;
         if let Some(tx) = self.open_tx.as_mut() {
             tx.row_id = Some(id);
@@ -474,50 +491,37 @@ impl CacheWriter {
         self.ensure_sqlite_tx()?;
         if let Some(row_id) = tx.row_id {
             self.connection
-                .execute(
+                .prepare_cached(
                     "UPDATE transactions SET end_lsn = ?2, change_count = ?3, context_id = ?4, origin = ?5
                      WHERE id = ?1",
-                    params![
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
                         row_id,
                         end_lsn.0 as i64,
                         tx.change_count,
                         tx.first_context_id,
                         tx.origin
-                    ],
-                )
+                    ])
+                })
                 .context(&self.path, "finishing a transaction")?;
             let minute = tx.meta.committed_at.timestamp_micros() / 60_000_000;
-            for ((table_id, op), count) in &tx.counts {
-                self.connection
-                    .prepare_cached(
-                        "UPDATE tables SET change_count = change_count + ?2 WHERE id = ?1",
-                    )
-                    .and_then(|mut statement| statement.execute(params![table_id, count]))
-                    .context(&self.path, "counting changes")?;
-                self.connection
-                    .prepare_cached(
-                        "INSERT INTO change_minutes (table_id, op, minute, count) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (table_id, op, minute) DO UPDATE SET count = count + excluded.count",
-                    )
-                    .and_then(|mut statement| statement.execute(params![table_id, op, minute, count]))
-                    .context(&self.path, "counting changes")?;
+            for ((table_id, op), count) in tx.counts {
+                *self
+                    .staged_counts
+                    .entry((table_id, op, minute))
+                    .or_default() += count;
             }
-        }
-        if tx.row_id.is_some() {
             self.staged_transactions += 1;
         }
-        let baseline = match tx.meta.is_baseline {
-            true => ", baseline = 'complete'",
-            false => "",
-        };
-        self.connection
-            .execute(
-                &format!(
-                    "UPDATE capture_state SET position = ?1, updated_at = ?2{baseline} WHERE id = 1"
-                ),
-                params![end_lsn.0 as i64, Utc::now().to_rfc3339()],
-            )
-            .context(&self.path, "recording the position")?;
+        if tx.meta.is_baseline {
+            self.connection
+                .execute(
+                    "UPDATE capture_state SET baseline = 'complete' WHERE id = 1",
+                    [],
+                )
+                .context(&self.path, "recording the baseline")?;
+        }
         self.staged_position = self.staged_position.max(end_lsn);
         Ok(())
     }
@@ -528,12 +532,6 @@ impl CacheWriter {
             return Ok(());
         }
         self.ensure_sqlite_tx()?;
-        self.connection
-            .execute(
-                "UPDATE capture_state SET position = ?1, updated_at = ?2 WHERE id = 1",
-                params![position.0 as i64, Utc::now().to_rfc3339()],
-            )
-            .context(&self.path, "recording the position")?;
         self.staged_position = position;
         Ok(())
     }
@@ -557,8 +555,40 @@ impl CacheWriter {
         Ok(())
     }
 
+    /// Writes what the open SQLite transaction staged in memory: change counts and the position.
+    fn write_staged(&mut self) -> Result<(), StoreError> {
+        for ((table_id, op, minute), count) in std::mem::take(&mut self.staged_counts) {
+            self.connection
+                .prepare_cached("UPDATE tables SET change_count = change_count + ?2 WHERE id = ?1")
+                .and_then(|mut statement| statement.execute(params![table_id, count]))
+                .context(&self.path, "counting changes")?;
+            self.connection
+                .prepare_cached(
+                    "INSERT INTO change_minutes (table_id, op, minute, count) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (table_id, op, minute) DO UPDATE SET count = count + excluded.count",
+                )
+                .and_then(|mut statement| statement.execute(params![table_id, op, minute, count]))
+                .context(&self.path, "counting changes")?;
+        }
+        if self.staged_position != self.stored_position {
+            self.connection
+                .prepare_cached(
+                    "UPDATE capture_state SET position = ?1, updated_at = ?2 WHERE id = 1",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        self.staged_position.0 as i64,
+                        Utc::now().to_rfc3339()
+                    ])
+                })
+                .context(&self.path, "recording the position")?;
+        }
+        Ok(())
+    }
+
     fn commit_sqlite(&mut self) -> Result<(), StoreError> {
         if self.in_sqlite_tx {
+            self.write_staged()?;
             self.connection
                 .execute_batch("COMMIT")
                 .context(&self.path, "committing")?;
@@ -587,6 +617,7 @@ impl CacheWriter {
         self.staged_position = self.stored_position;
         self.staged_changes = 0;
         self.staged_transactions = 0;
+        self.staged_counts.clear();
         Ok(())
     }
 }
