@@ -8,6 +8,8 @@ use egui::{Event, Modifiers, MouseWheelUnit, PointerButton, Pos2, RawInput, Rect
 use rowtrail::ui::{AppOptions, LIST_RECT, RowtrailApp};
 use serde::{Deserialize, Serialize};
 
+use crate::stats::{millis, peak_rss_mb, percentile};
+
 /// What one GUI run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuiFigures {
@@ -22,29 +24,6 @@ pub struct GuiFigures {
     pub rows_after_jump_p50_ms: f64,
     pub rows_after_jump_p99_ms: f64,
     pub peak_rss_mb: f64,
-}
-
-pub fn percentile(values: &[f64], fraction: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        length => sorted[((length - 1) as f64 * fraction).round() as usize],
-    }
-}
-
-/// Peak resident memory of this process, from /proc.
-pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kilobytes| kilobytes.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kilobytes| kilobytes / 1024.0)
 }
 
 struct Driver {
@@ -90,10 +69,6 @@ impl Driver {
                 Vec2::new(400.0, 500.0),
             ))
     }
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 /// Opens `cache` in the app and measures; `frames` scales the scroll and jump phases.
@@ -191,6 +166,6 @@ pub fn measure(cache: &Path, frames: usize) -> GuiFigures {
         jump_p99_ms: percentile(&jumps, 0.99),
         rows_after_jump_p50_ms: percentile(&rows_after_jump, 0.5),
         rows_after_jump_p99_ms: percentile(&rows_after_jump, 0.99),
-        peak_rss_mb: peak_rss_mb(),
+        peak_rss_mb: peak_rss_mb("self").unwrap_or(0.0),
     }
 }

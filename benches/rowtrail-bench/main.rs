@@ -3,8 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A benchmark that cannot set itself up should stop loudly.
 
+mod capture;
 mod gui;
+mod latency;
+mod overhead;
+mod queries;
 mod report;
+mod server;
+mod stats;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +18,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use rowtrail::model::Xid;
 
 use report::{Figure, machine, table};
 
@@ -31,8 +38,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Part {
+    /// Capture throughput against pg_recvlogical, rowtrail's memory, and the cache's size.
+    Capture,
     /// GUI frames on a synthetic cache: first frame, frame times while scrolling and jumping, memory.
     Gui {
+        /// Changes in the synthetic cache (default 10,000,000; 200,000 with --quick).
+        #[arg(long)]
+        changes: Option<u64>,
+    },
+    /// Source overhead: pgbench TPS with no slot, with rowtrail capture following, and with an
+    /// audit trigger.
+    Overhead,
+    /// Commit-to-cache latency at half of rowtrail's capture rate (measured first unless given).
+    Latency {
+        /// Changes per second to offer instead of half the measured capture rate.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Every part, one after another, written to BENCHMARKS.md (target/bench/BENCHMARKS-quick.md
+    /// with --quick).
+    All,
+    /// Cache queries on a synthetic cache: open, pages, a record's history, a record and a table at
+    /// a moment, the undo script of a 10,000-change transaction.
+    Queries {
         /// Changes in the synthetic cache (default 10,000,000; 200,000 with --quick).
         #[arg(long)]
         changes: Option<u64>,
@@ -44,13 +72,16 @@ enum Part {
 
 const SEED: u64 = 7;
 
-/// A synthetic cache with `changes` changes, generated once and reused.
-fn synthetic_cache(dir: &Path, changes: u64) -> PathBuf {
+/// A synthetic cache with `changes` changes, generated once and reused, and the xid of its bulk
+/// transaction.
+fn synthetic_cache(dir: &Path, changes: u64) -> (PathBuf, Xid) {
     std::fs::create_dir_all(dir).unwrap();
     let path = synthetic::path_for(dir, changes, SEED);
     let done = path.with_extension("done");
-    if path.exists() && done.exists() {
-        return path;
+    if let Ok(bulk) = std::fs::read_to_string(&done)
+        && path.exists()
+    {
+        return (path, Xid(bulk.trim().parse().unwrap()));
     }
     let _ = std::fs::remove_file(&path);
     eprintln!(
@@ -67,11 +98,11 @@ fn synthetic_cache(dir: &Path, changes: u64) -> PathBuf {
         started.elapsed().as_secs_f64()
     );
     std::fs::write(&done, bulk.to_string()).unwrap();
-    path
+    (path, bulk)
 }
 
 fn gui(dir: &Path, changes: u64, frames: usize) -> Vec<Figure> {
-    let cache = synthetic_cache(dir, changes);
+    let (cache, _) = synthetic_cache(dir, changes);
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["measure-gui"])
         .arg(&cache)
@@ -132,23 +163,352 @@ fn gui(dir: &Path, changes: u64, frames: usize) -> Vec<Figure> {
     ]
 }
 
+fn query_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
+    let (cache, bulk) = synthetic_cache(dir, changes);
+    let figures = queries::measure(&cache, bulk, quick);
+    let both = |timing: &queries::Timing| {
+        format!(
+            "{} / {} ms",
+            report::round(timing.p50()),
+            report::round(timing.p99())
+        )
+    };
+    vec![
+        Figure::info(
+            "changes in the cache",
+            report::thousands(figures.changes as u64),
+        ),
+        Figure::info(
+            "open (tables, newest change, time span), p50 / p99",
+            both(&figures.open),
+        ),
+        Figure::at_most("open, p99", figures.open.p99(), "ms", 500.0),
+        Figure::info(
+            "first timeline page (100 rows), p50 / p99",
+            both(&figures.first_page),
+        ),
+        Figure::at_most(
+            "first timeline page, p99",
+            figures.first_page.p99(),
+            "ms",
+            20.0,
+        ),
+        Figure::info(
+            "timeline page at a random position, p50 / p99",
+            both(&figures.random_page),
+        ),
+        Figure::at_most(
+            "timeline page at a random position, p99",
+            figures.random_page.p99(),
+            "ms",
+            20.0,
+        ),
+        Figure::info(
+            "one table's timeline page at a random position, p50 / p99",
+            both(&figures.random_table_page),
+        ),
+        Figure::at_most(
+            "one table's timeline page at a random position, p99",
+            figures.random_table_page.p99(),
+            "ms",
+            20.0,
+        ),
+        Figure::info(
+            "one record's history (record of a random change), p50 / p99",
+            both(&figures.record_history),
+        ),
+        Figure::info(
+            format!(
+                "history of the record with {} versions, p50 / p99",
+                report::thousands(figures.hot_versions as u64)
+            ),
+            both(&figures.hot_history),
+        ),
+        Figure::info(
+            "that record at a random moment, p50 / p99",
+            both(&figures.record_at),
+        ),
+        Figure::at_most(
+            "that record at a random moment, p99",
+            figures.record_at.p99(),
+            "ms",
+            10.0,
+        ),
+        Figure::info(
+            format!(
+                "{}-row table at a moment, p50 / p99",
+                report::thousands(figures.table_rows as u64)
+            ),
+            both(&figures.table_at),
+        ),
+        Figure::at_most(
+            "table at a moment, p99",
+            figures.table_at.p99() / 1000.0,
+            "s",
+            2.0,
+        ),
+        Figure::info(
+            format!(
+                "undo script of a {}-change transaction, p50 / p99",
+                report::thousands(figures.undo_changes as u64)
+            ),
+            both(&figures.undo),
+        ),
+        Figure::at_most("undo script, p99", figures.undo.p99() / 1000.0, "s", 1.0),
+        Figure::info("search, related history", "not built yet (later issues)"),
+    ]
+}
+
+fn capture_runs(dir: &Path, quick: bool) -> Vec<capture::CaptureRun> {
+    let server = server::Server::start(server::Durability::Fast);
+    let scale = if quick { 0.05 } else { 1.0 };
+    let work = dir.join("capture");
+    std::fs::create_dir_all(&work).unwrap();
+    capture::workloads(scale)
+        .iter()
+        .map(|workload| capture::run(&server, workload, &work))
+        .collect()
+}
+
+fn capture_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for (index, run) in runs.iter().enumerate() {
+        let letter = ['a', 'b', 'c'][index.min(2)];
+        figures.push(Figure::info(
+            format!("({letter}) {}: changes", run.name),
+            report::thousands(run.changes),
+        ));
+        figures.push(Figure::info(
+            format!("({letter}) pg_recvlogical, pgoutput to /dev/null"),
+            format!("{}/s", report::thousands(run.recvlogical_rate() as u64)),
+        ));
+        let rate = run.rowtrail_rate();
+        figures.push(match index {
+            0 => Figure::at_least("(a) rowtrail capture --once", rate, "/s", 40_000.0),
+            _ => Figure::info(
+                format!("({letter}) rowtrail capture --once"),
+                format!("{}/s", report::thousands(rate as u64)),
+            ),
+        });
+        figures.push(Figure::at_least(
+            format!("({letter}) rowtrail / pg_recvlogical"),
+            rate / run.recvlogical_rate(),
+            "",
+            0.8,
+        ));
+        figures.push(match index {
+            2 => Figure::at_most(
+                "(c) rowtrail peak memory",
+                run.rowtrail_peak_mb,
+                "MB",
+                256.0,
+            ),
+            _ => Figure::info(
+                format!("({letter}) rowtrail peak memory"),
+                format!("{} MB", report::round(run.rowtrail_peak_mb)),
+            ),
+        });
+    }
+    figures
+}
+
+fn size_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
+    runs.iter()
+        .enumerate()
+        .map(|(index, run)| {
+            let letter = ['a', 'b', 'c'][index.min(2)];
+            let cache = run.cache_bytes as f64 / run.changes as f64;
+            let sent = run.pgoutput_bytes as f64 / run.changes as f64;
+            Figure::info(
+                format!("({letter}) bytes per change: cache / pgoutput"),
+                format!(
+                    "{} / {} B ({}×)",
+                    report::round(cache),
+                    report::round(sent),
+                    report::round(cache / sent)
+                ),
+            )
+        })
+        .collect()
+}
+
+fn overhead_figures(dir: &Path, quick: bool) -> Vec<Figure> {
+    let server = server::Server::start(server::Durability::Production);
+    let (seconds, scale) = if quick { (5, 1) } else { (60, 10) };
+    let work = dir.join("overhead");
+    std::fs::create_dir_all(&work).unwrap();
+    let figures = overhead::measure(&server, &work, seconds, scale);
+    let with_rowtrail = figures.rowtrail_tps / figures.no_slot_tps;
+    let with_trigger = figures.trigger_tps / figures.no_slot_tps;
+    vec![
+        Figure::info(
+            "pgbench TPC-B-like, 2 clients",
+            format!("{} s per run, scale {}", figures.seconds, figures.scale),
+        ),
+        Figure::info("TPS, no slot", report::round(figures.no_slot_tps)),
+        Figure::info(
+            "TPS, rowtrail capture following",
+            report::round(figures.rowtrail_tps),
+        ),
+        Figure::info(
+            "TPS, audit trigger (jsonb old/new)",
+            report::round(figures.trigger_tps),
+        ),
+        Figure::at_least("rowtrail / no slot", with_rowtrail, "", 0.97),
+        Figure::info("audit trigger / no slot", report::round(with_trigger)),
+        Figure::at_most(
+            "rowtrail's TPS loss / the trigger's",
+            (1.0 - with_rowtrail) / (1.0 - with_trigger),
+            "",
+            0.2,
+        ),
+        Figure::info(
+            "changes captured during the rowtrail run / made",
+            format!(
+                "{} / {}",
+                report::thousands(figures.captured.max(0) as u64),
+                report::thousands(figures.expected.max(0) as u64)
+            ),
+        ),
+        Figure::info(
+            "capture caught up after pgbench stopped",
+            format!("{} ms", report::round(figures.catch_up_ms)),
+        ),
+    ]
+}
+
+fn latency_figures(dir: &Path, quick: bool, rate: f64) -> Vec<Figure> {
+    let server = server::Server::start(server::Durability::Fast);
+    let work = dir.join("latency");
+    std::fs::create_dir_all(&work).unwrap();
+    let seconds = if quick { 3.0 } else { 30.0 };
+    let figures = latency::measure(&server, &work, rate, seconds);
+    vec![
+        Figure::info(
+            "offered rate (half of rowtrail's small-row capture rate)",
+            format!("{}/s", report::thousands(figures.offered as u64)),
+        ),
+        Figure::info(
+            "rate the marker generator reached",
+            format!("{}/s", report::thousands(figures.achieved as u64)),
+        ),
+        Figure::info(
+            "marker transactions (10 rows each)",
+            report::thousands(figures.transactions as u64),
+        ),
+        Figure::info(
+            "commit to cache, median",
+            format!("{} ms", report::round(figures.p50_ms)),
+        ),
+        Figure::at_most("commit to cache, p99", figures.p99_ms, "ms", 250.0),
+        Figure::info(
+            "commit to cache, max",
+            format!("{} ms", report::round(figures.max_ms)),
+        ),
+    ]
+}
+
+/// Half of rowtrail's rate on the small-row workload, measured at the quick size.
+fn half_capture_rate(dir: &Path) -> f64 {
+    let server = server::Server::start(server::Durability::Fast);
+    let work = dir.join("capture");
+    std::fs::create_dir_all(&work).unwrap();
+    let workload = capture::workloads(0.2).remove(0);
+    capture::run(&server, &workload, &work).rowtrail_rate() / 2.0
+}
+
+fn print_section(title: &str, figures: &[Figure]) -> String {
+    let text = table(title, figures);
+    println!("{text}");
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let header = format!("Machine: {}, {}\n", machine(), server::postgres_version());
+    let synthetic_size =
+        |changes: Option<u64>| changes.unwrap_or(if cli.quick { 200_000 } else { 10_000_000 });
+    let gui_frames = if cli.quick { 120 } else { 600 };
     match cli.part {
         Part::MeasureGui { cache, frames } => {
             let figures = gui::measure(&cache, frames);
             println!("{}", serde_json::to_string(&figures).unwrap());
         }
+        Part::Capture => {
+            let runs = capture_runs(&cli.dir, cli.quick);
+            println!("{header}");
+            print_section(CAPTURE, &capture_figures(&runs));
+            print_section(SIZE, &size_figures(&runs));
+        }
+        Part::Overhead => {
+            let figures = overhead_figures(&cli.dir, cli.quick);
+            println!("{header}");
+            print_section(OVERHEAD, &figures);
+        }
+        Part::Latency { rate } => {
+            let rate = rate.unwrap_or_else(|| half_capture_rate(&cli.dir));
+            let figures = latency_figures(&cli.dir, cli.quick, rate);
+            println!("{header}");
+            print_section(LATENCY, &figures);
+        }
+        Part::Queries { changes } => {
+            let figures = query_figures(&cli.dir, synthetic_size(changes), cli.quick);
+            println!("{header}");
+            print_section(QUERIES, &figures);
+        }
         Part::Gui { changes } => {
-            let changes = changes.unwrap_or(if cli.quick { 200_000 } else { 10_000_000 });
-            let frames = if cli.quick { 120 } else { 600 };
-            let figures = gui(&cli.dir, changes, frames);
-            println!("Machine: {}\n", machine());
-            println!(
-                "{}",
-                table("GUI frames (headless, UI thread time per frame)", &figures)
+            let figures = gui(&cli.dir, synthetic_size(changes), gui_frames);
+            println!("{header}");
+            print_section(GUI, &figures);
+        }
+        Part::All => {
+            let started = Instant::now();
+            println!("{header}");
+            let runs = capture_runs(&cli.dir, cli.quick);
+            let mut sections = vec![
+                print_section(CAPTURE, &capture_figures(&runs)),
+                print_section(SIZE, &size_figures(&runs)),
+            ];
+            sections.push(print_section(
+                OVERHEAD,
+                &overhead_figures(&cli.dir, cli.quick),
+            ));
+            let rate = runs[0].rowtrail_rate() / 2.0;
+            sections.push(print_section(
+                LATENCY,
+                &latency_figures(&cli.dir, cli.quick, rate),
+            ));
+            let size = synthetic_size(None);
+            sections.push(print_section(
+                QUERIES,
+                &query_figures(&cli.dir, size, cli.quick),
+            ));
+            sections.push(print_section(GUI, &gui(&cli.dir, size, gui_frames)));
+            let command = format!(
+                "cargo run --release --bin rowtrail-bench --{} all",
+                if cli.quick { " --quick" } else { "" }
             );
+            let results = format!(
+                "Made by `{command}` on {} in {:.0} s.\n\n{header}\n{}",
+                chrono::Utc::now().format("%Y-%m-%d"),
+                started.elapsed().as_secs_f64(),
+                sections.join("\n")
+            );
+            let path = if cli.quick {
+                cli.dir.join("BENCHMARKS-quick.md")
+            } else {
+                PathBuf::from("BENCHMARKS.md")
+            };
+            report::write_results(&path, &results).unwrap();
+            eprintln!("wrote {}", path.display());
         }
     }
     ExitCode::SUCCESS
 }
+
+const CAPTURE: &str = "Capture throughput";
+const SIZE: &str = "Cache size";
+const OVERHEAD: &str = "Source overhead (production durability: fsync, synchronous_commit on)";
+const LATENCY: &str = "Commit-to-cache latency";
+const QUERIES: &str = "Cache queries (warm file cache)";
+const GUI: &str = "GUI frames (headless, UI thread time per frame)";

@@ -32,16 +32,57 @@ impl Figure {
 
     /// A figure that should be at most `limit` (in the same unit as `value`).
     pub fn at_most(name: impl Into<String>, value: f64, unit: &str, limit: f64) -> Self {
+        let unit = match unit {
+            "" => String::new(),
+            unit => format!(" {unit}"),
+        };
         Self {
             name: name.into(),
-            value: format!("{} {unit}", round(value)),
+            value: format!("{}{unit}", round(value)),
             target: Some(Target {
-                text: format!("≤ {} {unit}", round(limit)),
+                text: format!("≤ {}{unit}", round(limit)),
                 ratio: value / limit,
                 met: value <= limit,
             }),
         }
     }
+}
+
+impl Figure {
+    /// A figure that should be at least `floor`.
+    pub fn at_least(name: impl Into<String>, value: f64, unit: &str, floor: f64) -> Self {
+        let shown = |number: f64| match number >= 10_000.0 {
+            true => thousands(number as u64),
+            false => round(number),
+        };
+        let space = if unit.is_empty() || unit.starts_with('/') {
+            ""
+        } else {
+            " "
+        };
+        Self {
+            name: name.into(),
+            value: format!("{}{space}{unit}", shown(value)),
+            target: Some(Target {
+                text: format!("≥ {}{space}{unit}", shown(floor)),
+                ratio: value / floor,
+                met: value >= floor,
+            }),
+        }
+    }
+}
+
+/// `1,234,567`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// Three significant digits, without trailing noise.
@@ -108,4 +149,22 @@ pub fn table(title: &str, figures: &[Figure]) -> String {
         }
     }
     out
+}
+
+const RESULTS_START: &str = "<!-- results:start -->";
+const RESULTS_END: &str = "<!-- results:end -->";
+
+/// Writes `results` into the report at `path` between its results markers, keeping what is written
+/// around them (the analysis of the figures); a new report gets a title and the markers.
+pub fn write_results(path: &std::path::Path, results: &str) -> std::io::Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match (existing.find(RESULTS_START), existing.find(RESULTS_END)) {
+        (Some(start), Some(end)) if start < end => format!(
+            "{}{RESULTS_START}\n{results}{}",
+            &existing[..start],
+            &existing[end..]
+        ),
+        _ => format!("# rowtrail benchmarks\n\n{RESULTS_START}\n{results}{RESULTS_END}\n"),
+    };
+    std::fs::write(path, text)
 }
