@@ -585,7 +585,10 @@ fn records_are_followed_across_key_changes() {
         .map(|change| change["id"].as_i64().unwrap())
         .collect();
     under_old_key.sort();
-    let mut all: Vec<i64> = log.iter().map(|change| change["id"].as_i64().unwrap()).collect();
+    let mut all: Vec<i64> = log
+        .iter()
+        .map(|change| change["id"].as_i64().unwrap())
+        .collect();
     all.sort();
     assert_eq!(under_old_key, all[..3]);
     // Undoing the first update finds the later ones under both keys.
