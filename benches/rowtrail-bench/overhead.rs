@@ -36,6 +36,8 @@ pub struct OverheadFigures {
     pub expected: i64,
     /// How long capture took to store the last change after pgbench stopped.
     pub catch_up_ms: f64,
+    /// CPU time rowtrail used during the pgbench run, as a share of one core.
+    pub rowtrail_cpu: f64,
 }
 
 pub fn measure(server: &Server, dir: &Path, seconds: u64, scale: u32) -> OverheadFigures {
@@ -51,6 +53,7 @@ pub fn measure(server: &Server, dir: &Path, seconds: u64, scale: u32) -> Overhea
         captured: with_rowtrail.captured,
         expected: with_rowtrail.transactions * 4,
         catch_up_ms: with_rowtrail.catch_up_ms,
+        rowtrail_cpu: with_rowtrail.cpu,
     }
 }
 
@@ -59,6 +62,7 @@ struct Run {
     transactions: i64,
     captured: i64,
     catch_up_ms: f64,
+    cpu: f64,
 }
 
 fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run {
@@ -105,6 +109,8 @@ fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run
     }
     server.sql(DATABASE, "VACUUM ANALYZE");
     server.sql(DATABASE, "CHECKPOINT");
+    let cpu_before = capture.as_ref().map_or(0.0, cpu_seconds);
+    let bench_started = Instant::now();
     let bench = server
         .program("pgbench")
         .args([
@@ -132,8 +138,10 @@ fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run
         transactions,
         captured: 0,
         catch_up_ms: 0.0,
+        cpu: 0.0,
     };
     if let Some(capture) = capture {
+        result.cpu = (cpu_seconds(&capture) - cpu_before) / bench_started.elapsed().as_secs_f64();
         let stopped = Instant::now();
         let target: Lsn = server
             .value(DATABASE, "SELECT pg_current_wal_lsn()")
@@ -219,6 +227,22 @@ pub fn stop(mut child: Child) {
         .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "rowtrail capture exited with {status}");
+}
+
+/// CPU seconds (user and system) a child process has used so far, from /proc.
+fn cpu_seconds(child: &Child) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and
+    // 13th, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+    };
+    (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
 }
 
 /// The source position the cache has durably stored.

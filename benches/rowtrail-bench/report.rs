@@ -72,18 +72,7 @@ impl Figure {
     }
 }
 
-/// `1,234,567`.
-pub fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub use rowtrail::ui::thousands;
 
 /// Three significant digits, without trailing noise.
 pub fn round(value: f64) -> String {

@@ -240,7 +240,6 @@ fn ui_enter(response: &egui::Response) -> bool {
     response.ctx.input(|input| input.key_pressed(Key::Enter))
 }
 
-/// `1234567` → `1,234,567`.
 /// `1 change`, `2 changes`, `12,000 changes`.
 pub fn changes_text(count: u64) -> String {
     match count {
@@ -249,6 +248,7 @@ pub fn changes_text(count: u64) -> String {
     }
 }
 
+/// `1234567` → `1,234,567`.
 pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();

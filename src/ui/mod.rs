@@ -26,6 +26,7 @@ mod worker;
 use std::path::PathBuf;
 
 pub use app::RowtrailApp;
+pub use filters::thousands;
 pub use settings::Settings;
 pub use timeline::LIST_RECT;
 
