@@ -116,7 +116,7 @@ fn gui(dir: &Path, changes: u64, frames: usize) -> Vec<Figure> {
     );
     let figures: gui::GuiFigures = serde_json::from_slice(&output.stdout).unwrap();
     vec![
-        Figure::info("changes in the cache", format!("{}", figures.rows)),
+        Figure::info("changes in the cache", report::thousands(figures.rows)),
         Figure::at_most("time to first frame", figures.first_frame_ms, "ms", 500.0),
         Figure::info(
             "first rows on screen",
