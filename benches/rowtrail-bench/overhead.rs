@@ -148,12 +148,14 @@ fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run
             .parse()
             .unwrap();
         // Caught up once the cache has stored everything pgbench wrote.
-        while stored_position(&cache) < target {
+        let reader = rusqlite::Connection::open(&cache).unwrap();
+        while stored_position(&reader) < target {
             std::thread::sleep(Duration::from_millis(5));
         }
         result.catch_up_ms = stopped.elapsed().as_secs_f64() * 1000.0;
         stop(capture);
-        result.captured = streamed_changes(&cache);
+        result.captured = streamed_changes(&reader);
+        drop(reader);
         server.sql(
             DATABASE,
             &format!("SELECT pg_drop_replication_slot('{SLOT}'); DROP PUBLICATION rowtrail"),
@@ -246,18 +248,16 @@ fn cpu_seconds(child: &Child) -> f64 {
 }
 
 /// The source position the cache has durably stored.
-fn stored_position(cache: &Path) -> Lsn {
-    let position: i64 = rusqlite::Connection::open(cache)
-        .unwrap()
+fn stored_position(cache: &rusqlite::Connection) -> Lsn {
+    let position: i64 = cache
         .query_row("SELECT position FROM capture_state", [], |row| row.get(0))
         .unwrap();
     Lsn(position as u64)
 }
 
 /// Changes the cache holds beyond its baseline.
-fn streamed_changes(cache: &Path) -> i64 {
-    rusqlite::Connection::open(cache)
-        .unwrap()
+fn streamed_changes(cache: &rusqlite::Connection) -> i64 {
+    cache
         .query_row(
             "SELECT coalesce(sum(change_count), 0) FROM transactions WHERE is_baseline = 0",
             [],

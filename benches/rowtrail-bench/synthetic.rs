@@ -19,15 +19,12 @@ pub const PRODUCTS: u64 = 10_000;
 pub const BULK_CHANGES: u64 = 10_000;
 pub const HOT_VERSIONS: u64 = 10_000;
 
-/// A deterministic generator (xorshift).
-struct Random(u64);
+/// The demo's deterministic generator, with the bounds and the skew the synthetic shop needs.
+struct Random(rowtrail::demo::Random);
 
 impl Random {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next_u64()
     }
 
     fn below(&mut self, bound: u64) -> u64 {
@@ -236,7 +233,7 @@ pub fn build(
     writer.flush()?;
     let mut written = CUSTOMERS + PRODUCTS;
 
-    let mut random = Random(seed | 1);
+    let mut random = Random(rowtrail::demo::Random::new(seed));
     let mut open_orders: Vec<(u64, u64, usize, u64)> = Vec::new();
     let mut next_order = 1u64;
     let mut xid = 1000u32;

@@ -18,6 +18,7 @@ use crate::local_pg::{LocalPgError, LocalPgOptions, LocalPostgres};
 use crate::store::StoreError;
 
 pub use live::Pace;
+pub use shop::Random;
 
 /// The demo database.
 pub const DATABASE: &str = "shop";

@@ -186,12 +186,18 @@ const SUBJECTS: [&str; 6] = [
     "Invoice copy",
 ];
 
-/// A small deterministic generator (xorshift), so a story can be told twice the same way.
+/// A small deterministic generator (xorshift), so a story can be told twice the same way. The
+/// benchmarks' synthetic cache draws from it too.
 #[derive(Debug, Clone)]
-struct Random(u64);
+pub struct Random(u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    /// A generator started from `seed` (any value; zero is avoided).
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -199,7 +205,7 @@ impl Random {
     }
 
     fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
+        (self.next_u64() % bound.max(1) as u64) as usize
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -234,7 +240,7 @@ pub type Clock = dyn Fn() -> String;
 impl Shop {
     /// The shop's first rows: 60 customers, 20 products, 80 orders with items, 12 tickets.
     pub fn new(seed: u64, now: &Clock) -> Self {
-        let mut random = Random(seed | 1);
+        let mut random = Random::new(seed);
         let customers: Vec<Row> = (1..=60)
             .map(|id| {
                 let first = FIRST[id % FIRST.len()];
@@ -268,7 +274,7 @@ impl Shop {
             })
             .collect();
         let mut shop = Self {
-            random: Random(random.next()),
+            random: Random(random.next_u64()),
             customers,
             products,
             orders: Vec::new(),
