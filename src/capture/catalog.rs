@@ -83,6 +83,8 @@ pub struct TableInfo {
     pub can_select: bool,
     pub is_owner: bool,
     pub estimated_rows: f64,
+    /// Neither `UNLOGGED` nor temporary: only such tables can be published.
+    pub permanent: bool,
 }
 
 impl TableInfo {
@@ -102,16 +104,21 @@ const TABLE_COLUMNS: &str = "c.oid, n.nspname::text, c.relname::text, c.relrepli
               FROM pg_index i
               CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-              WHERE i.indrelid = c.oid AND i.indisprimary), '{}'),
+              WHERE i.indrelid = c.oid AND i.indisprimary AND k.ord <= coalesce((to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts)), '{}'),
     c.relkind = 'p', has_table_privilege(c.oid, 'SELECT'), pg_has_role(c.relowner, 'USAGE'),
     c.reltuples::float8,
     (SELECT pn.nspname::text FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
        JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE c.relispartition AND i.inhrelid = c.oid),
     (SELECT p.relname::text FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-       WHERE c.relispartition AND i.inhrelid = c.oid)";
+       WHERE c.relispartition AND i.inhrelid = c.oid),
+    c.relpersistence = 'p'";
 
-const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+/// The tables `FOR ALL TABLES` publishes (PostgreSQL's `is_publishable_class`): ordinary and
+/// partitioned tables that are permanent (not unlogged or temporary) and not part of the system,
+/// which were all created before the first user object id (16384). `INCLUDE` columns of a key
+/// index are not part of the key: `indnkeyatts` (PostgreSQL 11+; `indnatts` before) counts the key
+/// columns.
+const PUBLISHABLE: &str = "c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND c.oid >= 16384";
 
 /// Reads `relreplident` as text (`d`, `n`, `f`, `i`).
 fn replica_identity(code: &str) -> ReplicaIdentity {
@@ -138,6 +145,7 @@ fn table_info(row: &tokio_postgres::Row) -> TableInfo {
             (Some(schema), Some(name)) => Some(TableName::new(schema, name)),
             _ => None,
         },
+        permanent: row.get(11),
     }
 }
 
@@ -172,7 +180,7 @@ pub async fn tables(
                     &format!(
                         "SELECT {TABLE_COLUMNS} FROM pg_class c
                          JOIN pg_namespace n ON n.oid = c.relnamespace
-                         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_SCHEMAS}
+                         WHERE {PUBLISHABLE} AND NOT c.relispartition
                          ORDER BY 2, 3"
                     ),
                     &[],
@@ -232,6 +240,60 @@ pub async fn publication(
         publishes: [row.get(1), row.get(2), row.get(3), row.get(4)],
         tables: tables.iter().map(table_info).collect(),
     }))
+}
+
+/// Where `capture --once` stops: the server's current WAL insert position, which lies after
+/// every commit that is visible, including those of `synchronous_commit = off` that are not yet
+/// flushed (`IDENTIFY_SYSTEM` reports only the flush position). A transactional marker message
+/// committed with a local flush then pushes the flushed WAL past it, so the walsender can send
+/// everything up to it without waiting for the WAL writer; if the marker cannot be written (a
+/// read-only session), the WAL writer flushes asynchronous commits by itself.
+pub async fn once_target(session: &SqlSession) -> Result<Lsn, CaptureError> {
+    let row = session
+        .query_one(
+            "reading the server's WAL position",
+            "SELECT pg_current_wal_insert_lsn()::text,
+                    current_setting('wal_block_size')::int8,
+                    pg_size_bytes(current_setting('wal_segment_size'))",
+            &[],
+        )
+        .await?;
+    let insert: Lsn = row
+        .get::<_, String>(0)
+        .parse()
+        .map_err(|_| CaptureError::Protocol {
+            what: "pg_current_wal_insert_lsn() returned something that is not a WAL position"
+                .into(),
+        })?;
+    let marker = session
+        .execute(
+            "marking the end of capture --once",
+            "BEGIN; SET LOCAL synchronous_commit = local;
+             SELECT pg_logical_emit_message(true, 'rowtrail.once', ''); COMMIT;",
+        )
+        .await;
+    if let Err(error) = marker {
+        tracing::debug!("no --once marker: {error}");
+        // The session may be left in an aborted transaction.
+        let _ = session.execute("ending the marker", "ROLLBACK").await;
+    }
+    Ok(page_start_if_empty(insert, row.get(1), row.get(2)))
+}
+
+/// The insert position right after a WAL page header means nothing is on that page yet; the
+/// flushed WAL may end at the page boundary before it, so that is the position to wait for.
+fn page_start_if_empty(position: Lsn, block_size: i64, segment_size: i64) -> Lsn {
+    const SHORT_HEADER: u64 = 24;
+    const LONG_HEADER: u64 = 40;
+    let (block, segment) = (block_size.max(1) as u64, segment_size.max(1) as u64);
+    let header = match position.0 % segment < block {
+        true => LONG_HEADER,
+        false => SHORT_HEADER,
+    };
+    match position.0 % block == header {
+        true => Lsn(position.0 - header),
+        false => position,
+    }
 }
 
 /// A replication slot as the catalog describes it.
@@ -304,7 +366,7 @@ pub async fn relation_details(
                      FROM pg_index i
                      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                     WHERE i.indrelid = $1 AND i.indisprimary), '{}')",
+                     WHERE i.indrelid = $1 AND i.indisprimary AND k.ord <= coalesce((to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts)), '{}')",
             &[&message.oid],
         )
         .await?
@@ -390,12 +452,12 @@ pub async fn relation_message(
                         CASE c.relreplident
                           WHEN 'f' THEN true
                           WHEN 'n' THEN false
-                          ELSE coalesce(a.attnum = ANY(ri.indkey::int2[]), false)
+                          ELSE coalesce(a.attnum = ANY((ri.indkey::int2[])[0:ri.key_atts - 1]), false)
                         END
                  FROM pg_class c
                  JOIN pg_attribute a ON a.attrelid = c.oid
                  LEFT JOIN LATERAL (
-                     SELECT i.indkey FROM pg_index i
+                     SELECT i.indkey, coalesce((to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts) AS key_atts FROM pg_index i
                      WHERE i.indrelid = c.oid
                        AND CASE c.relreplident WHEN 'i' THEN i.indisreplident
                                                WHEN 'd' THEN i.indisprimary
@@ -422,4 +484,29 @@ pub async fn relation_message(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_target_steps_back_over_an_empty_page_header() {
+        let (block, segment) = (8192, 16 * 1024 * 1024);
+        let cases = [
+            (0x0100_2018, 0x0100_2000), // right after a short header
+            (0x0100_0028, 0x0100_0000), // right after the long header of a segment
+            (0x0100_2019, 0x0100_2019), // inside a page
+            (0x0100_2028, 0x0100_2028), // 40 bytes into a page that is not a segment's first
+            (0x0100_0018, 0x0100_0018), // 24 bytes into a segment's first page
+        ];
+        for (position, expected) in cases {
+            assert_eq!(
+                page_start_if_empty(Lsn(position), block, segment),
+                Lsn(expected),
+                "{position:#x}"
+            );
+        }
+    }
 }

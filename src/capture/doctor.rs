@@ -402,6 +402,16 @@ fn table_check(table: &TableInfo, facts: &ServerFacts) -> Check {
             )),
         );
     }
+    if !table.permanent {
+        return check(
+            Status::Fail,
+            topic,
+            "unlogged or temporary: PostgreSQL does not publish such tables",
+            Some(format!(
+                "ALTER TABLE {quoted} SET LOGGED; or leave it out of --tables"
+            )),
+        );
+    }
     let key = match table.primary_key.is_empty() {
         true => "no primary key".to_owned(),
         false => format!("primary key ({})", table.primary_key.join(", ")),

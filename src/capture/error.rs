@@ -49,6 +49,18 @@ impl ServerError {
         }
     }
 
+    /// Connection failures (class 08, but not a protocol violation), a server shutting down or
+    /// starting up (57P01-57P03), a slot still held by a dying connection (55006), and too many
+    /// connections (53300).
+    pub fn is_transient(&self) -> bool {
+        match self.code.as_str() {
+            "08P01" => false,
+            code if code.starts_with("08") => true,
+            "57P01" | "57P02" | "57P03" | "55006" | "53300" => true,
+            _ => false,
+        }
+    }
+
     /// What the user can do about it: rowtrail's advice for codes it knows, else the server's hint.
     fn advice(&self) -> Option<String> {
         let ours = match self.code.as_str() {
@@ -194,12 +206,14 @@ impl CaptureError {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(current) = cause {
             let text = current.to_string();
-            is_tls |= current.downcast_ref::<rustls::Error>().is_some()
-                || text.contains("TLS")
-                || text.contains("certificate");
+            is_tls |= current.downcast_ref::<rustls::Error>().is_some();
             if let Some(io) = current.downcast_ref::<std::io::Error>() {
                 is_io = true;
-                is_tls |= io.kind() == std::io::ErrorKind::InvalidData;
+                // rustls reports handshake and certificate failures as InvalidData I/O errors.
+                is_tls |= io.kind() == std::io::ErrorKind::InvalidData
+                    || io
+                        .get_ref()
+                        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
             }
             if !chain.iter().any(|known| known.contains(&text)) {
                 chain.push(text);
@@ -224,15 +238,58 @@ impl CaptureError {
 
     /// True for failures that may go away by themselves (a dropped connection, a restarting server,
     /// a slot still held by a connection that is dying), so capture should retry with backoff.
+    /// Decided by the error's kind and SQLSTATE only: authentication failures (class 28), protocol
+    /// violations (08P01 and our own `Protocol`), TLS and decoding errors stop capture at once.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::ConnectionLost { .. } => true,
-            Self::Server { error, .. } => {
-                error.code.starts_with("08")
-                    || error.code.starts_with("57P")
-                    || matches!(error.code.as_str(), "55006" | "53300")
-            }
+            Self::Server { error, .. } => error.is_transient(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> CaptureError {
+        CaptureError::server(
+            "streaming changes".into(),
+            ServerError {
+                code: code.into(),
+                message: "m".into(),
+                detail: None,
+                hint: None,
+            },
+        )
+    }
+
+    #[test]
+    fn errors_are_transient_by_kind_and_sqlstate_only() {
+        for code in ["08006", "08001", "57P01", "57P03", "55006", "53300"] {
+            assert!(server(code).is_transient(), "{code}");
+        }
+        // Authentication, protocol violations, privileges, missing objects: stop at once.
+        for code in [
+            "28P01", "28000", "08P01", "42501", "42704", "3D000", "53400",
+        ] {
+            assert!(!server(code).is_transient(), "{code}");
+        }
+        let lost = CaptureError::ConnectionLost {
+            endpoint: "db:5432".into(),
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        };
+        assert!(lost.is_transient());
+        let protocol = CaptureError::Protocol {
+            what: "connection lost while reading".into(),
+        };
+        assert!(
+            !protocol.is_transient(),
+            "a protocol error whatever its text"
+        );
+        let decode = CaptureError::Decode(DecodeError::UnexpectedTag { tag: b'?' });
+        assert!(!decode.is_transient());
     }
 }

@@ -299,16 +299,17 @@ pub async fn run(
     };
 
     let target = match options.once {
-        true => Some(identity.flushed),
+        true => Some(catalog::once_target(&sql).await?),
         false => None,
     };
     let mut sql = sql;
     let mut attempt = 0u32;
     loop {
+        let start = writer.progress().stored.max(resume_from);
         let plan = SessionPlan {
             slot: &options.slot,
             publication: &options.publication,
-            start: writer.progress().stored.max(resume_from),
+            start,
             target,
             scope: scope.as_ref(),
             server_version_num: facts.version_num,
@@ -325,6 +326,11 @@ pub async fn run(
         match outcome {
             Ok(SessionEnd::Stopped | SessionEnd::ReachedTarget) => break,
             Err(error) if error.is_transient() => {
+                // Only a session that got something stored starts the backoff over; one that fails
+                // right after every reconnect keeps doubling it (and --once gives up).
+                if writer.progress().stored > start {
+                    attempt = 0;
+                }
                 attempt += 1;
                 if options.once && attempt > ONCE_RETRIES {
                     return Err(error);
@@ -351,7 +357,6 @@ pub async fn run(
             }
             Err(error) => return Err(error),
         }
-        attempt = 0;
     }
     let progress = writer.finish().await?;
     observer(CaptureEvent::Stopped {

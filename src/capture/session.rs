@@ -136,7 +136,8 @@ async fn connect_one(
         (_, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => PgSslMode::Require,
     });
     let name = endpoint.to_string();
-    let failed = |error: tokio_postgres::Error| match is_password_missing(&error) {
+    let password_given = endpoint.password.is_some();
+    let failed = |error: tokio_postgres::Error| match is_password_missing(&error, password_given) {
         true => CaptureError::NoPassword {
             user: spec.user.clone(),
             endpoint: name.clone(),
@@ -166,16 +167,16 @@ async fn connect_one(
 }
 
 /// tokio-postgres reports a password the server asked for but was not given as a configuration
-/// error whose cause says so.
-fn is_password_missing(error: &tokio_postgres::Error) -> bool {
+/// error, and has no public error kind to say so. A login that failed without a server error and
+/// without an I/O cause, when no password was given, is that error.
+fn is_password_missing(error: &tokio_postgres::Error, password_given: bool) -> bool {
+    let mut io_cause = false;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = cause {
-        if current.to_string().contains("password missing") {
-            return true;
-        }
+        io_cause |= current.downcast_ref::<std::io::Error>().is_some();
         cause = current.source();
     }
-    false
+    !password_given && error.as_db_error().is_none() && !error.is_closed() && !io_cause
 }
 
 fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)

@@ -69,6 +69,24 @@ pub(crate) async fn ensure_publication(
             facts.database
         )));
     }
+    let unpublishable: Vec<String> = found
+        .iter()
+        .filter(|table| !table.permanent)
+        .map(|table| table.name.quoted())
+        .collect();
+    if !unpublishable.is_empty() {
+        return Err(CaptureError::NotReady(format!(
+            "{} unlogged or temporary, and PostgreSQL cannot publish such tables: leave {} out of --tables, or run ALTER TABLE ... SET LOGGED;",
+            match unpublishable.as_slice() {
+                [one] => format!("table {one} is"),
+                many => format!("tables {} are", many.join(", ")),
+            },
+            match unpublishable.len() {
+                1 => "it",
+                _ => "them",
+            }
+        )));
+    }
     let blocking: Vec<&TableInfo> = found
         .iter()
         .filter(|table| table.blocks_writes_when_published())

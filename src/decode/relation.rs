@@ -63,7 +63,14 @@ pub fn build_schema(message: &RelationMessage, details: &CatalogDetails) -> Rela
     });
     RelationSchema {
         oid: message.oid,
-        table: TableName::new(message.namespace.clone(), message.name.clone()),
+        // pgoutput sends an empty namespace for `pg_catalog` (where a superuser may create tables).
+        table: TableName::new(
+            match message.namespace.as_str() {
+                "" => "pg_catalog",
+                namespace => namespace,
+            },
+            message.name.clone(),
+        ),
         replica_identity: message.replica_identity,
         columns,
         key,

@@ -1,0 +1,357 @@
+//! Capture on real schemas (issue 10): keys as they were at the change, tables that are dropped and
+//! come back, schema changes as history, values that are not UTF-8, and capture that is never
+//! stopped for good by what it reads. Each test is named after the item it shows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on unexpected values.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rowtrail::local_pg::{LocalPgOptions, LocalPostgres};
+use serde_json::json;
+use support::{TestDb, fresh_db, rowtrail, rowtrail_command, wait_until};
+
+fn keys(log: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    log.iter().map(|change| change["key"].clone()).collect()
+}
+
+fn spawn_capture(db: &TestDb, url: &str, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(db.dir.path().join("capture.log")).unwrap();
+    rowtrail_command()
+        .args(["capture", "--source", url, "--cache"])
+        .arg(db.cache())
+        .args(["--slot", &db.name])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+fn capture_log(db: &TestDb) -> String {
+    std::fs::read_to_string(db.dir.path().join("capture.log")).unwrap_or_default()
+}
+
+fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
+
+fn slot_active(db: &TestDb) -> bool {
+    db.sql(&format!(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
+        db.name
+    )) == "t"
+}
+
+#[test]
+fn item4_include_columns_are_not_part_of_the_primary_key() {
+    let db = fresh_db("include");
+    db.sql(
+        "CREATE TABLE d (a int, b text, c text, PRIMARY KEY (a) INCLUDE (b));
+         CREATE TABLE f (a int, b text, c text, PRIMARY KEY (a) INCLUDE (b));
+         ALTER TABLE f REPLICA IDENTITY FULL;
+         CREATE TABLE i (a int NOT NULL, b text NOT NULL, c text);
+         CREATE UNIQUE INDEX i_a ON i (a) INCLUDE (b);
+         ALTER TABLE i REPLICA IDENTITY USING INDEX i_a;
+         INSERT INTO d VALUES (1, 'x', 'y'); INSERT INTO f VALUES (1, 'x', 'y');
+         INSERT INTO i VALUES (1, 'x', 'y');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "INSERT INTO d VALUES (2, 'x', 'y'); INSERT INTO f VALUES (2, 'x', 'y');
+         INSERT INTO i VALUES (2, 'x', 'y');
+         UPDATE d SET b = 'z' WHERE a = 1; UPDATE f SET b = 'z' WHERE a = 1;
+         UPDATE i SET b = 'z' WHERE a = 1;",
+    );
+    db.capture_ok(&[]);
+    for table in ["d", "f", "i"] {
+        let log = db.log(&["--table", table]);
+        assert_eq!(
+            keys(&log),
+            vec![json!({"a": "1"}), json!({"a": "2"}), json!({"a": "1"})],
+            "{table}: snapshot, insert and update keyed by a alone"
+        );
+        let history = db.log(&["--table", table, "--key", r#"{"a": 1}"#]);
+        assert_eq!(history.len(), 2, "{table}: one record across the update");
+    }
+}
+
+#[test]
+fn item7_tables_in_pg_catalog_keep_their_schema_name() {
+    let db = fresh_db("pgcatalog");
+    db.sql(
+        "SET allow_system_table_mods = on;
+         CREATE TABLE pg_catalog.rowtrail_item7 (id int PRIMARY KEY, v text);
+         ALTER TABLE pg_catalog.rowtrail_item7 REPLICA IDENTITY FULL;
+         INSERT INTO pg_catalog.rowtrail_item7 VALUES (1, 'a');
+         CREATE TABLE plain (id int PRIMARY KEY);",
+    );
+    db.capture_ok(&[]);
+    db.sql("INSERT INTO pg_catalog.rowtrail_item7 VALUES (2, 'b');");
+    db.capture_ok(&[]);
+    let log = db.log(&["--table", "pg_catalog.rowtrail_item7"]);
+    assert_eq!(log.len(), 2, "snapshot and insert: {log:?}");
+    for change in &log {
+        assert_eq!(change["schema"], "pg_catalog");
+        assert_eq!(change["table"], "rowtrail_item7");
+    }
+}
+
+/// A psql session kept open, to hold a temporary table while capture starts.
+struct OpenSession(Child);
+
+impl OpenSession {
+    fn start(db: &TestDb, sql: &str) -> Self {
+        use std::io::Write;
+        let server = db.server;
+        let mut child = std::process::Command::new(server.bin_dir().join("psql"))
+            .args(["-X", "-q", "-h"])
+            .arg(server.socket_dir())
+            .args([
+                "-p",
+                &server.port().to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                &db.name,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}").unwrap();
+        stdin.flush().unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn item8_unlogged_and_temporary_tables_without_keys_do_not_block_capture() {
+    let db = fresh_db("unpublished");
+    db.sql(
+        "CREATE TABLE kept (id int PRIMARY KEY, v text);
+         CREATE UNLOGGED TABLE scratch (v text);
+         INSERT INTO kept VALUES (1, 'a'); INSERT INTO scratch VALUES ('s');",
+    );
+    let _session = OpenSession::start(&db, "CREATE TEMP TABLE tmp_nokey (v text);");
+    assert!(
+        wait_until(Duration::from_secs(10), || db.sql(
+            "SELECT count(*) FROM pg_class WHERE relname = 'tmp_nokey' AND relpersistence = 't'"
+        ) == "1"),
+        "the temporary table was not created"
+    );
+    db.capture_ok(&[]);
+    db.sql("INSERT INTO kept VALUES (2, 'b'); UPDATE scratch SET v = 't';");
+    db.capture_ok(&[]);
+    let tables: Vec<String> = db
+        .log(&[])
+        .iter()
+        .map(|change| change["table"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tables, vec!["kept", "kept"]);
+
+    // Named on purpose, an unlogged table gets a clear refusal instead.
+    let other = fresh_db("unpublished_named");
+    other.sql("CREATE UNLOGGED TABLE scratch (v text);");
+    let output = other.capture_once(&["--tables", "scratch", "--publication", "named"]);
+    support::assert_clean_failure(&output, 2, "unlogged or temporary");
+}
+
+#[test]
+fn item9_once_captures_commits_the_server_has_not_flushed_yet() {
+    // A server of its own whose WAL writer sleeps long, so an asynchronous commit stays unflushed.
+    let server = LocalPostgres::start(&LocalPgOptions {
+        settings: vec![("wal_writer_delay".into(), "10s".into())],
+        ..LocalPgOptions::default()
+    })
+    .unwrap();
+    server.create_database("async_commit").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.db");
+    let capture = || {
+        rowtrail(&[
+            "capture".into(),
+            "--source".into(),
+            server.url("async_commit"),
+            "--cache".into(),
+            cache.to_str().unwrap().into(),
+            "--once".into(),
+        ])
+    };
+    server
+        .psql(
+            "async_commit",
+            "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (0);",
+        )
+        .unwrap();
+    assert!(capture().status.success());
+    for round in 1..=3 {
+        server
+            .psql(
+                "async_commit",
+                &format!("SET synchronous_commit = off; INSERT INTO t VALUES ({round});"),
+            )
+            .unwrap();
+        let started = Instant::now();
+        let output = capture();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let log = support::log_json(&cache, &[]);
+        assert_eq!(
+            log.last().unwrap()["key"],
+            json!({"id": round.to_string()}),
+            "round {round}: the asynchronous commit is captured by --once"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "--once did not wait for the WAL writer: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Terminates the walsender that serves `slot` whenever one appears, until dropped.
+struct WalSenderKiller {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WalSenderKiller {
+    fn start(server: &'static LocalPostgres, database: &str, slot: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, database, slot) = (stop.clone(), database.to_owned(), slot.to_owned());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                let _ = server.psql(
+                    &database,
+                    &format!(
+                        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+                         WHERE slot_name = '{slot}' AND active_pid IS NOT NULL"
+                    ),
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for WalSenderKiller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn item10_once_backs_off_and_gives_up_when_every_session_fails_at_once() {
+    // A server of its own: other tests' WAL would let sessions store progress between kills.
+    let server: &'static LocalPostgres = Box::leak(Box::new(
+        LocalPostgres::start(&LocalPgOptions::default()).unwrap(),
+    ));
+    server.create_database("retry_limit").unwrap();
+    let db = TestDb {
+        server,
+        name: "retry_limit".into(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (0, 'base');");
+    db.capture_ok(&[]);
+    // One big transaction: no session killed within milliseconds can store any of it.
+    db.sql("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g;");
+    let killer = WalSenderKiller::start(db.server, &db.name, &db.name);
+    let mut child = spawn_capture(&db, &db.url(), &["--once"]);
+    let status = wait_for_exit(&mut child, Duration::from_secs(120));
+    drop(killer);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let log = capture_log(&db);
+    let status = status.unwrap_or_else(|| panic!("--once kept retrying: {log}"));
+    assert_eq!(status.code(), Some(2), "{log}");
+    let waits: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split("reconnecting in ").nth(1))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    // A session may get a little further into the WAL before it is killed (keepalives move the
+    // stored position), which starts the backoff over; sessions that store nothing double it.
+    assert_eq!(
+        waits[waits.len() - 5..],
+        ["1", "2", "4", "8", "16"],
+        "the backoff doubles across sessions that store nothing: {log}"
+    );
+    let last = log.lines().last().unwrap();
+    assert!(last.starts_with("error:"), "{log}");
+}
+
+#[test]
+fn item10_an_authentication_failure_stops_capture_at_once() {
+    let db = fresh_db("auth_fail");
+    let role = format!("{}_role", db.name);
+    db.sql(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'first';
+         GRANT SELECT ON t TO {role};
+         CREATE PUBLICATION pub_auth FOR TABLE t;"
+    ));
+    let url = format!(
+        "postgres://{role}:first@127.0.0.1:{}/{}?sslmode=disable",
+        db.server.port(),
+        db.name
+    );
+    let mut child = spawn_capture(&db, &url, &["--publication", "pub_auth"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || slot_active(&db)),
+        "capture did not start: {}",
+        capture_log(&db)
+    );
+    db.sql(&format!(
+        "ALTER ROLE {role} PASSWORD 'second';
+         SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{}';",
+        db.name
+    ));
+    let status = wait_for_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let log = capture_log(&db);
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(2),
+        "capture must stop: {log}"
+    );
+    let reconnects = log.matches("reconnecting in").count();
+    assert_eq!(reconnects, 1, "one reconnect, then the login fails: {log}");
+    let last = log.lines().last().unwrap();
+    assert!(
+        last.starts_with("error:") && last.contains("28P01") && !last.contains("first"),
+        "{log}"
+    );
+}
