@@ -348,6 +348,23 @@ impl LocalPostgres {
         .map(|_| ())
     }
 
+    /// Creates a fresh database that stores text in `encoding` (`LATIN1`, `SQL_ASCII`, ...).
+    pub fn create_database_with_encoding(
+        &self,
+        name: &str,
+        encoding: &str,
+    ) -> Result<(), LocalPgError> {
+        self.psql(
+            "postgres",
+            &format!(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'",
+                crate::model::quote_ident(name),
+                crate::history::sql::quote_literal(encoding)
+            ),
+        )
+        .map(|_| ())
+    }
+
     fn run(&self, program: &str, args: &[&str]) -> Result<(), LocalPgError> {
         let mut command = Command::new(self.bin_dir.join(program));
         command.args(args).current_dir(&self.root);

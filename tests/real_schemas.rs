@@ -355,3 +355,195 @@ fn item10_an_authentication_failure_stops_capture_at_once() {
         "{log}"
     );
 }
+
+/// Runs a rowtrail command on this test's cache and returns its standard output.
+fn cache_command(db: &TestDb, command: &str, args: &[&str]) -> String {
+    let mut all = vec![
+        command.to_owned(),
+        "--cache".to_owned(),
+        db.cache().to_string_lossy().into_owned(),
+    ];
+    all.extend(args.iter().map(|arg| (*arg).to_owned()));
+    let output = rowtrail(&all);
+    assert!(
+        output.status.success(),
+        "{command} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The rows of `table` as the hex of each value's bytes in the server's encoding, by id.
+fn raw_rows(db: &TestDb, table: &str) -> String {
+    db.sql(&format!(
+        "SELECT id, encode(convert_to(v, current_setting('server_encoding')), 'hex')
+         FROM {table} ORDER BY id"
+    ))
+}
+
+/// Captures `t (id, v)` in a database of `encoding` where `odd` is the SQL of a value the server
+/// cannot turn into UTF-8, around ordinary values (`plain`, written in UTF-8), through the
+/// baseline and the stream; checks every value and that an undo script puts the odd ones back
+/// byte for byte. Returns the log.
+fn capture_odd_values(
+    db: &TestDb,
+    plain: &str,
+    odd: &str,
+    odd_hex: &str,
+    odd_shown: &str,
+) -> Vec<serde_json::Value> {
+    db.sql(&format!(
+        "SET client_encoding = 'UTF8';
+         CREATE TABLE t (id int PRIMARY KEY, v text, c char(8));
+         ALTER TABLE t REPLICA IDENTITY FULL;
+         INSERT INTO t VALUES (1, {odd}, {odd}), (2, '{plain}', 'x');"
+    ));
+    db.capture_ok(&[]);
+    db.sql(&format!(
+        "SET client_encoding = 'UTF8';
+         BEGIN;
+           INSERT INTO t VALUES (3, 'before', 'b');
+           INSERT INTO t VALUES (4, {odd}, {odd});
+           UPDATE t SET v = '{plain}' || v WHERE id = 1;
+           INSERT INTO t VALUES (5, 'after {plain}', 'a');
+         COMMIT;
+         INSERT INTO t VALUES (6, 'next {plain}', 'n');
+         DELETE FROM t WHERE id IN (1, 4);"
+    ));
+    db.capture_ok(&[]);
+    db.sql(&format!(
+        "SET client_encoding = 'UTF8'; INSERT INTO t VALUES (7, 'later {plain}', 'l');"
+    ));
+    db.capture_ok(&[]);
+    let log = db.log(&["--table", "t"]);
+    let value = |id: &str, op: &str| {
+        log.iter()
+            .find(|change| change["key"]["id"] == id && change["op"] == op)
+            .unwrap_or_else(|| panic!("no {op} of {id}: {log:?}"))
+            .clone()
+    };
+    let odd_json = json!({ "hex": odd_hex });
+    assert_eq!(value("1", "snapshot")["after"]["v"], odd_json, "baseline");
+    assert_eq!(
+        value("1", "snapshot")["after"]["c"],
+        odd_json,
+        "baseline char(n)"
+    );
+    assert_eq!(value("2", "snapshot")["after"]["v"], json!(plain));
+    assert_eq!(value("3", "insert")["after"]["v"], json!("before"));
+    assert_eq!(value("4", "insert")["after"]["v"], odd_json, "stream");
+    assert_eq!(
+        value("4", "insert")["after"]["c"],
+        odd_json,
+        "stream char(n)"
+    );
+    assert_eq!(
+        value("5", "insert")["after"]["v"],
+        json!(format!("after {plain}"))
+    );
+    assert_eq!(
+        value("6", "insert")["after"]["v"],
+        json!(format!("next {plain}"))
+    );
+    assert_eq!(
+        value("7", "insert")["after"]["v"],
+        json!(format!("later {plain}"))
+    );
+    assert_eq!(value("1", "update")["before"]["v"], odd_json);
+    assert_eq!(value("4", "delete")["before"]["v"], odd_json);
+    assert_eq!(log.len(), 10, "nothing lost around the odd values: {log:?}");
+
+    // Undo the deletes: the odd bytes go back exactly.
+    let before = raw_rows(db, "t");
+    let delete_of_4 = value("4", "delete")["id"].to_string();
+    let update_of_1 = value("1", "update")["id"].to_string();
+    let delete_of_1 = value("1", "delete")["id"].to_string();
+    let script = cache_command(
+        db,
+        "undo",
+        &["--change", &delete_of_4, &delete_of_1, &update_of_1],
+    );
+    db.server
+        .psql(&db.name, &script)
+        .unwrap_or_else(|error| panic!("{error}\n{script}"));
+    let after = raw_rows(db, "t");
+    assert!(after.contains(&format!("1|{odd_hex}")), "{before}\n{after}");
+    assert!(after.contains(&format!("4|{odd_hex}")), "{before}\n{after}");
+    let shown = cache_command(db, "show", &[&delete_of_4]);
+    assert!(shown.contains(odd_shown), "shown escaped: {shown}");
+    log
+}
+
+#[test]
+fn item1_sql_ascii_values_that_are_not_utf8_are_kept_byte_for_byte() {
+    let db = support::fresh_db_with_encoding("sqlascii", "SQL_ASCII");
+    let log = capture_odd_values(&db, "café", "E'caf\\xe9'", "636166e9", "caf\\xe9");
+    // UTF-8 bytes in a SQL_ASCII database are text.
+    assert!(
+        log.iter()
+            .any(|change| change["after"]["v"] == "after café")
+    );
+}
+
+#[test]
+fn item1_win1252_characters_without_a_utf8_equivalent_do_not_stop_capture() {
+    let db = support::fresh_db_with_encoding("win1252", "WIN1252");
+    // 0x81 is unassigned in WIN1252: the server stores it but cannot convert it to UTF-8.
+    capture_odd_values(
+        &db,
+        "é€",
+        "convert_from('\\x6181'::bytea, 'WIN1252')",
+        "6181",
+        "a\\x81",
+    );
+}
+
+#[test]
+fn item1_euc_jp_characters_without_a_utf8_equivalent_do_not_stop_capture() {
+    let db = support::fresh_db_with_encoding("eucjp", "EUC_JP");
+    // 0xA9A1 is well-formed EUC_JP but maps to no character.
+    capture_odd_values(
+        &db,
+        "日本語",
+        "convert_from('\\xa9a1'::bytea, 'EUC_JP')",
+        "a9a1",
+        "\\xa9\\xa1",
+    );
+}
+
+#[test]
+fn item1_latin1_text_is_captured_and_restored_exactly() {
+    let db = support::fresh_db_with_encoding("latin1", "LATIN1");
+    db.sql(
+        "SET client_encoding = 'UTF8';
+         CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t VALUES (1, 'Ålesund ÿ');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "SET client_encoding = 'UTF8'; UPDATE t SET v = 'Zürich ©' WHERE id = 1; DELETE FROM t;",
+    );
+    db.capture_ok(&[]);
+    let log = db.log(&["--table", "t"]);
+    let values: Vec<&serde_json::Value> = log.iter().map(|change| &change["before"]["v"]).collect();
+    assert_eq!(log[0]["after"]["v"], "Ålesund ÿ");
+    assert_eq!(log[1]["after"]["v"], "Zürich ©");
+    assert_eq!(values[2], "Zürich ©");
+    let script = cache_command(
+        &db,
+        "undo",
+        &[
+            "--change",
+            &log[1]["id"].to_string(),
+            &log[2]["id"].to_string(),
+        ],
+    );
+    db.server
+        .psql(&db.name, &script)
+        .unwrap_or_else(|error| panic!("{error}\n{script}"));
+    assert_eq!(
+        raw_rows(&db, "t"),
+        "1|c56c6573756e6420ff",
+        "Ålesund ÿ in LATIN1 bytes"
+    );
+}

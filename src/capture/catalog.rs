@@ -25,6 +25,8 @@ pub struct ServerFacts {
     pub via_rds_replication: bool,
     pub database: String,
     pub can_create_in_database: bool,
+    /// `server_encoding`: the encoding the database stores text in.
+    pub encoding: String,
 }
 
 impl ServerFacts {
@@ -48,7 +50,8 @@ pub async fn server_facts(session: &SqlSession) -> Result<ServerFacts, CaptureEr
                     coalesce((SELECT pg_has_role(current_user, g.oid, 'MEMBER')
                               FROM pg_roles g WHERE g.rolname = 'rds_replication'), false),
                     current_database()::text,
-                    has_database_privilege(current_database(), 'CREATE')
+                    has_database_privilege(current_database(), 'CREATE'),
+                    current_setting('server_encoding')
              FROM pg_roles r WHERE r.rolname = current_user",
             &[],
         )
@@ -67,6 +70,7 @@ pub async fn server_facts(session: &SqlSession) -> Result<ServerFacts, CaptureEr
         via_rds_replication: row.get(10),
         database: row.get(11),
         can_create_in_database: row.get(12),
+        encoding: row.get(13),
     })
 }
 

@@ -7,6 +7,7 @@ use crate::model::{ReplicaIdentity, TableName, quote_ident};
 
 use super::catalog::{self, PublicationInfo, ServerFacts, SlotInfo, TableInfo};
 use super::conninfo::ConnectionSpec;
+use super::encoding::Reception;
 use super::error::CaptureError;
 use super::session::SqlSession;
 use super::walsender::WalSender;
@@ -94,7 +95,7 @@ pub async fn run(
     )];
     checks.extend(server_checks(&facts));
     if facts.may_replicate() && facts.wal_level == "logical" {
-        checks.push(match WalSender::connect(spec, tls).await {
+        checks.push(match WalSender::connect(spec, tls, Reception::Converted).await {
             Ok(mut connection) => match connection.identify_system().await {
                 Ok(_) => check(Status::Ok, "replication connection", "accepted", None),
                 Err(error) => check(Status::Fail, "replication connection", error.to_string(), None),

@@ -9,6 +9,7 @@
 mod catalog;
 pub mod conninfo;
 pub mod doctor;
+mod encoding;
 pub mod error;
 mod session;
 mod setup;
@@ -31,9 +32,10 @@ use crate::store::{BaselineState, CacheWriter, CaptureState, SourceIdentity, Sto
 pub use conninfo::ConnectionSpec;
 pub use error::{CaptureError, ServerError};
 
+use encoding::{Reception, ServerEncoding};
 use session::SqlSession;
 use sink::{WriteCommand, WriterHandle};
-use stream::{SessionEnd, SessionPlan};
+use stream::{SessionEnd, SessionPlan, SessionReport};
 use walsender::WalSender;
 
 /// What to capture, from where, into which cache.
@@ -170,7 +172,9 @@ pub async fn run(
     let sql = SqlSession::connect(&options.source, tls.clone()).await?;
     let facts = catalog::server_facts(&sql).await?;
     require_capture_possible(&facts)?;
-    let mut walsender = WalSender::connect(&options.source, tls.clone()).await?;
+    let encoding = ServerEncoding::from_name(&facts.encoding);
+    let mut walsender =
+        WalSender::connect(&options.source, tls.clone(), encoding.usual_reception()).await?;
     let identity = walsender.identify_system().await?;
     observer(CaptureEvent::Connected {
         source: options.source.to_string(),
@@ -283,14 +287,22 @@ pub async fn run(
                 consistent_point: created.consistent_point,
             });
             let mut handle = WriterHandle::spawn(writer)?;
+            // Raw text of encodings other than UTF8 and SQL_ASCII is converted on a connection
+            // of its own: the snapshot's transaction must not see the errors of failed tries.
+            let transcoder = match &encoding {
+                ServerEncoding::Other(_) => {
+                    Some(SqlSession::connect(&options.source, tls.clone()).await?)
+                }
+                ServerEncoding::Utf8 | ServerEncoding::SqlAscii => None,
+            };
             setup::take_baseline(
                 &sql,
-                &created.snapshot_name,
+                &created,
                 &captured,
-                facts.version_num,
-                created.consistent_point,
+                &facts,
                 &mut handle,
                 &observer,
+                transcoder.as_ref(),
             )
             .await?;
             resume_from = created.consistent_point;
@@ -298,66 +310,24 @@ pub async fn run(
         }
     };
 
-    let target = match options.once {
+    let once_target = match options.once {
         true => Some(catalog::once_target(&sql).await?),
         false => None,
     };
-    let mut sql = sql;
-    let mut attempt = 0u32;
-    loop {
-        let start = writer.progress().stored.max(resume_from);
-        let plan = SessionPlan {
-            slot: &options.slot,
-            publication: &options.publication,
-            start,
-            target,
-            scope: scope.as_ref(),
-            server_version_num: facts.version_num,
-        };
-        let outcome = stream::run_session(
-            &mut walsender,
-            &sql,
-            &mut writer,
-            &observer,
-            &plan,
-            &mut stop,
-        )
-        .await;
-        match outcome {
-            Ok(SessionEnd::Stopped | SessionEnd::ReachedTarget) => break,
-            Err(error) if error.is_transient() => {
-                // Only a session that got something stored starts the backoff over; one that fails
-                // right after every reconnect keeps doubling it (and --once gives up).
-                if writer.progress().stored > start {
-                    attempt = 0;
-                }
-                attempt += 1;
-                if options.once && attempt > ONCE_RETRIES {
-                    return Err(error);
-                }
-                writer.push(WriteCommand::Rollback).await?;
-                let delay = stream::backoff(attempt);
-                observer(CaptureEvent::Reconnecting {
-                    attempt,
-                    delay,
-                    error: error.to_string(),
-                });
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = stream::stop_requested(&mut stop) => break,
-                }
-                match reconnect(&options, tls.clone(), &writer).await {
-                    Ok((new_sql, new_walsender)) => {
-                        sql = new_sql;
-                        walsender = new_walsender;
-                    }
-                    Err(error) if error.is_transient() => continue,
-                    Err(error) => return Err(error),
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let connections = Connections {
+        sql,
+        walsender,
+        tls,
+    };
+    let plan = StreamPlan {
+        options: &options,
+        scope: scope.as_ref(),
+        facts: &facts,
+        encoding,
+        resume_from,
+        once_target,
+    };
+    stream_with_retries(&plan, connections, &mut writer, &observer, &mut stop).await?;
     let progress = writer.finish().await?;
     observer(CaptureEvent::Stopped {
         position: progress.stored,
@@ -369,6 +339,145 @@ pub async fn run(
         changes: progress.changes,
         transactions: progress.transactions,
     })
+}
+
+/// The connections a streaming session uses.
+struct Connections {
+    sql: SqlSession,
+    walsender: WalSender,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// What streaming needs to know, fixed for the whole run.
+struct StreamPlan<'a> {
+    options: &'a CaptureOptions,
+    scope: Option<&'a HashSet<Oid>>,
+    facts: &'a catalog::ServerFacts,
+    encoding: ServerEncoding,
+    /// After a new baseline, streaming starts at the slot's consistent point.
+    resume_from: Lsn,
+    once_target: Option<Lsn>,
+}
+
+/// Streams sessions until stopped or the `--once` target is stored, reconnecting after transient
+/// failures with a backoff that only starts over after a session stored something, and reading a
+/// transaction the server cannot convert to UTF-8 as raw bytes (see `encoding`).
+async fn stream_with_retries(
+    plan: &StreamPlan<'_>,
+    mut connections: Connections,
+    writer: &mut WriterHandle,
+    observer: &Observer,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), CaptureError> {
+    let options = plan.options;
+    let mut reception = plan.encoding.usual_reception();
+    // While a transaction the server could not convert is read raw: its commit position.
+    let mut raw_until: Option<Lsn> = None;
+    let mut attempt = 0u32;
+    loop {
+        let start = writer.progress().stored.max(plan.resume_from);
+        let session_plan = SessionPlan {
+            slot: &options.slot,
+            publication: &options.publication,
+            start,
+            target: match (plan.once_target, raw_until) {
+                (Some(once), Some(until)) => Some(once.min(until)),
+                (once, until) => once.or(until),
+            },
+            scope: plan.scope,
+            server_version_num: plan.facts.version_num,
+            encoding: &plan.encoding,
+            reception,
+        };
+        let mut report = SessionReport::default();
+        let outcome = stream::run_session(
+            &mut connections.walsender,
+            &connections.sql,
+            writer,
+            observer,
+            &session_plan,
+            stop,
+            &mut report,
+        )
+        .await;
+        let failure = match outcome {
+            Ok(SessionEnd::Stopped) => return Ok(()),
+            Ok(SessionEnd::ReachedTarget) => match raw_until {
+                Some(until) if plan.once_target.is_none_or(|once| until < once) => {
+                    // The transaction is stored: let the server convert again.
+                    raw_until = None;
+                    reception = plan.encoding.usual_reception();
+                    None
+                }
+                _ => return Ok(()),
+            },
+            Err(error)
+                if encoding::is_untranslatable(&error) && reception == Reception::Converted =>
+            {
+                let until = report.open_commit.unwrap_or(Lsn(start.0 + 1));
+                observer(CaptureEvent::Warning(format!(
+                    "the transaction committing at {until} holds text with no UTF-8 equivalent in encoding {}; reading it as the server stores it ({error})",
+                    plan.facts.encoding
+                )));
+                raw_until = Some(until);
+                reception = Reception::Raw;
+                None
+            }
+            Err(error) if error.is_transient() => Some(error),
+            Err(error) => return Err(error),
+        };
+        writer.push(WriteCommand::Rollback).await?;
+        if let Some(error) = failure {
+            // Only a session that got something stored starts the backoff over; one that fails
+            // right after every reconnect keeps doubling it (and --once gives up).
+            if writer.progress().stored > start {
+                attempt = 0;
+            }
+            if !wait_to_retry(options, &mut attempt, error, observer, stop).await? {
+                return Ok(());
+            }
+        }
+        loop {
+            match reconnect(options, connections.tls.clone(), writer, reception).await {
+                Ok((sql, walsender)) => {
+                    connections.sql = sql;
+                    connections.walsender = walsender;
+                    break;
+                }
+                Err(error) if error.is_transient() => {
+                    if !wait_to_retry(options, &mut attempt, error, observer, stop).await? {
+                        return Ok(());
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Counts a failed attempt and waits out its backoff. Returns the error once `--once` has used
+/// up its retries, `Ok(false)` when stop was requested meanwhile.
+async fn wait_to_retry(
+    options: &CaptureOptions,
+    attempt: &mut u32,
+    error: CaptureError,
+    observer: &Observer,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, CaptureError> {
+    *attempt += 1;
+    if options.once && *attempt > ONCE_RETRIES {
+        return Err(error);
+    }
+    let delay = stream::backoff(*attempt);
+    observer(CaptureEvent::Reconnecting {
+        attempt: *attempt,
+        delay,
+        error: error.to_string(),
+    });
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(true),
+        () = stream::stop_requested(stop) => Ok(false),
+    }
 }
 
 /// With `--tables`, a published table is captured when it was named, or is a partition of a
@@ -439,6 +548,7 @@ async fn reconnect(
     options: &CaptureOptions,
     tls: Option<Arc<rustls::ClientConfig>>,
     writer: &WriterHandle,
+    reception: Reception,
 ) -> Result<(SqlSession, WalSender), CaptureError> {
     let sql = SqlSession::connect(&options.source, tls.clone()).await?;
     wait_for_slot(&sql, &options.slot).await?;
@@ -463,7 +573,7 @@ async fn reconnect(
             }
         }
     }
-    let walsender = WalSender::connect(&options.source, tls).await?;
+    let walsender = WalSender::connect(&options.source, tls, reception).await?;
     Ok((sql, walsender))
 }
 

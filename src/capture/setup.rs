@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::decode::copy_text;
-use crate::decode::{build_schema, text_form};
+use crate::decode::{build_schema, value_form};
 use crate::model::{Lsn, Value, quote_ident};
 use crate::store::TxMeta;
 
 use super::catalog::{self, PublicationInfo, ServerFacts, TableInfo};
+use super::encoding::{self, ServerEncoding};
 use super::error::CaptureError;
 use super::session::SqlSession;
 use super::sink::{WriteCommand, WriterHandle};
+use super::walsender::CreatedSlot;
 use super::{CaptureEvent, CaptureOptions, Observer};
 
 /// Makes sure the publication exists and covers the requested tables; returns what it publishes.
@@ -160,13 +162,20 @@ fn unknown_tables(missing: &[crate::model::TableName], database: &str) -> Captur
 /// exported the snapshot must stay idle until this returns.
 pub(crate) async fn take_baseline(
     sql: &SqlSession,
-    snapshot_name: &str,
+    slot: &CreatedSlot,
     tables: &[TableInfo],
-    server_version_num: i32,
-    consistent_point: Lsn,
+    facts: &ServerFacts,
     writer: &mut WriterHandle,
     observer: &Observer,
+    transcoder: Option<&SqlSession>,
 ) -> Result<u64, CaptureError> {
+    let (snapshot_name, consistent_point) = (&slot.snapshot_name, slot.consistent_point);
+    let encoding = ServerEncoding::from_name(&facts.encoding);
+    let source = CopySource {
+        server_version_num: facts.version_num,
+        encoding: &encoding,
+        transcoder,
+    };
     sql.execute(
         "opening the baseline snapshot",
         &format!(
@@ -199,15 +208,7 @@ pub(crate) async fn take_baseline(
     });
     let mut total = 0u64;
     for table in &tables {
-        total += copy_table(
-            sql,
-            table,
-            server_version_num,
-            consistent_point,
-            writer,
-            observer,
-        )
-        .await?;
+        total += copy_table(sql, table, &source, consistent_point, writer, observer).await?;
     }
     writer
         .push(WriteCommand::Commit {
@@ -223,15 +224,23 @@ pub(crate) async fn take_baseline(
     Ok(total)
 }
 
+/// What copying a table needs to know of the server.
+struct CopySource<'a> {
+    server_version_num: i32,
+    encoding: &'a ServerEncoding,
+    /// The SQL session that converts raw text (for encodings other than UTF8 and SQL_ASCII).
+    transcoder: Option<&'a SqlSession>,
+}
+
 async fn copy_table(
     sql: &SqlSession,
     table: &TableInfo,
-    server_version_num: i32,
+    source: &CopySource<'_>,
     lsn: Lsn,
     writer: &mut WriterHandle,
     observer: &Observer,
 ) -> Result<u64, CaptureError> {
-    let message = catalog::relation_message(sql, table.oid, server_version_num).await?;
+    let message = catalog::relation_message(sql, table.oid, source.server_version_num).await?;
     let details = catalog::relation_details(sql, &message).await?;
     let schema = build_schema(&message, &details);
     let columns: Vec<String> = schema
@@ -253,6 +262,16 @@ async fn copy_table(
         table.name.quoted()
     );
     let action = format!("copying {}", table.name);
+    // Outside UTF8, take the server's own bytes: its conversion could stop at a value it cannot
+    // map, and the snapshot could not be read again (see capture::encoding).
+    let raw = *source.encoding != ServerEncoding::Utf8;
+    if raw {
+        sql.execute(
+            "reading raw text",
+            "SET LOCAL client_encoding = 'SQL_ASCII'",
+        )
+        .await?;
+    }
     let stream = sql
         .client
         .copy_out(statement.as_str())
@@ -270,6 +289,7 @@ async fn copy_table(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| CaptureError::sql(&action, &sql.endpoint, error))?;
         buffer.extend_from_slice(&chunk);
+        let mut parsed = Vec::new();
         for line in copy_text::take_lines(&mut buffer) {
             let values = match width {
                 0 => Vec::new(),
@@ -284,13 +304,13 @@ async fn copy_table(
                     ),
                 });
             }
+            parsed.push(values);
+        }
+        for values in text_values(parsed, source.encoding, source.transcoder).await? {
             let row = values
                 .into_iter()
                 .zip(&base_types)
-                .map(|(value, base)| match value {
-                    Some(text) => Value::Text(text_form(*base, text)),
-                    None => Value::Null,
-                })
+                .map(|(value, base)| value_form(*base, value))
                 .collect();
             writer
                 .push(WriteCommand::Snapshot {
@@ -310,10 +330,56 @@ async fn copy_table(
             });
         }
     }
+    if raw {
+        sql.execute("reading text", "SET LOCAL client_encoding = 'UTF8'")
+            .await?;
+    }
     observer(CaptureEvent::BaselineProgress {
         table: table.name.clone(),
         rows,
         estimated_rows: rows,
     });
     Ok(rows)
+}
+
+/// Turns the bytes of COPY rows into values: UTF-8 as it came, `SQL_ASCII` as text where it is
+/// valid UTF-8, and other encodings converted by the server (`transcoder`) value by value.
+async fn text_values(
+    rows: Vec<Vec<Option<Vec<u8>>>>,
+    encoding: &ServerEncoding,
+    transcoder: Option<&SqlSession>,
+) -> Result<Vec<Vec<Value>>, CaptureError> {
+    let plain = |value: Option<Vec<u8>>| value.map_or(Value::Null, Value::from_bytes);
+    let (name, transcoder) = match (encoding, transcoder) {
+        (ServerEncoding::Other(name), Some(transcoder)) => (name, transcoder),
+        _ => {
+            return Ok(rows
+                .into_iter()
+                .map(|row| row.into_iter().map(plain).collect())
+                .collect());
+        }
+    };
+    let raw: Vec<Vec<u8>> = rows.iter().flatten().flatten().cloned().collect();
+    let count = raw.len();
+    let converted = encoding::transcode(transcoder, name, raw).await?;
+    if converted.len() != count {
+        return Err(CaptureError::Protocol {
+            what: format!(
+                "converting {count} values from {name} gave {}",
+                converted.len()
+            ),
+        });
+    }
+    let mut converted = converted.into_iter();
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|value| match value {
+                    Some(_) => converted.next().unwrap_or(Value::Unavailable),
+                    None => Value::Null,
+                })
+                .collect()
+        })
+        .collect())
 }

@@ -10,12 +10,13 @@ use tokio::sync::watch;
 
 use crate::decode::frame::{ServerFrame, StatusUpdate};
 use crate::decode::image::RowChange;
-use crate::decode::pgoutput::{LogicalMessage, RelationMessage};
+use crate::decode::pgoutput::{LogicalMessage, OldRow, RelationMessage, TupleValue};
 use crate::decode::{build_schema, parse_context};
 use crate::model::{Lsn, Oid, quote_ident};
 use crate::store::TxMeta;
 
 use super::catalog;
+use super::encoding::{self, Reception, ServerEncoding};
 use super::error::CaptureError;
 use super::session::SqlSession;
 use super::sink::{WriteCommand, WriterHandle};
@@ -32,6 +33,16 @@ pub(crate) struct SessionPlan<'a> {
     /// Only these tables are stored (`--tables` against a wider publication); `None` for all.
     pub scope: Option<&'a HashSet<Oid>>,
     pub server_version_num: i32,
+    pub encoding: &'a ServerEncoding,
+    /// How this session's walsender connection receives text.
+    pub reception: Reception,
+}
+
+/// What a session leaves behind for the caller, however it ended.
+#[derive(Debug, Default)]
+pub(crate) struct SessionReport {
+    /// The commit position of the transaction being read when the session ended, if any.
+    pub open_commit: Option<Lsn>,
 }
 
 /// Why a session ended without an error.
@@ -83,6 +94,10 @@ struct Session<'a> {
     /// Tables outside the scope, whose changes are dropped.
     ignored: HashSet<Oid>,
     in_transaction: bool,
+    /// The commit position of the open transaction.
+    open_commit: Option<Lsn>,
+    /// Raw text of an encoding the server must convert value by value (see `encoding`).
+    transcode: Option<&'a str>,
     /// Highest WAL position received.
     received: Lsn,
     /// Everything up to here has been handed to the writer.
@@ -98,6 +113,7 @@ pub(crate) async fn run_session(
     observer: &Observer,
     plan: &SessionPlan<'_>,
     stop: &mut watch::Receiver<bool>,
+    report: &mut SessionReport,
 ) -> Result<SessionEnd, CaptureError> {
     walsender.start_replication(&start_command(plan)).await?;
     observer(CaptureEvent::Streaming { from: plan.start });
@@ -109,6 +125,11 @@ pub(crate) async fn run_session(
         type_names: HashMap::new(),
         ignored: HashSet::new(),
         in_transaction: false,
+        open_commit: None,
+        transcode: match (plan.encoding, plan.reception) {
+            (ServerEncoding::Other(name), Reception::Raw) => Some(name.as_str()),
+            _ => None,
+        },
         received: plan.start,
         handed_over: plan.start,
         target_reached: plan.target.is_some_and(|target| target <= plan.start),
@@ -151,7 +172,9 @@ pub(crate) async fn run_session(
                         ),
                     });
                 };
-                if session.handle_frame(frame).await? {
+                let handled = session.handle_frame(frame).await;
+                report.open_commit = session.open_commit;
+                if handled? {
                     send_status(walsender, session.received, session.writer.progress().stored, false).await?;
                 }
             }
@@ -259,6 +282,7 @@ impl Session<'_> {
                 xid,
             } => {
                 self.in_transaction = true;
+                self.open_commit = Some(final_lsn);
                 self.writer
                     .push(WriteCommand::Begin(TxMeta {
                         xid: Some(xid),
@@ -274,6 +298,7 @@ impl Session<'_> {
                 ..
             } => {
                 self.in_transaction = false;
+                self.open_commit = None;
                 self.last_commit_time = Some(committed_at);
                 self.writer.push(WriteCommand::Commit { end_lsn }).await?;
                 self.handed_over = self.handed_over.max(end_lsn);
@@ -341,9 +366,24 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn row(&mut self, lsn: Lsn, oid: Oid, change: RowChange) -> Result<(), CaptureError> {
+    async fn row(&mut self, lsn: Lsn, oid: Oid, mut change: RowChange) -> Result<(), CaptureError> {
         if self.ignored.contains(&oid) {
             return Ok(());
+        }
+        if let Some(encoding) = self.transcode {
+            let mut tuples: Vec<&mut Vec<TupleValue>> = match &mut change {
+                RowChange::Insert { new } | RowChange::Update { old: None, new } => {
+                    vec![&mut new.0]
+                }
+                RowChange::Update {
+                    old: Some(OldRow::Key(old) | OldRow::Full(old)),
+                    new,
+                } => vec![&mut old.0, &mut new.0],
+                RowChange::Delete {
+                    old: OldRow::Key(old) | OldRow::Full(old),
+                } => vec![&mut old.0],
+            };
+            encoding::transcode_tuples(self.sql, encoding, &mut tuples).await?;
         }
         self.writer
             .push(WriteCommand::Row { lsn, oid, change })
@@ -396,6 +436,8 @@ mod tests {
             target: None,
             scope: None,
             server_version_num: 150_004,
+            encoding: &ServerEncoding::Utf8,
+            reception: Reception::Converted,
         };
         assert_eq!(
             start_command(&plan),

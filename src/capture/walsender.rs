@@ -20,6 +20,7 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::model::Lsn;
 
 use super::conninfo::{ConnectionSpec, Endpoint, Host, SslMode};
+use super::encoding::Reception;
 use super::error::{CaptureError, ServerError};
 use super::tls;
 
@@ -56,12 +57,14 @@ pub struct WalSender {
 
 impl WalSender {
     /// Connects to the first endpoint of `spec` that accepts a replication connection.
+    /// `reception` decides whether the server converts text to UTF-8 or sends its own bytes.
     pub async fn connect(
         spec: &ConnectionSpec,
         tls: Option<Arc<ClientConfig>>,
+        reception: Reception,
     ) -> Result<Self, CaptureError> {
         super::session::first_reachable(spec, |endpoint| {
-            Self::connect_one(spec, endpoint, tls.clone())
+            Self::connect_one(spec, endpoint, tls.clone(), reception)
         })
         .await
     }
@@ -70,6 +73,7 @@ impl WalSender {
         spec: &ConnectionSpec,
         endpoint: &Endpoint,
         tls: Option<Arc<ClientConfig>>,
+        reception: Reception,
     ) -> Result<Self, CaptureError> {
         let name = endpoint.to_string();
         let io = tokio::time::timeout(spec.connect_timeout, open_transport(spec, endpoint, tls))
@@ -87,7 +91,7 @@ impl WalSender {
         };
         tokio::time::timeout(
             spec.connect_timeout.max(Duration::from_secs(10)),
-            connection.startup(spec, endpoint),
+            connection.startup(spec, endpoint, reception),
         )
         .await
         .map_err(|_| CaptureError::Connect {
@@ -117,13 +121,14 @@ impl WalSender {
         &mut self,
         spec: &ConnectionSpec,
         endpoint: &Endpoint,
+        reception: Reception,
     ) -> Result<(), CaptureError> {
         let mut parameters = vec![
             ("user", spec.user.as_str()),
             ("database", spec.dbname.as_str()),
             ("replication", "database"),
             ("application_name", spec.application_name.as_str()),
-            ("client_encoding", "UTF8"),
+            ("client_encoding", reception.client_encoding()),
         ];
         parameters.extend(super::session::SESSION_SETTINGS);
         if let Some(options) = &spec.options {

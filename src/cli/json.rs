@@ -10,18 +10,25 @@ use crate::model::{LoggedChange, RelationSchema, Row, Value};
 fn row_object(schema: &RelationSchema, row: &Row) -> Json {
     let mut object = Map::new();
     for (column, value) in schema.columns.iter().zip(row) {
-        if let Some(known) = value.as_known() {
-            object.insert(column.name.clone(), known.map_or(Json::Null, Json::from));
+        if value.is_available() {
+            object.insert(column.name.clone(), value_json(value));
         }
     }
     Json::Object(object)
 }
 
+/// Text as a JSON string, NULL as null, and bytes that are not UTF-8 as `{"hex": "636166e9"}`, so
+/// they can never be mistaken for text that happens to contain a backslash.
 fn value_json(value: &Value) -> Json {
     match value {
         Value::Text(text) => Json::from(text.as_str()),
+        Value::Bytes(bytes) => json!({ "hex": hex(bytes) }),
         Value::Null | Value::Unavailable => Json::Null,
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn names<'a>(schema: &'a RelationSchema, indexes: &[usize]) -> Vec<&'a str> {

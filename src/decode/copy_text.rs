@@ -18,12 +18,12 @@ pub fn take_lines(buffer: &mut Vec<u8>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Parses one line (without its newline) into column values; `None` is SQL NULL.
-pub fn parse_row(line: &[u8]) -> Result<Vec<Option<String>>, DecodeError> {
+/// Parses one line (without its newline) into the bytes of each column value; `None` is SQL NULL.
+pub fn parse_row(line: &[u8]) -> Result<Vec<Option<Vec<u8>>>, DecodeError> {
     line.split(|&byte| byte == b'\t').map(parse_field).collect()
 }
 
-fn parse_field(field: &[u8]) -> Result<Option<String>, DecodeError> {
+fn parse_field(field: &[u8]) -> Result<Option<Vec<u8>>, DecodeError> {
     if field == b"\\N" {
         return Ok(None);
     }
@@ -86,11 +86,7 @@ fn parse_field(field: &[u8]) -> Result<Option<String>, DecodeError> {
             other => bytes.push(other),
         }
     }
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| DecodeError::Invalid {
-            what: "COPY value is not UTF-8",
-        })
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]
@@ -101,20 +97,23 @@ mod tests {
     #[test]
     fn parses_nulls_escapes_and_unicode() {
         let line = "7\t\\N\tline1\\nline2\\ttab\\\\back\tÅl\\303\\270\t\\x41\t".as_bytes();
+        let text = |value: &str| Some(value.as_bytes().to_vec());
         assert_eq!(
             parse_row(line).unwrap(),
             vec![
-                Some("7".into()),
+                text("7"),
                 None,
-                Some("line1\nline2\ttab\\back".into()),
-                Some("Ålø".into()),
-                Some("A".into()),
-                Some(String::new()),
+                text("line1\nline2\ttab\\back"),
+                text("Ålø"),
+                text("A"),
+                text(""),
             ]
         );
+        assert_eq!(parse_row(b"\\\\x00ff").unwrap(), vec![text("\\x00ff")]);
+        // Bytes that are not UTF-8 (a SQL_ASCII database) come through as they are.
         assert_eq!(
-            parse_row(b"\\\\x00ff").unwrap(),
-            vec![Some("\\x00ff".into())]
+            parse_row(b"caf\\351\tok").unwrap(),
+            vec![Some(b"caf\xe9".to_vec()), text("ok")]
         );
     }
 
@@ -130,6 +129,5 @@ mod tests {
     #[test]
     fn rejects_broken_values() {
         assert!(parse_row(b"abc\\").is_err());
-        assert!(parse_row(b"\\377\\376").is_err());
     }
 }

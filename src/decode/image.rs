@@ -8,7 +8,7 @@
 use crate::model::{Change, Op, RelationSchema, Row, Value};
 
 use super::pgoutput::{OldRow, TupleData, TupleValue};
-use super::{DecodeError, text_form};
+use super::{DecodeError, text_form, value_form};
 
 /// A row change as decoded, before its images are completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +147,9 @@ fn tuple_to_row(schema: &RelationSchema, tuple: &TupleData) -> Result<Row, Decod
         .map(|(value, column)| match value {
             TupleValue::Null => Value::Null,
             TupleValue::Text(text) => Value::Text(text_form(column.base_type_oid, text.clone())),
+            TupleValue::Bytes(bytes) => {
+                value_form(column.base_type_oid, Value::Bytes(bytes.clone()))
+            }
             TupleValue::UnchangedToast => Value::Unavailable,
         })
         .collect())

@@ -13,7 +13,7 @@ mod relation;
 
 pub use relation::{CatalogDetails, build_schema};
 
-use crate::model::Context;
+use crate::model::{Context, Value};
 
 /// The stream held something rowtrail cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +61,24 @@ pub fn text_form(base_type_oid: crate::model::Oid, output: String) -> String {
             format!("{output}/{bits}")
         }
         _ => output,
+    }
+}
+
+/// [`text_form`] for a value the source sent: text, or bytes that are not UTF-8 (which only
+/// `character(n)` changes, by losing its padding).
+pub fn value_form(base_type_oid: crate::model::Oid, value: Value) -> Value {
+    const BPCHAR: u32 = 1042;
+    match value {
+        Value::Text(text) => Value::Text(text_form(base_type_oid, text)),
+        Value::Bytes(mut bytes) if base_type_oid == BPCHAR => {
+            let kept = bytes
+                .iter()
+                .rposition(|&byte| byte != b' ')
+                .map_or(0, |last| last + 1);
+            bytes.truncate(kept);
+            Value::Bytes(bytes)
+        }
+        other => other,
     }
 }
 
@@ -148,18 +166,15 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(self.array(what)?))
     }
 
-    /// A NUL-terminated UTF-8 string.
+    /// A NUL-terminated string. A name that is not UTF-8 (possible in a `SQL_ASCII` database) is
+    /// read with its invalid bytes replaced: capture goes on, and SQL naming it fails safely.
     pub(crate) fn cstr(&mut self, what: &'static str) -> Result<String, DecodeError> {
         let end = self
             .data
             .iter()
             .position(|&byte| byte == 0)
             .ok_or(DecodeError::Truncated { what })?;
-        let text = std::str::from_utf8(&self.data[..end])
-            .map_err(|_| DecodeError::Invalid {
-                what: "name is not UTF-8",
-            })?
-            .to_owned();
+        let text = String::from_utf8_lossy(&self.data[..end]).into_owned();
         self.data = &self.data[end + 1..];
         Ok(text)
     }

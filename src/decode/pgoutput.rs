@@ -98,6 +98,9 @@ pub enum TupleValue {
     /// A TOASTed value the update did not change, so the source did not send it again.
     UnchangedToast,
     Text(String),
+    /// A value whose bytes are not valid UTF-8: from a `SQL_ASCII` database, or a session that
+    /// receives the server's own encoding because a value has no UTF-8 equivalent.
+    Bytes(Vec<u8>),
 }
 
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
@@ -259,10 +262,10 @@ fn decode_tuple(reader: &mut Reader<'_>) -> Result<TupleData, DecodeError> {
             b't' => {
                 let length = reader.u32("value length")?;
                 let bytes = reader.bytes(length, "value")?;
-                let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid {
-                    what: "value is not UTF-8 (the connection asks for client_encoding UTF8)",
-                })?;
-                TupleValue::Text(text.to_owned())
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => TupleValue::Text(text.to_owned()),
+                    Err(_) => TupleValue::Bytes(bytes.to_vec()),
+                }
             }
             b'b' => {
                 return Err(DecodeError::Invalid {

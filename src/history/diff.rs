@@ -215,9 +215,8 @@ pub fn text_spans(old: &str, new: &str) -> Vec<TextSpan> {
 /// A value as people read it: the text, `NULL`, or `(unavailable)`; never a NULL for the unknown.
 pub fn show_value(value: &Value) -> String {
     match value {
-        Value::Null => "NULL".to_owned(),
-        Value::Text(text) => text.clone(),
         Value::Unavailable => "(unavailable)".to_owned(),
+        known => known.display().into_owned(),
     }
 }
 

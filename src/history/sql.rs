@@ -44,13 +44,32 @@ pub fn checked_type_name(column: &Column) -> Result<&str, HistoryError> {
 pub fn typed_literal(column: &Column, value: &Value) -> Result<String, HistoryError> {
     match value {
         Value::Null => Ok("NULL".to_owned()),
-        Value::Text(text) => Ok(format!(
+        Value::Text(_) | Value::Bytes(_) => Ok(format!(
             "{}::{}",
-            quote_literal(text),
+            untyped_literal(value)?,
             checked_type_name(column)?
         )),
         Value::Unavailable => Err(HistoryError::MissingValue {
             column: column.name.clone(),
+        }),
+    }
+}
+
+/// A value's text form as an SQL expression of type `text`. Bytes that are not UTF-8 are written
+/// as a bytea literal taken as text of the server's own encoding, which PostgreSQL only verifies,
+/// so they arrive byte for byte whatever the script's client encoding.
+fn untyped_literal(value: &Value) -> Result<String, HistoryError> {
+    match value {
+        Value::Text(text) => Ok(quote_literal(text)),
+        Value::Bytes(bytes) => {
+            let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+            Ok(format!(
+                "convert_from('\\x{hex}'::bytea, current_setting('server_encoding'))"
+            ))
+        }
+        Value::Null => Ok("NULL".to_owned()),
+        Value::Unavailable => Err(HistoryError::MissingValue {
+            column: String::new(),
         }),
     }
 }
@@ -65,9 +84,9 @@ const NO_EQUALITY: [u32; 18] = [
 pub fn holds(column: &Column, value: &Value) -> Result<String, HistoryError> {
     let name = quote_ident(&column.name);
     match (value, NO_EQUALITY.contains(&column.base_type_oid)) {
-        (Value::Text(text), true) => Ok(format!(
+        (Value::Text(_) | Value::Bytes(_), true) => Ok(format!(
             "{name}::text IS NOT DISTINCT FROM {}",
-            quote_literal(text)
+            untyped_literal(value)?
         )),
         _ => Ok(format!(
             "{name} IS NOT DISTINCT FROM {}",
@@ -127,6 +146,10 @@ mod tests {
         assert_eq!(
             typed_literal(&column("n", "numeric(12,4)", 1700), &Value::text("12.3400")).unwrap(),
             "'12.3400'::numeric(12,4)"
+        );
+        assert_eq!(
+            typed_literal(&text, &Value::Bytes(b"caf\xe9'".to_vec())).unwrap(),
+            "convert_from('\\x636166e927'::bytea, current_setting('server_encoding'))::text"
         );
     }
 

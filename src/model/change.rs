@@ -12,6 +12,10 @@ pub enum Value {
     Null,
     /// A value in its text form.
     Text(String),
+    /// A value whose text form is not valid text in UTF-8 (a `SQL_ASCII` database holds any bytes,
+    /// and a few characters of other encodings have no Unicode equivalent): its bytes exactly as
+    /// the source's server encoding has them. Shown escaped (`caf\xe9`), restored byte for byte.
+    Bytes(Vec<u8>),
     /// The value exists but is not known: the source did not send it (an unchanged TOASTed value,
     /// or a column outside the replica identity) and no earlier value was on record.
     Unavailable,
@@ -26,14 +30,36 @@ impl Value {
         !matches!(self, Self::Unavailable)
     }
 
-    /// The value for JSON output and SQL: text, or `None` for NULL. Unavailable has no such form.
-    pub fn as_known(&self) -> Option<Option<&str>> {
-        match self {
-            Self::Null => Some(None),
-            Self::Text(text) => Some(Some(text)),
-            Self::Unavailable => None,
+    /// A value from the bytes the source sent: text when they are valid UTF-8, else the bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(text) => Self::Text(text),
+            Err(error) => Self::Bytes(error.into_bytes()),
         }
     }
+
+    /// The value as people read it, for keys, lists and diffs: its text, bytes that are not UTF-8
+    /// escaped as `\xe9`, `NULL`, or `?` when unavailable.
+    pub fn display(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::Null => "NULL".into(),
+            Self::Text(text) => text.as_str().into(),
+            Self::Bytes(bytes) => escape_bytes(bytes).into(),
+            Self::Unavailable => "?".into(),
+        }
+    }
+}
+
+/// Bytes as text: valid UTF-8 runs as they are, every other byte as `\xNN`.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
 }
 
 impl From<Option<&str>> for Value {

@@ -41,11 +41,7 @@ impl LoggedChange {
         self.schema
             .key_column_names()
             .zip(self.change.key(&self.schema))
-            .map(|(name, value)| match value.as_known() {
-                Some(Some(text)) => format!("{name}={text}"),
-                Some(None) => format!("{name}=NULL"),
-                None => format!("{name}=?"),
-            })
+            .map(|(name, value)| format!("{name}={}", value.display()))
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -9,7 +9,7 @@ mod ids;
 mod logged;
 mod relation;
 
-pub use change::{Change, Op, ParseOpError, Row, Value, key_of};
+pub use change::{Change, Op, ParseOpError, Row, Value, escape_bytes, key_of};
 pub use ids::{ChangeId, Lsn, Oid, ParseLsnError, Xid};
 pub use logged::{LoggedChange, TransactionInfo};
 pub use relation::{

@@ -4,6 +4,7 @@
 //!   relation schema version (`["7","Ann",null]`).
 //! - The `before` of an update holds only what differs from `after`: a JSON object from column
 //!   index to old value (`{"1":"Anne"}`). Unchanged columns cost nothing.
+//! - A value that is not valid UTF-8 is an object holding its bytes in hex: `{"x":"636166e9"}`.
 //! - `unavailable` lists the columns whose value is unknown, per image (`{"b":[2],"a":[2]}`), or is
 //!   NULL when every value is known. An unavailable position holds JSON null in the array but is
 //!   decoded as [`Value::Unavailable`], never as SQL NULL.
@@ -28,8 +29,27 @@ pub struct CodecError(pub String);
 fn value_json(value: &Value) -> Json {
     match value {
         Value::Text(text) => Json::String(text.clone()),
+        Value::Bytes(bytes) => {
+            let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+            let mut object = Map::new();
+            object.insert("x".to_owned(), Json::String(hex));
+            Json::Object(object)
+        }
         Value::Null | Value::Unavailable => Json::Null,
     }
+}
+
+fn bytes_from_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|index| {
+            hex.get(index..index + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect()
 }
 
 fn unavailable_indexes(row: &Row) -> Vec<usize> {
@@ -98,6 +118,14 @@ pub fn decode(op: Op, images: &EncodedImages) -> Result<Change, CodecError> {
     let read_value = |json: &Json| match json {
         Json::String(text) => Ok(Value::Text(text.clone())),
         Json::Null => Ok(Value::Null),
+        Json::Object(object) if object.len() == 1 => object
+            .get("x")
+            .and_then(Json::as_str)
+            .and_then(bytes_from_hex)
+            .map(Value::Bytes)
+            .ok_or_else(|| {
+                CodecError(format!("unexpected value {}", Json::Object(object.clone())))
+            }),
         other => Err(CodecError(format!("unexpected value {other}"))),
     };
     let read_row = |text: &str, marked: &[usize]| -> Result<Row, CodecError> {
@@ -223,6 +251,31 @@ mod tests {
             before: None,
             after: None,
         });
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_round_trip_apart_from_text() {
+        let encoded = round_trip(Change {
+            op: Op::Insert,
+            before: None,
+            after: Some(vec![
+                Value::Bytes(b"caf\xe9".to_vec()),
+                Value::text("636166e9"),
+                Value::Bytes(Vec::new()),
+            ]),
+        });
+        assert_eq!(
+            encoded.after.as_deref(),
+            Some(r#"[{"x":"636166e9"},"636166e9",{"x":""}]"#)
+        );
+        for bad in [r#"[{"x":"6"}]"#, r#"[{"x":"zz"}]"#, r#"[{"y":"00"}]"#] {
+            let damaged = EncodedImages {
+                before: None,
+                after: Some(bad.into()),
+                unavailable: None,
+            };
+            assert!(decode(Op::Insert, &damaged).is_err(), "{bad}");
+        }
     }
 
     #[test]

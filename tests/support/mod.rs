@@ -36,6 +36,21 @@ pub fn fresh_db(label: &str) -> TestDb {
     }
 }
 
+/// A database of its own that stores text in `encoding`.
+pub fn fresh_db_with_encoding(label: &str, encoding: &str) -> TestDb {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let server = server();
+    let name = format!("{label}_{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+    server
+        .create_database_with_encoding(&name, encoding)
+        .expect("create database");
+    TestDb {
+        server,
+        name,
+        dir: tempfile::tempdir().expect("temp dir"),
+    }
+}
+
 impl TestDb {
     /// Runs SQL (several statements allowed) and returns psql's unaligned output.
     pub fn sql(&self, sql: &str) -> String {
