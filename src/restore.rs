@@ -97,10 +97,34 @@ fn undo_script_in_snapshot(
             (changes, format!("undo {}", described.join(", ")))
         }
     };
+    // Schema changes are history, not something a script puts back: named alone they are an
+    // error; in a transaction they are left out, with a note.
+    let (schema_changes, changes): (Vec<LoggedChange>, Vec<LoggedChange>) = changes
+        .into_iter()
+        .partition(|change| change.schema_change.is_some());
+    if let (true, Some(first)) = (changes.is_empty(), schema_changes.first()) {
+        return Err(HistoryError::SchemaChangeUndo {
+            change: first.id,
+            command: first
+                .schema_change
+                .as_ref()
+                .map(|schema_change| schema_change.command.clone())
+                .unwrap_or_default(),
+            table: first.table.to_string(),
+        }
+        .into());
+    }
     let selected: HashSet<ChangeId> = changes.iter().map(|change| change.id).collect();
     let groups = cache.record_groups(&changes)?;
     let plan = plan_undo(&groups, &selected, cascade)?;
     let mut notes = Vec::new();
+    for schema_change in &schema_changes {
+        notes.push(format!(
+            "not undone: change {} ({}); scripts restore rows, not schemas",
+            schema_change.id,
+            describe_change(schema_change)
+        ));
+    }
     let cascaded: Vec<String> = plan
         .undone
         .iter()

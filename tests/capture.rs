@@ -241,11 +241,18 @@ fn schema_changes_mid_stream_keep_each_change_with_its_columns() {
          INSERT INTO items VALUES (5, 'five');",
     );
     db.capture_ok(&[]);
-    let afters: Vec<Value> = db
-        .log(&[])
-        .into_iter()
+    let log = db.log(&[]);
+    let afters: Vec<Value> = log
+        .iter()
+        .filter(|change| change["op"] != "ddl")
         .map(|change| change["after"].clone())
         .collect();
+    let commands: Vec<&Value> = log
+        .iter()
+        .filter(|change| change["op"] == "ddl")
+        .map(|change| &change["ddl"]["command"])
+        .collect();
+    assert_eq!(commands.len(), 4, "each ALTER TABLE is in the history too");
     assert_eq!(
         afters,
         vec![

@@ -547,3 +547,482 @@ fn item1_latin1_text_is_captured_and_restored_exactly() {
         "Ålesund ÿ in LATIN1 bytes"
     );
 }
+
+/// Keys as they were at each change, with capture reading everything long after it happened:
+/// a key added to a keyless table, a primary key replaced, a table dropped before capture reads
+/// it. Written in UTF-8 SQL; `odd` is a value of the database's encoding.
+fn keys_as_they_were(db: &TestDb) {
+    db.sql(
+        "SET client_encoding = 'UTF8';
+         CREATE TABLE f (id int NOT NULL, v text);
+         ALTER TABLE f REPLICA IDENTITY FULL;
+         CREATE TABLE d (a int PRIMARY KEY, b int NOT NULL, v text);
+         CREATE TABLE g (id int PRIMARY KEY, v text);
+         ALTER TABLE g REPLICA IDENTITY FULL;
+         INSERT INTO g VALUES (1, 'kept');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "SET client_encoding = 'UTF8';
+         INSERT INTO f SELECT g, 'ünï' FROM generate_series(1, 50) g;
+         UPDATE f SET v = 'before key' WHERE id = 1;
+         ALTER TABLE f ADD PRIMARY KEY (id);
+         INSERT INTO f VALUES (51, 'after key');
+         UPDATE f SET v = 'after key' WHERE id = 2;
+         INSERT INTO d VALUES (1, 10, 'a');
+         ALTER TABLE d DROP CONSTRAINT d_pkey, ADD PRIMARY KEY (b);
+         INSERT INTO d VALUES (2, 20, 'b');
+         UPDATE d SET v = 'a2' WHERE a = 1;
+         INSERT INTO g VALUES (2, 'gone soon');
+         UPDATE g SET v = 'still' WHERE id = 1;
+         DROP TABLE g;",
+    );
+    db.capture_ok(&[]);
+    let rows = |table: &str| -> Vec<(String, serde_json::Value)> {
+        db.log(&["--table", table])
+            .iter()
+            .filter(|change| change["op"] != "ddl")
+            .map(|change| {
+                (
+                    change["op"].as_str().unwrap().to_owned(),
+                    change["key"].clone(),
+                )
+            })
+            .collect()
+    };
+    let f = rows("f");
+    assert_eq!(f.len(), 53, "{f:?}");
+    assert!(
+        f[..51].iter().all(|(_, key)| *key == json!({})),
+        "the 50 inserts and the update before the key was added have no key: {f:?}"
+    );
+    assert_eq!(f[51], ("insert".into(), json!({"id": "51"})));
+    assert_eq!(f[52], ("update".into(), json!({"id": "2"})));
+    assert_eq!(
+        rows("d"),
+        vec![
+            ("insert".into(), json!({"a": "1"})),
+            ("insert".into(), json!({"b": "20"})),
+            ("update".into(), json!({"b": "10"})),
+        ],
+        "each change of d under the key it had"
+    );
+    assert_eq!(
+        rows("g"),
+        vec![
+            ("snapshot".into(), json!({"id": "1"})),
+            ("insert".into(), json!({"id": "2"})),
+            ("update".into(), json!({"id": "1"})),
+        ],
+        "a dropped table keeps its key"
+    );
+    for change in db.log(&[]) {
+        assert_eq!(change["key_read_later"], false, "{change}");
+    }
+    // The table at the end holds what the source holds.
+    let at = cache_command(db, "at", &["--table", "f", "--time", "now", "--json"]);
+    assert_eq!(at.lines().count(), 51, "{at}");
+    assert_eq!(db.sql("SELECT count(*) FROM f WHERE v = 'after key'"), "2");
+    assert_eq!(at.matches("after key").count(), 2, "{at}");
+}
+
+#[test]
+fn item2_keys_are_read_as_they_were_at_the_change() {
+    let db = fresh_db("keys_then");
+    keys_as_they_were(&db);
+    let doctor = support::rowtrail(&[
+        "doctor".into(),
+        "--source".into(),
+        db.url(),
+        "--slot".into(),
+        db.name.clone(),
+    ]);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("schema changes") && report.contains("recorded as they happen"),
+        "{report}"
+    );
+}
+
+#[test]
+fn item2_keys_are_read_as_they_were_in_a_sql_ascii_database() {
+    keys_as_they_were(&support::fresh_db_with_encoding(
+        "keys_sqlascii",
+        "SQL_ASCII",
+    ));
+}
+
+#[test]
+fn item2_keys_are_read_as_they_were_in_a_latin1_database() {
+    keys_as_they_were(&support::fresh_db_with_encoding("keys_latin1", "LATIN1"));
+}
+
+/// A role that may replicate but is no superuser: it cannot install the schema log.
+fn replication_role(db: &TestDb, tables: &str) -> String {
+    let role = format!("{}_r", db.name);
+    db.sql(&format!(
+        "CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'secret';
+         GRANT SELECT ON {tables} TO {role};
+         CREATE PUBLICATION rowtrail FOR TABLE {tables};"
+    ));
+    format!(
+        "postgres://{role}:secret@127.0.0.1:{}/{}?sslmode=disable",
+        db.server.port(),
+        db.name
+    )
+}
+
+fn capture_as(db: &TestDb, url: &str) -> std::process::Output {
+    rowtrail(&[
+        "capture".into(),
+        "--source".into(),
+        url.into(),
+        "--cache".into(),
+        db.cache().to_string_lossy().into_owned(),
+        "--once".into(),
+        "--slot".into(),
+        db.name.clone(),
+    ])
+}
+
+#[test]
+fn item2_without_the_schema_log_keys_are_marked_read_later_and_doctor_says_so() {
+    let db = fresh_db("keys_later");
+    db.sql(
+        "CREATE TABLE f (id int NOT NULL, v text);
+         ALTER TABLE f REPLICA IDENTITY FULL;
+         CREATE TABLE g (id int PRIMARY KEY, v text);
+         ALTER TABLE g REPLICA IDENTITY FULL;
+         INSERT INTO g VALUES (1, 'a');",
+    );
+    let url = replication_role(&db, "f, g");
+    let output = capture_as(&db, &url);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("schema changes are not recorded as they happen"),
+        "{stderr}"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM pg_event_trigger"), "0");
+    db.sql(
+        "INSERT INTO f VALUES (1, 'x');
+         ALTER TABLE f ADD PRIMARY KEY (id);
+         INSERT INTO g VALUES (2, 'b');
+         DROP TABLE g;",
+    );
+    let output = capture_as(&db, &url);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let f = db.log(&["--table", "f", "--op", "insert"]);
+    assert_eq!(f[0]["key"], json!({"id": "1"}), "read from today's catalog");
+    assert_eq!(f[0]["key_read_later"], true, "and marked so");
+    let g = db.log(&["--table", "g", "--op", "insert"]);
+    assert_eq!(
+        g[0]["key"],
+        json!({"id": "2"}),
+        "the key stored before the drop"
+    );
+    // Noticed, not recorded: the schema change entry says so.
+    let noticed = db.log(&["--table", "f", "--op", "ddl"]);
+    assert_eq!(noticed[0]["ddl"]["noticed_later"], true);
+    assert_eq!(noticed[0]["ddl"]["edits"], json!(["key none → (id)"]));
+    let doctor = support::rowtrail(&[
+        "doctor".into(),
+        "--source".into(),
+        url,
+        "--slot".into(),
+        db.name.clone(),
+    ]);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("read later") && report.contains("superuser"),
+        "{report}"
+    );
+}
+
+#[test]
+fn item3_schema_changes_are_entries_in_the_history() {
+    let db = fresh_db("ddl_history");
+    db.sql(
+        "CREATE TABLE items (id int PRIMARY KEY, name text, legacy text, price int);
+         ALTER TABLE items REPLICA IDENTITY FULL;
+         INSERT INTO items VALUES (1, 'one', 'x', 5);",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "ALTER TABLE items ADD COLUMN note text;
+         ALTER TABLE items DROP COLUMN legacy;
+         ALTER TABLE items RENAME COLUMN name TO title;
+         ALTER TABLE items ALTER COLUMN price TYPE numeric(12,2);
+         BEGIN;
+           INSERT INTO items VALUES (2, 'two', 7, 'n');
+           ALTER TABLE items DROP CONSTRAINT items_pkey;
+           ALTER TABLE items ADD PRIMARY KEY (id, title);
+         COMMIT;
+         CREATE INDEX items_note ON items (note);
+         DROP TABLE items;",
+    );
+    db.capture_ok(&[]);
+    let ddl = db.log(&["--op", "ddl"]);
+    let summary: Vec<(String, Vec<String>)> = ddl
+        .iter()
+        .map(|change| {
+            let entry = &change["ddl"];
+            let edits = entry["edits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|edit| edit.as_str().unwrap().to_owned())
+                .collect();
+            (entry["command"].as_str().unwrap().to_owned(), edits)
+        })
+        .collect();
+    let expected: Vec<(&str, Vec<&str>)> = vec![
+        ("ALTER TABLE", vec!["added column note text"]),
+        ("ALTER TABLE", vec!["dropped column legacy"]),
+        ("ALTER TABLE", vec!["renamed column name to title"]),
+        ("ALTER TABLE", vec!["column price: integer → numeric(12,2)"]),
+        ("ALTER TABLE", vec!["key (id) → none"]),
+        ("ALTER TABLE", vec!["key none → (id, title)"]),
+        ("CREATE INDEX", vec![]),
+        ("DROP TABLE", vec![]),
+    ];
+    let expected: Vec<(String, Vec<String>)> = expected
+        .into_iter()
+        .map(|(command, edits)| {
+            (
+                command.to_owned(),
+                edits.into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(summary, expected);
+    let drop = ddl.last().unwrap();
+    assert_eq!(drop["ddl"]["dropped"], true);
+    assert_eq!(drop["ddl"]["after"], serde_json::Value::Null);
+    assert_eq!(
+        ddl[0]["ddl"]["statement"],
+        "ALTER TABLE items ADD COLUMN note text;"
+    );
+    assert_eq!(
+        ddl[0]["ddl"]["before"]["columns"].as_array().unwrap().len(),
+        4
+    );
+    assert_eq!(
+        ddl[0]["ddl"]["after"]["columns"].as_array().unwrap().len(),
+        5
+    );
+    // Between the row changes, in commit order.
+    let ops: Vec<String> = db
+        .log(&["--table", "items"])
+        .iter()
+        .map(|change| change["op"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            "snapshot", "ddl", "ddl", "ddl", "ddl", "insert", "ddl", "ddl", "ddl", "ddl"
+        ]
+    );
+    let shown = cache_command(&db, "show", &[&ddl[2]["id"].to_string()]);
+    assert!(
+        shown.contains("ALTER TABLE of public.items")
+            && shown.contains("statement: ALTER TABLE items RENAME COLUMN name TO title;")
+            && shown.contains("renamed column name to title"),
+        "{shown}"
+    );
+    // Undo restores rows, not schemas.
+    let undo = support::rowtrail(&[
+        "undo".into(),
+        "--cache".into(),
+        db.cache().to_string_lossy().into_owned(),
+        "--change".into(),
+        ddl[0]["id"].to_string(),
+    ]);
+    support::assert_clean_failure(&undo, 2, "is a schema change");
+    let insert = db.log(&["--op", "insert"]);
+    let script = cache_command(&db, "undo", &["--tx", &insert[0]["xid"].to_string()]);
+    assert!(script.contains("not undone: change"), "{script}");
+}
+
+#[test]
+fn item5_a_dropped_and_recreated_table_is_a_new_table() {
+    let db = fresh_db("recreated");
+    db.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t VALUES (1, 'old one'), (2, 'old two');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "UPDATE t SET v = 'old one, edited' WHERE id = 1;
+         DROP TABLE t;
+         CREATE TABLE t (id int PRIMARY KEY, v text, extra int);
+         INSERT INTO t VALUES (1, 'new one', 1);",
+    );
+    db.capture_ok(&[]);
+    let now = cache_command(&db, "at", &["--table", "t", "--time", "now", "--json"]);
+    assert_eq!(now.lines().count(), 1, "only the new table: {now}");
+    assert!(now.contains("new one"), "{now}");
+    let log = db.log(&["--table", "t"]);
+    let update = log.iter().find(|change| change["op"] == "update").unwrap();
+    let drop = log
+        .iter()
+        .find(|change| change["ddl"]["dropped"] == true)
+        .unwrap();
+    let before_drop = format!("change:{}", update["id"]);
+    let then = cache_command(
+        &db,
+        "at",
+        &["--table", "t", "--time", &before_drop, "--json"],
+    );
+    assert_eq!(then.lines().count(), 2, "the old table as it was: {then}");
+    assert!(then.contains("old one, edited"), "{then}");
+    let after_drop = format!("change:{}", drop["id"]);
+    let gone = cache_command(
+        &db,
+        "at",
+        &["--table", "t", "--time", &after_drop, "--json"],
+    );
+    assert_eq!(
+        gone, "",
+        "between the drop and the new table there is no table"
+    );
+    let record = cache_command(
+        &db,
+        "at",
+        &[
+            "--table",
+            "t",
+            "--key",
+            r#"{"id": 1}"#,
+            "--time",
+            &after_drop,
+            "--json",
+        ],
+    );
+    assert_eq!(record.trim(), "null", "the old record ends with its table");
+    let history = cache_command(
+        &db,
+        "history",
+        &["--table", "t", "--key", r#"{"id": 1}"#, "--json"],
+    );
+    assert_eq!(
+        history.lines().count(),
+        1,
+        "record 1 of the new table: {history}"
+    );
+    // Both tables are listed, the old one as dropped.
+    let cache = rowtrail::store::Cache::open(&db.cache()).unwrap();
+    let tables = cache.tables().unwrap();
+    let labels: Vec<String> = tables
+        .iter()
+        .map(rowtrail::store::TableSummary::label)
+        .collect();
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    assert!(labels[0].starts_with("t (dropped "), "{labels:?}");
+    assert_eq!(labels[1], "t");
+}
+
+#[test]
+fn item6_keyless_rows_are_matched_across_added_and_renamed_columns() {
+    let db = fresh_db("keyless_versions");
+    db.sql(
+        "CREATE TABLE k (a int, b text);
+         ALTER TABLE k REPLICA IDENTITY FULL;
+         INSERT INTO k VALUES (1, 'x'), (2, 'y'), (2, 'y');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "ALTER TABLE k ADD COLUMN c int DEFAULT 0;
+         UPDATE k SET b = 'x2' WHERE a = 1;
+         ALTER TABLE k RENAME COLUMN b TO bee;
+         UPDATE k SET c = 5 WHERE a = 1;
+         DELETE FROM k WHERE ctid = (SELECT ctid FROM k WHERE a = 2 LIMIT 1);
+         INSERT INTO k VALUES (3, 'z', 1);",
+    );
+    db.capture_ok(&[]);
+    let at = cache_command(&db, "at", &["--table", "k", "--time", "now", "--json"]);
+    let mut rows: Vec<String> = at.lines().map(str::to_owned).collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            r#"{"a":"1","bee":"x2","c":"5"}"#,
+            r#"{"a":"2","b":"y"}"#,
+            r#"{"a":"3","bee":"z","c":"1"}"#,
+        ],
+        "each row once, under the version that last wrote it"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM k"), "3");
+}
+
+#[test]
+fn item3_schema_changes_reach_partitions_and_inheriting_tables() {
+    let db = fresh_db("ddl_partitions");
+    db.sql(
+        "CREATE TABLE p (id int, region text, v text, PRIMARY KEY (id, region))
+             PARTITION BY LIST (region);
+         CREATE TABLE p_eu PARTITION OF p FOR VALUES IN ('eu');
+         CREATE TABLE p_us PARTITION OF p FOR VALUES IN ('us');
+         ALTER TABLE p_eu REPLICA IDENTITY FULL; ALTER TABLE p_us REPLICA IDENTITY FULL;
+         CREATE TABLE base (id int PRIMARY KEY, v text);
+         CREATE TABLE child (extra int) INHERITS (base);
+         ALTER TABLE child REPLICA IDENTITY FULL;
+         INSERT INTO p VALUES (1, 'eu', 'a'), (2, 'us', 'b');
+         INSERT INTO child VALUES (1, 'c', 10);",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "ALTER TABLE p ADD COLUMN note text;
+         INSERT INTO p VALUES (3, 'eu', 'c', 'noted');
+         UPDATE p SET note = 'us note' WHERE id = 2;
+         ALTER TABLE base ADD COLUMN w int;
+         UPDATE child SET w = 7 WHERE id = 1;
+         CREATE TABLE p_asia PARTITION OF p FOR VALUES IN ('asia');
+         INSERT INTO p VALUES (4, 'asia', 'd', 'new partition');",
+    );
+    db.capture_ok(&[]);
+    for partition in ["p_eu", "p_us"] {
+        let ddl = db.log(&["--table", partition, "--op", "ddl"]);
+        assert_eq!(ddl.len(), 1, "{partition}: {ddl:?}");
+        assert_eq!(ddl[0]["ddl"]["edits"], json!(["added column note text"]));
+    }
+    let eu = db.log(&["--table", "p_eu", "--op", "insert"]);
+    assert_eq!(eu[0]["key"], json!({"id": "3", "region": "eu"}));
+    assert_eq!(eu[0]["after"]["note"], "noted");
+    let us = db.log(&["--table", "p_us", "--op", "update"]);
+    assert_eq!(us[0]["key"], json!({"id": "2", "region": "us"}));
+    let child = db.log(&["--table", "child"]);
+    let child_ops: Vec<&str> = child
+        .iter()
+        .map(|change| change["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(child_ops, vec!["snapshot", "ddl", "update"]);
+    assert_eq!(child[1]["ddl"]["edits"], json!(["added column w integer"]));
+    assert_eq!(
+        child[2]["key"],
+        json!({}),
+        "inheritance does not pass the primary key on"
+    );
+    let asia = db.log(&["--table", "p_asia"]);
+    let asia_ops: Vec<&str> = asia
+        .iter()
+        .map(|change| change["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        asia_ops,
+        vec!["ddl", "insert"],
+        "a new partition starts with its creation"
+    );
+    assert_eq!(asia[0]["ddl"]["command"], "CREATE TABLE");
+    assert_eq!(asia[1]["key"], json!({"id": "4", "region": "asia"}));
+    let at = cache_command(&db, "at", &["--table", "p_eu", "--time", "now", "--json"]);
+    assert_eq!(at.lines().count(), 2, "{at}");
+}

@@ -47,6 +47,7 @@ fn column(name: &str, type_oid: u32, type_name: &str, key: bool) -> Column {
         type_name: type_name.to_owned(),
         in_replica_identity: key,
         identity: None,
+        attnum: None,
     }
 }
 
@@ -64,6 +65,7 @@ fn schema(
         columns,
         key,
         foreign_keys: Vec::new(),
+        key_read_later: false,
     }
 }
 

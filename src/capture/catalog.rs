@@ -334,11 +334,22 @@ pub async fn slot(session: &SqlSession, name: &str) -> Result<Option<SlotInfo>, 
     }))
 }
 
-/// Everything a relation message leaves out, looked up by the table oid.
+/// Everything a relation message leaves out, looked up by the table oid. `read_later` says the
+/// session reads the catalog as it is now, later than the change (not the baseline's snapshot).
+/// Also says whether the catalog still has the table.
 pub async fn relation_details(
     session: &SqlSession,
     message: &RelationMessage,
-) -> Result<CatalogDetails, CaptureError> {
+    read_later: bool,
+) -> Result<(CatalogDetails, bool), CaptureError> {
+    let exists: bool = session
+        .query_one(
+            "looking up a table",
+            "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = $1)",
+            &[&message.oid],
+        )
+        .await?
+        .get(0);
     let type_oids: Vec<Oid> = message
         .columns
         .iter()
@@ -418,13 +429,36 @@ pub async fn relation_details(
             referenced_columns: row.get(4),
         })
         .collect();
-    Ok(CatalogDetails {
+    let attnums: Vec<(String, i16)> = session
+        .query(
+            "reading column numbers",
+            "SELECT attname::text, attnum FROM pg_attribute
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+            &[&message.oid],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let details = CatalogDetails {
         type_names: types.iter().map(|row| row.get(0)).collect(),
         base_type_oids: types.iter().map(|row| row.get(1)).collect(),
         primary_key,
         identity_columns,
         foreign_keys,
-    })
+        attnums: message
+            .columns
+            .iter()
+            .map(|column| {
+                attnums
+                    .iter()
+                    .find(|(name, _)| *name == column.name)
+                    .map(|(_, attnum)| *attnum)
+            })
+            .collect(),
+        key_read_later: read_later,
+    };
+    Ok((details, exists))
 }
 
 /// Describes a table the way a pgoutput relation message would, from the catalog (as of the

@@ -9,6 +9,7 @@ use super::catalog::{self, PublicationInfo, ServerFacts, SlotInfo, TableInfo};
 use super::conninfo::ConnectionSpec;
 use super::encoding::Reception;
 use super::error::CaptureError;
+use super::schema_log::{self, SchemaLogState};
 use super::session::SqlSession;
 use super::walsender::WalSender;
 use super::{tls, validate_slot_name};
@@ -94,6 +95,7 @@ pub async fn run(
         None,
     )];
     checks.extend(server_checks(&facts));
+    checks.push(schema_log_check(schema_log::state(&sql).await?, &facts));
     if facts.may_replicate() && facts.wal_level == "logical" {
         checks.push(match WalSender::connect(spec, tls, Reception::Converted).await {
             Ok(mut connection) => match connection.identify_system().await {
@@ -223,6 +225,40 @@ fn server_checks(facts: &ServerFacts) -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// Whether schema changes will be recorded as they happen (see `capture::schema_log`).
+fn schema_log_check(state: SchemaLogState, facts: &ServerFacts) -> Check {
+    const TOPIC: &str = "schema changes";
+    match (state, facts.is_superuser) {
+        (SchemaLogState::Current, _) => check(
+            Status::Ok,
+            TOPIC,
+            "recorded as they happen (rowtrail's schema log: event triggers rowtrail_ddl and rowtrail_drop)",
+            None,
+        ),
+        (_, true) => check(
+            Status::Ok,
+            TOPIC,
+            "capture installs rowtrail's schema log (event triggers that write each schema change into the WAL), so keys, schema changes and dropped tables are known as they were at each change",
+            None,
+        ),
+        (state, false) => check(
+            Status::Warn,
+            TOPIC,
+            format!(
+                "not recorded as they happen (rowtrail's schema log is {}, and installing it takes a superuser): keys of REPLICA IDENTITY FULL tables are read from the catalog when capture reads their changes and marked 'read later', so a key added or dropped while capture lags is applied to earlier changes; a dropped table is noticed only when its name comes back",
+                match state {
+                    SchemaLogState::Missing => "not installed",
+                    _ => "outdated or disabled",
+                }
+            ),
+            Some(
+                "run rowtrail capture once as a superuser (it installs the event triggers rowtrail_ddl and rowtrail_drop and the schema rowtrail)"
+                    .into(),
+            ),
+        ),
+    }
 }
 
 fn slot_checks(facts: &ServerFacts, name: &str, slot: Option<&SlotInfo>) -> Vec<Check> {

@@ -11,6 +11,7 @@ pub mod conninfo;
 pub mod doctor;
 mod encoding;
 pub mod error;
+pub mod schema_log;
 mod session;
 mod setup;
 mod sink;
@@ -33,9 +34,10 @@ pub use conninfo::ConnectionSpec;
 pub use error::{CaptureError, ServerError};
 
 use encoding::{Reception, ServerEncoding};
+use schema_log::SchemaLogState;
 use session::SqlSession;
 use sink::{WriteCommand, WriterHandle};
-use stream::{SessionEnd, SessionPlan, SessionReport};
+use stream::{Connections, SchemaMemory, SessionEnd, SessionPlan, SessionReport};
 use walsender::WalSender;
 
 /// What to capture, from where, into which cache.
@@ -67,6 +69,8 @@ pub enum CaptureEvent {
         name: String,
         tables: usize,
     },
+    /// The schema log (an event trigger recording schema changes) was installed on the source.
+    SchemaLogInstalled,
     /// A slot left by a capture that died during its baseline was dropped, to start over.
     StaleSlotDropped {
         name: String,
@@ -217,6 +221,7 @@ pub async fn run(
         .as_ref()
         .map(|_| captured.iter().map(|table| table.oid).collect());
 
+    let schema_log = ensure_schema_log(&sql, &facts, &observer).await?;
     let mut slot = catalog::slot(&sql, &options.slot).await?;
     if let Some(found) = &slot {
         check_slot(&options.slot, found, &facts.database)?;
@@ -263,10 +268,28 @@ pub async fn run(
         (None, None) => Some(()),
     };
 
+    let mut schemas = SchemaMemory::new(writer.known_schemas()?);
     // After a new baseline, streaming starts at the slot's consistent point.
     let mut resume_from = Lsn::ZERO;
     let mut writer = match start {
-        None => WriterHandle::spawn(writer)?,
+        None => {
+            let mut handle = WriterHandle::spawn(writer)?;
+            match (schema_log, schemas.since()) {
+                (SchemaLogState::Current, None) => {
+                    // Installed before (by another capture): recorded from this mark on.
+                    schema_log::mark_tracking(&sql).await?;
+                }
+                (SchemaLogState::Current, Some(_)) => {}
+                (_, Some(_)) => {
+                    // Removed or disabled since: what was recorded still stands, nothing after.
+                    schemas.forget_since();
+                    handle.push(WriteCommand::SchemaLogSince(None)).await?;
+                    handle.send().await?;
+                }
+                (_, None) => {}
+            }
+            handle
+        }
         Some(()) => {
             writer.set_capture_state(&CaptureState {
                 slot: options.slot.clone(),
@@ -295,7 +318,7 @@ pub async fn run(
                 }
                 ServerEncoding::Utf8 | ServerEncoding::SqlAscii => None,
             };
-            setup::take_baseline(
+            let baseline = setup::take_baseline(
                 &sql,
                 &created,
                 &captured,
@@ -306,6 +329,14 @@ pub async fn run(
             )
             .await?;
             resume_from = created.consistent_point;
+            if schema_log == SchemaLogState::Current {
+                // The log was in place when the slot was made: every schema change since is in it.
+                schemas = SchemaMemory::recording_from(created.consistent_point, baseline);
+                handle
+                    .push(WriteCommand::SchemaLogSince(Some(created.consistent_point)))
+                    .await?;
+                handle.send().await?;
+            }
             handle
         }
     };
@@ -319,6 +350,7 @@ pub async fn run(
         walsender,
         tls,
     };
+    let captured_oids: HashSet<Oid> = captured.iter().map(|table| table.oid).collect();
     let plan = StreamPlan {
         options: &options,
         scope: scope.as_ref(),
@@ -326,8 +358,18 @@ pub async fn run(
         encoding,
         resume_from,
         once_target,
+        all_tables: publication.all_tables && options.tables.is_none(),
+        captured: &captured_oids,
     };
-    stream_with_retries(&plan, connections, &mut writer, &observer, &mut stop).await?;
+    stream_with_retries(
+        &plan,
+        connections,
+        &mut writer,
+        &mut schemas,
+        &observer,
+        &mut stop,
+    )
+    .await?;
     let progress = writer.finish().await?;
     observer(CaptureEvent::Stopped {
         position: progress.stored,
@@ -341,13 +383,6 @@ pub async fn run(
     })
 }
 
-/// The connections a streaming session uses.
-struct Connections {
-    sql: SqlSession,
-    walsender: WalSender,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
 /// What streaming needs to know, fixed for the whole run.
 struct StreamPlan<'a> {
     options: &'a CaptureOptions,
@@ -357,6 +392,8 @@ struct StreamPlan<'a> {
     /// After a new baseline, streaming starts at the slot's consistent point.
     resume_from: Lsn,
     once_target: Option<Lsn>,
+    all_tables: bool,
+    captured: &'a HashSet<Oid>,
 }
 
 /// Streams sessions until stopped or the `--once` target is stored, reconnecting after transient
@@ -366,6 +403,7 @@ async fn stream_with_retries(
     plan: &StreamPlan<'_>,
     mut connections: Connections,
     writer: &mut WriterHandle,
+    schemas: &mut SchemaMemory,
     observer: &Observer,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), CaptureError> {
@@ -388,15 +426,17 @@ async fn stream_with_retries(
             server_version_num: plan.facts.version_num,
             encoding: &plan.encoding,
             reception,
+            all_tables: plan.all_tables,
+            captured: plan.captured,
         };
         let mut report = SessionReport::default();
         let outcome = stream::run_session(
-            &mut connections.walsender,
-            &connections.sql,
+            &mut connections,
             writer,
             observer,
             &session_plan,
             stop,
+            schemas,
             &mut report,
         )
         .await;
@@ -478,6 +518,32 @@ async fn wait_to_retry(
         () = tokio::time::sleep(delay) => Ok(true),
         () = stream::stop_requested(stop) => Ok(false),
     }
+}
+
+/// Makes sure the source's schema log is in place when this role may install it (a superuser),
+/// and says what it costs when it is not.
+async fn ensure_schema_log(
+    sql: &SqlSession,
+    facts: &catalog::ServerFacts,
+    observer: &Observer,
+) -> Result<SchemaLogState, CaptureError> {
+    let state = schema_log::state(sql).await?;
+    if state == SchemaLogState::Current {
+        return Ok(state);
+    }
+    if facts.is_superuser {
+        schema_log::install(sql, facts.version_num).await?;
+        observer(CaptureEvent::SchemaLogInstalled);
+        return Ok(SchemaLogState::Current);
+    }
+    observer(CaptureEvent::Warning(format!(
+        "schema changes are not recorded as they happen (rowtrail's schema log is {}; installing it takes a superuser): keys of REPLICA IDENTITY FULL tables are read from the catalog when capture reads their changes, which may be later, and a dropped table is noticed only when its name comes back; run capture once as a superuser, or see rowtrail doctor",
+        match state {
+            SchemaLogState::Missing => "not installed",
+            _ => "outdated or disabled",
+        }
+    )));
+    Ok(state)
 }
 
 /// With `--tables`, a published table is captured when it was named, or is a partition of a
@@ -619,6 +685,18 @@ pub struct TeardownReport {
     pub slot_dropped: bool,
     /// `None` when no publication was named.
     pub publication_dropped: Option<bool>,
+    pub schema_log: SchemaLogTeardown,
+}
+
+/// What became of the schema log (see `schema_log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaLogTeardown {
+    Absent,
+    Removed,
+    /// Other logical slots of the database may still read it.
+    KeptForOtherSlots,
+    /// It is no longer needed, but removing it takes a superuser.
+    NeedsSuperuser,
 }
 
 /// Drops the replication slot (refusing while a capture uses it) and, if named, the publication.
@@ -656,8 +734,38 @@ pub async fn teardown(
         }
         None => None,
     };
+    let schema_log = remove_schema_log_if_unused(&sql).await?;
     Ok(TeardownReport {
         slot_dropped,
         publication_dropped,
+        schema_log,
     })
+}
+
+/// Removes the schema log once no logical slot of this database is left to read it; a role that
+/// may not is told how.
+async fn remove_schema_log_if_unused(sql: &SqlSession) -> Result<SchemaLogTeardown, CaptureError> {
+    if schema_log::state(sql).await? == SchemaLogState::Missing {
+        return Ok(SchemaLogTeardown::Absent);
+    }
+    let remaining: i64 = sql
+        .query_one(
+            "counting replication slots",
+            "SELECT count(*) FROM pg_replication_slots
+             WHERE slot_type = 'logical' AND database = current_database()",
+            &[],
+        )
+        .await?
+        .get(0);
+    if remaining > 0 {
+        return Ok(SchemaLogTeardown::KeptForOtherSlots);
+    }
+    let facts = catalog::server_facts(sql).await?;
+    match facts.is_superuser {
+        true => {
+            schema_log::remove(sql).await?;
+            Ok(SchemaLogTeardown::Removed)
+        }
+        false => Ok(SchemaLogTeardown::NeedsSuperuser),
+    }
 }

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 use crate::decode::copy_text;
 use crate::decode::{build_schema, value_form};
-use crate::model::{Lsn, Value, quote_ident};
+use crate::model::{Lsn, RelationSchema, Value, quote_ident};
 use crate::store::TxMeta;
 
 use super::catalog::{self, PublicationInfo, ServerFacts, TableInfo};
@@ -168,7 +168,7 @@ pub(crate) async fn take_baseline(
     writer: &mut WriterHandle,
     observer: &Observer,
     transcoder: Option<&SqlSession>,
-) -> Result<u64, CaptureError> {
+) -> Result<Vec<RelationSchema>, CaptureError> {
     let (snapshot_name, consistent_point) = (&slot.snapshot_name, slot.consistent_point);
     let encoding = ServerEncoding::from_name(&facts.encoding);
     let source = CopySource {
@@ -207,8 +207,12 @@ pub(crate) async fn take_baseline(
         tables: tables.len(),
     });
     let mut total = 0u64;
+    let mut schemas = Vec::new();
     for table in &tables {
-        total += copy_table(sql, table, &source, consistent_point, writer, observer).await?;
+        let (rows, schema) =
+            copy_table(sql, table, &source, consistent_point, writer, observer).await?;
+        total += rows;
+        schemas.push(schema);
     }
     writer
         .push(WriteCommand::Commit {
@@ -221,7 +225,7 @@ pub(crate) async fn take_baseline(
         rows: total,
         tables: tables.len(),
     });
-    Ok(total)
+    Ok(schemas)
 }
 
 /// What copying a table needs to know of the server.
@@ -239,9 +243,9 @@ async fn copy_table(
     lsn: Lsn,
     writer: &mut WriterHandle,
     observer: &Observer,
-) -> Result<u64, CaptureError> {
+) -> Result<(u64, RelationSchema), CaptureError> {
     let message = catalog::relation_message(sql, table.oid, source.server_version_num).await?;
-    let details = catalog::relation_details(sql, &message).await?;
+    let (details, _) = catalog::relation_details(sql, &message, false).await?;
     let schema = build_schema(&message, &details);
     let columns: Vec<String> = schema
         .columns
@@ -254,7 +258,12 @@ async fn copy_table(
         .map(|column| column.base_type_oid)
         .collect();
     let width = schema.columns.len();
-    writer.push(WriteCommand::Relation { schema, lsn }).await?;
+    writer
+        .push(WriteCommand::Relation {
+            schema: schema.clone(),
+            lsn,
+        })
+        .await?;
     let estimate = table.estimated_rows.max(0.0) as u64;
     let statement = format!(
         "COPY (SELECT {} FROM ONLY {}) TO STDOUT",
@@ -339,7 +348,7 @@ async fn copy_table(
         rows,
         estimated_rows: rows,
     });
-    Ok(rows)
+    Ok((rows, schema))
 }
 
 /// Turns the bytes of COPY rows into values: UTF-8 as it came, `SQL_ASCII` as text where it is

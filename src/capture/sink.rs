@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::decode::ddl::TableEvent;
 use crate::decode::image::RowChange;
 use crate::model::{Context, Lsn, Oid, RelationSchema, Row};
 use crate::store::{CacheWriter, StoreError, TxMeta};
@@ -21,6 +22,13 @@ pub enum WriteCommand {
         schema: RelationSchema,
         lsn: Lsn,
     },
+    /// A schema change the source's schema log recorded.
+    SchemaChange {
+        lsn: Lsn,
+        event: Box<TableEvent>,
+    },
+    /// The source's schema log records schema changes from here on (`None`: no longer).
+    SchemaLogSince(Option<Lsn>),
     Begin(TxMeta),
     Context(Context),
     Origin(String),
@@ -232,6 +240,8 @@ fn write_loop(
 fn apply(writer: &mut CacheWriter, command: WriteCommand) -> Result<(), StoreError> {
     match command {
         WriteCommand::Relation { schema, lsn } => writer.register_relation(schema, lsn),
+        WriteCommand::SchemaChange { lsn, event } => writer.schema_change(lsn, &event),
+        WriteCommand::SchemaLogSince(lsn) => writer.set_schema_log_since(lsn),
         WriteCommand::Begin(meta) => writer.begin(meta),
         WriteCommand::Context(context) => writer.set_context(&context),
         WriteCommand::Origin(origin) => {

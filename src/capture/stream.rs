@@ -3,21 +3,25 @@
 //! reached, or the connection fails.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
 
+use crate::decode::ddl::{SchemaLogMessage, parse_schema_log};
 use crate::decode::frame::{ServerFrame, StatusUpdate};
 use crate::decode::image::RowChange;
 use crate::decode::pgoutput::{LogicalMessage, OldRow, RelationMessage, TupleValue};
-use crate::decode::{build_schema, parse_context};
-use crate::model::{Lsn, Oid, quote_ident};
+use crate::decode::{CatalogDetails, build_schema, details_from_schema, parse_context};
+use crate::model::{Lsn, Oid, RelationSchema, quote_ident};
+use crate::store::KnownSchemas;
 use crate::store::TxMeta;
 
 use super::catalog;
 use super::encoding::{self, Reception, ServerEncoding};
 use super::error::CaptureError;
+use super::schema_log;
 use super::session::SqlSession;
 use super::sink::{WriteCommand, WriterHandle};
 use super::walsender::WalSender;
@@ -36,6 +40,125 @@ pub(crate) struct SessionPlan<'a> {
     pub encoding: &'a ServerEncoding,
     /// How this session's walsender connection receives text.
     pub reception: Reception,
+    /// Schema changes of tables not captured at the start are stored too (a publication of all
+    /// tables, no `--tables`).
+    pub all_tables: bool,
+    /// The tables captured at the start.
+    pub captured: &'a HashSet<Oid>,
+}
+
+/// A table's schema as the schema log recorded it, by the commit position of its transaction;
+/// `None` once the table was dropped.
+type SchemaRecord = (Lsn, Option<Arc<RelationSchema>>);
+
+/// What capture knows, position by position, of each table's definition: the schema versions the
+/// cache held at start, and every schema change the schema log recorded since, by the commit
+/// position of its transaction, so a session that restarts earlier can forget what it has not
+/// reached again.
+#[derive(Debug, Default)]
+pub(crate) struct SchemaMemory {
+    /// Where the schema log starts recording schema changes, as the cache (or the baseline) has it.
+    since: Option<Lsn>,
+    /// Where it starts, learned from its mark in the stream (the commit position of the mark).
+    marked: Option<Lsn>,
+    /// Versions known to be current as of where they began (the schema log was recording).
+    base: HashMap<Oid, Arc<RelationSchema>>,
+    /// Schema log records not yet known to be stored, per table in commit order: (commit
+    /// position, its schema or `None` once dropped).
+    updates: HashMap<Oid, Vec<SchemaRecord>>,
+    /// The newest version of each table seen by any means, exact or not: the fallback for a table
+    /// the catalog no longer has.
+    last_seen: HashMap<Oid, Arc<RelationSchema>>,
+}
+
+impl SchemaMemory {
+    pub fn new(known: KnownSchemas) -> Self {
+        let mut memory = Self {
+            since: known.schema_log_since,
+            ..Self::default()
+        };
+        for (first_lsn, schema) in known.schemas {
+            let exact = known
+                .schema_log_since
+                .is_some_and(|since| since <= first_lsn)
+                && !schema.key_read_later;
+            if exact {
+                memory.base.insert(schema.oid, schema.clone());
+            }
+            memory.last_seen.insert(schema.oid, schema);
+        }
+        memory
+    }
+
+    /// Recording from `since` on, knowing the tables as the baseline described them.
+    pub fn recording_from(since: Lsn, baseline: Vec<RelationSchema>) -> Self {
+        let mut memory = Self {
+            since: Some(since),
+            ..Self::default()
+        };
+        for schema in baseline {
+            let schema = Arc::new(schema);
+            memory.base.insert(schema.oid, schema.clone());
+            memory.last_seen.insert(schema.oid, schema);
+        }
+        memory
+    }
+
+    /// Where the schema log starts recording, if it does.
+    pub fn since(&self) -> Option<Lsn> {
+        self.since.or(self.marked)
+    }
+
+    /// The schema log no longer records: nothing known is exact any more.
+    pub fn forget_since(&mut self) {
+        self.since = None;
+        self.marked = None;
+        self.base.clear();
+        self.updates.clear();
+    }
+
+    /// Forgets what was learned from transactions committing at or after `position`: a session
+    /// starting there reads them again. What lies before is stored, and becomes the base.
+    pub fn rewind(&mut self, position: Lsn) {
+        for (oid, updates) in &mut self.updates {
+            updates.retain(|(commit, _)| *commit < position);
+            if let Some((_, schema)) = updates.pop() {
+                match schema {
+                    Some(schema) => self.base.insert(*oid, schema),
+                    None => self.base.remove(oid),
+                };
+            }
+        }
+        self.updates.clear();
+        if self.marked.is_some_and(|marked| marked >= position) {
+            self.marked = None;
+        }
+    }
+
+    /// The table's exact current definition, when the schema log was recording at `commit`.
+    fn exact(&self, oid: Oid, commit: Lsn) -> Option<&Arc<RelationSchema>> {
+        if self.since().is_none_or(|since| since > commit) {
+            return None;
+        }
+        match self.updates.get(&oid).and_then(|updates| updates.last()) {
+            Some((_, schema)) => schema.as_ref(),
+            None => self.base.get(&oid),
+        }
+    }
+
+    fn record(&mut self, commit: Lsn, oid: Oid, schema: Option<Arc<RelationSchema>>) {
+        if let Some(schema) = &schema {
+            self.last_seen.insert(oid, schema.clone());
+        }
+        self.updates.entry(oid).or_default().push((commit, schema));
+    }
+}
+
+/// The connections a streaming session uses.
+pub(crate) struct Connections {
+    pub sql: SqlSession,
+    pub walsender: WalSender,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// What a session leaves behind for the caller, however it ended.
@@ -86,6 +209,7 @@ pub(crate) async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 
 struct Session<'a> {
     sql: &'a SqlSession,
+    schemas: &'a mut SchemaMemory,
     writer: &'a mut WriterHandle,
     observer: &'a Observer,
     plan: &'a SessionPlan<'a>,
@@ -107,18 +231,21 @@ struct Session<'a> {
 }
 
 pub(crate) async fn run_session(
-    walsender: &mut WalSender,
-    sql: &SqlSession,
+    connections: &mut Connections,
     writer: &mut WriterHandle,
     observer: &Observer,
     plan: &SessionPlan<'_>,
     stop: &mut watch::Receiver<bool>,
+    schemas: &mut SchemaMemory,
     report: &mut SessionReport,
 ) -> Result<SessionEnd, CaptureError> {
+    let (walsender, sql) = (&mut connections.walsender, &connections.sql);
+    schemas.rewind(plan.start);
     walsender.start_replication(&start_command(plan)).await?;
     observer(CaptureEvent::Streaming { from: plan.start });
     let mut session = Session {
         sql,
+        schemas,
         writer,
         observer,
         plan,
@@ -347,6 +474,16 @@ impl Session<'_> {
                 prefix,
                 content,
                 ..
+            } if prefix == schema_log::PREFIX => {
+                if transactional && self.in_transaction {
+                    self.schema_log_message(lsn, &content).await?;
+                }
+            }
+            LogicalMessage::Message {
+                transactional,
+                prefix,
+                content,
+                ..
             } => {
                 if transactional && self.in_transaction {
                     match parse_context(&prefix, &content) {
@@ -390,6 +527,42 @@ impl Session<'_> {
             .await
     }
 
+    /// A message of the source's schema log: where recording starts, or a table's schema change.
+    async fn schema_log_message(&mut self, lsn: Lsn, content: &[u8]) -> Result<(), CaptureError> {
+        let commit = self.open_commit.unwrap_or(lsn);
+        match parse_schema_log(content) {
+            Ok(SchemaLogMessage::Tracking) => {
+                if self.schemas.since().is_none() {
+                    self.schemas.marked = Some(commit);
+                    self.writer
+                        .push(WriteCommand::SchemaLogSince(Some(commit)))
+                        .await?;
+                }
+            }
+            Ok(SchemaLogMessage::Table(event)) => {
+                let wanted = match self.plan.scope {
+                    Some(scope) => scope.contains(&event.oid),
+                    None => {
+                        self.plan.all_tables
+                            || self.plan.captured.contains(&event.oid)
+                            || self.schemas.last_seen.contains_key(&event.oid)
+                    }
+                };
+                if wanted {
+                    let schema = event.schema.clone().map(Arc::new);
+                    self.schemas.record(commit, event.oid, schema);
+                    self.writer
+                        .push(WriteCommand::SchemaChange { lsn, event })
+                        .await?;
+                }
+            }
+            Err(reason) => (self.observer)(CaptureEvent::Warning(format!(
+                "ignored a schema log message at {lsn}: {reason}"
+            ))),
+        }
+        Ok(())
+    }
+
     async fn relation(&mut self, relation: RelationMessage, lsn: Lsn) -> Result<(), CaptureError> {
         if let Some(scope) = self.plan.scope
             && !scope.contains(&relation.oid)
@@ -398,7 +571,37 @@ impl Session<'_> {
             return Ok(());
         }
         self.ignored.remove(&relation.oid);
-        let mut details = catalog::relation_details(self.sql, &relation).await?;
+        let commit = self.open_commit.unwrap_or(lsn);
+        // The schema log's record of the table, when it has one of this shape, is exact; the
+        // catalog describes the table as it is now, which may be later than the change.
+        let exact = self
+            .schemas
+            .exact(relation.oid, commit)
+            .and_then(|schema| details_from_schema(&relation, schema));
+        let details = match exact {
+            Some(details) => details,
+            None => self.details_read_later(&relation).await?,
+        };
+        let schema = build_schema(&relation, &details);
+        self.schemas
+            .last_seen
+            .insert(schema.oid, Arc::new(schema.clone()));
+        // A version begins with the transaction that first used it.
+        self.writer
+            .push(WriteCommand::Relation {
+                schema,
+                lsn: commit,
+            })
+            .await
+    }
+
+    /// The catalog's details of a table as it is now. A table the catalog no longer has keeps the
+    /// key (and foreign keys) capture stored for it before, never none.
+    async fn details_read_later(
+        &mut self,
+        relation: &RelationMessage,
+    ) -> Result<CatalogDetails, CaptureError> {
+        let (mut details, exists) = catalog::relation_details(self.sql, relation, true).await?;
         for (name, column) in details.type_names.iter_mut().zip(&relation.columns) {
             if (name == "???" || name.is_empty())
                 && let Some(known) = self.type_names.get(&column.type_oid)
@@ -406,10 +609,27 @@ impl Session<'_> {
                 name.clone_from(known);
             }
         }
-        let schema = build_schema(&relation, &details);
-        self.writer
-            .push(WriteCommand::Relation { schema, lsn })
-            .await
+        if !exists && let Some(stored) = self.schemas.last_seen.get(&relation.oid) {
+            details.primary_key = stored.key_column_names().map(str::to_owned).collect();
+            details.foreign_keys.clone_from(&stored.foreign_keys);
+            details.identity_columns = stored
+                .columns
+                .iter()
+                .filter_map(|column| Some((column.name.clone(), column.identity?)))
+                .collect();
+            details.attnums = relation
+                .columns
+                .iter()
+                .map(|column| {
+                    stored
+                        .columns
+                        .iter()
+                        .find(|known| known.name == column.name)
+                        .and_then(|known| known.attnum)
+                })
+                .collect();
+        }
+        Ok(details)
     }
 }
 
@@ -438,6 +658,8 @@ mod tests {
             server_version_num: 150_004,
             encoding: &ServerEncoding::Utf8,
             reception: Reception::Converted,
+            all_tables: true,
+            captured: &HashSet::new(),
         };
         assert_eq!(
             start_command(&plan),
@@ -448,6 +670,55 @@ mod tests {
             ..plan
         };
         assert!(!start_command(&old).contains("messages"));
+    }
+
+    fn version(name: &str) -> Arc<RelationSchema> {
+        Arc::new(RelationSchema {
+            oid: 7,
+            table: crate::model::TableName::new("public", name),
+            replica_identity: crate::model::ReplicaIdentity::Full,
+            columns: Vec::new(),
+            key: Vec::new(),
+            foreign_keys: Vec::new(),
+            key_read_later: false,
+        })
+    }
+
+    #[test]
+    fn schema_memory_forgets_what_a_restarted_session_reads_again() {
+        let mut memory = SchemaMemory::new(KnownSchemas {
+            schema_log_since: Some(Lsn(10)),
+            schemas: vec![(Lsn(10), version("v1")), (Lsn(5), version("older"))],
+        });
+        let name = |memory: &SchemaMemory, at: u64| {
+            memory
+                .exact(7, Lsn(at))
+                .map(|schema| schema.table.name.clone())
+        };
+        assert_eq!(name(&memory, 9), None, "before the schema log recorded");
+        assert_eq!(name(&memory, 25).as_deref(), Some("v1"));
+        memory.record(Lsn(20), 7, Some(version("v2")));
+        assert_eq!(name(&memory, 25).as_deref(), Some("v2"));
+        memory.rewind(Lsn(20));
+        assert_eq!(
+            name(&memory, 25).as_deref(),
+            Some("v1"),
+            "committed at the restart point: read again"
+        );
+        memory.record(Lsn(20), 7, Some(version("v2")));
+        memory.rewind(Lsn(30));
+        memory.rewind(Lsn(30));
+        assert_eq!(name(&memory, 35).as_deref(), Some("v2"), "stored: kept");
+        memory.record(Lsn(40), 7, None);
+        assert_eq!(name(&memory, 45), None, "dropped");
+
+        let mut marked = SchemaMemory::new(KnownSchemas::default());
+        marked.marked = Some(Lsn(50));
+        marked.rewind(Lsn(50));
+        assert_eq!(marked.since(), None, "the mark is read again");
+        marked.marked = Some(Lsn(50));
+        marked.rewind(Lsn(60));
+        assert_eq!(marked.since(), Some(Lsn(50)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use crate::capture::SchemaLogTeardown;
 use crate::capture::doctor::{self, Status};
 use crate::capture::{self, CaptureEvent, CaptureOptions, Observer};
 
@@ -168,6 +169,9 @@ fn printer() -> Observer {
             }
         }
         CaptureEvent::Warning(text) => eprintln!("warning: {text}"),
+        CaptureEvent::SchemaLogInstalled => eprintln!(
+            "installed rowtrail's schema log (event triggers rowtrail_ddl and rowtrail_drop): schema changes are recorded as they happen"
+        ),
         CaptureEvent::Reconnecting {
             attempt,
             delay,
@@ -198,6 +202,21 @@ pub fn teardown(args: TeardownArgs) -> anyhow::Result<ExitCode> {
             true => println!("dropped publication {name}"),
             false => println!("publication {name} does not exist"),
         }
+    }
+    match report.schema_log {
+        SchemaLogTeardown::Removed => {
+            found_anything = true;
+            println!(
+                "removed rowtrail's schema log (event triggers rowtrail_ddl and rowtrail_drop, schema rowtrail)"
+            );
+        }
+        SchemaLogTeardown::KeptForOtherSlots => println!(
+            "kept rowtrail's schema log: other logical replication slots of this database may read it"
+        ),
+        SchemaLogTeardown::NeedsSuperuser => println!(
+            "rowtrail's schema log is no longer needed; a superuser can remove it with: DROP EVENT TRIGGER rowtrail_ddl; DROP EVENT TRIGGER rowtrail_drop; DROP SCHEMA rowtrail CASCADE;"
+        ),
+        SchemaLogTeardown::Absent => {}
     }
     anyhow::ensure!(
         found_anything,

@@ -78,6 +78,7 @@ impl Captured {
                 Op::Insert => captured.inserts += count,
                 Op::Update => captured.updates += count,
                 Op::Delete | Op::Truncate => captured.deletes += count,
+                Op::Ddl => continue,
             }
             if op != Op::Snapshot {
                 tables.insert(table);
@@ -97,7 +98,7 @@ fn changes_without_context(cache: &Cache) -> anyhow::Result<usize> {
     let changes = cache.log(&LogFilter::default())?;
     Ok(changes
         .iter()
-        .filter(|change| change.change.op != Op::Snapshot)
+        .filter(|change| !matches!(change.change.op, Op::Snapshot | Op::Ddl))
         .filter(|change| {
             change
                 .context

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use crate::history::{DiffKind, Moment, describe_change, diff_change};
-use crate::model::{ChangeId, LoggedChange, Op, TableName, Xid};
+use crate::model::{ChangeId, LoggedChange, Op, RelationSchema, SchemaChange, TableName, Xid};
 use crate::restore::{UndoTarget, later_note, restore_script, undo_script};
 use crate::store::{Cache, KeyFilter, RecordRef};
 use anyhow::Context as _;
@@ -57,6 +57,10 @@ fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
     if entry.context.is_some() {
         text.push_str(&format!("  context: {}\n", entry.context_text()));
     }
+    if let Some(schema_change) = &entry.schema_change {
+        text.push_str(&schema_change_text(schema_change, &entry.schema));
+        return text;
+    }
     let diffs = diff_change(&entry.schema, &entry.change);
     let (unchanged, shown): (Vec<_>, Vec<_>) = diffs
         .iter()
@@ -67,6 +71,30 @@ fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
     if !unchanged.is_empty() {
         let names: Vec<&str> = unchanged.iter().map(|diff| diff.column.as_str()).collect();
         text.push_str(&format!("    unchanged: {}\n", names.join(", ")));
+    }
+    text
+}
+
+/// A schema change for people: the statement, then what it did to the table.
+fn schema_change_text(schema_change: &SchemaChange, after: &RelationSchema) -> String {
+    let mut text = String::new();
+    if schema_change.noticed {
+        text.push_str("  noticed when the first row of the new shape arrived (no schema log)\n");
+    }
+    if let Some(statement) = &schema_change.statement {
+        text.push_str(&format!(
+            "  statement: {}\n",
+            statement.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    let edits = schema_change.edit_lines(after);
+    match edits.is_empty() {
+        true => text.push_str("    the table's columns and key did not change\n"),
+        false => {
+            for edit in edits {
+                text.push_str(&format!("    {edit}\n"));
+            }
+        }
     }
     text
 }

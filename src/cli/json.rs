@@ -3,7 +3,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use crate::history::{ColumnDiff, DiffKind, Image, TextSpan, ValueDiff, diff_change};
-use crate::model::{LoggedChange, RelationSchema, Row, Value};
+use crate::model::{LoggedChange, RelationSchema, Row, SchemaChange, Value, schema_edits};
 
 /// Column → value for the known values of a row; unavailable values are left out (they are
 /// listed under `unavailable`), so they can never be read as NULL.
@@ -58,11 +58,45 @@ pub fn change_json(entry: &LoggedChange) -> Json {
         "table": entry.table.name,
         "op": change.op.as_str(),
         "key": key,
+        "key_read_later": schema.key_read_later,
         "before": change.before.as_ref().map(|row| row_object(schema, row)),
         "after": change.after.as_ref().map(|row| row_object(schema, row)),
         "changed": names(schema, &change.changed_columns()),
         "unavailable": names(schema, &change.unavailable_columns()),
         "context": entry.context.clone().map(Json::Object),
+        "ddl": entry.schema_change.as_ref().map(|schema_change| schema_change_json(schema_change, schema)),
+    })
+}
+
+/// What a schema change did: the command, the statement, what changed, and both versions.
+fn schema_change_json(schema_change: &SchemaChange, after: &RelationSchema) -> Json {
+    let version = |schema: &RelationSchema| {
+        json!({
+            "table": schema.table.to_string(),
+            "columns": schema
+                .columns
+                .iter()
+                .map(|column| json!({"name": column.name, "type": column.type_name}))
+                .collect::<Vec<_>>(),
+            "key": schema.key_column_names().collect::<Vec<_>>(),
+            "replica_identity": schema.replica_identity.as_sql(),
+        })
+    };
+    let edits: Vec<String> = match &schema_change.before {
+        Some(before) => schema_edits(before, after)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        None => Vec::new(),
+    };
+    json!({
+        "command": schema_change.command,
+        "statement": schema_change.statement,
+        "dropped": schema_change.dropped,
+        "noticed_later": schema_change.noticed,
+        "edits": edits,
+        "before": schema_change.before.as_deref().map(version),
+        "after": (!schema_change.dropped).then(|| version(after)),
     })
 }
 

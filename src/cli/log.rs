@@ -54,6 +54,7 @@ fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
         .collect::<anyhow::Result<_>>()?;
     Ok(LogFilter {
         table: args.table.as_deref().map(TableName::parse).transpose()?,
+        table_id: None,
         key,
         op: args.op.as_deref().map(str::parse::<Op>).transpose()?,
         since: args.since.as_deref().map(parse_local_time).transpose()?,

@@ -138,7 +138,7 @@ pub struct LogArgs {
     /// Only this record of --table: its key as JSON, e.g. '{"id": 7}' (strings or numbers).
     #[arg(long, value_name = "JSON", requires = "table")]
     pub key: Option<String>,
-    /// Only this operation: insert, update, delete, truncate or snapshot.
+    /// Only this operation: insert, update, delete, truncate, snapshot or ddl (schema changes).
     #[arg(long, value_name = "OP")]
     pub op: Option<String>,
     /// Only changes committed at or after TIME: RFC 3339, local 'YYYY-MM-DD HH:MM[:SS]', or 15m, 2h, 3d ago.

@@ -185,6 +185,7 @@ mod tests {
             type_name: "text".to_owned(),
             in_replica_identity: key || identity == ReplicaIdentity::Full,
             identity: None,
+            attnum: None,
         };
         RelationSchema {
             oid: 1,
@@ -197,6 +198,7 @@ mod tests {
             ],
             key: vec![0],
             foreign_keys: Vec::new(),
+            key_read_later: false,
         }
     }
 

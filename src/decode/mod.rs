@@ -6,12 +6,13 @@
 //! never a panic.
 
 pub mod copy_text;
+pub mod ddl;
 pub mod frame;
 pub mod image;
 pub mod pgoutput;
 mod relation;
 
-pub use relation::{CatalogDetails, build_schema};
+pub use relation::{CatalogDetails, build_schema, details_from_schema};
 
 use crate::model::{Context, Value};
 

@@ -1,7 +1,9 @@
 //! Builds a relation schema version from a pgoutput relation message plus the catalog facts the
 //! message does not carry (type names, primary key, identity columns, foreign keys).
 
-use crate::model::{Column, ForeignKey, IdentityKind, Oid, RelationSchema, TableName};
+use crate::model::{
+    Column, ForeignKey, IdentityKind, Oid, RelationSchema, ReplicaIdentity, TableName,
+};
 
 use super::pgoutput::RelationMessage;
 
@@ -16,13 +18,20 @@ pub struct CatalogDetails {
     pub primary_key: Vec<String>,
     pub identity_columns: Vec<(String, IdentityKind)>,
     pub foreign_keys: Vec<ForeignKey>,
+    /// The `attnum` of each column of the message, in its order, where known.
+    pub attnums: Vec<Option<i16>>,
+    /// The primary key was read from the catalog later than the change (see
+    /// [`RelationSchema::key_read_later`]); it matters only where the stream does not say.
+    pub key_read_later: bool,
 }
 
 /// Combines a relation message with catalog details into one schema version.
 ///
-/// The record key is the primary key when every primary key column is in the message, else the
-/// replica identity columns (a `USING INDEX` identity, or the key under `DEFAULT`), else none.
-/// Under `FULL` every column is flagged as identity, so that flag alone never makes a key.
+/// The record key is what the stream says identifies a row at the change: the columns flagged as
+/// the replica identity under `DEFAULT` (the primary key then) or `USING INDEX` (the index's key
+/// columns), in primary key order when they are the primary key. Under `FULL` every column is
+/// flagged, so the key is the primary key the details name, which capture takes from its record
+/// of schema changes or, failing that, from the catalog later (`key_read_later`).
 pub fn build_schema(message: &RelationMessage, details: &CatalogDetails) -> RelationSchema {
     let columns: Vec<Column> = message
         .columns
@@ -48,6 +57,7 @@ pub fn build_schema(message: &RelationMessage, details: &CatalogDetails) -> Rela
                 .iter()
                 .find(|(name, _)| *name == column.name)
                 .map(|(_, kind)| *kind),
+            attnum: details.attnums.get(index).copied().flatten(),
         })
         .collect();
     let index_of = |name: &String| columns.iter().position(|column| &column.name == name);
@@ -55,12 +65,21 @@ pub fn build_schema(message: &RelationMessage, details: &CatalogDetails) -> Rela
         true => None,
         false => details.primary_key.iter().map(index_of).collect(),
     };
-    let key = primary_key.unwrap_or_else(|| match message.replica_identity {
-        crate::model::ReplicaIdentity::Full => Vec::new(),
-        _ => (0..columns.len())
-            .filter(|&index| columns[index].in_replica_identity)
-            .collect(),
-    });
+    let flagged: Vec<usize> = (0..columns.len())
+        .filter(|&index| columns[index].in_replica_identity)
+        .collect();
+    let (key, key_read_later) = match message.replica_identity {
+        ReplicaIdentity::Default | ReplicaIdentity::Index => {
+            let key = match &primary_key {
+                Some(primary) if same_set(primary, &flagged) => primary.clone(),
+                _ => flagged,
+            };
+            (key, false)
+        }
+        ReplicaIdentity::Full | ReplicaIdentity::Nothing => {
+            (primary_key.unwrap_or_default(), details.key_read_later)
+        }
+    };
     RelationSchema {
         oid: message.oid,
         // pgoutput sends an empty namespace for `pg_catalog` (where a superuser may create tables).
@@ -75,7 +94,50 @@ pub fn build_schema(message: &RelationMessage, details: &CatalogDetails) -> Rela
         columns,
         key,
         foreign_keys: details.foreign_keys.clone(),
+        key_read_later,
     }
+}
+
+fn same_set(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().all(|index| b.contains(index))
+}
+
+/// The details a known schema version gives a relation message of the same shape: used instead
+/// of the live catalog when that version is known to be current (see `capture::stream`).
+pub fn details_from_schema(
+    message: &RelationMessage,
+    schema: &RelationSchema,
+) -> Option<CatalogDetails> {
+    let same_columns = message.columns.len() == schema.columns.len()
+        && message
+            .columns
+            .iter()
+            .zip(&schema.columns)
+            .all(|(sent, known)| sent.name == known.name && sent.type_oid == known.type_oid);
+    if !same_columns {
+        return None;
+    }
+    Some(CatalogDetails {
+        type_names: schema
+            .columns
+            .iter()
+            .map(|column| column.type_name.clone())
+            .collect(),
+        base_type_oids: schema
+            .columns
+            .iter()
+            .map(|column| column.base_type_oid)
+            .collect(),
+        primary_key: schema.key_column_names().map(str::to_owned).collect(),
+        identity_columns: schema
+            .columns
+            .iter()
+            .filter_map(|column| Some((column.name.clone(), column.identity?)))
+            .collect(),
+        foreign_keys: schema.foreign_keys.clone(),
+        attnums: schema.columns.iter().map(|column| column.attnum).collect(),
+        key_read_later: schema.key_read_later,
+    })
 }
 
 #[cfg(test)]
@@ -83,7 +145,6 @@ pub fn build_schema(message: &RelationMessage, details: &CatalogDetails) -> Rela
 mod tests {
     use super::*;
     use crate::decode::pgoutput::RelationColumn;
-    use crate::model::ReplicaIdentity;
 
     fn message(identity: ReplicaIdentity, flags: [bool; 3]) -> RelationMessage {
         let names = ["tenant", "code", "label"];
@@ -113,11 +174,54 @@ mod tests {
             primary_key: vec!["code".into(), "tenant".into()],
             identity_columns: vec![("code".into(), IdentityKind::Always)],
             foreign_keys: Vec::new(),
+            attnums: vec![Some(1), Some(3), Some(4)],
+            key_read_later: true,
         };
         let schema = build_schema(&message(ReplicaIdentity::Full, [true; 3]), &details);
         assert_eq!(schema.key, vec![1, 0]);
+        assert!(
+            schema.key_read_later,
+            "under FULL the key comes from the details"
+        );
         assert_eq!(schema.columns[1].identity, Some(IdentityKind::Always));
+        assert_eq!(schema.columns[2].attnum, Some(4));
         assert_eq!(schema.table, TableName::new("shop", "items"));
+    }
+
+    #[test]
+    fn the_stream_says_the_key_under_default_and_using_index() {
+        // The catalog (read later) names a primary key the change did not have.
+        let details = CatalogDetails {
+            type_names: vec!["text".into(); 3],
+            primary_key: vec!["label".into()],
+            key_read_later: true,
+            ..Default::default()
+        };
+        let keyless = build_schema(&message(ReplicaIdentity::Default, [false; 3]), &details);
+        assert!(keyless.key.is_empty() && !keyless.key_read_later);
+        let by_stream = build_schema(
+            &message(ReplicaIdentity::Default, [true, true, false]),
+            &details,
+        );
+        assert_eq!(by_stream.key, vec![0, 1]);
+        // The stream's key in primary key order when it is the primary key.
+        let details = CatalogDetails {
+            primary_key: vec!["code".into(), "tenant".into()],
+            ..details
+        };
+        let ordered = build_schema(
+            &message(ReplicaIdentity::Default, [true, true, false]),
+            &details,
+        );
+        assert_eq!(ordered.key, vec![1, 0]);
+    }
+
+    #[test]
+    fn pg_catalog_tables_come_with_an_empty_namespace() {
+        let mut sent = message(ReplicaIdentity::Full, [true; 3]);
+        sent.namespace = String::new();
+        let schema = build_schema(&sent, &CatalogDetails::default());
+        assert_eq!(schema.table, TableName::new("pg_catalog", "items"));
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn schema(table: Table, oid: Oid) -> RelationSchema {
                 type_name: (*sql_type).to_owned(),
                 in_replica_identity: table.full_identity() || index < table.key_width(),
                 identity: None,
+                attnum: None,
             })
             .collect(),
         key: (0..table.key_width()).collect(),
@@ -61,6 +62,7 @@ fn schema(table: Table, oid: Oid) -> RelationSchema {
                 referenced_columns: vec!["id".to_owned()],
             })
             .collect(),
+        key_read_later: false,
     }
 }
 

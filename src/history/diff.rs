@@ -305,10 +305,12 @@ mod tests {
                     type_name: "text".to_owned(),
                     in_replica_identity: true,
                     identity: None,
+                    attnum: None,
                 })
                 .collect(),
             key: vec![0],
             foreign_keys: Vec::new(),
+            key_read_later: false,
         }
     }
 

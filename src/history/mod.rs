@@ -51,6 +51,14 @@ pub enum HistoryError {
         "change {change} is a TRUNCATE of {table}; rowtrail cannot undo it as a whole: list the rows it removed with rowtrail at --table {table} --time change:{change}-1, and restore records one by one"
     )]
     TruncateUndo { change: ChangeId, table: String },
+    #[error(
+        "change {change} is a schema change ({command} of {table}); rowtrail undoes row changes, not schema changes: reverse it with the opposite DDL"
+    )]
+    SchemaChangeUndo {
+        change: ChangeId,
+        command: String,
+        table: String,
+    },
     #[error("there is nothing to undo")]
     NothingToUndo,
 }

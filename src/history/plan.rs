@@ -191,9 +191,12 @@ pub fn plan_restore(
     }
 }
 
-/// `update of public.orders (id)=(7)`.
+/// `update of public.orders (id)=(7)`; `ALTER TABLE of public.orders` for a schema change.
 pub fn describe_change(change: &LoggedChange) -> String {
     let schema = &change.schema;
+    if let Some(schema_change) = &change.schema_change {
+        return format!("{} of {}", schema_change.command, schema.table);
+    }
     let key = key_of(
         schema,
         change.change.identifying_row().unwrap_or(&Vec::new()),

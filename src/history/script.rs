@@ -298,6 +298,7 @@ mod tests {
             type_name: type_name.to_owned(),
             in_replica_identity: false,
             identity,
+            attnum: None,
         }
     }
 
@@ -315,6 +316,7 @@ mod tests {
             ],
             key,
             foreign_keys: Vec::<ForeignKey>::new(),
+            key_read_later: false,
         })
     }
 

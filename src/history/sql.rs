@@ -130,6 +130,7 @@ mod tests {
             type_name: type_name.to_owned(),
             in_replica_identity: false,
             identity: None,
+            attnum: None,
         }
     }
 

@@ -81,15 +81,19 @@ pub enum Op {
     Truncate,
     /// A row as it was when capture began: the baseline that history is folded onto.
     Snapshot,
+    /// A change of the table itself (`ALTER TABLE`, `DROP TABLE`, a new key): no row images; the
+    /// logged change says what happened and the schema versions before and after.
+    Ddl,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 6] = [
         Op::Insert,
         Op::Update,
         Op::Delete,
         Op::Truncate,
         Op::Snapshot,
+        Op::Ddl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,7 +103,13 @@ impl Op {
             Self::Delete => "delete",
             Self::Truncate => "truncate",
             Self::Snapshot => "snapshot",
+            Self::Ddl => "ddl",
         }
+    }
+
+    /// True for the operations that change rows (everything but a schema change).
+    pub fn changes_rows(self) -> bool {
+        self != Self::Ddl
     }
 }
 
@@ -111,7 +121,7 @@ impl fmt::Display for Op {
 
 /// The text is not one of the operation names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not an operation: use insert, update, delete, truncate or snapshot")]
+#[error("'{0}' is not an operation: use insert, update, delete, truncate, snapshot or ddl")]
 pub struct ParseOpError(pub String);
 
 impl FromStr for Op {
@@ -129,9 +139,9 @@ impl FromStr for Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub op: Op,
-    /// The row before the change (update, delete); `None` for insert, snapshot and truncate.
+    /// The row before the change (update, delete); `None` for insert, snapshot, truncate and ddl.
     pub before: Option<Row>,
-    /// The row after the change (insert, update, snapshot); `None` for delete and truncate.
+    /// The row after the change (insert, update, snapshot); `None` for delete, truncate and ddl.
     pub after: Option<Row>,
 }
 
@@ -219,10 +229,12 @@ mod tests {
                     type_name: "text".to_owned(),
                     in_replica_identity: false,
                     identity: None,
+                    attnum: None,
                 })
                 .collect(),
             key,
             foreign_keys: Vec::new(),
+            key_read_later: false,
         }
     }
 

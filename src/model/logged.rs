@@ -21,6 +21,23 @@ pub struct TransactionInfo {
     pub change_count: i64,
 }
 
+/// What a schema change entry (`Op::Ddl`) records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaChange {
+    /// The command as PostgreSQL tags it (`ALTER TABLE`, `DROP TABLE`, `CREATE INDEX`), or
+    /// `schema change` when capture only noticed the new shape in the stream.
+    pub command: String,
+    /// The statement that ran, when it was recorded (its first 2,000 characters).
+    pub statement: Option<String>,
+    /// The schema version before; `None` when the table is new to the cache.
+    pub before: Option<Arc<RelationSchema>>,
+    /// The table was dropped: it holds no rows from here on.
+    pub dropped: bool,
+    /// Capture noticed the change when the first row of the new shape arrived, without a record
+    /// of the statement (rowtrail's event trigger is not installed): it happened earlier.
+    pub noticed: bool,
+}
+
 /// One stored change with everything needed to show it.
 #[derive(Debug, Clone)]
 pub struct LoggedChange {
@@ -28,11 +45,16 @@ pub struct LoggedChange {
     /// WAL position of the change record (the consistent point for baseline rows).
     pub lsn: Lsn,
     pub tx: TransactionInfo,
+    /// The cache's id of the table: a table dropped and created again under the same name is a
+    /// new table with a new id.
+    pub table_id: i64,
     pub table: TableName,
-    /// The schema version the change happened under.
+    /// The schema version the change happened under (for a schema change, the version after).
     pub schema: Arc<RelationSchema>,
     pub change: Change,
     pub context: Option<Context>,
+    /// For `Op::Ddl`: what changed.
+    pub schema_change: Option<SchemaChange>,
 }
 
 impl LoggedChange {
@@ -61,8 +83,12 @@ impl LoggedChange {
             .join(" ")
     }
 
-    /// The names of the columns an update changed, comma-separated; empty for other operations.
+    /// The names of the columns an update changed, comma-separated; for a schema change, the
+    /// command and what it did to the table; empty for other operations.
     pub fn changed_text(&self) -> String {
+        if let Some(schema_change) = &self.schema_change {
+            return schema_change.summary(&self.schema);
+        }
         if self.change.op != super::Op::Update {
             return String::new();
         }
@@ -73,5 +99,36 @@ impl LoggedChange {
             .map(|column| column.name.as_str())
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+impl SchemaChange {
+    /// What the change did, one line each: `added column note text`, `the table was dropped`,
+    /// `created with columns id integer, note text`; empty when columns and key stayed the same.
+    pub fn edit_lines(&self, after: &RelationSchema) -> Vec<String> {
+        match (&self.before, self.dropped) {
+            (_, true) => vec!["the table was dropped".to_owned()],
+            (Some(before), false) => super::schema_edits(before, after)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            (None, false) => {
+                let columns: Vec<String> = after
+                    .columns
+                    .iter()
+                    .map(|column| format!("{} {}", column.name, column.type_name))
+                    .collect();
+                vec![format!("created with columns {}", columns.join(", "))]
+            }
+        }
+    }
+
+    /// `ALTER TABLE: added column note text; dropped column legacy`.
+    pub fn summary(&self, after: &RelationSchema) -> String {
+        let edits = self.edit_lines(after);
+        match edits.is_empty() {
+            true => self.command.clone(),
+            false => format!("{}: {}", self.command, edits.join("; ")),
+        }
     }
 }

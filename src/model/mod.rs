@@ -8,14 +8,16 @@ mod change;
 mod ids;
 mod logged;
 mod relation;
+mod schema_edit;
 
 pub use change::{Change, Op, ParseOpError, Row, Value, escape_bytes, key_of};
 pub use ids::{ChangeId, Lsn, Oid, ParseLsnError, Xid};
-pub use logged::{LoggedChange, TransactionInfo};
+pub use logged::{LoggedChange, SchemaChange, TransactionInfo};
 pub use relation::{
     Column, ForeignKey, IdentityKind, RelationSchema, ReplicaIdentity, TableName, TableNameError,
     quote_ident,
 };
+pub use schema_edit::{SchemaEdit, schema_edits};
 
 /// Application context attached to changes: the JSON object an application sent with
 /// `pg_logical_emit_message(true, 'rowtrail', '{"user":"ann"}')`.

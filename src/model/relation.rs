@@ -189,6 +189,10 @@ pub struct Column {
     pub in_replica_identity: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityKind>,
+    /// The column's number in the table (`pg_attribute.attnum`), which survives renames: how a
+    /// column is recognised across schema versions. `None` when it could not be learned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attnum: Option<i16>,
 }
 
 /// A foreign key from this table to another, by column names.
@@ -212,11 +216,37 @@ pub struct RelationSchema {
     /// replica identity index; empty when the table has neither.
     pub key: Vec<usize>,
     pub foreign_keys: Vec<ForeignKey>,
+    /// The key was read from the catalog when capture decoded the change, which may be later than
+    /// the change itself: under `REPLICA IDENTITY FULL` the stream does not say which columns
+    /// were the key, and no schema change record (rowtrail's event trigger) said so either.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_read_later: bool,
 }
 
 impl RelationSchema {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|column| column.name == name)
+    }
+
+    /// The index of the column in this version that is `column` of another version of the same
+    /// table: the same `attnum` when both know it, else the same name.
+    pub fn matching_column(&self, column: &Column) -> Option<usize> {
+        match column.attnum {
+            Some(attnum) if self.columns.iter().all(|own| own.attnum.is_some()) => self
+                .columns
+                .iter()
+                .position(|own| own.attnum == Some(attnum)),
+            _ => self.column_index(&column.name),
+        }
+    }
+
+    /// True when the two versions have the same columns (names and types, in order) and key.
+    pub fn same_shape(&self, other: &RelationSchema) -> bool {
+        self.key == other.key
+            && self.columns.len() == other.columns.len()
+            && self.columns.iter().zip(&other.columns).all(|(a, b)| {
+                a.name == b.name && a.type_oid == b.type_oid && a.type_modifier == b.type_modifier
+            })
     }
 
     pub fn key_column_names(&self) -> impl Iterator<Item = &str> {

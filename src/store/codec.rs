@@ -95,6 +95,14 @@ pub fn encode(change: &Change) -> EncodedImages {
 }
 
 pub fn decode(op: Op, images: &EncodedImages) -> Result<Change, CodecError> {
+    if op == Op::Ddl {
+        // A schema change has no row images; `after` holds what changed (see store::reader).
+        return Ok(Change {
+            op,
+            before: None,
+            after: None,
+        });
+    }
     let parse = |text: &str| {
         serde_json::from_str::<Json>(text).map_err(|error| CodecError(error.to_string()))
     };

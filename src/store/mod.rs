@@ -23,7 +23,7 @@ use crate::model::{Lsn, Op};
 pub use reader::{Cache, KeyFilter, LogFilter, TableSummary};
 pub use record::RecordRef;
 pub use timeline::TimeSpan;
-pub use writer::{CacheWriter, TxMeta};
+pub use writer::{CacheWriter, KnownSchemas, TxMeta};
 
 /// What the cache says about the database it was captured from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +165,7 @@ pub(crate) fn op_code(op: Op) -> &'static str {
         Op::Delete => "D",
         Op::Truncate => "T",
         Op::Snapshot => "S",
+        Op::Ddl => "L",
     }
 }
 
@@ -246,7 +247,11 @@ fn configure(connection: &Connection, path: &Path, cache_kib: i32) -> Result<(),
 fn migrate(connection: &mut Connection, path: &Path, from: i32) -> Result<(), StoreError> {
     for (index, migration) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
         let tx = connection.transaction().context(path, "migrating")?;
-        tx.execute_batch(migration).context(path, "migrating")?;
+        match migration {
+            schema::Migration::Sql(sql) => tx.execute_batch(sql),
+            schema::Migration::Code(step) => step(&tx),
+        }
+        .context(path, "migrating")?;
         tx.pragma_update(None, "user_version", index as i32 + 1)
             .context(path, "migrating")?;
         tx.commit().context(path, "migrating")?;

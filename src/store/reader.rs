@@ -10,7 +10,8 @@ use rusqlite::Connection;
 use rusqlite::types::ToSql;
 
 use crate::model::{
-    ChangeId, LoggedChange, Lsn, Op, RelationSchema, TableName, TransactionInfo, Value, Xid,
+    ChangeId, LoggedChange, Lsn, Op, RelationSchema, SchemaChange, TableName, TransactionInfo,
+    Value, Xid,
 };
 
 use super::codec::{self, EncodedImages};
@@ -23,13 +24,36 @@ pub struct Cache {
     relations: RefCell<HashMap<i64, Arc<RelationSchema>>>,
 }
 
-/// A table the cache holds history for.
+/// A table the cache holds history for. A table dropped and created again under the same name is
+/// two tables, each with its own id and history.
 #[derive(Debug, Clone)]
 pub struct TableSummary {
+    /// The cache's id of the table.
+    pub id: i64,
     pub table: TableName,
     pub change_count: i64,
     /// Its newest schema version.
     pub schema: Arc<RelationSchema>,
+    /// When it was dropped, if the schema log said so.
+    pub dropped_at: Option<DateTime<Utc>>,
+    /// A newer table has the same name: this one was dropped (or renamed) before it was created.
+    pub superseded: bool,
+}
+
+impl TableSummary {
+    /// The name as lists show it: `orders`, `orders (dropped 2026-11-26 14:02 UTC)`, or
+    /// `orders (earlier table)` when a newer table took the name.
+    pub fn label(&self) -> String {
+        match (self.dropped_at, self.superseded) {
+            (Some(time), _) => format!(
+                "{} (dropped {})",
+                self.table.short(),
+                time.format("%Y-%m-%d %H:%M UTC")
+            ),
+            (None, true) => format!("{} (earlier table)", self.table.short()),
+            (None, false) => self.table.short(),
+        }
+    }
 }
 
 /// A record key as a user gives it: column name to value (JSON string or number).
@@ -79,6 +103,9 @@ impl FilterSql {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogFilter {
     pub table: Option<TableName>,
+    /// With `table`: only the table of that name with this id (a name dropped and created again
+    /// has several); `None` for all of them.
+    pub table_id: Option<i64>,
     /// Needs `table`.
     pub key: Option<KeyFilter>,
     pub op: Option<Op>,
@@ -151,6 +178,24 @@ impl Cache {
         super::read_capture_state(&self.connection, &self.path)
     }
 
+    /// The newest schema version of a table.
+    pub(crate) fn newest_schema(&self, table_id: i64) -> Result<Arc<RelationSchema>, StoreError> {
+        let id: i64 = self
+            .connection
+            .query_row(
+                "SELECT max(id) FROM relations WHERE table_id = ?1",
+                [table_id],
+                |row| row.get(0),
+            )
+            .context(&self.path, "reading schema versions")?;
+        self.relation(id)
+    }
+
+    /// A schema version by its id.
+    pub(crate) fn schema_version(&self, id: i64) -> Result<Arc<RelationSchema>, StoreError> {
+        self.relation(id)
+    }
+
     fn relation(&self, id: i64) -> Result<Arc<RelationSchema>, StoreError> {
         if let Some(schema) = self.relations.borrow().get(&id) {
             return Ok(schema.clone());
@@ -160,30 +205,68 @@ impl Cache {
         Ok(schema)
     }
 
-    /// Every table with history, by name, with its change count and newest schema version.
+    /// Every table with history, by name (a name's tables oldest first), with its change count,
+    /// newest schema version, and whether it was dropped.
     pub fn tables(&self) -> Result<Vec<TableSummary>, StoreError> {
-        let rows: Vec<(i64, i64)> = self
+        let rows: Vec<(i64, i64, i64, Option<i64>, bool)> = self
             .connection
             .prepare(
-                "SELECT t.change_count, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id)
+                "SELECT t.id, t.change_count, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id),
+                        (SELECT tx.committed_at FROM changes d JOIN transactions tx ON tx.id = d.tx_id
+                         WHERE d.id = t.dropped_change),
+                        EXISTS (SELECT 1 FROM tables n WHERE n.schema_name = t.schema_name
+                                AND n.name = t.name AND n.id > t.id)
                  FROM tables t ORDER BY t.schema_name, t.name, t.id",
             )
             .and_then(|mut statement| {
                 statement
-                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map([], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    })?
                     .collect()
             })
             .context(&self.path, "listing tables")?;
         rows.into_iter()
-            .map(|(change_count, relation_id)| {
+            .map(|(id, change_count, relation_id, dropped_at, superseded)| {
                 let schema = self.relation(relation_id)?;
                 Ok(TableSummary {
+                    id,
                     table: schema.table.clone(),
                     change_count,
                     schema,
+                    dropped_at: dropped_at.and_then(DateTime::from_timestamp_micros),
+                    superseded,
                 })
             })
             .collect()
+    }
+
+    /// The table of this name that existed right after change `cut`: the newest one whose history
+    /// had begun by then. `None` when none had, or when it had been dropped by then.
+    pub(crate) fn table_at_moment(
+        &self,
+        table: &TableName,
+        cut: ChangeId,
+    ) -> Result<Option<i64>, StoreError> {
+        let (ids, _) = self.find_table(table)?;
+        for id in ids.iter().rev() {
+            let (first, dropped): (Option<i64>, Option<i64>) = self
+                .connection
+                .query_row(
+                    "SELECT (SELECT min(c.id) FROM changes c WHERE c.table_id = ?1),
+                            (SELECT dropped_change FROM tables WHERE id = ?1)",
+                    [id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .context(&self.path, "finding a table")?;
+            if first.is_some_and(|first| first <= cut.0) {
+                return Ok(match dropped {
+                    Some(dropped) if dropped <= cut.0 => None,
+                    _ => Some(*id),
+                });
+            }
+        }
+        Ok(None)
     }
 
     /// The ids of the tables with this name (a table dropped and created again has two), and the
@@ -253,7 +336,11 @@ impl Cache {
             ..FilterSql::default()
         };
         if let Some(table) = &filter.table {
-            let (ids, schema) = self.find_table(table)?;
+            let (mut ids, mut schema) = self.find_table(table)?;
+            if let Some(id) = filter.table_id.filter(|id| ids.contains(id)) {
+                ids = vec![id];
+                schema = self.newest_schema(id)?;
+            }
             let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
             let id_list = ids.join(",");
             sql.conditions.push(format!("c.table_id IN ({id_list})"));
@@ -394,6 +481,10 @@ impl Cache {
         let change =
             codec::decode(op, &row.images).map_err(|error| self.damaged(error.to_string()))?;
         let schema = self.relation(row.relation_id)?;
+        let schema_change = match op {
+            Op::Ddl => Some(self.schema_change(row.id, row.images.after.as_deref())?),
+            _ => None,
+        };
         let context = match row.context {
             Some(body) => match serde_json::from_str(&body) {
                 Ok(serde_json::Value::Object(map)) => Some(map),
@@ -414,10 +505,33 @@ impl Cache {
                 is_baseline: row.is_baseline,
                 change_count: row.change_count,
             },
+            table_id: row.table_id,
             table: schema.table.clone(),
             schema,
             change,
             context,
+            schema_change,
+        })
+    }
+
+    /// Reads what a schema change entry stored: `{"command", "statement", "before", "dropped",
+    /// "noticed"}`, `before` being the id of the schema version before.
+    fn schema_change(&self, id: i64, stored: Option<&str>) -> Result<SchemaChange, StoreError> {
+        let damaged = || self.damaged(format!("schema change {id}"));
+        let body: serde_json::Value = stored
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(damaged)?;
+        let text = |field: &str| body.get(field).and_then(serde_json::Value::as_str);
+        let flag = |field: &str| body.get(field).and_then(serde_json::Value::as_bool) == Some(true);
+        Ok(SchemaChange {
+            command: text("command").ok_or_else(damaged)?.to_owned(),
+            statement: text("statement").map(str::to_owned),
+            before: match body.get("before").and_then(serde_json::Value::as_i64) {
+                Some(relation_id) => Some(self.relation(relation_id)?),
+                None => None,
+            },
+            dropped: flag("dropped"),
+            noticed: flag("noticed"),
         })
     }
 }
@@ -425,7 +539,8 @@ impl Cache {
 /// Everything a `LoggedChange` is read from.
 const CHANGE_SELECT: &str =
     "SELECT c.id, c.lsn, c.relation_id, c.op, c.before, c.after, c.unavailable, ctx.body,
-        t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline, c.tx_id, t.change_count
+        t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline, c.tx_id, t.change_count,
+        c.table_id
      FROM changes c
      JOIN transactions t ON t.id = c.tx_id
      LEFT JOIN contexts ctx ON ctx.id = c.context_id";
@@ -444,6 +559,7 @@ struct StoredRow {
     is_baseline: bool,
     tx_id: i64,
     change_count: i64,
+    table_id: i64,
 }
 
 impl StoredRow {
@@ -466,6 +582,7 @@ impl StoredRow {
             is_baseline: row.get(12)?,
             tx_id: row.get(13)?,
             change_count: row.get(14)?,
+            table_id: row.get(15)?,
         })
     }
 }

@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::history::Moment;
 use crate::history::plan::{Image, RecordChanges};
-use crate::history::state::{UnkeyedRows, after_image};
+use crate::history::state::{TableFold, after_image};
 use crate::model::{ChangeId, LoggedChange, Lsn, Op, TableName, Xid};
 
 use super::reader::Cache;
@@ -120,26 +120,42 @@ impl Cache {
         Ok(ChangeId(cut))
     }
 
-    /// The record of `table` whose key is `key` (a `KeyFilter` resolved against the table).
+    /// The record of `table` whose key is `key` (a `KeyFilter` resolved against the table). When
+    /// the name has had several tables (dropped and created again), the record is in the newest
+    /// one that holds the key.
     pub fn record(
         &self,
         table: &TableName,
         key: &super::KeyFilter,
     ) -> Result<RecordRef, StoreError> {
         let (table_ids, _) = self.find_table(table)?;
+        let key = self.resolve_key(table, key)?;
+        let holder: Option<i64> = self
+            .connection()
+            .query_row(
+                &format!(
+                    "SELECT c.table_id FROM changes c WHERE {} AND c.key = ?1
+                     ORDER BY c.id DESC LIMIT 1",
+                    Self::table_condition(&table_ids)
+                ),
+                [&key],
+                |row| row.get(0),
+            )
+            .optional()
+            .context(self.path(), "finding a record")?;
+        let table_id = holder.or(table_ids.last().copied());
         Ok(RecordRef {
             table: table.clone(),
-            table_ids,
-            key: self.resolve_key(table, key)?,
+            table_ids: table_id.into_iter().collect(),
+            key,
         })
     }
 
     /// The record a change belongs to (under the key it has after the change).
     pub fn record_of(&self, change: &LoggedChange) -> Result<RecordRef, StoreError> {
-        let (table_ids, _) = self.find_table(&change.table)?;
         Ok(RecordRef {
             table: change.table.clone(),
-            table_ids,
+            table_ids: vec![change.table_id],
             key: super::codec::encode_key(&change.change.key(&change.schema)),
         })
     }
@@ -267,10 +283,23 @@ impl Cache {
             )
             .optional()
             .context(self.path(), "reading a record")?;
-        match removed_since {
-            Some(_) => Ok(None),
-            None => Ok(after_image(&latest)),
+        if removed_since.is_some() || self.dropped_by(latest.table_id, cut)? {
+            return Ok(None);
         }
+        Ok(after_image(&latest))
+    }
+
+    /// True when the table was dropped at or before change `cut`.
+    fn dropped_by(&self, table_id: i64, cut: ChangeId) -> Result<bool, StoreError> {
+        let dropped: Option<i64> = self
+            .connection()
+            .query_row(
+                "SELECT dropped_change FROM tables WHERE id = ?1",
+                [table_id],
+                |row| row.get(0),
+            )
+            .context(self.path(), "reading a table")?;
+        Ok(dropped.is_some_and(|dropped| dropped <= cut.0))
     }
 
     /// The record as the cache last saw it, following later updates of its key, with the newest
@@ -356,95 +385,127 @@ impl Cache {
         mut emit: impl FnMut(Image) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         const PAGE: usize = 1000;
-        let (table_ids, newest) = self.find_table(table)?;
-        for table_id in table_ids {
-            let tables = Self::table_condition(&[table_id]);
-            if !newest.has_key() {
-                let mut rows = UnkeyedRows::default();
-                for change in self.changes_where(
-                    &format!("{tables} AND c.id <= ?1"),
-                    &[&cut.0],
-                    "ORDER BY c.id",
-                )? {
-                    rows.apply(&change);
+        // A name may have had several tables; only the one that existed then counts.
+        let Some(table_id) = self.table_at_moment(table, cut)? else {
+            return Ok(());
+        };
+        let tables = Self::table_condition(&[table_id]);
+        if !self.has_one_key(table_id)? {
+            // No key, or one that changed along the way: fold the table's whole history.
+            let mut fold = TableFold::default();
+            let mut after = 0i64;
+            loop {
+                let page = self.changes_where(
+                    &format!("{tables} AND c.id > ?1 AND c.id <= ?2"),
+                    &[&after, &cut.0],
+                    &format!("ORDER BY c.id LIMIT {PAGE}"),
+                )?;
+                let Some(last) = page.last() else {
+                    break;
+                };
+                after = last.id.0;
+                for change in &page {
+                    fold.apply(change);
                 }
-                for image in rows.into_rows() {
-                    emit(image)?;
-                }
-                continue;
             }
-            let last_truncate: i64 = self
+            for image in fold.into_rows() {
+                emit(image)?;
+            }
+            return Ok(());
+        }
+        let last_truncate: i64 = self
+            .connection()
+            .query_row(
+                &format!("SELECT coalesce(max(c.id), 0) FROM changes c WHERE {tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id <= ?1"),
+                [cut.0],
+                |row| row.get(0),
+            )
+            .context(self.path(), "reading a table")?;
+        let mut moved_out: HashMap<String, Vec<i64>> = HashMap::new();
+        let moves: Vec<(String, i64)> = self
+            .connection()
+            .prepare(&format!(
+                "SELECT c.old_key, c.id FROM changes c WHERE {tables} AND c.old_key IS NOT NULL AND c.id <= ?1"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_map([cut.0], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(self.path(), "reading a table")?;
+        for (key, id) in moves {
+            moved_out.entry(key).or_default().push(id);
+        }
+        let mut after_key = String::new();
+        loop {
+            let page: Vec<(String, i64)> = self
                 .connection()
-                .query_row(
-                    &format!("SELECT coalesce(max(c.id), 0) FROM changes c WHERE {tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id <= ?1"),
-                    [cut.0],
-                    |row| row.get(0),
-                )
-                .context(self.path(), "reading a table")?;
-            let mut moved_out: HashMap<String, Vec<i64>> = HashMap::new();
-            let moves: Vec<(String, i64)> = self
-                .connection()
-                .prepare(&format!(
-                    "SELECT c.old_key, c.id FROM changes c WHERE {tables} AND c.old_key IS NOT NULL AND c.id <= ?1"
+                .prepare_cached(&format!(
+                    "SELECT c.key, max(c.id) FROM changes c
+                     WHERE {tables} AND c.id <= ?1 AND c.key > ?2
+                     GROUP BY c.key ORDER BY c.key LIMIT {PAGE}"
                 ))
                 .and_then(|mut statement| {
                     statement
-                        .query_map([cut.0], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .query_map(params![cut.0, after_key], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })?
                         .collect()
                 })
                 .context(self.path(), "reading a table")?;
-            for (key, id) in moves {
-                moved_out.entry(key).or_default().push(id);
+            let Some((last_key, _)) = page.last() else {
+                break;
+            };
+            after_key.clone_from(last_key);
+            let live: Vec<i64> = page
+                .iter()
+                .filter(|(key, id)| {
+                    key != NO_KEY
+                        && *id > last_truncate
+                        && !moved_out
+                            .get(key)
+                            .is_some_and(|moves| moves.iter().any(|moved| moved > id))
+                })
+                .map(|(_, id)| *id)
+                .collect();
+            if live.is_empty() {
+                continue;
             }
-            let mut after_key = String::new();
-            loop {
-                let page: Vec<(String, i64)> = self
-                    .connection()
-                    .prepare_cached(&format!(
-                        "SELECT c.key, max(c.id) FROM changes c
-                         WHERE {tables} AND c.id <= ?1 AND c.key > ?2
-                         GROUP BY c.key ORDER BY c.key LIMIT {PAGE}"
-                    ))
-                    .and_then(|mut statement| {
-                        statement
-                            .query_map(params![cut.0, after_key], |row| {
-                                Ok((row.get(0)?, row.get(1)?))
-                            })?
-                            .collect()
-                    })
-                    .context(self.path(), "reading a table")?;
-                let Some((last_key, _)) = page.last() else {
-                    break;
-                };
-                after_key.clone_from(last_key);
-                let live: Vec<i64> = page
-                    .iter()
-                    .filter(|(key, id)| {
-                        key != NO_KEY
-                            && *id > last_truncate
-                            && !moved_out
-                                .get(key)
-                                .is_some_and(|moves| moves.iter().any(|moved| moved > id))
-                    })
-                    .map(|(_, id)| *id)
-                    .collect();
-                if live.is_empty() {
-                    continue;
-                }
-                let ids: Vec<String> = live.iter().map(ToString::to_string).collect();
-                let changes = self.changes_where(
-                    &format!("c.id IN ({})", ids.join(",")),
-                    &[],
-                    "ORDER BY c.key",
-                )?;
-                for change in &changes {
-                    if let Some(image) = after_image(change) {
-                        emit(image)?;
-                    }
+            let ids: Vec<String> = live.iter().map(ToString::to_string).collect();
+            let changes = self.changes_where(
+                &format!("c.id IN ({})", ids.join(",")),
+                &[],
+                "ORDER BY c.key",
+            )?;
+            for change in &changes {
+                if let Some(image) = after_image(change) {
+                    emit(image)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// True when every schema version of the table has the same, non-empty key: then a record's
+    /// newest change is its state, and the table can be read key by key.
+    fn has_one_key(&self, table_id: i64) -> Result<bool, StoreError> {
+        let ids: Vec<i64> = self
+            .connection()
+            .prepare_cached("SELECT id FROM relations WHERE table_id = ?1")
+            .and_then(|mut statement| statement.query_map([table_id], |row| row.get(0))?.collect())
+            .context(self.path(), "reading schema versions")?;
+        let mut keys = Vec::new();
+        for id in ids {
+            let schema = self.schema_version(id)?;
+            let key: Vec<String> = schema.key_column_names().map(str::to_owned).collect();
+            if key.is_empty() {
+                return Ok(false);
+            }
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Ok(keys.len() == 1)
     }
 
     /// The changes with these ids, in commit order; an error names the first unknown one.
@@ -491,23 +552,17 @@ impl Cache {
     ) -> Result<Vec<RecordChanges>, StoreError> {
         let mut grouped: HashSet<ChangeId> = HashSet::new();
         let mut groups = Vec::new();
-        let mut table_ids: HashMap<&TableName, Vec<i64>> = HashMap::new();
         for change in changes {
             if grouped.contains(&change.id) {
                 continue;
             }
-            if !change.schema.has_key() || change.change.op == Op::Truncate {
+            if !change.schema.has_key() || matches!(change.change.op, Op::Truncate | Op::Ddl) {
                 grouped.insert(change.id);
                 groups.push(RecordChanges(vec![change.clone()]));
                 continue;
             }
-            let table_ids = match table_ids.get(&change.table) {
-                Some(ids) => ids,
-                None => {
-                    let (ids, _) = self.find_table(&change.table)?;
-                    table_ids.entry(&change.table).or_insert(ids)
-                }
-            };
+            let table_ids = vec![change.table_id];
+            let table_ids = &table_ids;
             let tables = Self::table_condition(table_ids);
             let mut keys: Vec<String> =
                 vec![super::codec::encode_key(&change.change.key(&change.schema))];

@@ -7,8 +7,14 @@
 /// `PRAGMA application_id` of every rowtrail cache: the bytes "rowt".
 pub const APPLICATION_ID: i32 = 0x726F_7774;
 
+/// One step of the format: plain SQL, or SQL that must look at the file first.
+pub enum Migration {
+    Sql(&'static str),
+    Code(fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>),
+}
+
 /// The migrations in order; a cache at version N has run the first N.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[Migration] = &[Migration::Sql(V1), Migration::Sql(V2), Migration::Code(v3)];
 
 /// The newest format this build reads and writes.
 pub const CURRENT_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -114,3 +120,41 @@ INSERT INTO change_minutes (table_id, op, minute, count)
     FROM changes c JOIN transactions t ON t.id = c.tx_id
     GROUP BY 1, 2, 3;
 "#;
+
+/// Schema changes as history (`op` 'L' in `changes`, with what changed in `after`), tables that
+/// were dropped, and where the source's schema log starts.
+///
+/// Widening the `CHECK` on `changes.op` does not change how any row is stored, so it is done the
+/// way SQLite documents for such changes (section 7 of "ALTER TABLE"): the table's definition is
+/// edited in `sqlite_schema` and the schema version bumped, instead of copying every change into
+/// a new table, which would take minutes on a large cache.
+fn v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE tables ADD COLUMN dropped_change INTEGER; -- the schema change entry that dropped it
+         ALTER TABLE capture_state ADD COLUMN schema_log_since INTEGER; -- schema changes recorded from here",
+    )?;
+    const OLD_CHECK: &str = "CHECK (op IN ('I', 'U', 'D', 'T', 'S'))";
+    const NEW_CHECK: &str = "CHECK (op IN ('I', 'U', 'D', 'T', 'S', 'L'))";
+    let definition: String = tx.query_row(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'changes'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !definition.contains(OLD_CHECK) {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some("the changes table is not as rowtrail created it".to_owned()),
+        ));
+    }
+    let version: i64 = tx.query_row("PRAGMA schema_version", [], |row| row.get(0))?;
+    tx.execute_batch("PRAGMA writable_schema = ON")?;
+    tx.execute(
+        "UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = 'changes'",
+        [definition.replace(OLD_CHECK, NEW_CHECK)],
+    )?;
+    tx.execute_batch(&format!(
+        "PRAGMA schema_version = {}; PRAGMA writable_schema = OFF;",
+        version + 1
+    ))?;
+    Ok(())
+}

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::decode::ddl::TableEvent;
 use crate::decode::image::{PriorRow, RowChange, complete_images};
 use crate::model::{Change, Context, Lsn, Oid, Op, RelationSchema, Row, Xid};
 
@@ -51,6 +52,26 @@ struct OpenTx {
     origin: Option<String>,
     /// Change counts per (table, operation), for the table totals and the per-minute rollup.
     counts: HashMap<(i64, &'static str), i64>,
+}
+
+/// What the cache knows of the source's tables before capture streams (see
+/// [`CacheWriter::known_schemas`]).
+#[derive(Debug, Clone, Default)]
+pub struct KnownSchemas {
+    /// Where the source's schema log began recording schema changes for this cache.
+    pub schema_log_since: Option<Lsn>,
+    /// Each table's newest schema version and the position it began at.
+    pub schemas: Vec<(Lsn, Arc<RelationSchema>)>,
+}
+
+/// What a schema change entry says, before it is stored.
+struct SchemaChangeEntry<'a> {
+    command: &'a str,
+    statement: Option<&'a str>,
+    /// The schema version before.
+    before: Option<i64>,
+    dropped: bool,
+    noticed: bool,
 }
 
 /// The only writer of a cache file.
@@ -177,13 +198,198 @@ impl CacheWriter {
         self.open_tx.is_some()
     }
 
+    /// The schema log's start and the newest schema version of each table that was not dropped,
+    /// with where it began: what capture knows of the tables before it streams.
+    pub fn known_schemas(&mut self) -> Result<KnownSchemas, StoreError> {
+        let schema_log_since: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT schema_log_since FROM capture_state WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .context(&self.path, "reading the capture state")?
+            .flatten();
+        let latest: Vec<(i64, i64)> = self
+            .connection
+            .prepare(
+                "SELECT r.id, r.first_lsn FROM tables t
+                 JOIN relations r ON r.id = (SELECT max(id) FROM relations WHERE table_id = t.id)
+                 WHERE t.dropped_change IS NULL",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(&self.path, "reading schema versions")?;
+        let mut schemas = Vec::new();
+        for (id, first_lsn) in latest {
+            schemas.push((Lsn(first_lsn as u64), self.relation(id)?));
+        }
+        Ok(KnownSchemas {
+            schema_log_since: schema_log_since.map(|lsn| Lsn(lsn as u64)),
+            schemas,
+        })
+    }
+
+    /// Records that the source's schema log records schema changes from `lsn` on (`None`: no
+    /// longer, it was removed).
+    pub fn set_schema_log_since(&mut self, lsn: Option<Lsn>) -> Result<(), StoreError> {
+        self.ensure_sqlite_tx()?;
+        self.connection
+            .execute(
+                "UPDATE capture_state SET schema_log_since = ?1 WHERE id = 1",
+                [lsn.map(|lsn| lsn.0 as i64)],
+            )
+            .context(&self.path, "recording where the schema log starts")?;
+        Ok(())
+    }
+
     /// Makes `schema` the current shape of its table, storing it as a new version unless it equals
-    /// the latest one already stored.
+    /// the latest one already stored. When a table the cache already holds changes shape without
+    /// a record of the command (no schema log), a schema change entry says capture noticed it.
     pub fn register_relation(
         &mut self,
         schema: RelationSchema,
         lsn: Lsn,
     ) -> Result<(), StoreError> {
+        let (table_id, before, relation_id) = self.store_version(schema, lsn)?;
+        if let Some(before) = before
+            && self.open_tx.is_some()
+            && !self.skipping()
+        {
+            let entry = SchemaChangeEntry {
+                command: "schema change",
+                statement: None,
+                before: Some(before),
+                dropped: false,
+                noticed: true,
+            };
+            self.insert_schema_change(lsn, table_id, relation_id, &entry)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a schema change the source's schema log recorded: the table's new schema version
+    /// (or its drop) and an entry in its history.
+    pub fn schema_change(&mut self, lsn: Lsn, event: &TableEvent) -> Result<(), StoreError> {
+        if self.skipping() {
+            // Replayed: the entry is stored; the version still becomes current.
+            if let Some(schema) = &event.schema {
+                self.store_version(schema.clone(), lsn)?;
+            }
+            return Ok(());
+        }
+        match &event.schema {
+            Some(schema) => {
+                let is_new =
+                    !self.current.contains_key(&event.oid) && !self.table_known(event.oid)?;
+                let (table_id, replaced, relation_id) = self.store_version(schema.clone(), lsn)?;
+                let entry = SchemaChangeEntry {
+                    command: &event.command,
+                    statement: event.statement.as_deref(),
+                    // A command that left the shape as it was (CREATE INDEX) has the same version
+                    // before and after.
+                    before: (!is_new).then(|| replaced.unwrap_or(relation_id)),
+                    dropped: false,
+                    noticed: false,
+                };
+                self.insert_schema_change(lsn, table_id, relation_id, &entry)?;
+                Ok(())
+            }
+            None => {
+                let found: Option<(i64, Option<i64>)> = self
+                    .connection
+                    .query_row(
+                        "SELECT t.id, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id)
+                         FROM tables t WHERE t.oid = ?1 AND t.dropped_change IS NULL",
+                        [event.oid],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
+                    .context(&self.path, "finding a dropped table")?;
+                // A table the cache never held (not captured) leaves nothing to record.
+                let Some((table_id, Some(relation_id))) = found else {
+                    return Ok(());
+                };
+                let entry = SchemaChangeEntry {
+                    command: &event.command,
+                    statement: event.statement.as_deref(),
+                    before: Some(relation_id),
+                    dropped: true,
+                    noticed: false,
+                };
+                let change_id = self.insert_schema_change(lsn, table_id, relation_id, &entry)?;
+                self.connection
+                    .execute(
+                        "UPDATE tables SET dropped_change = ?2 WHERE id = ?1",
+                        params![table_id, change_id],
+                    )
+                    .context(&self.path, "recording a dropped table")?;
+                self.current.remove(&event.oid);
+                Ok(())
+            }
+        }
+    }
+
+    fn table_known(&self, oid: Oid) -> Result<bool, StoreError> {
+        self.connection
+            .query_row("SELECT 1 FROM tables WHERE oid = ?1", [oid], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .context(&self.path, "finding a table")
+    }
+
+    /// Stores an `Op::Ddl` entry; returns its change id.
+    fn insert_schema_change(
+        &mut self,
+        lsn: Lsn,
+        table_id: i64,
+        relation_id: i64,
+        entry: &SchemaChangeEntry<'_>,
+    ) -> Result<i64, StoreError> {
+        let mut body = serde_json::Map::new();
+        body.insert("command".into(), entry.command.into());
+        if let Some(statement) = entry.statement {
+            body.insert("statement".into(), statement.into());
+        }
+        if let Some(before) = entry.before {
+            body.insert("before".into(), before.into());
+        }
+        if entry.dropped {
+            body.insert("dropped".into(), true.into());
+        }
+        if entry.noticed {
+            body.insert("noticed".into(), true.into());
+        }
+        let current = CurrentRelation {
+            relation_id,
+            table_id,
+            schema: self.relation(relation_id)?,
+        };
+        let change = Change {
+            op: Op::Ddl,
+            before: None,
+            after: None,
+        };
+        self.insert_change_with(
+            lsn,
+            &current,
+            &change,
+            Some(serde_json::Value::Object(body).to_string()),
+        )?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// Stores `schema` as its table's newest version unless equal to it, and makes it current.
+    /// Returns the table id, the version it replaced (if it replaced one) and its own version id.
+    fn store_version(
+        &mut self,
+        schema: RelationSchema,
+        lsn: Lsn,
+    ) -> Result<(i64, Option<i64>, i64), StoreError> {
         self.ensure_sqlite_tx()?;
         let path = self.path.clone();
         let table_id: i64 = self
@@ -204,9 +410,11 @@ impl CacheWriter {
                 |row| row.get(0),
             )
             .context(&path, "reading schema versions")?;
+        let mut replaced = None;
         let relation_id = match latest {
             Some(id) if *self.relation(id)? == schema => id,
             _ => {
+                replaced = latest;
                 let definition =
                     serde_json::to_string(&schema).map_err(|error| StoreError::Damaged {
                         path: path.clone(),
@@ -232,7 +440,7 @@ impl CacheWriter {
                 schema,
             },
         );
-        Ok(())
+        Ok((table_id, replaced, relation_id))
     }
 
     /// The current schema version of a table, once registered.
@@ -405,13 +613,27 @@ impl CacheWriter {
         current: &CurrentRelation,
         change: &Change,
     ) -> Result<(), StoreError> {
+        self.insert_change_with(lsn, current, change, None)
+    }
+
+    /// Inserts a change; `ddl` is what a schema change entry stores in `after` instead of an image.
+    fn insert_change_with(
+        &mut self,
+        lsn: Lsn,
+        current: &CurrentRelation,
+        change: &Change,
+        ddl: Option<String>,
+    ) -> Result<(), StoreError> {
         let tx_row = self.transaction_row()?;
         let schema = &current.schema;
         let key = codec::encode_key(&change.key(schema));
         let old_key = change
             .old_key(schema)
             .map(|old_key| codec::encode_key(&old_key));
-        let images = codec::encode(change);
+        let mut images = codec::encode(change);
+        if ddl.is_some() {
+            images.after = ddl;
+        }
         let context_id = self.open_tx.as_ref().and_then(|tx| tx.context_id);
         self.connection
             .prepare_cached(

@@ -149,7 +149,7 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
         });
     }
     ui.horizontal_wrapped(|ui| {
-        let undoable = !matches!(change.change.op, Op::Snapshot | Op::Truncate);
+        let undoable = !matches!(change.change.op, Op::Snapshot | Op::Truncate | Op::Ddl);
         if ui
             .add_enabled(undoable, egui::Button::new("Undo this change"))
             .clicked()
@@ -171,7 +171,8 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
                 cascade: false,
             }));
         }
-        let restorable = change.schema.has_key() && change.change.op != Op::Truncate;
+        let restorable =
+            change.schema.has_key() && !matches!(change.change.op, Op::Truncate | Op::Ddl);
         if ui
             .add_enabled(restorable, egui::Button::new("Restore this version"))
             .clicked()
@@ -182,12 +183,15 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
         }
     });
     ui.separator();
-    diff_ui(
-        ui,
-        &diff_change(&change.schema, &change.change),
-        change.change.op == Op::Update,
-        "diff",
-    );
+    match &change.schema_change {
+        Some(schema_change) => schema_change_ui(ui, schema_change, &change.schema),
+        None => diff_ui(
+            ui,
+            &diff_change(&change.schema, &change.change),
+            change.change.op == Op::Update,
+            "diff",
+        ),
+    }
     ui.separator();
     egui::CollapsingHeader::new(format!(
         "Transaction: {}",
@@ -263,6 +267,38 @@ fn diff_ui(ui: &mut egui::Ui, diffs: &[ColumnDiff], fold_unchanged: bool, id: &s
                         }
                     });
             });
+    }
+}
+
+/// A schema change: what ran, and what it did to the table.
+fn schema_change_ui(
+    ui: &mut egui::Ui,
+    schema_change: &crate::model::SchemaChange,
+    after: &crate::model::RelationSchema,
+) {
+    if schema_change.noticed {
+        ui.label(
+            RichText::new(
+                "Noticed when the first row of the new shape arrived: rowtrail's schema log was not installed, so the statement and its moment are not known.",
+            )
+            .small()
+            .color(ui.visuals().warn_fg_color),
+        );
+    }
+    if let Some(statement) = &schema_change.statement {
+        ui.label(RichText::new("Statement").weak());
+        ui.add(egui::Label::new(RichText::new(statement).monospace()).wrap());
+    }
+    let edits = schema_change.edit_lines(after);
+    match edits.is_empty() {
+        true => {
+            ui.label("The table's columns and key did not change.");
+        }
+        false => {
+            for edit in edits {
+                ui.label(format!("• {edit}"));
+            }
+        }
     }
 }
 

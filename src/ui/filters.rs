@@ -11,6 +11,8 @@ use crate::store::{LogFilter, TableSummary};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FilterForm {
     pub table: Option<TableName>,
+    /// Which of the tables of that name (a table dropped and created again is a new table).
+    pub table_id: Option<i64>,
     pub op: Option<Op>,
     pub since: String,
     pub until: String,
@@ -41,6 +43,7 @@ impl FilterForm {
         };
         Ok(LogFilter {
             table: self.table.clone(),
+            table_id: self.table_id,
             op: self.op,
             since: time(&self.since, "From")?,
             until: time(&self.until, "To")?,
@@ -103,20 +106,22 @@ pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<
                 .clicked()
             {
                 form.table = None;
+                form.table_id = None;
                 apply_now = true;
             }
             for summary in facts.tables {
-                let selected = form.table.as_ref() == Some(&summary.table);
+                let selected = form.table.as_ref() == Some(&summary.table)
+                    && form.table_id.is_none_or(|id| id == summary.id);
                 let label = format!(
                     "{}  {}",
-                    summary.table.short(),
+                    summary.label(),
                     thousands(summary.change_count as u64)
                 );
                 ui.horizontal(|ui| {
                     if ui.selectable_label(selected, label).clicked() {
-                        form.table = match selected {
-                            true => None,
-                            false => Some(summary.table.clone()),
+                        (form.table, form.table_id) = match selected {
+                            true => (None, None),
+                            false => (Some(summary.table.clone()), Some(summary.id)),
                         };
                         apply_now = true;
                     }

@@ -315,14 +315,17 @@ fn answer(
                 return Err(format!("change {id} is not in this cache"));
             };
             let transaction = cache.transaction(change.tx.id, 200).map_err(text)?;
-            let history =
-                match change.schema.has_key() && change.change.op != crate::model::Op::Truncate {
-                    true => {
-                        let record = cache.record_of(&change).map_err(text)?;
-                        cache.record_history(&record).map_err(text)?
-                    }
-                    false => vec![change.clone()],
-                };
+            let history = match change.schema.has_key()
+                && !matches!(
+                    change.change.op,
+                    crate::model::Op::Truncate | crate::model::Op::Ddl
+                ) {
+                true => {
+                    let record = cache.record_of(&change).map_err(text)?;
+                    cache.record_history(&record).map_err(text)?
+                }
+                false => vec![change.clone()],
+            };
             Reply::Detail(Box::new(Detail {
                 change,
                 transaction,
