@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use chrono::Utc;
 
 use crate::history::{
-    HistoryError, Image, Moment, ScriptHeader, describe_change, plan_restore, plan_undo,
+    HistoryError, Image, Moment, ScriptHeader, Step, describe_change, plan_restore, plan_undo,
     render_script,
 };
 use crate::model::{ChangeId, LoggedChange, Xid};
@@ -45,6 +45,10 @@ pub enum RestoreError {
         "{table} has no record with key {key}: check the key, or list the table's changes with rowtrail log --table {table}"
     )]
     NoRecord { table: String, key: String },
+    #[error(
+        "{table} was dropped by change {change}, so its rows cannot be put back (a table created again under its name is another table): recreate it first, or copy the rows from rowtrail at --table {table} --time change:{change}-1"
+    )]
+    TableDropped { table: String, change: ChangeId },
 }
 
 fn header(cache: &Cache, title: String, notes: Vec<String>) -> Result<ScriptHeader, RestoreError> {
@@ -140,13 +144,54 @@ fn undo_script_in_snapshot(
     for later in &plan.later {
         notes.push(later_note(later));
     }
-    let sql = render_script(&header(cache, title.clone(), notes)?, &plan.steps, guard)?;
+    let mut steps = plan.steps;
+    notes.extend(fit_to_tables_now(cache, &mut steps)?);
+    let sql = render_script(&header(cache, title.clone(), notes)?, &steps, guard)?;
     Ok(Script {
         title,
         sql,
         undone: plan.undone,
         later: plan.later,
     })
+}
+
+/// Rewrites each step's rows in their table's newest schema version, so the script names the
+/// columns as they are now (see [`Image::in_version`]), and refuses a table that was dropped:
+/// a table created again under its name is another table. Returns notes on columns left out.
+fn fit_to_tables_now(cache: &Cache, steps: &mut [Step]) -> Result<Vec<String>, RestoreError> {
+    let mut notes = Vec::new();
+    for step in steps.iter_mut() {
+        let Some(oid) = step
+            .current
+            .as_ref()
+            .or(step.target.as_ref())
+            .map(|image| image.schema.oid)
+        else {
+            continue;
+        };
+        let table = cache.table_by_oid(oid)?;
+        if let Some(dropped) = table.dropped_by {
+            return Err(RestoreError::TableDropped {
+                table: step.table.to_string(),
+                change: dropped,
+            });
+        }
+        for image in [&mut step.current, &mut step.target].into_iter().flatten() {
+            let (fitted, left_out) = image.in_version(&table.schema);
+            for column in left_out {
+                let note = format!(
+                    "column {column} of {} was dropped since; the script leaves it out",
+                    step.table
+                );
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+            *image = fitted;
+        }
+        step.table = table.schema.table.clone();
+    }
+    Ok(notes)
 }
 
 /// How a later change is reported, in scripts and on the command line.
@@ -193,14 +238,15 @@ fn restore_script_in_snapshot(
         Some(_) => format!("restore {described} to its state at {moment}"),
         None => format!("restore {described} to not existing, as at {moment}"),
     };
-    let step = plan_restore(
+    let mut steps = [plan_restore(
         record.table.clone(),
         current,
         target,
         title.clone(),
         newest.unwrap_or(cut),
-    );
-    let sql = render_script(&header(cache, title.clone(), Vec::new())?, &[step], guard)?;
+    )];
+    let notes = fit_to_tables_now(cache, &mut steps)?;
+    let sql = render_script(&header(cache, title.clone(), notes)?, &steps, guard)?;
     Ok(Script {
         title,
         sql,

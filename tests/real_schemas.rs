@@ -847,9 +847,16 @@ fn item3_schema_changes_are_entries_in_the_history() {
         ddl[0]["id"].to_string(),
     ]);
     support::assert_clean_failure(&undo, 2, "is a schema change");
+    // The table is gone: its rows cannot be put back.
     let insert = db.log(&["--op", "insert"]);
-    let script = cache_command(&db, "undo", &["--tx", &insert[0]["xid"].to_string()]);
-    assert!(script.contains("not undone: change"), "{script}");
+    let undo = support::rowtrail(&[
+        "undo".into(),
+        "--cache".into(),
+        db.cache().to_string_lossy().into_owned(),
+        "--tx".into(),
+        insert[0]["xid"].to_string(),
+    ]);
+    support::assert_clean_failure(&undo, 2, "was dropped by change");
 }
 
 #[test]
@@ -1025,4 +1032,82 @@ fn item3_schema_changes_reach_partitions_and_inheriting_tables() {
     assert_eq!(asia[1]["key"], json!({"id": "4", "region": "asia"}));
     let at = cache_command(&db, "at", &["--table", "p_eu", "--time", "now", "--json"]);
     assert_eq!(at.lines().count(), 2, "{at}");
+}
+
+#[test]
+fn item3_restore_scripts_follow_later_schema_changes_and_refuse_dropped_tables() {
+    let db = fresh_db("restore_after_ddl");
+    db.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, email text, legacy text);
+         ALTER TABLE t REPLICA IDENTITY FULL;
+         INSERT INTO t VALUES (1, 'ann@old', 'x'), (2, 'bob@old', 'y');
+         CREATE TABLE u (id int PRIMARY KEY, v text);
+         INSERT INTO u VALUES (1, 'first u');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "UPDATE t SET email = 'ann@new' WHERE id = 1;
+         DELETE FROM t WHERE id = 2;
+         ALTER TABLE t RENAME COLUMN email TO email_address;
+         ALTER TABLE t DROP COLUMN legacy;
+         UPDATE u SET v = 'edited' WHERE id = 1;
+         DROP TABLE u;
+         CREATE TABLE u (id int PRIMARY KEY, v text);
+         INSERT INTO u VALUES (1, 'second u');",
+    );
+    db.capture_ok(&[]);
+    let changes = db.log(&["--table", "t"]);
+    let ids: Vec<String> = changes
+        .iter()
+        .filter(|change| change["op"] == "update" || change["op"] == "delete")
+        .map(|change| change["id"].to_string())
+        .collect();
+    let mut args = vec!["--change"];
+    args.extend(ids.iter().map(String::as_str));
+    let script = cache_command(&db, "undo", &args);
+    assert!(script.contains("\"email_address\""), "{script}");
+    assert!(
+        script.contains("column legacy of public.t was dropped since"),
+        "{script}"
+    );
+    db.server
+        .psql(&db.name, &script)
+        .unwrap_or_else(|error| panic!("{error}\n{script}"));
+    assert_eq!(
+        db.sql("SELECT id, email_address FROM t ORDER BY id"),
+        "1|ann@old\n2|bob@old"
+    );
+    // The old u is gone: its changes cannot be put back into the new u.
+    let old_update = db.log(&["--table", "u", "--op", "update"]);
+    let undo = support::rowtrail(&[
+        "undo".into(),
+        "--cache".into(),
+        db.cache().to_string_lossy().into_owned(),
+        "--change".into(),
+        old_update[0]["id"].to_string(),
+    ]);
+    support::assert_clean_failure(&undo, 2, "was dropped by change");
+    assert_eq!(db.sql("SELECT v FROM u"), "second u");
+    // A transaction that changed rows and the schema: the rows are undone, the schema is not.
+    db.sql(
+        "BEGIN;
+           UPDATE t SET email_address = 'ann@later' WHERE id = 1;
+           ALTER TABLE t ADD COLUMN n int;
+         COMMIT;",
+    );
+    db.capture_ok(&[]);
+    let last = db.log(&["--table", "t", "--op", "update"]);
+    let xid = last.last().unwrap()["xid"].to_string();
+    let script = cache_command(&db, "undo", &["--tx", &xid]);
+    assert!(
+        script.contains("not undone: change") && script.contains("ALTER TABLE of public.t"),
+        "{script}"
+    );
+    db.server
+        .psql(&db.name, &script)
+        .unwrap_or_else(|error| panic!("{error}\n{script}"));
+    assert_eq!(
+        db.sql("SELECT email_address FROM t WHERE id = 1"),
+        "ann@old"
+    );
 }

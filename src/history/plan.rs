@@ -27,6 +27,53 @@ impl Image {
             .and_then(|index| self.row.get(index))
     }
 
+    /// The row expressed in a newer schema version of its table, to write SQL against the table
+    /// as it is now: columns renamed or retyped since take their new name and type (matched by
+    /// `attnum`), columns dropped since are left out, columns added since are not set. The key is
+    /// the newer version's where the row has its columns, else none (the row is matched on all
+    /// its values). Returns the names of the columns left out.
+    pub fn in_version(&self, current: &Arc<RelationSchema>) -> (Image, Vec<String>) {
+        if *self.schema == **current {
+            return (self.clone(), Vec::new());
+        }
+        let mut columns = Vec::new();
+        let mut row = Vec::new();
+        let mut left_out = Vec::new();
+        for (index, column) in self.schema.columns.iter().enumerate() {
+            match current.matching_column(column) {
+                Some(now) => {
+                    columns.push(current.columns[now].clone());
+                    row.push(self.row.get(index).cloned().unwrap_or(Value::Unavailable));
+                }
+                None => left_out.push(column.name.clone()),
+            }
+        }
+        let key: Option<Vec<usize>> = current
+            .key
+            .iter()
+            .map(|&index| {
+                let name = &current.columns.get(index)?.name;
+                columns.iter().position(|column| &column.name == name)
+            })
+            .collect();
+        let schema = RelationSchema {
+            oid: current.oid,
+            table: current.table.clone(),
+            replica_identity: current.replica_identity,
+            columns,
+            key: key.unwrap_or_default(),
+            foreign_keys: current.foreign_keys.clone(),
+            key_read_later: current.key_read_later,
+        };
+        (
+            Image {
+                schema: Arc::new(schema),
+                row,
+            },
+            left_out,
+        )
+    }
+
     /// `public.orders (id)=(7)`, for messages; the whole row for tables without a key.
     pub fn describe(&self) -> String {
         let (names, values): (Vec<&str>, Vec<&Value>) = match self.schema.has_key() {

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::model::{Lsn, Op};
 
-pub use reader::{Cache, KeyFilter, LogFilter, TableSummary};
+pub use reader::{Cache, KeyFilter, LogFilter, TableState, TableSummary};
 pub use record::RecordRef;
 pub use timeline::TimeSpan;
 pub use writer::{CacheWriter, KnownSchemas, TxMeta};

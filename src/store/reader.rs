@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::model::{
     ChangeId, LoggedChange, Lsn, Op, RelationSchema, SchemaChange, TableName, TransactionInfo,
@@ -41,19 +41,29 @@ pub struct TableSummary {
 }
 
 impl TableSummary {
-    /// The name as lists show it: `orders`, `orders (dropped 2026-11-26 14:02 UTC)`, or
+    /// The name as lists show it: `orders`, `orders (dropped 2026-11-26 14:02:07 UTC)`, or
     /// `orders (earlier table)` when a newer table took the name.
     pub fn label(&self) -> String {
         match (self.dropped_at, self.superseded) {
             (Some(time), _) => format!(
                 "{} (dropped {})",
                 self.table.short(),
-                time.format("%Y-%m-%d %H:%M UTC")
+                time.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             (None, true) => format!("{} (earlier table)", self.table.short()),
             (None, false) => self.table.short(),
         }
     }
+}
+
+/// A table as it is now, in the cache's eyes.
+#[derive(Debug, Clone)]
+pub struct TableState {
+    pub id: i64,
+    /// Its newest schema version.
+    pub schema: Arc<RelationSchema>,
+    /// The schema change entry that dropped it.
+    pub dropped_by: Option<ChangeId>,
 }
 
 /// A record key as a user gives it: column name to value (JSON string or number).
@@ -176,6 +186,27 @@ impl Cache {
 
     pub fn capture_state(&self) -> Result<Option<CaptureState>, StoreError> {
         super::read_capture_state(&self.connection, &self.path)
+    }
+
+    /// The table with this oid: its id, its newest schema version, and the change that dropped
+    /// it, if one did.
+    pub fn table_by_oid(&self, oid: crate::model::Oid) -> Result<TableState, StoreError> {
+        let found: Option<(i64, Option<i64>)> = self
+            .connection
+            .query_row(
+                "SELECT id, dropped_change FROM tables WHERE oid = ?1",
+                [oid],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .context(&self.path, "finding a table")?;
+        let (id, dropped) =
+            found.ok_or_else(|| self.damaged(format!("no table with oid {oid}")))?;
+        Ok(TableState {
+            id,
+            schema: self.newest_schema(id)?,
+            dropped_by: dropped.map(ChangeId),
+        })
     }
 
     /// The newest schema version of a table.

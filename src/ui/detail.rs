@@ -93,13 +93,20 @@ pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Opti
                 .color(ui.visuals().warn_fg_color),
         );
     }
+    // A schema change belongs to the table, not to a record: it has no record history.
+    let has_record = change.schema_change.is_none();
+    if !has_record {
+        state.tab = Tab::Change;
+    }
     ui.horizontal(|ui| {
         ui.selectable_value(&mut state.tab, Tab::Change, "Change");
-        ui.selectable_value(
-            &mut state.tab,
-            Tab::History,
-            format!("Record history ({})", detail.history.len()),
-        );
+        if has_record {
+            ui.selectable_value(
+                &mut state.tab,
+                Tab::History,
+                format!("Record history ({})", detail.history.len()),
+            );
+        }
     });
     ui.separator();
     let tab = state.tab;
@@ -152,6 +159,11 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
         let undoable = !matches!(change.change.op, Op::Snapshot | Op::Truncate | Op::Ddl);
         if ui
             .add_enabled(undoable, egui::Button::new("Undo this change"))
+            .on_disabled_hover_text(match change.change.op {
+                Op::Snapshot => "A baseline row is where history starts; there is nothing before it to go back to.",
+                Op::Truncate => "A TRUNCATE is not undone as a whole: open the table's rows before it and restore records one by one.",
+                _ => "A schema change is not undone by rowtrail: reverse it with the opposite DDL.",
+            })
             .clicked()
         {
             action = Some(DetailAction::Script(ScriptRequest::Undo {
@@ -175,6 +187,10 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
             change.schema.has_key() && !matches!(change.change.op, Op::Truncate | Op::Ddl);
         if ui
             .add_enabled(restorable, egui::Button::new("Restore this version"))
+            .on_disabled_hover_text(match change.change.op {
+                Op::Ddl | Op::Truncate => "This change has no row to restore.",
+                _ => "The table had no key at this change, so this version cannot be told apart from others.",
+            })
             .clicked()
         {
             action = Some(DetailAction::Script(ScriptRequest::RestoreVersion(
@@ -200,7 +216,10 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
     .default_open(detail.transaction.len() <= 20)
     .show(ui, |ui| {
         for other in &detail.transaction {
-            let label = format!("{} {} {}", other.change.op, other.table, other.key_text());
+            let label = match &other.schema_change {
+                Some(schema_change) => format!("{} {}", schema_change.command, other.table),
+                None => format!("{} {} {}", other.change.op, other.table, other.key_text()),
+            };
             if ui.selectable_label(other.id == change.id, label).clicked() && other.id != change.id
             {
                 action = Some(DetailAction::Open(other.id));
