@@ -4,26 +4,10 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use support::{TestDb, fresh_db, rowtrail_command, wait_until};
-
-fn spawn_capture(db: &TestDb) -> Child {
-    let log = std::fs::File::create(db.dir.path().join("capture.log")).unwrap();
-    rowtrail_command()
-        .args(["capture", "--source", &db.url(), "--cache"])
-        .arg(db.cache())
-        .args(["--slot", &db.name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
-}
-
-fn capture_log(db: &TestDb) -> String {
-    std::fs::read_to_string(db.dir.path().join("capture.log")).unwrap_or_default()
-}
+use support::{fresh_db, wait_for_exit, wait_until};
 
 fn signal(child: &Child, name: &str) {
     let status = std::process::Command::new("kill")
@@ -33,31 +17,15 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let mut status = None;
-    wait_until(limit, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status
-}
-
-fn slot_active(db: &TestDb) -> bool {
-    db.sql(&format!(
-        "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
-        db.name
-    )) == "t"
-}
-
 #[test]
 fn live_changes_arrive_and_sigterm_stops_cleanly() {
     let db = fresh_db("live");
     db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (0, 'base');");
-    let mut child = spawn_capture(&db);
+    let mut child = db.spawn_capture(&db.url(), &[]);
     assert!(
-        wait_until(Duration::from_secs(30), || slot_active(&db)),
+        wait_until(Duration::from_secs(30), || db.slot_active()),
         "capture did not start streaming: {}",
-        capture_log(&db)
+        db.capture_log()
     );
     for id in 1..=20 {
         db.sql(&format!("INSERT INTO t VALUES ({id}, 'live');"));
@@ -65,19 +33,19 @@ fn live_changes_arrive_and_sigterm_stops_cleanly() {
     assert!(
         wait_until(Duration::from_secs(30), || db.log(&[]).len() == 21),
         "live changes did not arrive: {}",
-        capture_log(&db)
+        db.capture_log()
     );
     signal(&child, "TERM");
     let status =
         wait_for_exit(&mut child, Duration::from_secs(30)).expect("capture exits after SIGTERM");
-    assert!(status.success(), "{status}: {}", capture_log(&db));
-    let log = capture_log(&db);
+    assert!(status.success(), "{status}: {}", db.capture_log());
+    let log = db.capture_log();
     assert!(
         log.contains("stopping after the current transaction"),
         "{log}"
     );
     assert!(log.contains("stopped at"), "{log}");
-    assert!(!slot_active(&db));
+    assert!(!db.slot_active());
     // The server was told everything is stored: the slot's confirmed position covers the last commit.
     let unconfirmed = db.sql(&format!(
         "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('{}', NULL, NULL,
@@ -91,11 +59,11 @@ fn live_changes_arrive_and_sigterm_stops_cleanly() {
 fn reconnects_when_the_connection_drops() {
     let db = fresh_db("reconnect");
     db.sql("CREATE TABLE t (id int PRIMARY KEY);");
-    let mut child = spawn_capture(&db);
+    let mut child = db.spawn_capture(&db.url(), &[]);
     assert!(
-        wait_until(Duration::from_secs(30), || slot_active(&db)),
+        wait_until(Duration::from_secs(30), || db.slot_active()),
         "{}",
-        capture_log(&db)
+        db.capture_log()
     );
     db.sql("INSERT INTO t VALUES (1);");
     assert!(wait_until(Duration::from_secs(30), || db.log(&[]).len() == 1));
@@ -107,17 +75,17 @@ fn reconnects_when_the_connection_drops() {
     assert!(
         wait_until(Duration::from_secs(60), || db.log(&[]).len() == 3),
         "changes after the drop did not arrive: {}",
-        capture_log(&db)
+        db.capture_log()
     );
     assert!(
-        capture_log(&db).contains("reconnecting in"),
+        db.capture_log().contains("reconnecting in"),
         "{}",
-        capture_log(&db)
+        db.capture_log()
     );
     signal(&child, "INT");
     let status =
         wait_for_exit(&mut child, Duration::from_secs(30)).expect("capture exits after SIGINT");
-    assert!(status.success(), "{}", capture_log(&db));
+    assert!(status.success(), "{}", db.capture_log());
     let keys: Vec<String> = db
         .log(&[])
         .iter()

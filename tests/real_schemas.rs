@@ -13,43 +13,10 @@ use std::time::{Duration, Instant};
 
 use rowtrail::local_pg::{LocalPgOptions, LocalPostgres};
 use serde_json::json;
-use support::{TestDb, fresh_db, rowtrail, rowtrail_command, wait_until};
+use support::{TestDb, fresh_db, rowtrail, wait_for_exit, wait_until};
 
 fn keys(log: &[serde_json::Value]) -> Vec<serde_json::Value> {
     log.iter().map(|change| change["key"].clone()).collect()
-}
-
-fn spawn_capture(db: &TestDb, url: &str, extra: &[&str]) -> Child {
-    let log = std::fs::File::create(db.dir.path().join("capture.log")).unwrap();
-    rowtrail_command()
-        .args(["capture", "--source", url, "--cache"])
-        .arg(db.cache())
-        .args(["--slot", &db.name])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
-}
-
-fn capture_log(db: &TestDb) -> String {
-    std::fs::read_to_string(db.dir.path().join("capture.log")).unwrap_or_default()
-}
-
-fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let mut status = None;
-    wait_until(limit, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status
-}
-
-fn slot_active(db: &TestDb) -> bool {
-    db.sql(&format!(
-        "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
-        db.name
-    )) == "t"
 }
 
 #[test]
@@ -286,13 +253,13 @@ fn item10_once_backs_off_and_gives_up_when_every_session_fails_at_once() {
     // One big transaction: no session killed within milliseconds can store any of it.
     db.sql("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g;");
     let killer = WalSenderKiller::start(db.server, &db.name, &db.name);
-    let mut child = spawn_capture(&db, &db.url(), &["--once"]);
+    let mut child = db.spawn_capture(&db.url(), &["--once"]);
     let status = wait_for_exit(&mut child, Duration::from_secs(120));
     drop(killer);
     if status.is_none() {
         let _ = child.kill();
     }
-    let log = capture_log(&db);
+    let log = db.capture_log();
     let status = status.unwrap_or_else(|| panic!("--once kept retrying: {log}"));
     assert_eq!(status.code(), Some(2), "{log}");
     let waits: Vec<&str> = log
@@ -326,11 +293,11 @@ fn item10_an_authentication_failure_stops_capture_at_once() {
         db.server.port(),
         db.name
     );
-    let mut child = spawn_capture(&db, &url, &["--publication", "pub_auth"]);
+    let mut child = db.spawn_capture(&url, &["--publication", "pub_auth"]);
     assert!(
-        wait_until(Duration::from_secs(30), || slot_active(&db)),
+        wait_until(Duration::from_secs(30), || db.slot_active()),
         "capture did not start: {}",
-        capture_log(&db)
+        db.capture_log()
     );
     db.sql(&format!(
         "ALTER ROLE {role} PASSWORD 'second';
@@ -341,7 +308,7 @@ fn item10_an_authentication_failure_stops_capture_at_once() {
     if status.is_none() {
         let _ = child.kill();
     }
-    let log = capture_log(&db);
+    let log = db.capture_log();
     assert_eq!(
         status.and_then(|status| status.code()),
         Some(2),
@@ -354,23 +321,6 @@ fn item10_an_authentication_failure_stops_capture_at_once() {
         last.starts_with("error:") && last.contains("28P01") && !last.contains("first"),
         "{log}"
     );
-}
-
-/// Runs a rowtrail command on this test's cache and returns its standard output.
-fn cache_command(db: &TestDb, command: &str, args: &[&str]) -> String {
-    let mut all = vec![
-        command.to_owned(),
-        "--cache".to_owned(),
-        db.cache().to_string_lossy().into_owned(),
-    ];
-    all.extend(args.iter().map(|arg| (*arg).to_owned()));
-    let output = rowtrail(&all);
-    assert!(
-        output.status.success(),
-        "{command} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// The rows of `table` as the hex of each value's bytes in the server's encoding, by id.
@@ -458,8 +408,7 @@ fn capture_odd_values(
     let delete_of_4 = value("4", "delete")["id"].to_string();
     let update_of_1 = value("1", "update")["id"].to_string();
     let delete_of_1 = value("1", "delete")["id"].to_string();
-    let script = cache_command(
-        db,
+    let script = db.on_cache(
         "undo",
         &["--change", &delete_of_4, &delete_of_1, &update_of_1],
     );
@@ -469,7 +418,7 @@ fn capture_odd_values(
     let after = raw_rows(db, "t");
     assert!(after.contains(&format!("1|{odd_hex}")), "{before}\n{after}");
     assert!(after.contains(&format!("4|{odd_hex}")), "{before}\n{after}");
-    let shown = cache_command(db, "show", &[&delete_of_4]);
+    let shown = db.on_cache("show", &[&delete_of_4]);
     assert!(shown.contains(odd_shown), "shown escaped: {shown}");
     log
 }
@@ -529,8 +478,7 @@ fn item1_latin1_text_is_captured_and_restored_exactly() {
     assert_eq!(log[0]["after"]["v"], "Ålesund ÿ");
     assert_eq!(log[1]["after"]["v"], "Zürich ©");
     assert_eq!(values[2], "Zürich ©");
-    let script = cache_command(
-        &db,
+    let script = db.on_cache(
         "undo",
         &[
             "--change",
@@ -620,7 +568,7 @@ fn keys_as_they_were(db: &TestDb) {
         assert_eq!(change["key_read_later"], false, "{change}");
     }
     // The table at the end holds what the source holds.
-    let at = cache_command(db, "at", &["--table", "f", "--time", "now", "--json"]);
+    let at = db.on_cache("at", &["--table", "f", "--time", "now", "--json"]);
     assert_eq!(at.lines().count(), 51, "{at}");
     assert_eq!(db.sql("SELECT count(*) FROM f WHERE v = 'after key'"), "2");
     assert_eq!(at.matches("after key").count(), 2, "{at}");
@@ -831,7 +779,7 @@ fn item3_schema_changes_are_entries_in_the_history() {
             "snapshot", "ddl", "ddl", "ddl", "ddl", "insert", "ddl", "ddl", "ddl", "ddl"
         ]
     );
-    let shown = cache_command(&db, "show", &[&ddl[2]["id"].to_string()]);
+    let shown = db.on_cache("show", &[&ddl[2]["id"].to_string()]);
     assert!(
         shown.contains("ALTER TABLE of public.items")
             && shown.contains("statement: ALTER TABLE items RENAME COLUMN name TO title;")
@@ -874,7 +822,7 @@ fn item5_a_dropped_and_recreated_table_is_a_new_table() {
          INSERT INTO t VALUES (1, 'new one', 1);",
     );
     db.capture_ok(&[]);
-    let now = cache_command(&db, "at", &["--table", "t", "--time", "now", "--json"]);
+    let now = db.on_cache("at", &["--table", "t", "--time", "now", "--json"]);
     assert_eq!(now.lines().count(), 1, "only the new table: {now}");
     assert!(now.contains("new one"), "{now}");
     let log = db.log(&["--table", "t"]);
@@ -884,25 +832,16 @@ fn item5_a_dropped_and_recreated_table_is_a_new_table() {
         .find(|change| change["ddl"]["dropped"] == true)
         .unwrap();
     let before_drop = format!("change:{}", update["id"]);
-    let then = cache_command(
-        &db,
-        "at",
-        &["--table", "t", "--time", &before_drop, "--json"],
-    );
+    let then = db.on_cache("at", &["--table", "t", "--time", &before_drop, "--json"]);
     assert_eq!(then.lines().count(), 2, "the old table as it was: {then}");
     assert!(then.contains("old one, edited"), "{then}");
     let after_drop = format!("change:{}", drop["id"]);
-    let gone = cache_command(
-        &db,
-        "at",
-        &["--table", "t", "--time", &after_drop, "--json"],
-    );
+    let gone = db.on_cache("at", &["--table", "t", "--time", &after_drop, "--json"]);
     assert_eq!(
         gone, "",
         "between the drop and the new table there is no table"
     );
-    let record = cache_command(
-        &db,
+    let record = db.on_cache(
         "at",
         &[
             "--table",
@@ -915,8 +854,7 @@ fn item5_a_dropped_and_recreated_table_is_a_new_table() {
         ],
     );
     assert_eq!(record.trim(), "null", "the old record ends with its table");
-    let history = cache_command(
-        &db,
+    let history = db.on_cache(
         "history",
         &["--table", "t", "--key", r#"{"id": 1}"#, "--json"],
     );
@@ -955,7 +893,7 @@ fn item6_keyless_rows_are_matched_across_added_and_renamed_columns() {
          INSERT INTO k VALUES (3, 'z', 1);",
     );
     db.capture_ok(&[]);
-    let at = cache_command(&db, "at", &["--table", "k", "--time", "now", "--json"]);
+    let at = db.on_cache("at", &["--table", "k", "--time", "now", "--json"]);
     let mut rows: Vec<String> = at.lines().map(str::to_owned).collect();
     rows.sort();
     assert_eq!(
@@ -1030,7 +968,7 @@ fn item3_schema_changes_reach_partitions_and_inheriting_tables() {
     );
     assert_eq!(asia[0]["ddl"]["command"], "CREATE TABLE");
     assert_eq!(asia[1]["key"], json!({"id": "4", "region": "asia"}));
-    let at = cache_command(&db, "at", &["--table", "p_eu", "--time", "now", "--json"]);
+    let at = db.on_cache("at", &["--table", "p_eu", "--time", "now", "--json"]);
     assert_eq!(at.lines().count(), 2, "{at}");
 }
 
@@ -1064,7 +1002,7 @@ fn item3_restore_scripts_follow_later_schema_changes_and_refuse_dropped_tables()
         .collect();
     let mut args = vec!["--change"];
     args.extend(ids.iter().map(String::as_str));
-    let script = cache_command(&db, "undo", &args);
+    let script = db.on_cache("undo", &args);
     assert!(script.contains("\"email_address\""), "{script}");
     assert!(
         script.contains("column legacy of public.t was dropped since"),
@@ -1098,7 +1036,7 @@ fn item3_restore_scripts_follow_later_schema_changes_and_refuse_dropped_tables()
     db.capture_ok(&[]);
     let last = db.log(&["--table", "t", "--op", "update"]);
     let xid = last.last().unwrap()["xid"].to_string();
-    let script = cache_command(&db, "undo", &["--tx", &xid]);
+    let script = db.on_cache("undo", &["--tx", &xid]);
     assert!(
         script.contains("not undone: change") && script.contains("ALTER TABLE of public.t"),
         "{script}"

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // Each test binary uses a different subset; setup failures should panic loudly.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -52,6 +52,51 @@ pub fn fresh_db_with_encoding(label: &str, encoding: &str) -> TestDb {
 }
 
 impl TestDb {
+    /// Starts `rowtrail capture` on this test's cache and slot (follow mode unless `extra` says
+    /// `--once`), its standard error going to `capture.log` in the test's directory.
+    pub fn spawn_capture(&self, source: &str, extra: &[&str]) -> Child {
+        let log = std::fs::File::create(self.dir.path().join("capture.log")).unwrap();
+        rowtrail_command()
+            .args(["capture", "--source", source, "--cache"])
+            .arg(self.cache())
+            .args(["--slot", &self.name])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap()
+    }
+
+    /// What the capture started by [`TestDb::spawn_capture`] printed.
+    pub fn capture_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("capture.log")).unwrap_or_default()
+    }
+
+    /// True while a capture holds this test's slot.
+    pub fn slot_active(&self) -> bool {
+        self.sql(&format!(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
+            self.name
+        )) == "t"
+    }
+
+    /// Runs a rowtrail command on this test's cache and returns its standard output.
+    pub fn on_cache(&self, command: &str, args: &[&str]) -> String {
+        let mut all = vec![
+            command.to_owned(),
+            "--cache".to_owned(),
+            self.cache().to_string_lossy().into_owned(),
+        ];
+        all.extend(args.iter().map(|arg| (*arg).to_owned()));
+        let output = rowtrail(&all);
+        assert!(
+            output.status.success(),
+            "{command} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// Runs SQL (several statements allowed) and returns psql's unaligned output.
     pub fn sql(&self, sql: &str) -> String {
         self.server
@@ -162,6 +207,16 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         std::thread::sleep(Duration::from_millis(50));
     }
     condition()
+}
+
+/// Waits for a child process to exit, up to `limit`.
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
 }
 
 /// Extracts (op, table) pairs for compact assertions.
