@@ -12,31 +12,189 @@ pub fn quote_literal(text: &str) -> String {
 }
 
 /// A type name as `format_type` prints it, checked so a damaged or hostile cache cannot smuggle SQL
-/// in through it: words, digits, spaces, dots, commas, parentheses, brackets and double-quoted
-/// identifiers only.
+/// in through it (see [`is_type_name`]).
 pub fn checked_type_name(column: &Column) -> Result<&str, HistoryError> {
     let name = column.type_name.as_str();
-    let mut in_quotes = false;
-    let mut chars = name.chars().peekable();
-    let mut valid = !name.is_empty();
-    while let Some(c) = chars.next() {
-        match (in_quotes, c) {
-            (false, '"') => in_quotes = true,
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-            }
-            (true, '"') => in_quotes = false,
-            (true, _) => {}
-            (false, c) if c.is_alphanumeric() || " _.,()[]".contains(c) => {}
-            (false, _) => valid = false,
-        }
-    }
-    match valid && !in_quotes {
+    match is_type_name(name) {
         true => Ok(name),
         false => Err(HistoryError::UnsafeTypeName {
             column: column.name.clone(),
             type_name: name.to_owned(),
         }),
+    }
+}
+
+/// True for what `format_type` prints, and nothing else: a possibly schema-qualified, possibly
+/// quoted name with an optional list of modifiers (integers or plain words, as in
+/// `numeric(12,4)` or PostGIS's `geometry(Point,4326)`), or one of SQL's multi-word type names
+/// (`character varying(20)`, `timestamp(3) with time zone`, `interval day to second(6)`, ...),
+/// either followed by `[]`. Nothing in such a name can end the cast it stands in.
+pub fn is_type_name(text: &str) -> bool {
+    let mut input = TypeNameInput { rest: text };
+    let parsed = input.multi_word() || input.named();
+    while parsed && input.eat("[]") {}
+    parsed && input.rest.is_empty()
+}
+
+/// A cursor over a type name being checked.
+struct TypeNameInput<'a> {
+    rest: &'a str,
+}
+
+impl TypeNameInput<'_> {
+    fn eat(&mut self, token: &str) -> bool {
+        match self.rest.strip_prefix(token) {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A whole word: `token` not followed by another identifier character.
+    fn eat_word(&mut self, word: &str) -> bool {
+        let saved = self.rest;
+        if self.eat(word)
+            && !self
+                .rest
+                .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        {
+            return true;
+        }
+        self.rest = saved;
+        false
+    }
+
+    /// `(digits)`, if there.
+    fn precision(&mut self) -> bool {
+        let saved = self.rest;
+        if self.eat("(") {
+            let digits = self.rest.len()
+                - self
+                    .rest
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .len();
+            self.rest = &self.rest[digits..];
+            if digits > 0 && self.eat(")") {
+                return true;
+            }
+        }
+        self.rest = saved;
+        false
+    }
+
+    /// SQL's type names of several words, as `format_type` spells them.
+    fn multi_word(&mut self) -> bool {
+        let saved = self.rest;
+        for head in ["character varying", "bit varying", "character", "bit"] {
+            if self.eat_word(head) {
+                self.precision();
+                return true;
+            }
+        }
+        if self.eat_word("double precision") {
+            return true;
+        }
+        for head in ["timestamp", "time"] {
+            if self.eat_word(head) {
+                self.precision();
+                if self.eat(" with time zone") || self.eat(" without time zone") {
+                    return true;
+                }
+                self.rest = saved;
+                return false;
+            }
+        }
+        if self.eat_word("interval") {
+            const FIELDS: [&str; 13] = [
+                " year to month",
+                " day to hour",
+                " day to minute",
+                " day to second",
+                " hour to minute",
+                " hour to second",
+                " minute to second",
+                " year",
+                " month",
+                " day",
+                " hour",
+                " minute",
+                " second",
+            ];
+            for field in FIELDS {
+                if self.eat_word(field) {
+                    break;
+                }
+            }
+            self.precision();
+            return true;
+        }
+        false
+    }
+
+    /// `name`, `schema.name`, either part quoted, with optional modifiers.
+    fn named(&mut self) -> bool {
+        if !self.identifier() {
+            return false;
+        }
+        if self.eat(".") && !self.identifier() {
+            return false;
+        }
+        if self.eat("(") {
+            loop {
+                let item = self.rest.len()
+                    - self
+                        .rest
+                        .trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                        .len();
+                if item == 0 {
+                    return false;
+                }
+                self.rest = &self.rest[item..];
+                if self.eat(")") {
+                    break;
+                }
+                if !self.eat(",") {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// An identifier as `quote_ident` prints it: plain (lower case, digits, `_`, `$`, not
+    /// starting with a digit or `$`) or double-quoted with quotes doubled.
+    fn identifier(&mut self) -> bool {
+        if let Some(quoted) = self.rest.strip_prefix('"') {
+            let mut chars = quoted.char_indices();
+            while let Some((index, c)) = chars.next() {
+                if c != '"' {
+                    continue;
+                }
+                if quoted[index + 1..].starts_with('"') {
+                    chars.next();
+                    continue;
+                }
+                if index == 0 {
+                    return false;
+                }
+                self.rest = &quoted[index + 1..];
+                return true;
+            }
+            return false;
+        }
+        let mut chars = self.rest.chars();
+        match chars.next() {
+            Some(c) if c.is_alphabetic() || c == '_' => {}
+            _ => return false,
+        }
+        let length = self
+            .rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .unwrap_or(self.rest.len());
+        self.rest = &self.rest[length..];
+        true
     }
 }
 
@@ -175,8 +333,41 @@ mod tests {
             "int'",
             "\"open",
             "text/*",
+            "text IS NULL OR pg_terminate_backend(1) IS NULL",
+            "numeric(12,4) OR true",
+            "numeric(pg_terminate_backend(1))",
+            "numeric(1,)",
+            "character varying(20) OR 1 = 1",
+            "timestamp with time zone; SELECT 1",
+            "interval day to second) OR (1",
+            "text[] IS NULL",
+            "text [ ]",
+            "public.",
+            ".text",
+            "a.b.c",
+            "\"\"",
+            " text",
+            "text ",
+            "$1",
         ] {
             assert!(checked_type_name(&column("c", bad, 25)).is_err(), "{bad}");
+        }
+        for good in [
+            "double precision",
+            "bit varying(5)[]",
+            "character(1)",
+            "timestamp(3) with time zone",
+            "time without time zone[]",
+            "interval",
+            "interval(3)",
+            "interval day to second(6)",
+            "interval year",
+            "geometry(Point,4326)",
+            "\"char\"",
+            "\"My\"\"Type\".\"with space\"[]",
+            "public.mood[]",
+        ] {
+            assert!(checked_type_name(&column("c", good, 25)).is_ok(), "{good}");
         }
     }
 
