@@ -24,11 +24,10 @@ pub enum LocalPgError {
         "running as root, but there is no 'postgres' OS user to run the server as (initdb refuses root): create one, e.g. useradd --system postgres"
     )]
     NoPostgresUser,
-    #[error("{action} failed: {source}")]
+    #[error("{action} failed: {cause}")]
     Io {
         action: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{command} failed ({status}): {output}")]
     Command {
@@ -44,7 +43,7 @@ pub enum LocalPgError {
 
 fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalPgError {
     let action = action.into();
-    move |source| LocalPgError::Io { action, source }
+    move |cause| LocalPgError::Io { action, cause }
 }
 
 /// How to set up the server.
@@ -445,7 +444,7 @@ fn make_temp_dir() -> Result<PathBuf, LocalPgError> {
     }
     Err(LocalPgError::Io {
         action: "creating a temporary directory".into(),
-        source: std::io::ErrorKind::AlreadyExists.into(),
+        cause: std::io::ErrorKind::AlreadyExists.into(),
     })
 }
 
@@ -478,6 +477,6 @@ fn spawn_watchdog(pid: u32, root: &Path, keep: bool) -> Result<ChildStdin, Local
         .map_err(io_error("starting the server watchdog"))?;
     child.stdin.take().ok_or(LocalPgError::Io {
         action: "starting the server watchdog".into(),
-        source: std::io::ErrorKind::BrokenPipe.into(),
+        cause: std::io::ErrorKind::BrokenPipe.into(),
     })
 }

@@ -108,3 +108,122 @@ fn item1_a_crafted_type_name_never_reaches_a_script() {
         "{script}"
     );
 }
+
+/// A cache captured from a small table, with an insert and an update after the baseline.
+fn captured(label: &str) -> TestDb {
+    let db = fresh_db(label);
+    db.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         ALTER TABLE t REPLICA IDENTITY FULL;
+         INSERT INTO t VALUES (1, 'a');",
+    );
+    db.capture_ok(&[]);
+    db.sql("INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1;");
+    db.capture_ok(&[]);
+    db
+}
+
+#[test]
+fn item2_opening_a_cache_never_runs_what_someone_put_in_it() {
+    let db = captured("crafted_trigger");
+    let connection = Connection::open(db.cache()).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE pwned (at TEXT);
+             CREATE TRIGGER evil AFTER INSERT ON changes BEGIN INSERT INTO pwned VALUES ('ran'); END;",
+        )
+        .unwrap();
+    drop(connection);
+    db.sql("INSERT INTO t VALUES (3, 'd');");
+    let capture = db.capture_once(&[]);
+    assert_clean_failure(&capture, 2, "which rowtrail never creates");
+    let log = on_cache(&db, &["log"]);
+    assert_clean_failure(&log, 2, "it holds a table named 'pwned'");
+    let connection = Connection::open(db.cache()).unwrap();
+    let ran: i64 = connection
+        .query_row("SELECT count(*) FROM pwned", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(ran, 0, "the crafted trigger never ran");
+}
+
+#[test]
+fn item2_a_damaged_cache_gets_a_clear_error_never_a_panic() {
+    let db = captured("damaged");
+    let pristine = std::fs::read(db.cache()).unwrap();
+    let damage = |sql: &str| {
+        std::fs::write(db.cache(), &pristine).unwrap();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.cache().display()));
+        }
+        Connection::open(db.cache())
+            .unwrap()
+            .execute_batch(&format!("PRAGMA foreign_keys = OFF; {sql}"))
+            .unwrap();
+    };
+    let cases: Vec<(&str, &str)> = vec![
+        ("PRAGMA user_version = 99;", "written by a newer rowtrail"),
+        ("PRAGMA user_version = 0;", "format version is 0"),
+        (
+            "UPDATE changes SET after = 'not json' WHERE op = 'I';",
+            "is damaged",
+        ),
+        (
+            "UPDATE relations SET definition = '{\"oid\": 1}';",
+            "is damaged",
+        ),
+        (
+            "UPDATE transactions SET committed_at = 'yesterday';",
+            "wrong type",
+        ),
+        (
+            "UPDATE changes SET before = '{\"99\": \"x\"}' WHERE op = 'U';",
+            "is damaged",
+        ),
+        (
+            "INSERT INTO contexts (id, body) VALUES (1, '[1]'); UPDATE changes SET context_id = 1;",
+            "is damaged",
+        ),
+    ];
+    for (sql, expected) in cases {
+        damage(sql);
+        let output = on_cache(&db, &["log", "--json", "--limit", "0"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{sql}: {stderr}");
+        assert_clean_failure(&output, 2, expected);
+    }
+    // A truncated file.
+    std::fs::write(db.cache(), &pristine[..pristine.len() / 2]).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.cache().display()));
+    }
+    for command in [&["log"][..], &["at", "--table", "t", "--time", "now"]] {
+        let output = on_cache(&db, command);
+        assert_clean_failure(&output, 2, "is damaged");
+        assert!(
+            !String::from_utf8_lossy(&output.stderr).contains("disk is full"),
+            "a damaged file is not a full disk"
+        );
+    }
+}
+
+#[test]
+fn item4_caches_and_their_directory_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = captured("private_files");
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode(&db.cache()) & 0o777, 0o600);
+    for suffix in ["-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.cache().display()));
+        if path.exists() {
+            assert_eq!(mode(&path) & 0o077, 0, "{}", path.display());
+        }
+    }
+    let shared = db.dir.path().join("share/rowtrail");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    rowtrail::store::create_private_dir(&shared).unwrap();
+    assert_eq!(mode(&shared) & 0o777, 0o700);
+    let fresh = db.dir.path().join("new/data/rowtrail");
+    rowtrail::store::create_private_dir(&fresh).unwrap();
+    assert_eq!(mode(&fresh) & 0o777, 0o700);
+}

@@ -135,16 +135,17 @@ pub enum CaptureError {
     NoPassword { user: String, endpoint: String },
     #[error("{action} failed: {error}")]
     Server { action: String, error: ServerError },
-    #[error("lost the connection to {endpoint}: {source}")]
+    #[error("lost the connection to {endpoint}: {cause}")]
     ConnectionLost {
         endpoint: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the server broke the replication protocol: {what}")]
     Protocol { what: String },
-    #[error("could not read the change stream: {0}")]
-    Decode(#[from] DecodeError),
+    #[error(
+        "could not read the change stream: {0}; nothing after the last stored position was kept, so capture starts there again when run: if it fails the same way, report it with the output of rowtrail capture -v"
+    )]
+    Decode(DecodeError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
@@ -179,8 +180,16 @@ pub enum CaptureError {
     },
     #[error("'{0}' is not a valid slot name: use 1-63 lower-case letters, digits and underscores")]
     BadSlotName(String),
-    #[error("the cache writer stopped unexpectedly")]
+    #[error(
+        "the cache writer stopped unexpectedly; everything before the last stored position is safe: run capture again to go on from there"
+    )]
     WriterGone,
+}
+
+impl From<DecodeError> for CaptureError {
+    fn from(error: DecodeError) -> Self {
+        Self::Decode(error)
+    }
 }
 
 fn tables_phrase(tables: &[String]) -> String {
@@ -279,7 +288,7 @@ mod tests {
         }
         let lost = CaptureError::ConnectionLost {
             endpoint: "db:5432".into(),
-            source: std::io::ErrorKind::UnexpectedEof.into(),
+            cause: std::io::ErrorKind::UnexpectedEof.into(),
         };
         assert!(lost.is_transient());
         let protocol = CaptureError::Protocol {

@@ -293,7 +293,7 @@ pub(crate) async fn run_session(
                 let Some(frame) = frame? else {
                     return Err(CaptureError::ConnectionLost {
                         endpoint: sql.endpoint.clone(),
-                        source: std::io::Error::new(
+                        cause: std::io::Error::new(
                             std::io::ErrorKind::ConnectionAborted,
                             "the server ended the replication stream",
                         ),

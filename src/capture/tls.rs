@@ -17,22 +17,28 @@ use super::conninfo::{RootCerts, SslMode, TlsSettings};
 /// TLS could not be set up from the given settings.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
-    #[error("could not read certificates from {path}: {source}; check sslrootcert/sslcert")]
+    #[error("could not read certificates from {path}: {cause}; check sslrootcert/sslcert")]
     ReadCerts {
         path: String,
-        #[source]
-        source: rustls::pki_types::pem::Error,
+        cause: rustls::pki_types::pem::Error,
     },
-    #[error("could not read the private key {path}: {source}; check sslkey (a PEM file)")]
+    #[error("could not read the private key {path}: {cause}; check sslkey (a PEM file)")]
     ReadKey {
         path: String,
-        #[source]
-        source: rustls::pki_types::pem::Error,
+        cause: rustls::pki_types::pem::Error,
     },
     #[error("{path} holds no usable root certificate; check sslrootcert")]
     NoRoots { path: String },
-    #[error("TLS setup failed: {0}")]
-    Rustls(#[from] rustls::Error),
+    #[error(
+        "TLS setup failed: {0}; check the certificate and key files (sslrootcert, sslcert, sslkey)"
+    )]
+    Rustls(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsSetupError {
+    fn from(error: rustls::Error) -> Self {
+        Self::Rustls(error)
+    }
 }
 
 /// Builds the rustls client configuration for the settings; `None` when TLS is disabled.
@@ -62,9 +68,9 @@ pub fn client_config(settings: &TlsSettings) -> Result<Option<Arc<ClientConfig>>
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
             let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|source| TlsSetupError::ReadKey {
+                PrivateKeyDer::from_pem_file(key).map_err(|cause| TlsSetupError::ReadKey {
                     path: key.display().to_string(),
-                    source,
+                    cause,
                 })?;
             builder.with_client_auth_cert(chain, key)?
         }
@@ -80,9 +86,9 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, rustls::Error> {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let error = |source| TlsSetupError::ReadCerts {
+    let error = |cause| TlsSetupError::ReadCerts {
         path: path.display().to_string(),
-        source,
+        cause,
     };
     CertificateDer::pem_file_iter(path)
         .map_err(error)?

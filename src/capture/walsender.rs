@@ -414,7 +414,7 @@ impl WalSender {
         if read == 0 {
             return Err(CaptureError::ConnectionLost {
                 endpoint: self.endpoint.clone(),
-                source: std::io::ErrorKind::UnexpectedEof.into(),
+                cause: std::io::ErrorKind::UnexpectedEof.into(),
             });
         }
         Ok(())
@@ -428,9 +428,9 @@ impl WalSender {
 
     fn io_error(&self) -> impl Fn(std::io::Error) -> CaptureError + use<> {
         let endpoint = self.endpoint.clone();
-        move |source| CaptureError::ConnectionLost {
+        move |cause| CaptureError::ConnectionLost {
             endpoint: endpoint.clone(),
-            source,
+            cause,
         }
     }
 }

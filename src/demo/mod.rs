@@ -33,9 +33,9 @@ pub const GUIDE: &str = "Stories to find: customer 42 moved to the pro plan (cus
 /// The demo could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("{0}")]
+    #[error(transparent)]
     Server(#[from] LocalPgError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
         "{} already holds files: give --keep a new or empty directory (open an earlier demo's cache with: rowtrail open {})",
@@ -43,11 +43,10 @@ pub enum DemoError {
         .0.join(CACHE_FILE).display()
     )]
     KeepDirNotEmpty(PathBuf),
-    #[error("{action} failed: {source}")]
+    #[error("{action} failed: {cause}")]
     Io {
         action: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the demo's connection settings are invalid: {0}")]
     Connection(String),
@@ -98,7 +97,7 @@ impl std::fmt::Debug for Demo {
 
 fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
     let action = action.into();
-    move |source| DemoError::Io { action, source }
+    move |cause| DemoError::Io { action, cause }
 }
 
 fn ensure_empty(dir: &Path) -> Result<(), DemoError> {

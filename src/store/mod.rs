@@ -81,25 +81,37 @@ pub enum StoreError {
         cached: String,
         given: String,
     },
-    #[error("could not read {}: {source}", .path.display())]
+    #[error("could not read {}: {cause}; check the path and its permissions", .path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cache {} failed while {action}: {source}; if the disk is full or read-only, free space or fix permissions and retry", .path.display())]
+    /// SQLite failed in a way that points at the disk or the file system.
+    #[error("cache {} failed while {action}: {cause}; if the disk is full or read-only, free space or fix permissions and retry", .path.display())]
+    Disk {
+        path: PathBuf,
+        action: &'static str,
+        cause: rusqlite::Error,
+    },
+    #[error("cache {} is busy while {action}: another program holds it (a capture writing to it?); wait for it, or stop it", .path.display())]
+    Busy { path: PathBuf, action: &'static str },
+    /// Any other SQLite failure.
+    #[error("cache {} failed while {action}: {cause}; if this happens again, check the file with sqlite3 FILE 'PRAGMA integrity_check' and report it", .path.display())]
     Sqlite {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("cache {} is damaged: {what}", .path.display())]
+    #[error("cache {} is damaged: {what}; restore it from a copy, or start a new cache", .path.display())]
     Damaged { path: PathBuf, what: String },
-    #[error("a change refers to table oid {oid}, which the stream has not described")]
+    #[error(
+        "a change refers to table oid {oid}, which the stream has not described; run capture again (it resumes from the last stored position)"
+    )]
     UnknownRelation { oid: u32 },
-    #[error("could not store a change: {0}")]
-    Decode(#[from] crate::decode::DecodeError),
+    #[error(
+        "could not store a change: {0}; run capture again (it resumes from the last stored position), and report it if it fails the same way"
+    )]
+    Decode(crate::decode::DecodeError),
     #[error("table {table} is not in this cache; it holds: {known}")]
     UnknownTable { table: String, known: String },
     #[error("{0}")]
@@ -134,11 +146,57 @@ trait SqliteContext<T> {
 
 impl<T> SqliteContext<T> for rusqlite::Result<T> {
     fn context(self, path: &Path, action: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Sqlite {
-            path: path.to_owned(),
+        self.map_err(|cause| sqlite_error(path, action, cause))
+    }
+}
+
+impl From<crate::decode::DecodeError> for StoreError {
+    fn from(error: crate::decode::DecodeError) -> Self {
+        Self::Decode(error)
+    }
+}
+
+/// Says what a SQLite failure means for the user, by its error code: a damaged file, the disk, a
+/// lock held elsewhere, a stored value of the wrong type, or something else.
+fn sqlite_error(path: &Path, action: &'static str, cause: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let path = path.to_owned();
+    match &cause {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Damaged {
+                path,
+                what: format!("{action}: {cause}"),
+            },
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::FileLockingProtocolFailed => StoreError::Disk {
+                path,
+                action,
+                cause,
+            },
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Busy { path, action }
+            }
+            _ => StoreError::Sqlite {
+                path,
+                action,
+                cause,
+            },
+        },
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Damaged {
+            path,
+            what: format!("{action}: a stored value has the wrong type ({cause})"),
+        },
+        _ => StoreError::Sqlite {
+            path,
             action,
-            source,
-        })
+            cause,
+        },
     }
 }
 
@@ -185,9 +243,9 @@ enum FileKind {
 /// is written before the file switches to WAL mode, so the main file always has it; `user_version`
 /// may still sit in the WAL and is read through SQLite instead.
 fn inspect(path: &Path) -> Result<FileKind, StoreError> {
-    let io_error = |source| StoreError::Io {
+    let io_error = |cause| StoreError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
@@ -244,19 +302,120 @@ fn configure(connection: &Connection, path: &Path, cache_kib: i32) -> Result<(),
         .context(path, "configuring")
 }
 
+/// A cache may come from someone else, so before anything of it is read: triggers and views are
+/// switched off (rowtrail creates neither, and a crafted one would run on our writes or reads),
+/// nothing in the file's schema is trusted to call functions with side effects, and the schema
+/// itself cannot be edited by SQL (`defensive`).
+fn harden(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    use rusqlite::config::DbConfig;
+    for (setting, on) in [
+        (DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false),
+        (DbConfig::SQLITE_DBCONFIG_ENABLE_VIEW, false),
+        (DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false),
+        (DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true),
+    ] {
+        connection
+            .set_db_config(setting, on)
+            .context(path, "securing the connection")?;
+    }
+    Ok(())
+}
+
+/// Refuses a file that holds anything rowtrail does not create (a trigger, a view, a table of
+/// its own): such a cache was altered elsewhere.
+fn check_objects(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    let objects: Vec<(String, String)> = connection
+        .prepare("SELECT type, name FROM sqlite_schema")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .context(path, "reading the file's schema")?;
+    for (kind, name) in objects {
+        let known = match kind.as_str() {
+            "table" => schema::TABLES.contains(&name.as_str()) || name.starts_with("sqlite_stat"),
+            "index" => {
+                schema::INDEXES.contains(&name.as_str()) || name.starts_with("sqlite_autoindex_")
+            }
+            _ => false,
+        };
+        if !known {
+            return Err(StoreError::NotACache {
+                path: path.to_owned(),
+                reason: format!(
+                    "it holds a {kind} named '{name}', which rowtrail never creates, so it was altered elsewhere and is not opened"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn migrate(connection: &mut Connection, path: &Path, from: i32) -> Result<(), StoreError> {
+    use rusqlite::config::DbConfig;
     for (index, migration) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
+        // A migration that edits the schema's own text needs the defensive flag off meanwhile.
+        let edits_schema = matches!(migration, schema::Migration::Code(_));
+        if edits_schema {
+            connection
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, false)
+                .context(path, "migrating")?;
+        }
         let tx = connection.transaction().context(path, "migrating")?;
         match migration {
             schema::Migration::Sql(sql) => tx.execute_batch(sql),
             schema::Migration::Code(step) => step(&tx),
         }
-        .context(path, "migrating")?;
+        .map_err(|cause| StoreError::Damaged {
+            path: path.to_owned(),
+            what: format!(
+                "its tables do not match its format version {} ({cause})",
+                index
+            ),
+        })?;
         tx.pragma_update(None, "user_version", index as i32 + 1)
             .context(path, "migrating")?;
         tx.commit().context(path, "migrating")?;
+        if edits_schema {
+            connection
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+                .context(path, "migrating")?;
+        }
     }
     Ok(())
+}
+
+/// Creates a directory for caches (with its missing parents) that only its owner can enter, and
+/// closes an existing one to others: caches hold production data.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates an empty file readable by its owner only: a cache holds production data. SQLite
+/// creates the `-wal` and `-shm` files with the same permissions.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|cause| StoreError::Io {
+            path: path.to_owned(),
+            cause,
+        })
 }
 
 /// Opens an existing cache for reading; refuses anything that is not a rowtrail cache.
@@ -276,10 +435,18 @@ pub(crate) fn open_existing(path: &Path) -> Result<Connection, StoreError> {
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut connection = Connection::open_with_flags(path, flags).context(path, "opening")?;
+    harden(&connection, path)?;
     configure(&connection, path, READER_CACHE_KIB)?;
+    check_objects(&connection, path)?;
     let version: i32 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .context(path, "reading the format version")?;
+    if version < 1 {
+        return Err(StoreError::Damaged {
+            path: path.to_owned(),
+            what: format!("its format version is {version}, which no rowtrail wrote"),
+        });
+    }
     if version > schema::CURRENT_VERSION {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
@@ -299,7 +466,9 @@ pub(crate) fn open_for_capture(
 ) -> Result<Connection, StoreError> {
     let connection = match inspect(path)? {
         FileKind::Missing | FileKind::Empty => {
+            create_private(path)?;
             let mut connection = Connection::open(path).context(path, "creating")?;
+            harden(&connection, path)?;
             connection
                 .pragma_update(None, "application_id", schema::APPLICATION_ID)
                 .context(path, "creating")?;
@@ -445,6 +614,35 @@ mod tests {
             open_existing(&dir.path().join("missing.db")),
             Err(StoreError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_new_cache_holds_exactly_the_known_objects_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        let connection = open_for_capture(&path, &identity("1")).unwrap();
+        let names: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut known: Vec<String> = schema::TABLES
+            .iter()
+            .chain(schema::INDEXES)
+            .map(|name| (*name).to_owned())
+            .collect();
+        known.sort();
+        assert_eq!(names, known);
+        for file in ["cache.db", "cache.db-wal", "cache.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+        }
     }
 
     #[test]

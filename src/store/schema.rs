@@ -7,6 +7,33 @@
 /// `PRAGMA application_id` of every rowtrail cache: the bytes "rowt".
 pub const APPLICATION_ID: i32 = 0x726F_7774;
 
+/// Every table a cache holds (SQLite's own `sqlite_stat*` aside).
+pub const TABLES: &[&str] = &[
+    "source",
+    "capture_state",
+    "tables",
+    "relations",
+    "contexts",
+    "transactions",
+    "changes",
+    "change_minutes",
+];
+
+/// Every index a cache holds (SQLite's own `sqlite_autoindex_*` aside).
+pub const INDEXES: &[&str] = &[
+    "tables_by_name",
+    "relations_by_table",
+    "transactions_by_commit",
+    "transactions_by_time",
+    "transactions_by_xid",
+    "changes_by_record",
+    "changes_moved_in",
+    "changes_moved_out",
+    "changes_by_table",
+    "changes_by_tx",
+    "change_minutes_by_minute",
+];
+
 /// One step of the format: plain SQL, or SQL that must look at the file first.
 pub enum Migration {
     Sql(&'static str),

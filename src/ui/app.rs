@@ -570,7 +570,7 @@ impl RowtrailApp {
             }
         };
         if let Some(parent) = cache.parent()
-            && let Err(error) = std::fs::create_dir_all(parent)
+            && let Err(error) = crate::store::create_private_dir(parent)
         {
             self.banner = Some(format!("could not create {}: {error}", parent.display()));
             return;

@@ -77,10 +77,20 @@ pub fn run(options: AppOptions) -> Result<(), UiError> {
         Ok(icon) => viewport = viewport.with_icon(icon),
         Err(error) => tracing::warn!("the app icon did not load: {error}"),
     }
+    // Settings stay beside the caches (~/.local/share/rowtrail), not under the app id, in a
+    // directory only its owner can enter.
+    let data_dir = eframe::storage_dir("rowtrail");
+    if let Some(dir) = &data_dir
+        && let Err(error) = crate::store::create_private_dir(dir)
+    {
+        tracing::warn!(
+            "could not create {} for the app's settings: {error}",
+            dir.display()
+        );
+    }
     let native = eframe::NativeOptions {
         viewport,
-        // Settings stay beside the caches (~/.local/share/rowtrail), not under the app id.
-        persistence_path: eframe::storage_dir("rowtrail").map(|dir| dir.join("app.ron")),
+        persistence_path: data_dir.map(|dir| dir.join("app.ron")),
         ..eframe::NativeOptions::default()
     };
     eframe::run_native(
