@@ -227,3 +227,36 @@ fn item4_caches_and_their_directory_are_readable_by_their_owner_only() {
     rowtrail::store::create_private_dir(&fresh).unwrap();
     assert_eq!(mode(&fresh) & 0o777, 0o700);
 }
+
+#[test]
+fn item9_an_error_states_its_cause_once() {
+    let output = rowtrail(&[
+        "doctor".into(),
+        "--source".into(),
+        "host=127.0.0.1 port=1 dbname=x user=u sslmode=verify-full sslrootcert=/nonexistent/ca.pem"
+            .into(),
+    ]);
+    assert_clean_failure(
+        &output,
+        2,
+        "could not read certificates from /nonexistent/ca.pem",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    // A cache path that is a directory's child of a file: an I/O error, said once.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let output = rowtrail(&[
+        "log".into(),
+        "--cache".into(),
+        file.join("cache.db").to_string_lossy().into_owned(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.matches("Not a directory").count() <= 1, "{stderr}");
+}
