@@ -7,6 +7,7 @@
 //! process; if this process dies without dropping the server (a test binary ending, a SIGKILL), the
 //! pipe closes and the watchdog stops the server and removes its directory.
 
+use crate::capture::conninfo::Password;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -51,8 +52,9 @@ fn io_error(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalPg
 pub struct LocalPgOptions {
     /// `wal_level`; capture needs `logical`.
     pub wal_level: String,
-    /// Password of the `postgres` superuser for TCP connections (local socket connections trust).
-    pub password: String,
+    /// Password of the `postgres` superuser, for every connection (TCP and the socket); a random
+    /// one by default. It is kept only in the server's 0600 `pgpass` file in its directory.
+    pub password: Password,
     /// A PEM certificate and key to turn on TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// More `name=value` settings.
@@ -65,7 +67,7 @@ impl Default for LocalPgOptions {
     fn default() -> Self {
         Self {
             wal_level: "logical".into(),
-            password: "rowtrail".into(),
+            password: Password::random(),
             tls: None,
             settings: Vec::new(),
             keep_dir: None,
@@ -78,7 +80,7 @@ pub struct LocalPostgres {
     bin_dir: PathBuf,
     root: PathBuf,
     port: u16,
-    password: String,
+    password: Password,
     server: Option<Child>,
     keep: bool,
     run_as: Option<(u32, u32)>,
@@ -133,22 +135,29 @@ impl LocalPostgres {
             true => Some(postgres_user()?),
             false => None,
         };
+        // Only the owner (and the server's user) may enter: it holds the data and the socket.
         let root = match &options.keep_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(io_error(format!("creating {}", dir.display())))?;
+                create_private_dir(dir)?;
                 dir.clone()
             }
             None => make_temp_dir()?,
         };
         let data = root.join("data");
         let socket_dir = root.join("socket");
-        std::fs::create_dir_all(&socket_dir).map_err(io_error("creating the socket directory"))?;
-        let pwfile = root.join("pwfile");
-        std::fs::write(&pwfile, format!("{}\n", options.password))
-            .map_err(io_error("writing the password file"))?;
+        create_private_dir(&socket_dir)?;
+        let pgpass = root.join(PGPASS_FILE);
+        // A kept server started again keeps the password it was made with.
+        let password = match (data.join("PG_VERSION").exists(), read_pgpass(&pgpass)) {
+            (true, Some(password)) => password,
+            _ => options.password.clone(),
+        };
+        write_private(
+            &pgpass,
+            &format!("*:*:*:postgres:{}\n", password.pgpass_field()),
+        )?;
         if let Some((uid, gid)) = run_as {
-            for path in [&root, &socket_dir, &pwfile] {
+            for path in [&root, &socket_dir] {
                 std::os::unix::fs::chown(path, Some(uid), Some(gid))
                     .map_err(io_error(format!("handing {} to postgres", path.display())))?;
             }
@@ -157,21 +166,29 @@ impl LocalPostgres {
             bin_dir,
             root,
             port: 0,
-            password: options.password.clone(),
+            password,
             server: None,
             keep: options.keep_dir.is_some(),
             run_as,
             _watchdog: None,
         };
         if !data.join("PG_VERSION").exists() {
-            server.run(
+            // initdb reads the password from a file: one only the server's user can read, gone
+            // as soon as initdb is.
+            let pwfile = server.root.join("pwfile");
+            write_private(&pwfile, &format!("{}\n", server.password.expose()))?;
+            if let Some((uid, gid)) = run_as {
+                std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))
+                    .map_err(io_error("handing the password file to postgres"))?;
+            }
+            let initdb = server.run(
                 "initdb",
                 &[
                     "-D",
                     &data.to_string_lossy(),
                     "-U",
                     "postgres",
-                    "--auth-local=trust",
+                    "--auth-local=scram-sha-256",
                     "--auth-host=scram-sha-256",
                     "--pwfile",
                     &pwfile.to_string_lossy(),
@@ -179,7 +196,10 @@ impl LocalPostgres {
                     "--locale=C",
                     "--no-sync",
                 ],
-            )?;
+            );
+            let removed = std::fs::remove_file(&pwfile);
+            initdb?;
+            removed.map_err(io_error("removing the password file"))?;
         }
         server.port = free_port()?;
         let mut settings: Vec<(String, String)> = vec![
@@ -269,8 +289,22 @@ impl LocalPostgres {
         self.port
     }
 
-    pub fn password(&self) -> &str {
+    pub fn password(&self) -> &Password {
         &self.password
+    }
+
+    /// The `pgpass` file (0600) that holds the superuser's password, for `PGPASSFILE`.
+    pub fn pgpass(&self) -> PathBuf {
+        self.root.join(PGPASS_FILE)
+    }
+
+    /// The `psql` command that reaches `dbname`, its password coming from the pgpass file.
+    pub fn psql_command(&self, dbname: &str) -> String {
+        format!(
+            "PGPASSFILE={} psql -h 127.0.0.1 -p {} -U postgres {dbname}",
+            self.pgpass().display(),
+            self.port
+        )
     }
 
     /// The directory holding the server's Unix socket.
@@ -291,16 +325,18 @@ impl LocalPostgres {
     pub fn url(&self, dbname: &str) -> String {
         format!(
             "postgres://postgres:{}@127.0.0.1:{}/{dbname}?sslmode=disable",
-            self.password, self.port
+            self.password.expose(),
+            self.port
         )
     }
 
-    /// A key=value string over the Unix socket (no password needed).
+    /// A key=value string over the Unix socket, with the password.
     pub fn socket_conninfo(&self, dbname: &str) -> String {
         format!(
-            "host={} port={} user=postgres dbname={dbname}",
+            "host={} port={} user=postgres dbname={dbname} password={}",
             self.socket_dir().display(),
-            self.port
+            self.port,
+            self.password.expose()
         )
     }
 
@@ -314,6 +350,7 @@ impl LocalPostgres {
             .arg(self.port.to_string())
             .args(["-U", "postgres", "-d", dbname])
             .env("PGTZ", "UTC")
+            .env("PGPASSFILE", self.pgpass())
             .env("PGOPTIONS", "-c extra_float_digits=3")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -436,7 +473,11 @@ fn make_temp_dir() -> Result<PathBuf, LocalPgError> {
             "rowtrail-pg-{}-{nanos:x}-{attempt}",
             std::process::id()
         ));
-        match std::fs::create_dir(&dir) {
+        let created = {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&dir)
+        };
+        match created {
             Ok(()) => return Ok(dir),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(error) => return Err(io_error("creating a temporary directory")(error)),
@@ -446,6 +487,37 @@ fn make_temp_dir() -> Result<PathBuf, LocalPgError> {
         action: "creating a temporary directory".into(),
         cause: std::io::ErrorKind::AlreadyExists.into(),
     })
+}
+
+/// The name of the password file in the server's directory.
+const PGPASS_FILE: &str = "pgpass";
+
+fn create_private_dir(path: &Path) -> Result<(), LocalPgError> {
+    crate::store::create_private_dir(path).map_err(io_error(format!("creating {}", path.display())))
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> Result<(), LocalPgError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(format!("writing {}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .map_err(io_error(format!("writing {}", path.display())))
+}
+
+/// The password of a pgpass file this module wrote.
+fn read_pgpass(path: &Path) -> Option<Password> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().next()?;
+    let field = line.strip_prefix("*:*:*:postgres:")?;
+    Some(Password::new(
+        field.replace("\\:", ":").replace("\\\\", "\\"),
+    ))
 }
 
 fn free_port() -> Result<u16, LocalPgError> {

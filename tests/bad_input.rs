@@ -69,7 +69,7 @@ fn malformed_connection_strings_and_names() {
 #[test]
 fn wrong_password() {
     let db = fresh_db("password");
-    let url = db.url().replace(db.server.password(), "wrong");
+    let url = db.url().replace(db.server.password().expose(), "wrong");
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("c.db");
     let output = rowtrail(&capture_args(&url, &cache, &[]));

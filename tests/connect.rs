@@ -87,7 +87,7 @@ fn tls_modes_follow_libpq() {
         format!(
             "host={host} port={} user=postgres password={} dbname=tls",
             server.port(),
-            server.password()
+            server.password().expose()
         )
     };
     let ca = pki.ca.display();
@@ -135,7 +135,7 @@ fn capture_streams_over_tls() {
     let cache = dir.path().join("tls.db");
     let source = format!(
         "postgres://postgres:{}@localhost:{}/tls?sslmode=verify-full&sslrootcert={}",
-        server.password(),
+        server.password().expose(),
         server.port(),
         pki.ca.display()
     );
@@ -188,7 +188,7 @@ fn password_file_and_environment() {
         &passfile,
         format!(
             "# test\nelsewhere:*:*:*:nope\n127.0.0.1:{port}:*:postgres:{}\n",
-            db.server.password()
+            db.server.password().expose()
         ),
     )
     .unwrap();
@@ -222,7 +222,7 @@ fn password_file_and_environment() {
         .env("PGHOST", "127.0.0.1")
         .env("PGPORT", port.to_string())
         .env("PGUSER", "postgres")
-        .env("PGPASSWORD", db.server.password())
+        .env("PGPASSWORD", db.server.password().expose())
         .env("PGDATABASE", &db.name)
         .env("PGSSLMODE", "disable")
         .args(["doctor"])

@@ -260,3 +260,110 @@ fn item9_an_error_states_its_cause_once() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.matches("Not a directory").count() <= 1, "{stderr}");
 }
+
+#[test]
+fn item3_the_demo_server_is_closed_to_other_local_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let keep = tempfile::tempdir().unwrap();
+    let dir = keep.path().join("demo");
+    let demo = rowtrail::demo::Demo::start(&rowtrail::demo::DemoOptions {
+        keep: Some(dir.clone()),
+        pace: rowtrail::demo::Pace::Fast,
+        offline: false,
+    })
+    .unwrap();
+    assert!(demo.is_live());
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    for private in [dir.clone(), dir.join("socket"), dir.join("data")] {
+        assert_eq!(mode(&private), 0o700, "{}", private.display());
+    }
+    assert_eq!(mode(&dir.join("pgpass")), 0o600);
+    assert!(
+        !dir.join("pwfile").exists(),
+        "the password file is gone after initdb"
+    );
+    let hba = std::fs::read_to_string(dir.join("data/pg_hba.conf")).unwrap();
+    let rules: Vec<&str> = hba
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+        .collect();
+    assert!(
+        rules
+            .iter()
+            .all(|rule| rule.trim_end().ends_with("scram-sha-256")),
+        "every connection needs the password, the socket too: {rules:?}"
+    );
+    let (_, password) = demo.login().unwrap();
+    assert_ne!(password.expose(), "rowtrail");
+    assert!(password.expose().len() >= 32);
+    assert_eq!(
+        format!("{password:?} {password}"),
+        "Password(********) ********"
+    );
+    // The command the demo prints reaches the database, through the pgpass file.
+    let command = demo.psql_command().unwrap();
+    assert!(command.starts_with(&format!("PGPASSFILE={}", dir.join("pgpass").display())));
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "PATH={}:$PATH {command} -X -A -t -c 'SELECT count(*) > 0 FROM customers'",
+            rowtrail::local_pg::LocalPostgres::find_bin_dir()
+                .unwrap()
+                .display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "t",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Without the password, the socket turns a local user away.
+    let port = command
+        .split(" -p ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    let output = std::process::Command::new(
+        rowtrail::local_pg::LocalPostgres::find_bin_dir()
+            .unwrap()
+            .join("psql"),
+    )
+    .args(["-X", "-w", "-h"])
+    .arg(dir.join("socket"))
+    .args(["-p", port, "-U", "postgres", "-c", "SELECT 1", "shop"])
+    .env("PGPASSFILE", "/nonexistent")
+    .output()
+    .unwrap();
+    assert!(
+        !output.status.success(),
+        "a password-less login over the socket must fail"
+    );
+}
+
+#[test]
+fn item5_a_password_never_reaches_an_error_message() {
+    for source in [
+        "postgres://ann:s3cret%zz@127.0.0.1:1/shop",
+        "postgres://ann@127.0.0.1:1/shop?password=s3cret%zz",
+        "postgres://ann@127.0.0.1:1/shop?s3cret",
+        "host=127.0.0.1 port=1 user=ann s3cret dbname=shop",
+        "postgres://ann:s3cret@127.0.0.1:1/shop?sslmode=bogus",
+    ] {
+        let output = rowtrail(&[
+            "doctor".into(),
+            "--source".into(),
+            source.into(),
+            "-vv".into(),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(2), "{source}: {text}");
+        assert!(!text.contains("s3cret"), "{source} leaked: {text}");
+    }
+}

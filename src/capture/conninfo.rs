@@ -88,12 +88,72 @@ impl fmt::Display for Host {
     }
 }
 
+/// A password: held, passed on, never shown. `Debug` and `Display` print `********`, so one can
+/// never reach an error message, a log line or the screen by accident.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// 32 hexadecimal digits from the operating system's random generator.
+    pub fn random() -> Self {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 16];
+        // SystemRandom reads the OS's generator; it fails only where no such generator exists.
+        let filled = ring::rand::SystemRandom::new().fill(&mut bytes).is_ok();
+        let mut text: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        if !filled {
+            // Last resort, still not guessable from outside the process: time and address.
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|time| time.as_nanos())
+                .unwrap_or(0);
+            text = format!("{seed:032x}{:x}", &bytes as *const _ as usize);
+        }
+        Self(text)
+    }
+
+    /// The password itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The text, for an input field that edits it.
+    pub fn as_mut_string(&mut self) -> &mut String {
+        &mut self.0
+    }
+
+    /// The password as a field of a pgpass file (`:` and `\` escaped).
+    pub fn pgpass_field(&self) -> String {
+        self.0.replace('\\', "\\\\").replace(':', "\\:")
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(********)")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
 /// One server to try, with the password that applies to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: Host,
     pub port: u16,
-    pub password: Option<String>,
+    pub password: Option<Password>,
 }
 
 impl fmt::Display for Endpoint {
@@ -299,7 +359,7 @@ impl ConnectionSpec {
             .enumerate()
             .map(|(index, host)| {
                 let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
-                let password = password.clone().or_else(|| {
+                let password = password.clone().map(Password::new).or_else(|| {
                     pgpass
                         .iter()
                         .find(|entry| entry.matches(host.pgpass_name(), port, &dbname, &user))
@@ -458,10 +518,10 @@ fn parse_url(text: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
             None => (userinfo, None),
         };
         if !user.is_empty() {
-            settings.insert("user".into(), percent_decode(user)?);
+            settings.insert("user".into(), percent_decode(user, Shown::Yes)?);
         }
         if let Some(password) = password {
-            settings.insert("password".into(), percent_decode(password)?);
+            settings.insert("password".into(), percent_decode(password, Shown::No)?);
         }
     }
     if !hostlist.is_empty() {
@@ -469,7 +529,7 @@ fn parse_url(text: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
         let mut ports = Vec::new();
         for spec in hostlist.split(',') {
             let (host, port) = split_host_port(spec)?;
-            hosts.push(percent_decode(host)?);
+            hosts.push(percent_decode(host, Shown::Yes)?);
             ports.push(port.to_owned());
         }
         if hosts.iter().any(|host| !host.is_empty()) {
@@ -480,16 +540,24 @@ fn parse_url(text: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
         }
     }
     if let Some(path) = path.filter(|path| !path.is_empty()) {
-        settings.insert("dbname".into(), percent_decode(path)?);
+        settings.insert("dbname".into(), percent_decode(path, Shown::Yes)?);
     }
     for pair in query.into_iter().flat_map(|query| query.split('&')) {
         if pair.is_empty() {
             continue;
         }
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| malformed(format!("'{pair}' in the URL query has no '='")))?;
-        settings.insert(percent_decode(key)?, percent_decode(value)?);
+        // Not shown: an unescaped '&' in a password splits it into such a parameter.
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            malformed(
+                "a parameter of the URL query has no '=' (not shown: it may be part of a password; write & in a value as %26)",
+            )
+        })?;
+        let key = percent_decode(key, Shown::Yes)?;
+        let value = match key.as_str() {
+            "password" => percent_decode(value, Shown::No)?,
+            _ => percent_decode(value, Shown::Yes)?,
+        };
+        settings.insert(key, value);
     }
     Ok(settings)
 }
@@ -504,7 +572,19 @@ fn split_host_port(spec: &str) -> Result<(&str, &str), ConnInfoError> {
     Ok(spec.split_once(':').unwrap_or((spec, "")))
 }
 
-fn percent_decode(text: &str) -> Result<String, ConnInfoError> {
+/// Whether a part of a connection string may appear in an error message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Yes,
+    /// A password: errors name the part, never its text.
+    No,
+}
+
+fn percent_decode(text: &str, shown: Shown) -> Result<String, ConnInfoError> {
+    let what = match shown {
+        Shown::Yes => format!("'{text}'"),
+        Shown::No => "the password".to_owned(),
+    };
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -513,7 +593,9 @@ fn percent_decode(text: &str) -> Result<String, ConnInfoError> {
             let hex = text
                 .get(index + 1..index + 3)
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| malformed(format!("bad percent-escape in '{text}'")))?;
+                .ok_or_else(|| {
+                    malformed(format!("bad percent-escape in {what}: write % as %25"))
+                })?;
             decoded.push(hex);
             index += 3;
         } else {
@@ -521,7 +603,7 @@ fn percent_decode(text: &str) -> Result<String, ConnInfoError> {
             index += 1;
         }
     }
-    String::from_utf8(decoded).map_err(|_| malformed(format!("'{text}' is not UTF-8 once decoded")))
+    String::from_utf8(decoded).map_err(|_| malformed(format!("{what} is not UTF-8 once decoded")))
 }
 
 fn parse_key_values(text: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
@@ -538,7 +620,13 @@ fn parse_key_values(text: &str) -> Result<BTreeMap<String, String>, ConnInfoErro
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(malformed(format!("'{key}' is not followed by '='")));
+            let shown = match SUPPORTED_KEYS.contains(&key.as_str()) {
+                true => format!("'{key}'"),
+                false => {
+                    "a word that is not an option name (not shown: it may be a password)".to_owned()
+                }
+            };
+            return Err(malformed(format!("{shown} is not followed by '='")));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -571,7 +659,7 @@ fn parse_key_values(text: &str) -> Result<BTreeMap<String, String>, ConnInfoErro
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PgpassEntry {
     fields: [String; 4],
-    password: String,
+    password: Password,
 }
 
 impl PgpassEntry {
@@ -601,7 +689,10 @@ fn parse_pgpass(text: &str) -> Vec<PgpassEntry> {
             fields.push(field);
             let password = fields.pop()?;
             let fields: [String; 4] = fields.try_into().ok()?;
-            Some(PgpassEntry { fields, password })
+            Some(PgpassEntry {
+                fields,
+                password: Password::new(password),
+            })
         })
         .collect()
 }
@@ -610,6 +701,29 @@ fn parse_pgpass(text: &str) -> Vec<PgpassEntry> {
 #[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        let spec = ConnectionSpec::resolve("postgres://ann:s3cret@db.example.com/shop", &env(&[]))
+            .unwrap();
+        let shown = format!(
+            "{spec} {spec:?} {:?} {:?}",
+            spec.endpoints, spec.endpoints[0].password
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            spec.endpoints[0].password.as_ref().map(Password::expose),
+            Some("s3cret")
+        );
+        let error =
+            ConnectionSpec::resolve("postgres://ann:s3%zzcret@db.example.com/shop", &env(&[]))
+                .unwrap_err();
+        assert!(!error.to_string().contains("s3"), "{error}");
+        assert!(error.to_string().contains("the password"), "{error}");
+        let pgpass = Password::new("a:b\\c");
+        assert_eq!(pgpass.pgpass_field(), "a\\:b\\\\c");
+        assert_ne!(Password::random(), Password::random());
+    }
 
     #[test]
     fn targets_are_described_without_passwords() {
@@ -675,7 +789,7 @@ mod tests {
             vec![Endpoint {
                 host: Host::Tcp("db.example.com".into()),
                 port: 6543,
-                password: Some("s@cret".into())
+                password: Some(Password::new("s@cret"))
             }]
         );
         assert_eq!(spec.user, "ann");
@@ -718,7 +832,10 @@ mod tests {
         .unwrap();
         assert_eq!(spec.endpoints[0].host, Host::Unix("/tmp".into()));
         assert_eq!(spec.endpoints[0].port, 5444);
-        assert_eq!(spec.endpoints[0].password.as_deref(), Some("it's q x"));
+        assert_eq!(
+            spec.endpoints[0].password.as_ref().map(Password::expose),
+            Some("it's q x")
+        );
         assert_eq!(spec.dbname, "a b");
         assert_eq!(spec.tls.mode, SslMode::Disable);
     }
@@ -735,7 +852,10 @@ mod tests {
         ];
         let spec = ConnectionSpec::resolve("", &env(&vars)).unwrap();
         assert_eq!(spec.to_string(), "envuser@envhost:7000/envdb");
-        assert_eq!(spec.endpoints[0].password.as_deref(), Some("envpw"));
+        assert_eq!(
+            spec.endpoints[0].password.as_ref().map(Password::expose),
+            Some("envpw")
+        );
         let spec = ConnectionSpec::resolve("postgres://other@/mine", &env(&vars)).unwrap();
         assert_eq!(spec.to_string(), "other@envhost:7000/mine");
     }
@@ -761,9 +881,15 @@ mod tests {
                 .into(),
         );
         let spec = ConnectionSpec::resolve("postgres://ann@db.example.com/shop", &fake).unwrap();
-        assert_eq!(spec.endpoints[0].password.as_deref(), Some("p:w\\d"));
+        assert_eq!(
+            spec.endpoints[0].password.as_ref().map(Password::expose),
+            Some("p:w\\d")
+        );
         let spec = ConnectionSpec::resolve("host=/run/pg user=x dbname=y", &fake).unwrap();
-        assert_eq!(spec.endpoints[0].password.as_deref(), Some("socketpw"));
+        assert_eq!(
+            spec.endpoints[0].password.as_ref().map(Password::expose),
+            Some("socketpw")
+        );
         let spec = ConnectionSpec::resolve("host=elsewhere user=x", &fake).unwrap();
         assert_eq!(spec.endpoints[0].password, None);
     }

@@ -118,7 +118,7 @@ async fn connect_one(
         .application_name(&spec.application_name)
         .connect_timeout(spec.connect_timeout);
     if let Some(password) = &endpoint.password {
-        config.password(password);
+        config.password(password.expose());
     }
     let settings: Vec<String> = SESSION_SETTINGS
         .iter()

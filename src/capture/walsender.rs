@@ -19,7 +19,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::model::Lsn;
 
-use super::conninfo::{ConnectionSpec, Endpoint, Host, SslMode};
+use super::conninfo::{ConnectionSpec, Endpoint, Host, Password, SslMode};
 use super::encoding::Reception;
 use super::error::{CaptureError, ServerError};
 use super::tls;
@@ -143,7 +143,7 @@ impl WalSender {
                 Message::AuthenticationOk => {}
                 Message::AuthenticationCleartextPassword => {
                     let password = self.password(spec, endpoint)?;
-                    frontend::password_message(password.as_bytes(), &mut self.write_buf)
+                    frontend::password_message(password.expose().as_bytes(), &mut self.write_buf)
                         .map_err(self.io_error())?;
                     self.flush().await?;
                 }
@@ -151,7 +151,7 @@ impl WalSender {
                     let password = self.password(spec, endpoint)?;
                     let hash = postgres_protocol::authentication::md5_hash(
                         spec.user.as_bytes(),
-                        password.as_bytes(),
+                        password.expose().as_bytes(),
                         body.salt(),
                     );
                     frontend::password_message(hash.as_bytes(), &mut self.write_buf)
@@ -174,8 +174,10 @@ impl WalSender {
                     let password = self.password(spec, endpoint)?;
                     // Channel binding needs the hash named by the certificate's signature algorithm;
                     // the replication connection does without it (the SQL connections use it).
-                    let state =
-                        ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                    let state = ScramSha256::new(
+                        password.expose().as_bytes(),
+                        ChannelBinding::unsupported(),
+                    );
                     frontend::sasl_initial_response(
                         sasl::SCRAM_SHA_256,
                         state.message(),
@@ -218,7 +220,11 @@ impl WalSender {
         }
     }
 
-    fn password(&self, spec: &ConnectionSpec, endpoint: &Endpoint) -> Result<String, CaptureError> {
+    fn password(
+        &self,
+        spec: &ConnectionSpec,
+        endpoint: &Endpoint,
+    ) -> Result<Password, CaptureError> {
         endpoint
             .password
             .clone()

@@ -50,6 +50,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "The demo's server and data are removed when the window closes (keep them with --keep DIR)."
         ),
     }
+    if let Some(command) = demo.psql_command() {
+        eprintln!("Reach the demo database while it runs with: {command}");
+    }
     eprintln!("{GUIDE}");
     crate::ui::run(crate::ui::AppOptions {
         cache: None,

@@ -12,7 +12,7 @@ mod shop;
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::conninfo::ProcessEnvironment;
+use crate::capture::conninfo::{Password, ProcessEnvironment};
 use crate::capture::{self, CaptureOptions, ConnectionSpec};
 use crate::local_pg::{LocalPgError, LocalPgOptions, LocalPostgres};
 use crate::store::StoreError;
@@ -209,6 +209,15 @@ impl Demo {
         }
     }
 
+    /// The `psql` command that reaches the demo database while it runs (its password comes from
+    /// a 0600 pgpass file beside the server's data).
+    pub fn psql_command(&self) -> Option<String> {
+        match &self.source {
+            DemoSource::Live { server, .. } => Some(server.psql_command(DATABASE)),
+            DemoSource::Offline { .. } => None,
+        }
+    }
+
     /// Where the demo's files stay after it ends, if they stay.
     pub fn kept(&self) -> Option<&Path> {
         self.kept.as_deref()
@@ -216,14 +225,14 @@ impl Demo {
 
     /// The URL of the demo database (without a password) and the server's throwaway password, for
     /// capture and for running restore scripts.
-    pub fn login(&self) -> Option<(String, String)> {
+    pub fn login(&self) -> Option<(String, Password)> {
         match &self.source {
             DemoSource::Live { server, .. } => Some((
                 format!(
                     "postgres://postgres@127.0.0.1:{}/{DATABASE}?sslmode=disable",
                     server.port()
                 ),
-                server.password().to_owned(),
+                server.password().clone(),
             )),
             DemoSource::Offline { .. } => None,
         }

@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::capture::conninfo::ProcessEnvironment;
+use crate::capture::conninfo::{Password, ProcessEnvironment};
 use crate::capture::{self, CaptureEvent, CaptureOptions, ConnectionSpec, doctor};
 use crate::demo::{Demo, DemoOptions, Pace};
 use crate::history::Moment;
@@ -36,11 +36,11 @@ enum Command {
     CloseConnect,
     CheckSource {
         url: String,
-        password: String,
+        password: Password,
     },
     StartCapture {
         url: String,
-        password: String,
+        password: Password,
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
     },
@@ -55,7 +55,7 @@ enum Command {
     SaveScript(PathBuf, String),
     RunScript {
         url: String,
-        password: String,
+        password: Password,
         sql: String,
     },
     CloseRestore,
@@ -143,7 +143,7 @@ pub struct RowtrailApp {
     /// The cache a capture started here writes to; opened once capture has created it.
     capturing_into: Option<PathBuf>,
     /// Where and how to reach the source of the capture started here (the password stays in memory).
-    source_login: Option<(String, String)>,
+    source_login: Option<(String, Password)>,
     banner: Option<String>,
     /// The demo this app shows, ended when the app closes.
     demo: Option<Demo>,
@@ -500,12 +500,12 @@ impl RowtrailApp {
         }
     }
 
-    fn resolve(url: &str, password: &str) -> Result<ConnectionSpec, String> {
+    fn resolve(url: &str, password: &Password) -> Result<ConnectionSpec, String> {
         let mut spec =
             ConnectionSpec::resolve(url, &ProcessEnvironment).map_err(|error| error.to_string())?;
         if !password.is_empty() {
             for endpoint in &mut spec.endpoints {
-                endpoint.password = Some(password.to_owned());
+                endpoint.password = Some(password.clone());
             }
         }
         Ok(spec)
@@ -539,7 +539,7 @@ impl RowtrailApp {
         }
     }
 
-    fn check_source(&mut self, url: String, password: String) {
+    fn check_source(&mut self, url: String, password: Password) {
         let spec = match Self::resolve(&url, &password) {
             Ok(spec) => spec,
             Err(error) => {
@@ -558,7 +558,7 @@ impl RowtrailApp {
     fn start_capture(
         &mut self,
         url: String,
-        password: String,
+        password: Password,
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
     ) {
@@ -587,7 +587,7 @@ impl RowtrailApp {
     }
 
     /// Starts capture in the background; the cache opens once capture has created it.
-    fn start_capture_task(&mut self, options: CaptureOptions, login: (String, String)) {
+    fn start_capture_task(&mut self, options: CaptureOptions, login: (String, Password)) {
         if let Some(task) = self.capture.take() {
             task.stop();
         }
@@ -672,7 +672,7 @@ impl RowtrailApp {
         session.workers.send(Request::Script(request));
     }
 
-    fn run_script(&mut self, url: String, password: String, sql: String) {
+    fn run_script(&mut self, url: String, password: Password, sql: String) {
         let spec = match Self::resolve(&url, &password) {
             Ok(spec) => spec,
             Err(error) => {

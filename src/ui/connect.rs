@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use egui::RichText;
 
+use crate::capture::conninfo::Password;
 use crate::capture::doctor::{Report, Status};
 use crate::model::TableName;
 
@@ -12,7 +13,7 @@ use crate::model::TableName;
 #[derive(Debug, Default)]
 pub struct ConnectDialog {
     pub url: String,
-    pub password: String,
+    pub password: Password,
     pub checking: bool,
     pub report: Option<Result<Report, String>>,
     /// Tables to capture, as offered by the last check.
@@ -25,11 +26,11 @@ pub struct ConnectDialog {
 pub enum ConnectAction {
     Check {
         url: String,
-        password: String,
+        password: Password,
     },
     Start {
         url: String,
-        password: String,
+        password: Password,
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
     },
@@ -86,7 +87,7 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                 ui.end_row();
                 let label = ui.label("Password");
                 ui.add(
-                    egui::TextEdit::singleline(&mut dialog.password)
+                    egui::TextEdit::singleline(dialog.password.as_mut_string())
                         .password(true)
                         .desired_width(240.0)
                         .hint_text("empty: ~/.pgpass or PGPASSWORD"),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use egui::{FontId, RichText};
 
+use crate::capture::conninfo::Password;
 use crate::restore::{Script, later_note};
 
 use super::sql_highlight::{Palette, highlight};
@@ -29,7 +30,7 @@ pub enum ScriptState {
 #[derive(Debug, Default)]
 pub struct RunForm {
     pub url: String,
-    pub password: String,
+    pub password: Password,
     pub confirming: bool,
     pub running: bool,
     pub outcome: Option<Result<String, String>>,
@@ -42,7 +43,7 @@ pub enum RestoreAction {
     Save(PathBuf, String),
     Run {
         url: String,
-        password: String,
+        password: Password,
         sql: String,
     },
     Close,
@@ -154,7 +155,7 @@ fn run_ui(ui: &mut egui::Ui, run: &mut RunForm, sql: &str, action: &mut Option<R
             .labelled_by(label.id);
         let label = ui.label("Password");
         ui.add(
-            egui::TextEdit::singleline(&mut run.password)
+            egui::TextEdit::singleline(run.password.as_mut_string())
                 .password(true)
                 .desired_width(140.0),
         )
