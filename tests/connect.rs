@@ -239,3 +239,50 @@ fn password_file_and_environment() {
             .contains(&format!("/{} as postgres", db.name))
     );
 }
+
+#[test]
+fn item6_channel_binding_binds_both_connections_and_require_is_honoured() {
+    let (server, pki) = tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("bound.db");
+    let source = format!(
+        "postgres://postgres:{}@localhost:{}/tls?sslmode=verify-full&sslrootcert={}&channel_binding=require",
+        server.password().expose(),
+        server.port(),
+        pki.ca.display()
+    );
+    // Both the SQL and the replication connection authenticate with SCRAM-SHA-256-PLUS, or
+    // channel_binding=require would refuse them.
+    let output = rowtrail(&[
+        "capture".into(),
+        "--source".into(),
+        source,
+        "--cache".into(),
+        cache.to_string_lossy().into_owned(),
+        "--slot".into(),
+        "bound_slot".into(),
+        "--once".into(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server
+        .psql("tls", "SELECT pg_drop_replication_slot('bound_slot')")
+        .unwrap();
+    // Without TLS there is nothing to bind to: refused before any password is sent.
+    let db = support::fresh_db("unbound");
+    let plain = db
+        .url()
+        .replace("sslmode=disable", "sslmode=prefer&channel_binding=require");
+    assert_clean_failure(&doctor(&plain), 2, "channel_binding=require");
+    let disabled = db
+        .url()
+        .replace("sslmode=disable", "sslmode=disable&channel_binding=require");
+    assert_clean_failure(&doctor(&disabled), 2, "channel_binding");
+    let bogus = db
+        .url()
+        .replace("sslmode=disable", "sslmode=disable&channel_binding=maybe");
+    assert_clean_failure(&doctor(&bogus), 2, "disable, prefer or require");
+}

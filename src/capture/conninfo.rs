@@ -173,10 +173,37 @@ pub enum RootCerts {
     System,
 }
 
+/// libpq's `channel_binding`: whether SCRAM authentication binds itself to the TLS connection
+/// (`SCRAM-SHA-256-PLUS`), so a man in the middle holding another certificate cannot relay it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelBinding {
+    Disable,
+    /// Bind when the connection is TLS and the server offers it (the default).
+    Prefer,
+    /// Refuse to authenticate without it.
+    Require,
+}
+
+impl ChannelBinding {
+    pub fn parse(text: &str) -> Result<Self, ConnInfoError> {
+        match text {
+            "disable" => Ok(Self::Disable),
+            "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            other => Err(ConnInfoError::BadValue {
+                key: "channel_binding".into(),
+                value: other.into(),
+                expected: "disable, prefer or require",
+            }),
+        }
+    }
+}
+
 /// TLS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     pub mode: SslMode,
+    pub channel_binding: ChannelBinding,
     pub root_certs: Option<RootCerts>,
     /// A client certificate and its private key, both PEM files.
     pub client_cert: Option<(PathBuf, PathBuf)>,
@@ -239,7 +266,7 @@ pub enum ConnInfoError {
     NoUser,
 }
 
-const SUPPORTED_KEYS: [&str; 13] = [
+const SUPPORTED_KEYS: [&str; 14] = [
     "host",
     "port",
     "dbname",
@@ -250,6 +277,7 @@ const SUPPORTED_KEYS: [&str; 13] = [
     "sslrootcert",
     "sslcert",
     "sslkey",
+    "channel_binding",
     "application_name",
     "connect_timeout",
     "options",
@@ -377,6 +405,17 @@ impl ConnectionSpec {
             Some(mode) => SslMode::parse(&mode)?,
             None => SslMode::Prefer,
         };
+        let channel_binding = match setting("channel_binding", "PGCHANNELBINDING") {
+            Some(value) => ChannelBinding::parse(&value)?,
+            None => ChannelBinding::Prefer,
+        };
+        if channel_binding == ChannelBinding::Require && mode == SslMode::Disable {
+            return Err(ConnInfoError::BadValue {
+                key: "channel_binding".into(),
+                value: "require".into(),
+                expected: "TLS to bind to: use sslmode=require (or stronger) with it",
+            });
+        }
         let dot_postgresql = env.home().map(|home| home.join(".postgresql"));
         let root_certs = match setting("sslrootcert", "PGSSLROOTCERT") {
             Some(value) if value == "system" => Some(RootCerts::System),
@@ -426,6 +465,7 @@ impl ConnectionSpec {
             dbname,
             tls: TlsSettings {
                 mode,
+                channel_binding,
                 root_certs,
                 client_cert: cert.zip(key),
             },

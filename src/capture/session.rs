@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use rustls::ClientConfig;
-use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::config::{ChannelBinding as PgChannelBinding, SslMode as PgSslMode};
 
-use super::conninfo::{ConnectionSpec, Endpoint, Host, SslMode};
+use super::conninfo::{ChannelBinding, ConnectionSpec, Endpoint, Host, SslMode};
 use super::error::CaptureError;
 
 /// Session settings that make values print the same way everywhere rowtrail reads them: in the
@@ -129,6 +129,11 @@ async fn connect_one(
         None => settings.join(" "),
     };
     config.options(&options);
+    config.channel_binding(match spec.tls.channel_binding {
+        ChannelBinding::Disable => PgChannelBinding::Disable,
+        ChannelBinding::Prefer => PgChannelBinding::Prefer,
+        ChannelBinding::Require => PgChannelBinding::Require,
+    });
     // As in libpq, TLS is never used over Unix sockets.
     config.ssl_mode(match (&endpoint.host, spec.tls.mode) {
         (Host::Unix(_), _) | (_, SslMode::Disable) => PgSslMode::Disable,
@@ -137,12 +142,27 @@ async fn connect_one(
     });
     let name = endpoint.to_string();
     let password_given = endpoint.password.is_some();
-    let failed = |error: tokio_postgres::Error| match is_password_missing(&error, password_given) {
-        true => CaptureError::NoPassword {
-            user: spec.user.clone(),
-            endpoint: name.clone(),
-        },
-        false => CaptureError::sql(&format!("connecting to {name}"), &name, error),
+    let binding_required = spec.tls.channel_binding == ChannelBinding::Require;
+    let failed = |error: tokio_postgres::Error| {
+        let login_failed =
+            error.as_db_error().is_none() && !error.is_closed() && !has_io_cause(&error);
+        match (
+            is_password_missing(&error, password_given),
+            binding_required && login_failed,
+        ) {
+            (true, _) => CaptureError::NoPassword {
+                user: spec.user.clone(),
+                endpoint: name.clone(),
+            },
+            // tokio-postgres refuses to authenticate without the binding it was told to require.
+            (false, true) => CaptureError::Tls {
+                endpoint: name.clone(),
+                reason: format!(
+                    "channel_binding=require, but the server did not bind authentication to TLS ({error}): the server may not be who it claims; use TLS with scram-sha-256 (PostgreSQL 11+), or channel_binding=prefer"
+                ),
+            },
+            (false, false) => CaptureError::sql(&format!("connecting to {name}"), &name, error),
+        }
     };
     let client = match tls {
         Some(tls) => {
@@ -170,13 +190,19 @@ async fn connect_one(
 /// error, and has no public error kind to say so. A login that failed without a server error and
 /// without an I/O cause, when no password was given, is that error.
 fn is_password_missing(error: &tokio_postgres::Error, password_given: bool) -> bool {
-    let mut io_cause = false;
+    !password_given && error.as_db_error().is_none() && !error.is_closed() && !has_io_cause(error)
+}
+
+/// True when an I/O error is among the error's causes.
+fn has_io_cause(error: &tokio_postgres::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = cause {
-        io_cause |= current.downcast_ref::<std::io::Error>().is_some();
+        if current.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
         cause = current.source();
     }
-    !password_given && error.as_db_error().is_none() && !error.is_closed() && !io_cause
+    false
 }
 
 fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)

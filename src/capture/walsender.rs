@@ -19,7 +19,9 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::model::Lsn;
 
-use super::conninfo::{ConnectionSpec, Endpoint, Host, Password, SslMode};
+use super::conninfo::{
+    ChannelBinding as ChannelBindingMode, ConnectionSpec, Endpoint, Host, Password, SslMode,
+};
 use super::encoding::Reception;
 use super::error::{CaptureError, ServerError};
 use super::tls;
@@ -49,6 +51,9 @@ pub struct CreatedSlot {
 /// An authenticated connection in replication mode.
 pub struct WalSender {
     io: Box<dyn Transport>,
+    /// The `tls-server-end-point` hash of the server's certificate, when the connection is TLS
+    /// and the certificate's signature names a hash (RFC 5929).
+    channel_binding: Option<Vec<u8>>,
     read_buf: BytesMut,
     write_buf: BytesMut,
     parameters: HashMap<String, String>,
@@ -76,14 +81,16 @@ impl WalSender {
         reception: Reception,
     ) -> Result<Self, CaptureError> {
         let name = endpoint.to_string();
-        let io = tokio::time::timeout(spec.connect_timeout, open_transport(spec, endpoint, tls))
-            .await
-            .map_err(|_| CaptureError::Connect {
-                endpoint: name.clone(),
-                reason: format!("no answer within {} s", spec.connect_timeout.as_secs()),
-            })??;
+        let (io, channel_binding) =
+            tokio::time::timeout(spec.connect_timeout, open_transport(spec, endpoint, tls))
+                .await
+                .map_err(|_| CaptureError::Connect {
+                    endpoint: name.clone(),
+                    reason: format!("no answer within {} s", spec.connect_timeout.as_secs()),
+                })??;
         let mut connection = Self {
             io,
+            channel_binding,
             read_buf: BytesMut::with_capacity(64 * 1024),
             write_buf: BytesMut::with_capacity(1024),
             parameters: HashMap::new(),
@@ -138,9 +145,20 @@ impl WalSender {
         self.flush().await?;
 
         let mut scram: Option<ScramSha256> = None;
+        let required = spec.tls.channel_binding == ChannelBindingMode::Require;
+        let mut bound = false;
         loop {
             match self.read_message().await? {
+                Message::AuthenticationOk if required && !bound => {
+                    return Err(self.unbound("the server let rowtrail in without SCRAM"));
+                }
                 Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword
+                | Message::AuthenticationMd5Password(_)
+                    if required =>
+                {
+                    return Err(self.unbound("the server asks for a password without SCRAM"));
+                }
                 Message::AuthenticationCleartextPassword => {
                     let password = self.password(spec, endpoint)?;
                     frontend::password_message(password.expose().as_bytes(), &mut self.write_buf)
@@ -159,27 +177,25 @@ impl WalSender {
                     self.flush().await?;
                 }
                 Message::AuthenticationSasl(body) => {
-                    let mut offers_scram = false;
+                    let mut offered = (false, false);
                     let mut mechanisms = body.mechanisms();
                     while let Some(mechanism) =
                         fallible_next(&mut mechanisms).map_err(self.io_error())?
                     {
-                        offers_scram |= mechanism == sasl::SCRAM_SHA_256;
+                        offered.0 |= mechanism == sasl::SCRAM_SHA_256;
+                        offered.1 |= mechanism == sasl::SCRAM_SHA_256_PLUS;
                     }
-                    if !offers_scram {
-                        return Err(CaptureError::Protocol {
-                            what: "the server offers no SASL mechanism rowtrail supports (SCRAM-SHA-256)".into(),
-                        });
-                    }
+                    let (mechanism, binding) = choose_scram(
+                        spec.tls.channel_binding,
+                        self.channel_binding.as_deref(),
+                        offered,
+                    )
+                    .map_err(|reason| self.unbound(reason))?;
+                    bound = mechanism == sasl::SCRAM_SHA_256_PLUS;
                     let password = self.password(spec, endpoint)?;
-                    // Channel binding needs the hash named by the certificate's signature algorithm;
-                    // the replication connection does without it (the SQL connections use it).
-                    let state = ScramSha256::new(
-                        password.expose().as_bytes(),
-                        ChannelBinding::unsupported(),
-                    );
+                    let state = ScramSha256::new(password.expose().as_bytes(), binding);
                     frontend::sasl_initial_response(
-                        sasl::SCRAM_SHA_256,
+                        mechanism,
                         state.message(),
                         &mut self.write_buf,
                     )
@@ -217,6 +233,16 @@ impl WalSender {
                     });
                 }
             }
+        }
+    }
+
+    /// Authentication would go on without the channel binding `channel_binding=require` asks for.
+    fn unbound(&self, reason: &str) -> CaptureError {
+        CaptureError::Tls {
+            endpoint: self.endpoint.clone(),
+            reason: format!(
+                "channel_binding=require, but {reason}: the server may not be who it claims; use TLS with scram-sha-256 (PostgreSQL 11+), or channel_binding=prefer"
+            ),
         }
     }
 
@@ -453,11 +479,74 @@ fn fallible_next<I: fallible_iterator::FallibleIterator>(
     iterator.next()
 }
 
+/// Picks the SCRAM mechanism and channel binding as libpq does: `SCRAM-SHA-256-PLUS` bound to the
+/// server's certificate when the connection is TLS, the server offers it and binding is not
+/// disabled; else plain `SCRAM-SHA-256`, telling the server whether the client could have bound
+/// (so a man in the middle who stripped `-PLUS` from the offer is caught). `offered` is
+/// (`SCRAM-SHA-256`, `SCRAM-SHA-256-PLUS`).
+fn choose_scram(
+    mode: ChannelBindingMode,
+    end_point: Option<&[u8]>,
+    offered: (bool, bool),
+) -> Result<(&'static str, ChannelBinding), &'static str> {
+    let plain = |binding| match offered.0 {
+        true => Ok((sasl::SCRAM_SHA_256, binding)),
+        false => Err("the server offers no SASL mechanism rowtrail supports"),
+    };
+    match (mode, end_point, offered.1) {
+        (ChannelBindingMode::Disable, ..) => plain(ChannelBinding::unsupported()),
+        (_, Some(hash), true) => Ok((
+            sasl::SCRAM_SHA_256_PLUS,
+            ChannelBinding::tls_server_end_point(hash.to_vec()),
+        )),
+        (ChannelBindingMode::Require, None, _) => {
+            Err("the connection is not TLS, or the certificate names no hash to bind to")
+        }
+        (ChannelBindingMode::Require, Some(_), false) => {
+            Err("the server does not offer SCRAM-SHA-256-PLUS")
+        }
+        (ChannelBindingMode::Prefer, Some(_), false) => plain(ChannelBinding::unrequested()),
+        (ChannelBindingMode::Prefer, None, _) => plain(ChannelBinding::unsupported()),
+    }
+}
+
+/// The `tls-server-end-point` channel binding data of a certificate (RFC 5929): its hash with the
+/// hash function of its signature algorithm, SHA-256 for MD5 and SHA-1; `None` for signature
+/// algorithms without one (Ed25519).
+fn end_point_hash(certificate: &[u8]) -> Option<Vec<u8>> {
+    use x509_cert::der::Decode;
+    use x509_cert::der::oid::db::rfc5912::{
+        ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, ECDSA_WITH_SHA_512, ID_SHA_1, ID_SHA_256,
+        ID_SHA_384, ID_SHA_512, MD_5_WITH_RSA_ENCRYPTION, SHA_1_WITH_RSA_ENCRYPTION,
+        SHA_256_WITH_RSA_ENCRYPTION, SHA_384_WITH_RSA_ENCRYPTION, SHA_512_WITH_RSA_ENCRYPTION,
+    };
+    let parsed = x509_cert::Certificate::from_der(certificate).ok()?;
+    let algorithm = match parsed.signature_algorithm.oid {
+        ID_SHA_1
+        | ID_SHA_256
+        | MD_5_WITH_RSA_ENCRYPTION
+        | SHA_1_WITH_RSA_ENCRYPTION
+        | SHA_256_WITH_RSA_ENCRYPTION
+        | ECDSA_WITH_SHA_256 => &ring::digest::SHA256,
+        ID_SHA_384 | SHA_384_WITH_RSA_ENCRYPTION | ECDSA_WITH_SHA_384 => &ring::digest::SHA384,
+        ID_SHA_512 | SHA_512_WITH_RSA_ENCRYPTION | ECDSA_WITH_SHA_512 => &ring::digest::SHA512,
+        _ => return None,
+    };
+    Some(
+        ring::digest::digest(algorithm, certificate)
+            .as_ref()
+            .to_vec(),
+    )
+}
+
+/// A connected transport and, over TLS, the data to bind SCRAM to it.
+type OpenTransport = (Box<dyn Transport>, Option<Vec<u8>>);
+
 async fn open_transport(
     spec: &ConnectionSpec,
     endpoint: &Endpoint,
     tls: Option<Arc<ClientConfig>>,
-) -> Result<Box<dyn Transport>, CaptureError> {
+) -> Result<OpenTransport, CaptureError> {
     let name = endpoint.to_string();
     let connect_error = |error: std::io::Error| CaptureError::Connect {
         endpoint: name.clone(),
@@ -467,7 +556,7 @@ async fn open_transport(
         Host::Unix(dir) => {
             let path = dir.join(format!(".s.PGSQL.{}", endpoint.port));
             let stream = UnixStream::connect(&path).await.map_err(connect_error)?;
-            return Ok(Box::new(stream));
+            return Ok((Box::new(stream), None));
         }
         Host::Tcp(host) => host,
     };
@@ -476,7 +565,7 @@ async fn open_transport(
         .map_err(connect_error)?;
     stream.set_nodelay(true).map_err(connect_error)?;
     let Some(tls) = tls else {
-        return Ok(Box::new(stream));
+        return Ok((Box::new(stream), None));
     };
     let mut request = BytesMut::new();
     frontend::ssl_request(&mut request);
@@ -499,9 +588,15 @@ async fn open_transport(
                     endpoint: name.clone(),
                     reason: error.to_string(),
                 })?;
-            Ok(Box::new(stream))
+            let binding = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certificates| certificates.first())
+                .and_then(|certificate| end_point_hash(certificate.as_ref()));
+            Ok((Box::new(stream), binding))
         }
-        b'N' if spec.tls.mode == SslMode::Prefer => Ok(Box::new(stream)),
+        b'N' if spec.tls.mode == SslMode::Prefer => Ok((Box::new(stream), None)),
         b'N' => Err(CaptureError::Tls {
             endpoint: name,
             reason: format!(
@@ -512,5 +607,42 @@ async fn open_transport(
         other => Err(CaptureError::Protocol {
             what: format!("unexpected answer {other:#x} to the TLS request"),
         }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scram_binds_to_tls_as_libpq_does() {
+        use ChannelBindingMode::{Disable, Prefer, Require};
+        let hash: &[u8] = &[1, 2, 3];
+        let mechanism =
+            |mode, end_point, offered| choose_scram(mode, end_point, offered).map(|(name, _)| name);
+        assert_eq!(
+            mechanism(Prefer, Some(hash), (true, true)),
+            Ok(sasl::SCRAM_SHA_256_PLUS)
+        );
+        assert_eq!(
+            mechanism(Require, Some(hash), (true, true)),
+            Ok(sasl::SCRAM_SHA_256_PLUS)
+        );
+        assert_eq!(
+            mechanism(Disable, Some(hash), (true, true)),
+            Ok(sasl::SCRAM_SHA_256)
+        );
+        assert_eq!(
+            mechanism(Prefer, Some(hash), (true, false)),
+            Ok(sasl::SCRAM_SHA_256)
+        );
+        assert_eq!(
+            mechanism(Prefer, None, (true, true)),
+            Ok(sasl::SCRAM_SHA_256)
+        );
+        assert!(mechanism(Require, None, (true, true)).is_err());
+        assert!(mechanism(Require, Some(hash), (true, false)).is_err());
+        assert!(mechanism(Prefer, None, (false, true)).is_err());
     }
 }
