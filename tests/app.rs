@@ -65,10 +65,13 @@ fn wait_for(
         if ready(harness) {
             return;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
+        if started.elapsed() >= Duration::from_secs(60) {
+            let labels: Vec<String> = harness
+                .query_all_by_label_contains("")
+                .filter_map(|node| node.accesskit_node().label())
+                .collect();
+            panic!("timed out waiting for {what}; the screen says: {labels:?}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

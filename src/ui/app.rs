@@ -6,14 +6,14 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::capture::conninfo::{Password, ProcessEnvironment};
-use crate::capture::{self, CaptureEvent, CaptureOptions, ConnectionSpec, doctor};
+use crate::capture::conninfo::Password;
+use crate::capture::{self, CaptureEvent, doctor};
 use crate::demo::{Demo, DemoOptions, Pace};
 use crate::history::Moment;
 use crate::model::{ChangeId, TableName};
 use crate::store::{SourceIdentity, TableSummary, TimeSpan};
 
-use super::capture_task::CaptureTask;
+use super::capture_task::{CaptureStart, CaptureTask, resolve};
 use super::connect::{ConnectAction, ConnectDialog, connect_ui, default_cache_path};
 use super::detail::{DetailAction, DetailState, detail_ui};
 use super::filters::{FilterFacts, FilterForm, filters_ui};
@@ -205,27 +205,45 @@ impl RowtrailApp {
 
     /// Handles everything that arrived since the last frame.
     fn drain_inbox(&mut self, now: f64) {
+        let events = self
+            .capture
+            .as_ref()
+            .map(CaptureTask::events)
+            .unwrap_or_default();
+        for event in events {
+            self.on_capture(&event, now);
+        }
         while let Ok(message) = self.inbox.try_recv() {
             match message {
                 Message::Reply(reply) => self.on_reply(reply),
-                Message::Capture(event) => self.on_capture(&event, now),
+
                 Message::CaptureEnded(result) => {
                     self.capture = None;
                     self.status.state = CaptureState::Stopped {
                         error: result.err(),
                     };
                 }
-                Message::Doctor(report) => {
+                Message::Doctor { report, database } => {
                     if let Some(dialog) = self.connect.as_mut() {
                         // A source that passed its checks gets a cache path to suggest.
                         if report.is_ok()
                             && dialog.cache.is_empty()
-                            && let Ok(spec) =
-                                ConnectionSpec::resolve(&dialog.url, &ProcessEnvironment)
+                            && let Some(database) = database
                         {
-                            dialog.cache = default_cache_path(&spec.dbname).display().to_string();
+                            dialog.cache = default_cache_path(&database).display().to_string();
                         }
                         dialog.take_report(report);
+                    }
+                }
+                Message::ScriptSaved(result) => {
+                    if let Some(dialog) = self
+                        .session
+                        .as_mut()
+                        .and_then(|session| session.restore.as_mut())
+                    {
+                        dialog.notice = Some(match result {
+                            Ok(notice) | Err(notice) => notice,
+                        });
                     }
                 }
                 Message::DemoReady(result) => {
@@ -302,6 +320,8 @@ impl RowtrailApp {
                 if session.timeline.apply_head(ids) {
                     self.commands.push(Command::ApplyFilter);
                 }
+                // Changes stored while the head was being read: read it again.
+                session.timeline.refresh_head_if_wanted(&session.workers);
             }
             Reply::Index {
                 generation,
@@ -314,6 +334,7 @@ impl RowtrailApp {
                 session
                     .timeline
                     .apply_index(top, first_anchor, anchors, scanned, complete);
+                session.timeline.refresh_head_if_wanted(&session.workers);
             }
             Reply::Histogram {
                 generation,
@@ -448,17 +469,15 @@ impl RowtrailApp {
             Command::PrepareScript(request) => self.prepare_script(request),
             Command::Copy(text) => self.ctx.copy_text(text),
             Command::SaveScript(path, sql) => {
-                let notice = match std::fs::write(&path, sql) {
-                    Ok(()) => format!("Saved to {}", path.display()),
-                    Err(error) => format!("Could not save {}: {error}", path.display()),
-                };
-                if let Some(dialog) = self
-                    .session
-                    .as_mut()
-                    .and_then(|session| session.restore.as_mut())
-                {
-                    dialog.notice = Some(notice);
-                }
+                self.in_background("rowtrail-save", move |_| {
+                    Message::ScriptSaved(match std::fs::write(&path, sql) {
+                        Ok(()) => Ok(format!("Saved to {}", path.display())),
+                        Err(error) => Err(format!(
+                            "Could not save {}: {error}; choose another file name or folder",
+                            path.display()
+                        )),
+                    })
+                });
             }
             Command::RunScript { url, password, sql } => self.run_script(url, password, sql),
             Command::CloseRestore => {
@@ -500,17 +519,6 @@ impl RowtrailApp {
         }
     }
 
-    fn resolve(url: &str, password: &Password) -> Result<ConnectionSpec, String> {
-        let mut spec =
-            ConnectionSpec::resolve(url, &ProcessEnvironment).map_err(|error| error.to_string())?;
-        if !password.is_empty() {
-            for endpoint in &mut spec.endpoints {
-                endpoint.password = Some(password.clone());
-            }
-        }
-        Ok(spec)
-    }
-
     /// Runs `work` on a short-lived thread with its own runtime and sends its message back.
     fn in_background(
         &self,
@@ -540,18 +548,22 @@ impl RowtrailApp {
     }
 
     fn check_source(&mut self, url: String, password: Password) {
-        let spec = match Self::resolve(&url, &password) {
-            Ok(spec) => spec,
-            Err(error) => {
-                if let Some(dialog) = self.connect.as_mut() {
-                    dialog.take_report(Err(error));
-                }
-                return;
-            }
-        };
+        // Resolving reads ~/.pgpass: on the doctor's thread, not this one.
         self.in_background("rowtrail-doctor", move |runtime| {
+            let spec = match resolve(&url, &password) {
+                Ok(spec) => spec,
+                Err(error) => {
+                    return Message::Doctor {
+                        report: Err(error),
+                        database: None,
+                    };
+                }
+            };
             let report = runtime.block_on(doctor::run(&spec, None, "rowtrail", "rowtrail"));
-            Message::Doctor(report.map_err(|error| error.to_string()))
+            Message::Doctor {
+                report: report.map_err(|error| error.to_string()),
+                database: Some(spec.dbname),
+            }
         });
     }
 
@@ -562,37 +574,26 @@ impl RowtrailApp {
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
     ) {
-        let spec = match Self::resolve(&url, &password) {
-            Ok(spec) => spec,
-            Err(error) => {
-                self.banner = Some(error);
-                return;
-            }
-        };
-        if let Some(parent) = cache.parent()
-            && let Err(error) = crate::store::create_private_dir(parent)
-        {
-            self.banner = Some(format!("could not create {}: {error}", parent.display()));
-            return;
-        }
-        let options = CaptureOptions {
-            slot: capture::slot_for_database(&spec.dbname),
-            source: spec,
-            cache,
+        let start = CaptureStart::Login {
+            url: url.clone(),
+            password: password.clone(),
             tables,
-            publication: "rowtrail".into(),
-            once: false,
+            cache: cache.clone(),
         };
-        self.start_capture_task(options, (url, password));
+        self.start_capture_task(start, cache, (url, password));
     }
 
     /// Starts capture in the background; the cache opens once capture has created it.
-    fn start_capture_task(&mut self, options: CaptureOptions, login: (String, Password)) {
+    fn start_capture_task(
+        &mut self,
+        start: CaptureStart,
+        cache: PathBuf,
+        login: (String, Password),
+    ) {
         if let Some(task) = self.capture.take() {
             task.stop();
         }
-        let cache = options.cache.clone();
-        match CaptureTask::start(options, self.outbox.clone(), self.ctx.clone()) {
+        match CaptureTask::start(start, self.outbox.clone(), self.ctx.clone()) {
             Ok(task) => {
                 self.capture = Some(task);
                 self.status = CaptureStatus::default();
@@ -630,7 +631,10 @@ impl RowtrailApp {
     fn adopt_demo(&mut self, demo: Demo) {
         self.guide = Some(crate::demo::GUIDE.to_owned());
         match (demo.capture_options(), demo.login()) {
-            (Ok(Some(options)), Some(login)) => self.start_capture_task(options, login),
+            (Ok(Some(options)), Some(login)) => {
+                let cache = options.cache.clone();
+                self.start_capture_task(CaptureStart::Ready(Box::new(options)), cache, login);
+            }
             (Ok(_), _) => {
                 self.apply(Command::OpenCache(demo.cache().to_owned()));
                 if let Some(reason) = demo.offline_reason() {
@@ -673,28 +677,14 @@ impl RowtrailApp {
     }
 
     fn run_script(&mut self, url: String, password: Password, sql: String) {
-        let spec = match Self::resolve(&url, &password) {
-            Ok(spec) => spec,
-            Err(error) => {
-                self.outbox_script_result(Err(error));
-                return;
-            }
-        };
         self.in_background("rowtrail-run-script", move |runtime| {
-            let result = runtime.block_on(capture::run_script(&spec, &sql));
-            Message::ScriptRan(result.map_err(|error| error.to_string()))
+            let result = resolve(&url, &password).and_then(|spec| {
+                runtime
+                    .block_on(capture::run_script(&spec, &sql))
+                    .map_err(|error| error.to_string())
+            });
+            Message::ScriptRan(result)
         });
-    }
-
-    fn outbox_script_result(&mut self, result: Result<(), String>) {
-        if let Some(dialog) = self
-            .session
-            .as_mut()
-            .and_then(|session| session.restore.as_mut())
-        {
-            dialog.run.running = false;
-            dialog.run.outcome = Some(result.map(|()| String::new()));
-        }
     }
 
     /// Draws one frame and collects commands.
@@ -863,6 +853,12 @@ impl RowtrailApp {
         self.drain_inbox(now);
         for command in std::mem::take(&mut self.commands) {
             self.apply(command);
+        }
+        if let Some(session) = &self.session {
+            session.workers.flush();
+            if session.workers.has_waiting() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(20));
+            }
         }
         let capturing = matches!(
             self.status.state,

@@ -1,54 +1,182 @@
-//! Capture in the background: `capture::run` on a tokio runtime in a named thread, reporting to
-//! the app's inbox. Stopping it lets capture finish the transaction at hand.
+//! Capture in the background: `capture::run` on a tokio runtime in a named thread. Its events go
+//! to a small mailbox the UI drains each frame, never to a channel the runtime could block on:
+//! progress reports replace the previous one of their kind instead of queueing up. Stopping
+//! capture lets it finish the transaction at hand.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
+use crate::capture::conninfo::{ConnectionSpec, Password, ProcessEnvironment};
 use crate::capture::{self, CaptureEvent, CaptureOptions};
+use crate::model::TableName;
 
 use super::Message;
+
+/// What to capture: options ready to use, or a connection string still to resolve (which reads
+/// `~/.pgpass`, so it happens on the capture thread, not the UI's).
+#[derive(Debug, Clone)]
+pub enum CaptureStart {
+    Ready(Box<CaptureOptions>),
+    Login {
+        url: String,
+        password: Password,
+        tables: Option<Vec<TableName>>,
+        cache: PathBuf,
+    },
+}
+
+impl CaptureStart {
+    /// The options, resolving the connection string and preparing the cache's directory.
+    pub fn into_options(self) -> Result<CaptureOptions, String> {
+        let (url, password, tables, cache) = match self {
+            Self::Ready(options) => return Ok(*options),
+            Self::Login {
+                url,
+                password,
+                tables,
+                cache,
+            } => (url, password, tables, cache),
+        };
+        let spec = resolve(&url, &password)?;
+        if let Some(parent) = cache.parent() {
+            crate::store::create_private_dir(parent).map_err(|error| {
+                format!(
+                    "could not create {}: {error}; choose a cache file in a folder you can write",
+                    parent.display()
+                )
+            })?;
+        }
+        Ok(CaptureOptions {
+            slot: capture::slot_for_database(&spec.dbname),
+            source: spec,
+            cache,
+            tables,
+            publication: "rowtrail".into(),
+            once: false,
+        })
+    }
+}
+
+/// A connection string with the password typed beside it. Reads `~/.pgpass` and the
+/// environment: call it off the UI thread.
+pub fn resolve(url: &str, password: &Password) -> Result<ConnectionSpec, String> {
+    let mut spec =
+        ConnectionSpec::resolve(url, &ProcessEnvironment).map_err(|error| error.to_string())?;
+    if !password.is_empty() {
+        for endpoint in &mut spec.endpoints {
+            endpoint.password = Some(password.clone());
+        }
+    }
+    Ok(spec)
+}
+
+/// How many events the mailbox holds before it drops the oldest progress reports.
+const MAILBOX: usize = 256;
+
+/// Capture's events on their way to the UI.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    events: Mutex<VecDeque<CaptureEvent>>,
+}
+
+impl Mailbox {
+    /// Adds an event without ever waiting long: a progress report takes the place of the previous
+    /// report of its kind still waiting (moving to the end), and a full mailbox drops its oldest
+    /// progress report (or, holding none, its oldest event).
+    pub fn post(&self, event: CaptureEvent) {
+        let Ok(mut events) = self.events.lock() else {
+            return;
+        };
+        let kind = std::mem::discriminant(&event);
+        if is_progress(&event)
+            && let Some(older) = events
+                .iter()
+                .position(|waiting| std::mem::discriminant(waiting) == kind)
+        {
+            events.remove(older);
+        }
+        if events.len() >= MAILBOX {
+            match events.iter().position(is_progress) {
+                Some(oldest) => events.remove(oldest),
+                None => events.pop_front(),
+            };
+        }
+        events.push_back(event);
+    }
+
+    /// Everything that arrived, oldest first.
+    pub fn take(&self) -> Vec<CaptureEvent> {
+        self.events
+            .lock()
+            .map(|mut events| events.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Events that only say how far capture is: a newer one makes an older one useless.
+fn is_progress(event: &CaptureEvent) -> bool {
+    matches!(
+        event,
+        CaptureEvent::Progress { .. }
+            | CaptureEvent::SlotStatus { .. }
+            | CaptureEvent::BaselineProgress { .. }
+    )
+}
 
 /// A running capture.
 pub struct CaptureTask {
     stop: watch::Sender<bool>,
+    mailbox: Arc<Mailbox>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl CaptureTask {
     pub fn start(
-        options: CaptureOptions,
+        start: CaptureStart,
         inbox: SyncSender<Message>,
         ctx: egui::Context,
     ) -> std::io::Result<Self> {
         let (stop, stopped) = watch::channel(false);
-        let events = inbox.clone();
+        let mailbox = Arc::new(Mailbox::default());
+        let events = mailbox.clone();
         let events_ctx = ctx.clone();
         let observer: capture::Observer = Arc::new(move |event: CaptureEvent| {
-            let _ = events.send(Message::Capture(event));
+            events.post(event);
             events_ctx.request_repaint();
         });
         let thread = std::thread::Builder::new()
             .name("rowtrail-capture".into())
             .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|error| format!("could not start capture: {error}"))
-                    .and_then(|runtime| {
-                        runtime
-                            .block_on(capture::run(options, observer, stopped))
-                            .map_err(|error| error.to_string())
-                    });
+                let result = start.into_options().and_then(|options| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|error| format!("could not start capture: {error}"))
+                        .and_then(|runtime| {
+                            runtime
+                                .block_on(capture::run(options, observer, stopped))
+                                .map_err(|error| error.to_string())
+                        })
+                });
+                // Off the runtime by now: waiting for room in the inbox blocks nothing else.
                 let _ = inbox.send(Message::CaptureEnded(result.map(|_| ())));
                 ctx.request_repaint();
             })?;
         Ok(Self {
             stop,
+            mailbox,
             thread: Some(thread),
         })
+    }
+
+    /// The events capture reported since the last call.
+    pub fn events(&self) -> Vec<CaptureEvent> {
+        self.mailbox.take()
     }
 
     /// Asks capture to stop after the current transaction.
@@ -62,5 +190,53 @@ impl CaptureTask {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
+mod tests {
+    use super::*;
+    use crate::model::Lsn;
+
+    fn progress(changes: u64) -> CaptureEvent {
+        CaptureEvent::Progress {
+            stored: Lsn(changes),
+            received: Lsn(changes),
+            changes,
+            transactions: 0,
+            last_commit_time: None,
+        }
+    }
+
+    #[test]
+    fn item8_the_mailbox_coalesces_progress_and_never_loses_what_matters() {
+        let mailbox = Mailbox::default();
+        mailbox.post(CaptureEvent::Streaming { from: Lsn(1) });
+        for changes in 0..10_000 {
+            mailbox.post(progress(changes));
+        }
+        mailbox.post(CaptureEvent::Warning("careful".into()));
+        mailbox.post(progress(10_000));
+        let events = mailbox.take();
+        assert_eq!(
+            events,
+            vec![
+                CaptureEvent::Streaming { from: Lsn(1) },
+                CaptureEvent::Warning("careful".into()),
+                progress(10_000),
+            ],
+            "one progress report, the newest, after the warning it came after"
+        );
+        for index in 0..MAILBOX + 10 {
+            mailbox.post(CaptureEvent::Warning(index.to_string()));
+        }
+        let events = mailbox.take();
+        assert_eq!(events.len(), MAILBOX, "bounded");
+        assert_eq!(
+            events.last(),
+            Some(&CaptureEvent::Warning((MAILBOX + 9).to_string()))
+        );
+        assert!(mailbox.take().is_empty());
     }
 }

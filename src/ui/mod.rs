@@ -30,7 +30,6 @@ pub use filters::thousands;
 pub use settings::Settings;
 pub use timeline::LIST_RECT;
 
-use crate::capture::CaptureEvent;
 use crate::capture::doctor::Report;
 use crate::demo::Demo;
 
@@ -38,10 +37,15 @@ use crate::demo::Demo;
 #[derive(Debug)]
 pub enum Message {
     Reply(worker::Reply),
-    Capture(CaptureEvent),
     CaptureEnded(Result<(), String>),
-    Doctor(Result<Report, String>),
+    /// The doctor's report on a source, and its database's name when the string resolved.
+    Doctor {
+        report: Result<Report, String>,
+        database: Option<String>,
+    },
     ScriptRan(Result<(), String>),
+    /// A script was saved (the notice to show) or not (why, and what to do).
+    ScriptSaved(Result<String, String>),
     DemoReady(Result<Box<Demo>, String>),
 }
 

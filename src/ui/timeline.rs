@@ -75,6 +75,9 @@ pub struct Timeline {
     pages: HashMap<u64, Vec<Row>>,
     requested: HashSet<(RowSlot, u64)>,
     head_pending: bool,
+    /// New changes were stored while the head could not be read (no index yet, or a read of it
+    /// under way): read it as soon as it can be.
+    head_wanted: bool,
     /// The rank shown at the top of the list.
     pub first: u64,
     wheel_rest: f32,
@@ -93,6 +96,10 @@ pub struct Timeline {
     /// the hold ends, unless the user scrolled meanwhile.
     held_shift: u64,
 }
+
+/// How many pages of rows the list keeps (64 rows each): enough for many screens around the view,
+/// bounded however far the user scrolls.
+const MAX_PAGES: usize = 256;
 
 /// How long after the pointer last moved over the list new changes keep it still.
 const HOLD_SECONDS: f32 = 1.5;
@@ -117,6 +124,7 @@ impl Timeline {
             pages: HashMap::new(),
             requested: HashSet::new(),
             head_pending: false,
+            head_wanted: false,
             first: 0,
             wheel_rest: 0.0,
             cursor: None,
@@ -164,6 +172,7 @@ impl Timeline {
                 self.requested.remove(&(slot, page));
                 self.pages
                     .insert(page, rows.iter().map(Row::from).collect());
+                self.evict_far_pages();
             }
             RowSlot::Head => {
                 self.requested.retain(|(slot, _)| *slot != RowSlot::Head);
@@ -180,6 +189,19 @@ impl Timeline {
                 self.first = rank.saturating_sub(3);
                 self.jump_to = None;
             }
+        }
+    }
+
+    /// Keeps the page cache bounded: past `MAX_PAGES`, the pages farthest from the view go.
+    fn evict_far_pages(&mut self) {
+        if self.pages.len() <= MAX_PAGES {
+            return;
+        }
+        let view = self.first.saturating_sub(self.head.len() as u64) / PAGE;
+        let mut pages: Vec<u64> = self.pages.keys().copied().collect();
+        pages.sort_by_key(|page| std::cmp::Reverse(page.abs_diff(view)));
+        for page in pages.into_iter().take(self.pages.len() - MAX_PAGES) {
+            self.pages.remove(&page);
         }
     }
 
@@ -217,17 +239,27 @@ impl Timeline {
         self.held = aiming;
     }
 
-    /// Asks for the rows that arrived since the index was built, unless already asked.
+    /// Asks for the rows that arrived since the index was built. While the index is still being
+    /// built, or a read of the head is under way, the request waits for it: it is never lost.
     pub fn refresh_head(&mut self, workers: &Workers) {
         if self.head_pending || (self.anchors.is_empty() && !self.complete) {
+            self.head_wanted = true;
             return;
         }
+        self.head_wanted = false;
         self.head_pending = true;
         workers.send(Request::Head {
             generation: self.generation,
             filter: self.filter.clone(),
             above: self.top,
         });
+    }
+
+    /// Reads the head now if changes arrived while it could not be read.
+    pub fn refresh_head_if_wanted(&mut self, workers: &Workers) {
+        if self.head_wanted {
+            self.refresh_head(workers);
+        }
     }
 
     /// The row at `rank`, if loaded.
@@ -655,6 +687,7 @@ impl Columns {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
 
@@ -684,5 +717,78 @@ mod tests {
         );
         timeline.apply_head(ids(1..=7));
         assert_eq!(timeline.first, 5, "and keeps its rows as more arrive");
+    }
+
+    fn change(id: i64) -> LoggedChange {
+        use crate::model::{
+            Change, Lsn, Op, RelationSchema, ReplicaIdentity, TableName, TransactionInfo,
+        };
+        LoggedChange {
+            id: ChangeId(id),
+            lsn: Lsn(1),
+            tx: TransactionInfo {
+                id: 1,
+                xid: None,
+                commit_lsn: Lsn(1),
+                committed_at: chrono::Utc::now(),
+                origin: None,
+                is_baseline: false,
+                change_count: 1,
+            },
+            table_id: 1,
+            table: TableName::new("public", "t"),
+            schema: std::sync::Arc::new(RelationSchema {
+                oid: 1,
+                table: TableName::new("public", "t"),
+                replica_identity: ReplicaIdentity::Full,
+                columns: Vec::new(),
+                key: Vec::new(),
+                foreign_keys: Vec::new(),
+                key_read_later: false,
+            }),
+            change: Change {
+                op: Op::Insert,
+                before: None,
+                after: Some(Vec::new()),
+            },
+            context: None,
+            schema_change: None,
+        }
+    }
+
+    #[test]
+    fn item7_the_page_cache_stays_bounded_around_the_view() {
+        let mut timeline = Timeline::new(LogFilter::default(), 1);
+        let rows: Vec<LoggedChange> = (0..PAGE as i64).map(change).collect();
+        for page in 0..2_000u64 {
+            timeline.first = page * PAGE;
+            timeline.apply_rows(RowSlot::Page(page), &rows);
+        }
+        assert!(
+            timeline.pages.len() <= MAX_PAGES,
+            "{}",
+            timeline.pages.len()
+        );
+        assert!(
+            timeline.pages.contains_key(&1_999),
+            "the page in view stays"
+        );
+        assert!(!timeline.pages.contains_key(&0), "the farthest pages go");
+    }
+
+    #[test]
+    fn item7_new_changes_are_looked_for_once_the_index_is_there() {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(16);
+        let ctx = egui::Context::default();
+        let dir = tempfile::tempdir().unwrap();
+        // No cache at this path: the readers answer with a failure, which is enough here.
+        let workers = Workers::start(dir.path().join("none.db"), sender, ctx).unwrap();
+        let mut timeline = Timeline::new(LogFilter::default(), 1);
+        timeline.refresh_head(&workers);
+        assert!(!timeline.head_pending, "no index yet: nothing to ask");
+        timeline.apply_index(ChangeId(5), 0, vec![ChangeId(5)], 1, true);
+        timeline.refresh_head_if_wanted(&workers);
+        assert!(timeline.head_pending, "asked once the index came");
+        drop(receiver);
     }
 }

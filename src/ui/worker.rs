@@ -4,6 +4,8 @@
 //! and `rowtrail-histogram` counts changes over time. Those two may scan millions of rows, so they
 //! never hold up a page, and they give up as soon as the filter changes.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,8 +146,62 @@ pub struct Workers {
     quick: SyncSender<Request>,
     index: SyncSender<Request>,
     histogram: SyncSender<Request>,
+    /// Requests for a reader whose queue was full, oldest first: sent on the next frames, never
+    /// dropped, since something waits for each answer.
+    waiting: RefCell<Outbox>,
     /// The newest filter generation; scans for older generations stop early.
     generation: Arc<AtomicU64>,
+}
+
+/// Requests waiting for room in a reader's queue.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    requests: VecDeque<Request>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, request: Request) {
+        self.requests.push_back(request);
+    }
+
+    /// Sends waiting requests in order until `send` finds no room; returns false if the reader is
+    /// gone.
+    pub fn flush(&mut self, mut send: impl FnMut(Request) -> Delivery) -> bool {
+        while let Some(request) = self.requests.pop_front() {
+            match send(request) {
+                Delivery::Sent => {}
+                Delivery::Full(request) => {
+                    self.requests.push_front(*request);
+                    return true;
+                }
+                Delivery::Gone => return false,
+            }
+        }
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+}
+
+/// What became of a request handed to a reader's queue.
+pub enum Delivery {
+    Sent,
+    /// No room: the request comes back.
+    Full(Box<Request>),
+    /// The reader has stopped.
+    Gone,
+}
+
+impl Delivery {
+    fn of(result: Result<(), TrySendError<Request>>) -> Self {
+        match result {
+            Ok(()) => Self::Sent,
+            Err(TrySendError::Full(request)) => Self::Full(Box::new(request)),
+            Err(TrySendError::Disconnected(_)) => Self::Gone,
+        }
+    }
 }
 
 impl Workers {
@@ -168,29 +224,41 @@ impl Workers {
             quick,
             index,
             histogram,
+            waiting: RefCell::new(Outbox::default()),
             generation,
         })
     }
 
-    /// Sends a request to the thread it belongs to. A full queue drops quick requests (the UI asks
-    /// again next frame) but waits for scans, which are rare.
+    /// Sends a request to the thread it belongs to without ever waiting: a request that finds its
+    /// reader's queue full waits in the outbox and goes with a later frame ([`Workers::flush`]).
     pub fn send(&self, request: Request) {
         if let Request::BuildIndex { generation, .. } | Request::Histogram { generation, .. } =
             &request
         {
             self.generation.fetch_max(*generation, Ordering::SeqCst);
         }
-        let result = match &request {
-            Request::BuildIndex { .. } => self.index.send(request).map_err(|_| ()),
-            Request::Histogram { .. } => self.histogram.send(request).map_err(|_| ()),
-            _ => match self.quick.try_send(request) {
-                Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
-                Err(TrySendError::Disconnected(_)) => Err(()),
-            },
-        };
-        if result.is_err() {
+        self.waiting.borrow_mut().push(request);
+        self.flush();
+    }
+
+    /// Sends what waits in the outbox, as far as the readers' queues have room.
+    pub fn flush(&self) {
+        let sent = self.waiting.borrow_mut().flush(|request| {
+            let lane = match &request {
+                Request::BuildIndex { .. } => &self.index,
+                Request::Histogram { .. } => &self.histogram,
+                _ => &self.quick,
+            };
+            Delivery::of(lane.try_send(request))
+        });
+        if !sent {
             tracing::warn!("a cache reader thread has stopped");
         }
+    }
+
+    /// True while requests wait for room (the UI keeps repainting until they are sent).
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.borrow().is_empty()
     }
 }
 
@@ -421,4 +489,38 @@ fn build_index(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item7_a_full_reader_queue_delays_requests_and_never_drops_them() {
+        let (sender, receiver) = sync_channel::<Request>(2);
+        let mut outbox = Outbox::default();
+        for id in 1..=5 {
+            outbox.push(Request::Detail(ChangeId(id)));
+        }
+        assert!(outbox.flush(|request| Delivery::of(sender.try_send(request))));
+        assert_eq!(outbox.requests.len(), 3, "two fit, three wait");
+        let mut answered = Vec::new();
+        while !outbox.is_empty() {
+            while let Ok(Request::Detail(id)) = receiver.try_recv() {
+                answered.push(id.0);
+            }
+            assert!(outbox.flush(|request| Delivery::of(sender.try_send(request))));
+        }
+        while let Ok(Request::Detail(id)) = receiver.try_recv() {
+            answered.push(id.0);
+        }
+        assert_eq!(answered, vec![1, 2, 3, 4, 5], "all of them, in order");
+        drop(receiver);
+        outbox.push(Request::Overview);
+        assert!(
+            !outbox.flush(|request| Delivery::of(sender.try_send(request))),
+            "a reader that is gone"
+        );
+    }
 }
