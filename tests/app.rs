@@ -351,3 +351,96 @@ fn the_offline_demo_opens_its_cache_with_a_banner() {
     assert!(has(&harness, "Stories to find"));
     assert!(!has(&harness, "streaming"));
 }
+
+#[test]
+fn a_capture_whose_slot_was_invalidated_offers_a_new_baseline() {
+    use rowtrail::local_pg::{LocalPgOptions, LocalPostgres};
+    let server = LocalPostgres::start(&LocalPgOptions {
+        settings: vec![
+            ("max_slot_wal_keep_size".into(), "1MB".into()),
+            ("wal_keep_size".into(), "0".into()),
+        ],
+        ..LocalPgOptions::default()
+    })
+    .unwrap();
+    server.create_database("lapsed").unwrap();
+    let sql = |text: &str| server.psql("lapsed", text).unwrap();
+    sql("CREATE TABLE notes (id int PRIMARY KEY, body text);
+         ALTER TABLE notes REPLICA IDENTITY FULL;
+         INSERT INTO notes VALUES (1, 'first'), (2, 'second');
+         CREATE TABLE filler (id int PRIMARY KEY, pad text);");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("lapsed.rowtrail");
+    // Captured before, through the slot the app uses for this database.
+    let output = support::rowtrail(&[
+        "capture".into(),
+        "--source".into(),
+        server.url("lapsed"),
+        "--cache".into(),
+        cache.to_string_lossy().into_owned(),
+        "--slot".into(),
+        "rowtrail_lapsed".into(),
+        "--once".into(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    sql("DELETE FROM notes WHERE id = 2;");
+    for round in 0..4 {
+        sql(&format!(
+            "INSERT INTO filler SELECT g, repeat('x', 2000) FROM generate_series({}, {}) g;
+             SELECT pg_switch_wal(); CHECKPOINT;",
+            round * 10_000 + 1,
+            round * 10_000 + 10_000
+        ));
+    }
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(|creation| {
+            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions::default())
+        });
+    harness.run_steps(2);
+    harness.get_by_label("Connect a database…").click();
+    wait_for(&mut harness, "the connect dialog", |h| {
+        h.query_by_label("Connection URL").is_some()
+    });
+    harness.get_by_label("Connection URL").focus();
+    harness.step();
+    harness
+        .get_by_label("Connection URL")
+        .type_text(&server.url("lapsed"));
+    harness.step();
+    harness.get_by_label("Check").click();
+    wait_for(&mut harness, "the checklist", |h| {
+        h.query_by_label("Cache file").is_some()
+    });
+    harness.get_by_label("Cache file").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness
+        .get_by_label("Cache file")
+        .type_text(&cache.display().to_string());
+    harness.step();
+    harness.get_by_label("Start capture").click();
+    wait_for(&mut harness, "the offer of a new baseline", |h| {
+        has(h, "Start a new baseline")
+    });
+    assert!(has(&harness, "was invalidated by the server"));
+    harness.get_by_label("Start a new baseline").click();
+    wait_for(&mut harness, "the cache after the new baseline", |h| {
+        h.query_by_label_contains("notes  4").is_some()
+    });
+    harness.get_by_label_contains("notes  4").click();
+    wait_for(&mut harness, "the gap in the timeline", |h| {
+        rows(h).iter().any(|row| row.contains("gap  notes"))
+    });
+    wait_for(&mut harness, "capture streaming again", |h| {
+        has(h, "streaming")
+    });
+    harness.get_by_label("Stop capture").click();
+    wait_for(&mut harness, "capture to stop", |h| {
+        has(h, "capture stopped")
+    });
+}

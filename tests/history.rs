@@ -782,7 +782,7 @@ fn bad_history_input_fails_clearly() {
             vec!["undo", "--tx", "4000000000"],
             "no transaction with xid 4000000000".into(),
         ),
-        (vec!["undo", "--change", "1"], "part of the baseline".into()),
+        (vec!["undo", "--change", "1"], "part of a baseline".into()),
         (
             vec!["undo", "--change", &truncate],
             "is a TRUNCATE of public.t".into(),

@@ -367,3 +367,129 @@ fn item5_a_password_never_reaches_an_error_message() {
         assert!(!text.contains("s3cret"), "{source} leaked: {text}");
     }
 }
+
+#[test]
+fn item10_a_slot_the_server_invalidated_is_a_gap_never_silently_skipped() {
+    use rowtrail::local_pg::{LocalPgOptions, LocalPostgres};
+    // A server that gives up WAL a slot still needs once it keeps more than 1 MB of it.
+    let server = LocalPostgres::start(&LocalPgOptions {
+        settings: vec![
+            ("max_slot_wal_keep_size".into(), "1MB".into()),
+            ("wal_keep_size".into(), "0".into()),
+        ],
+        ..LocalPgOptions::default()
+    })
+    .unwrap();
+    server.create_database("gap").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("gap.db");
+    let sql = |text: &str| server.psql("gap", text).unwrap();
+    let capture = |extra: &[&str]| {
+        let mut args = vec![
+            "capture".to_owned(),
+            "--source".to_owned(),
+            server.url("gap"),
+            "--cache".to_owned(),
+            cache.to_string_lossy().into_owned(),
+            "--once".to_owned(),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        rowtrail(&args)
+    };
+    sql("CREATE TABLE t (id int PRIMARY KEY, v text);
+         ALTER TABLE t REPLICA IDENTITY FULL;
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5) g;
+         CREATE TABLE filler (id int PRIMARY KEY, pad text);");
+    assert!(capture(&[]).status.success());
+    // Changes capture never reads: the server drops their WAL.
+    sql("DELETE FROM t WHERE id = 2; UPDATE t SET v = 'changed' WHERE id = 3;");
+    for round in 0..4 {
+        sql(&format!(
+            "INSERT INTO filler SELECT g, repeat('x', 2000) FROM generate_series({}, {}) g;
+             SELECT pg_switch_wal(); CHECKPOINT;",
+            round * 10_000 + 1,
+            round * 10_000 + 10_000
+        ));
+    }
+    assert_eq!(
+        sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'rowtrail'"),
+        "lost",
+        "the server invalidated the slot"
+    );
+    let before = support::log_json(&cache, &[]).len();
+    let output = capture(&[]);
+    assert_clean_failure(&output, 2, "was invalidated by the server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--new-baseline"), "{stderr}");
+    assert_eq!(
+        support::log_json(&cache, &[]).len(),
+        before,
+        "nothing stored after the gap"
+    );
+
+    sql("INSERT INTO t VALUES (6, 'after');");
+    let output = capture(&["--new-baseline"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let gaps = support::log_json(&cache, &["--op", "gap"]);
+    let tables: Vec<&str> = gaps
+        .iter()
+        .map(|gap| gap["table"].as_str().unwrap())
+        .collect();
+    assert!(
+        tables.contains(&"t") && tables.contains(&"filler"),
+        "{gaps:?}"
+    );
+    assert!(gaps[0]["gap"]["from"].as_str().unwrap().contains('/'));
+    // The table after the gap is the table as it is: the row deleted in the gap is gone.
+    let now = String::from_utf8(
+        rowtrail(&[
+            "at".into(),
+            "--cache".into(),
+            cache.to_string_lossy().into_owned(),
+            "--table".into(),
+            "t".into(),
+            "--time".into(),
+            "now".into(),
+            "--json".into(),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let mut rows: Vec<&str> = now.lines().collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            r#"{"id":"1","v":"v1"}"#,
+            r#"{"id":"3","v":"changed"}"#,
+            r#"{"id":"4","v":"v4"}"#,
+            r#"{"id":"5","v":"v5"}"#,
+            r#"{"id":"6","v":"after"}"#,
+        ]
+    );
+    let record = String::from_utf8(
+        rowtrail(&[
+            "at".into(),
+            "--cache".into(),
+            cache.to_string_lossy().into_owned(),
+            "--table".into(),
+            "t".into(),
+            "--key".into(),
+            r#"{"id": 2}"#.into(),
+            "--time".into(),
+            "now".into(),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(record.trim(), "absent", "deleted in the gap");
+    // Capture goes on from the new baseline.
+    sql("UPDATE t SET v = 'later' WHERE id = 1;");
+    assert!(capture(&[]).status.success());
+    let last = support::log_json(&cache, &["--table", "t"]);
+    assert_eq!(last.last().unwrap()["after"]["v"], "later");
+}

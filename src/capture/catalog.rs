@@ -310,6 +310,9 @@ pub struct SlotInfo {
     pub confirmed_flush: Option<Lsn>,
     /// WAL the server keeps for this slot: from its restart position to the current position.
     pub retained_wal_bytes: Option<i64>,
+    /// The server gave up the WAL this slot still needed (`wal_status = 'lost'`, PostgreSQL 13+,
+    /// when the slot fell behind `max_slot_wal_keep_size`): it can no longer stream.
+    pub invalidated: bool,
 }
 
 pub async fn slot(session: &SqlSession, name: &str) -> Result<Option<SlotInfo>, CaptureError> {
@@ -317,8 +320,9 @@ pub async fn slot(session: &SqlSession, name: &str) -> Result<Option<SlotInfo>, 
         .query_opt(
             "reading the replication slot",
             "SELECT plugin::text, slot_type, database::text, active_pid, confirmed_flush_lsn::text,
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8
-             FROM pg_replication_slots WHERE slot_name = $1",
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8,
+                    coalesce(to_jsonb(s) ->> 'wal_status' = 'lost', false)
+             FROM pg_replication_slots s WHERE slot_name = $1",
             &[&name],
         )
         .await?;
@@ -331,6 +335,7 @@ pub async fn slot(session: &SqlSession, name: &str) -> Result<Option<SlotInfo>, 
             .get::<_, Option<String>>(4)
             .and_then(|text| text.parse().ok()),
         retained_wal_bytes: row.get(5),
+        invalidated: row.get(6),
     }))
 }
 

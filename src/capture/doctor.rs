@@ -317,6 +317,16 @@ fn slot_checks(facts: &ServerFacts, name: &str, slot: Option<&SlotInfo>) -> Vec<
             Some("choose another --slot".into()),
         )];
     }
+    if slot.invalidated {
+        return vec![check(
+            Status::Warn,
+            topic,
+            "was invalidated by the server (it fell behind max_slot_wal_keep_size): the changes since the cache's last position are lost to it",
+            Some(format!(
+                "go on after a gap with a new baseline: rowtrail capture --slot {name} --new-baseline (the app offers it when capture stops), or remove the slot: rowtrail teardown --slot {name}"
+            )),
+        )];
+    }
     let retained = slot.retained_wal_bytes.unwrap_or(0);
     let state = match slot.active_pid {
         Some(pid) => format!("in use by server process {pid}"),

@@ -167,9 +167,13 @@ pub enum CaptureError {
     )]
     SlotWithoutCache { slot: String },
     #[error(
-        "replication slot '{slot}', which feeds this cache, no longer exists on the source: the changes since {position} are lost to it; start a new cache file"
+        "replication slot '{slot}', which feeds this cache, no longer exists on the source: the changes since {position} are lost to it; go on in this cache after a gap with rowtrail capture --new-baseline (the history will say it is missing from {position}), or start a new cache file"
     )]
     SlotMissing { slot: String, position: Lsn },
+    #[error(
+        "replication slot '{slot}' was invalidated by the server: it fell so far behind that the server removed WAL it still needed (max_slot_wal_keep_size), so the changes since {position} are lost to this cache; go on after a gap with rowtrail capture --new-baseline (the history will say it is missing from {position}), or start a new cache file; to keep it from happening again, capture more often or raise max_slot_wal_keep_size"
+    )]
+    SlotInvalidated { slot: String, position: Lsn },
     #[error(
         "replication slot '{slot}' has already confirmed changes up to {slot_position}, but this cache only holds them up to {cache_position}: it is an older copy of the cache; use the current cache file, or start a new cache with a new slot"
     )]

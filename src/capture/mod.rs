@@ -51,6 +51,9 @@ pub struct CaptureOptions {
     pub publication: String,
     /// Capture up to the server's WAL position at start, then return.
     pub once: bool,
+    /// When the slot that fed the cache was invalidated or dropped, take a new baseline into the
+    /// same cache, after a gap in its history, instead of stopping.
+    pub new_baseline: bool,
 }
 
 /// What capture is doing, for the command line and the app's status bar.
@@ -231,6 +234,40 @@ pub async fn run(
         }
     }
     let start = match (state, slot) {
+        (Some(state), slot)
+            if state.baseline == BaselineState::Complete
+                && slot.as_ref().is_none_or(|slot| slot.invalidated) =>
+        {
+            let lost = match slot.is_some() {
+                true => CaptureError::SlotInvalidated {
+                    slot: options.slot.clone(),
+                    position: state.position,
+                },
+                false => CaptureError::SlotMissing {
+                    slot: options.slot.clone(),
+                    position: state.position,
+                },
+            };
+            if !options.new_baseline {
+                return Err(lost);
+            }
+            // History has a gap from the last stored position: a new slot and a new baseline.
+            if slot.is_some() {
+                drop_slot(&sql, &options.slot).await?;
+                observer(CaptureEvent::StaleSlotDropped {
+                    name: options.slot.clone(),
+                });
+            }
+            observer(CaptureEvent::Warning(format!(
+                "{lost}: taking a new baseline (--new-baseline); the history has a gap from {}",
+                state.position
+            )));
+            writer.set_capture_state(&CaptureState {
+                baseline: BaselineState::Pending,
+                ..state
+            })?;
+            Some(())
+        }
         (Some(state), Some(slot)) if state.baseline == BaselineState::Complete => {
             if let Some(confirmed) = slot.confirmed_flush
                 && confirmed > state.position
@@ -242,12 +279,6 @@ pub async fn run(
                 });
             }
             None
-        }
-        (Some(state), None) if state.baseline == BaselineState::Complete => {
-            return Err(CaptureError::SlotMissing {
-                slot: options.slot.clone(),
-                position: state.position,
-            });
         }
         (Some(_pending), existing) => {
             // A capture died during its baseline: the slot (if it got made) is ours, start over.
@@ -291,11 +322,14 @@ pub async fn run(
             handle
         }
         Some(()) => {
+            // A cache that already holds history gets a new baseline after a gap from where its
+            // history ends.
+            let gap_from = writer.history_end()?;
             writer.set_capture_state(&CaptureState {
                 slot: options.slot.clone(),
                 publication: options.publication.clone(),
                 baseline: BaselineState::Pending,
-                position: Lsn::ZERO,
+                position: gap_from.unwrap_or(Lsn::ZERO),
             })?;
             let created = match walsender.create_slot_with_snapshot(&options.slot).await {
                 Ok(created) => created,
@@ -325,7 +359,7 @@ pub async fn run(
                 &facts,
                 &mut handle,
                 &observer,
-                transcoder.as_ref(),
+                (transcoder.as_ref(), gap_from),
             )
             .await?;
             resume_from = created.consistent_point;
@@ -464,7 +498,7 @@ async fn stream_with_retries(
                 None
             }
             Err(error) if error.is_transient() => Some(error),
-            Err(error) => return Err(error),
+            Err(error) => return Err(slot_lost_or(error, &connections.sql, options, writer).await),
         };
         writer.push(WriteCommand::Rollback).await?;
         if let Some(error) = failure {
@@ -492,6 +526,25 @@ async fn stream_with_retries(
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+/// A slot the server invalidated fails to start with an error of its own (SQLSTATE 55000); say
+/// what it means for the history when that is what happened.
+async fn slot_lost_or(
+    error: CaptureError,
+    sql: &SqlSession,
+    options: &CaptureOptions,
+    writer: &WriterHandle,
+) -> CaptureError {
+    let invalidated = matches!(&error, CaptureError::Server { error: server, .. } if server.code == "55000")
+        && matches!(catalog::slot(sql, &options.slot).await, Ok(Some(slot)) if slot.invalidated);
+    match invalidated {
+        true => CaptureError::SlotInvalidated {
+            slot: options.slot.clone(),
+            position: writer.progress().stored,
+        },
+        false => error,
     }
 }
 
@@ -623,6 +676,12 @@ async fn reconnect(
     match slot {
         None => {
             return Err(CaptureError::SlotMissing {
+                slot: options.slot.clone(),
+                position: stored,
+            });
+        }
+        Some(slot) if slot.invalidated => {
+            return Err(CaptureError::SlotInvalidated {
                 slot: options.slot.clone(),
                 position: stored,
             });

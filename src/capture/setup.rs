@@ -158,7 +158,8 @@ fn unknown_tables(missing: &[crate::model::TableName], database: &str) -> Captur
 }
 
 /// Stores every row of `tables` as of the exported snapshot, as one baseline transaction at the
-/// slot's consistent point. Uses its own transaction on `sql`; the walsender connection that
+/// slot's consistent point; after a gap (`gap_from`, where the cache's history ends), it first
+/// marks every table the cache knows as missing its history from there. Uses its own transaction on `sql`; the walsender connection that
 /// exported the snapshot must stay idle until this returns.
 pub(crate) async fn take_baseline(
     sql: &SqlSession,
@@ -167,7 +168,7 @@ pub(crate) async fn take_baseline(
     facts: &ServerFacts,
     writer: &mut WriterHandle,
     observer: &Observer,
-    transcoder: Option<&SqlSession>,
+    (transcoder, gap_from): (Option<&SqlSession>, Option<Lsn>),
 ) -> Result<Vec<RelationSchema>, CaptureError> {
     let (snapshot_name, consistent_point) = (&slot.snapshot_name, slot.consistent_point);
     let encoding = ServerEncoding::from_name(&facts.encoding);
@@ -202,6 +203,10 @@ pub(crate) async fn take_baseline(
             is_baseline: true,
         }))
         .await?;
+    if let Some(from) = gap_from {
+        // Everything the cache knew ends here; the rows that follow are the tables now.
+        writer.push(WriteCommand::Gap { from }).await?;
+    }
     let tables: Vec<&TableInfo> = tables.iter().filter(|table| !table.partitioned).collect();
     observer(CaptureEvent::BaselineStarted {
         tables: tables.len(),

@@ -51,6 +51,10 @@ pub enum WriteCommand {
     },
     /// The server reports progress with nothing to store.
     Advance(Lsn),
+    /// History is missing from `from` to the baseline being taken (an invalidated slot).
+    Gap {
+        from: Lsn,
+    },
     /// The connection broke: drop everything not yet durable; the server sends it again.
     Rollback,
 }
@@ -253,6 +257,7 @@ fn apply(writer: &mut CacheWriter, command: WriteCommand) -> Result<(), StoreErr
         WriteCommand::Truncate { lsn, oids } => writer.truncate(lsn, &oids),
         WriteCommand::Commit { end_lsn } => writer.commit(end_lsn),
         WriteCommand::Advance(position) => writer.advance(position),
+        WriteCommand::Gap { from } => writer.gap(from),
         WriteCommand::Rollback => writer.rollback(),
     }
 }

@@ -73,6 +73,7 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         slot: args.scope.slot,
         publication: args.scope.publication,
         once: args.once,
+        new_baseline: args.new_baseline,
     };
     let runtime = runtime()?;
     let (stop_sender, stop) = watch::channel(false);

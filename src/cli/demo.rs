@@ -81,7 +81,7 @@ impl Captured {
                 Op::Insert => captured.inserts += count,
                 Op::Update => captured.updates += count,
                 Op::Delete | Op::Truncate => captured.deletes += count,
-                Op::Ddl => continue,
+                Op::Ddl | Op::Gap => continue,
             }
             if op != Op::Snapshot {
                 tables.insert(table);
@@ -101,7 +101,7 @@ fn changes_without_context(cache: &Cache) -> anyhow::Result<usize> {
     let changes = cache.log(&LogFilter::default())?;
     Ok(changes
         .iter()
-        .filter(|change| !matches!(change.change.op, Op::Snapshot | Op::Ddl))
+        .filter(|change| !matches!(change.change.op, Op::Snapshot | Op::Ddl | Op::Gap))
         .filter(|change| {
             change
                 .context

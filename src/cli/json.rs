@@ -65,6 +65,7 @@ pub fn change_json(entry: &LoggedChange) -> Json {
         "unavailable": names(schema, &change.unavailable_columns()),
         "context": entry.context.clone().map(Json::Object),
         "ddl": entry.schema_change.as_ref().map(|schema_change| schema_change_json(schema_change, schema)),
+        "gap": entry.gap_from.map(|from| json!({"from": from.to_string(), "to": entry.tx.commit_lsn.to_string()})),
     })
 }
 

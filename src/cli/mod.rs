@@ -113,6 +113,10 @@ pub struct CaptureArgs {
     /// Capture up to the server's current WAL position, then exit.
     #[arg(long)]
     pub once: bool,
+    /// When the slot that fed the cache was invalidated or dropped, take a new baseline into the
+    /// same cache; its history then has a gap from where it ended
+    #[arg(long)]
+    pub new_baseline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -255,6 +255,7 @@ impl Demo {
             tables: None,
             publication: "rowtrail".into(),
             once: false,
+            new_baseline: false,
         }))
     }
 

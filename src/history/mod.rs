@@ -44,7 +44,7 @@ pub enum HistoryError {
     )]
     Interleaved { change: ChangeId, record: String },
     #[error(
-        "change {change} is part of the baseline (the row as capture first found it), not a change to undo; to bring a record back to it use rowtrail restore --time change:{change}"
+        "change {change} is part of a baseline (the row as capture found it when history began, or began again after a gap), not a change to undo; to bring a record back to it use rowtrail restore --time change:{change}"
     )]
     BaselineChange { change: ChangeId },
     #[error(

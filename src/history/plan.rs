@@ -176,7 +176,9 @@ pub fn plan_undo(
         chosen.sort_by_key(|change| change.id);
         for change in &chosen {
             match change.change.op {
-                Op::Snapshot => return Err(HistoryError::BaselineChange { change: change.id }),
+                Op::Snapshot | Op::Gap => {
+                    return Err(HistoryError::BaselineChange { change: change.id });
+                }
                 Op::Truncate => {
                     return Err(HistoryError::TruncateUndo {
                         change: change.id,

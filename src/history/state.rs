@@ -18,7 +18,7 @@ pub fn fold_record<'a>(changes: impl IntoIterator<Item = &'a LoggedChange>) -> O
 /// What one change leaves of its record.
 pub fn after_image(change: &LoggedChange) -> Option<Image> {
     match change.change.op {
-        Op::Delete | Op::Truncate | Op::Ddl => None,
+        Op::Delete | Op::Truncate | Op::Gap | Op::Ddl => None,
         Op::Insert | Op::Update | Op::Snapshot => change.change.after.as_ref().map(|row| Image {
             schema: change.schema.clone(),
             row: row.clone(),
@@ -98,7 +98,7 @@ impl TableFold {
     pub fn apply(&mut self, change: &LoggedChange) {
         match change.change.op {
             Op::Ddl => {}
-            Op::Truncate => {
+            Op::Truncate | Op::Gap => {
                 self.rows.clear();
                 self.indexes.clear();
             }
@@ -246,6 +246,7 @@ mod tests {
             },
             context: None,
             schema_change: None,
+            gap_from: None,
         }
     }
 

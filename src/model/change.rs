@@ -84,16 +84,21 @@ pub enum Op {
     /// A change of the table itself (`ALTER TABLE`, `DROP TABLE`, a new key): no row images; the
     /// logged change says what happened and the schema versions before and after.
     Ddl,
+    /// History is missing here: the server dropped WAL capture had not read (an invalidated slot),
+    /// and a new baseline follows. Like a truncate, it ends every record's state; the baseline
+    /// rows after it say what the table held.
+    Gap,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::Insert,
         Op::Update,
         Op::Delete,
         Op::Truncate,
         Op::Snapshot,
         Op::Ddl,
+        Op::Gap,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,12 +109,18 @@ impl Op {
             Self::Truncate => "truncate",
             Self::Snapshot => "snapshot",
             Self::Ddl => "ddl",
+            Self::Gap => "gap",
         }
     }
 
     /// True for the operations that change rows (everything but a schema change).
     pub fn changes_rows(self) -> bool {
         self != Self::Ddl
+    }
+
+    /// True for the operations after which a table holds no rows until new ones arrive.
+    pub fn empties_table(self) -> bool {
+        matches!(self, Self::Truncate | Self::Gap)
     }
 }
 
@@ -121,7 +132,7 @@ impl fmt::Display for Op {
 
 /// The text is not one of the operation names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not an operation: use insert, update, delete, truncate, snapshot or ddl")]
+#[error("'{0}' is not an operation: use insert, update, delete, truncate, snapshot, ddl or gap")]
 pub struct ParseOpError(pub String);
 
 impl FromStr for Op {

@@ -55,6 +55,9 @@ pub struct LoggedChange {
     pub context: Option<Context>,
     /// For `Op::Ddl`: what changed.
     pub schema_change: Option<SchemaChange>,
+    /// For `Op::Gap`: where the missing history begins (it ends at this change's transaction,
+    /// the new baseline).
+    pub gap_from: Option<Lsn>,
 }
 
 impl LoggedChange {
@@ -88,6 +91,12 @@ impl LoggedChange {
     pub fn changed_text(&self) -> String {
         if let Some(schema_change) = &self.schema_change {
             return schema_change.summary(&self.schema);
+        }
+        if let Some(from) = self.gap_from {
+            return format!(
+                "history missing from {from} to {}: a new baseline follows",
+                self.tx.commit_lsn
+            );
         }
         if self.change.op != super::Op::Update {
             return String::new();

@@ -95,8 +95,8 @@ pub fn encode(change: &Change) -> EncodedImages {
 }
 
 pub fn decode(op: Op, images: &EncodedImages) -> Result<Change, CodecError> {
-    if op == Op::Ddl {
-        // A schema change has no row images; `after` holds what changed (see store::reader).
+    if matches!(op, Op::Ddl | Op::Gap) {
+        // No row images; `after` holds what happened (see store::reader).
         return Ok(Change {
             op,
             before: None,

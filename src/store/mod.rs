@@ -224,6 +224,7 @@ pub(crate) fn op_code(op: Op) -> &'static str {
         Op::Truncate => "T",
         Op::Snapshot => "S",
         Op::Ddl => "L",
+        Op::Gap => "G",
     }
 }
 

@@ -516,6 +516,18 @@ impl Cache {
             Op::Ddl => Some(self.schema_change(row.id, row.images.after.as_deref())?),
             _ => None,
         };
+        let gap_from = match op {
+            Op::Gap => Some(
+                row.images
+                    .after
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                    .and_then(|body| body.get("from").and_then(serde_json::Value::as_u64))
+                    .map(Lsn)
+                    .ok_or_else(|| self.damaged(format!("gap {}", row.id)))?,
+            ),
+            _ => None,
+        };
         let context = match row.context {
             Some(body) => match serde_json::from_str(&body) {
                 Ok(serde_json::Value::Object(map)) => Some(map),
@@ -542,6 +554,7 @@ impl Cache {
             change,
             context,
             schema_change,
+            gap_from,
         })
     }
 

@@ -200,7 +200,7 @@ impl Cache {
         }
         if let Some(first) = changes.keys().next().copied() {
             for change in self.changes_where(
-                &format!("{tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id > ?1"),
+                &format!("{tables} AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id > ?1"),
                 &[&first.0],
                 "",
             )? {
@@ -275,7 +275,7 @@ impl Cache {
                            AND m.old_key IS NOT NULL AND m.id > ?2 AND m.id <= ?3
                        UNION ALL
                        SELECT t.id FROM changes t WHERE t.table_id IN ({ids}) AND t.key = '{NO_KEY}'
-                           AND t.op = 'T' AND t.id > ?2 AND t.id <= ?3)
+                           AND t.op IN ('T', 'G') AND t.id > ?2 AND t.id <= ?3)
                      LIMIT 1"
                 ),
                 params![key, latest.id.0, cut.0],
@@ -345,7 +345,7 @@ impl Cache {
                         SELECT max(k.id) AS id FROM changes k WHERE k.table_id IN ({ids}) AND k.key = ?1
                         UNION ALL
                         SELECT max(t.id) FROM changes t WHERE t.table_id IN ({ids})
-                            AND t.key = '{NO_KEY}' AND t.op = 'T'))",
+                            AND t.key = '{NO_KEY}' AND t.op IN ('T', 'G')))",
                     ids = Self::id_list(&record.table_ids)
                 ),
                 &[&moved_record.key],
@@ -416,7 +416,7 @@ impl Cache {
         let last_truncate: i64 = self
             .connection()
             .query_row(
-                &format!("SELECT coalesce(max(c.id), 0) FROM changes c WHERE {tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id <= ?1"),
+                &format!("SELECT coalesce(max(c.id), 0) FROM changes c WHERE {tables} AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id <= ?1"),
                 [cut.0],
                 |row| row.get(0),
             )
@@ -556,7 +556,9 @@ impl Cache {
             if grouped.contains(&change.id) {
                 continue;
             }
-            if !change.schema.has_key() || matches!(change.change.op, Op::Truncate | Op::Ddl) {
+            if !change.schema.has_key()
+                || matches!(change.change.op, Op::Truncate | Op::Gap | Op::Ddl)
+            {
                 grouped.insert(change.id);
                 groups.push(RecordChanges(vec![change.clone()]));
                 continue;
@@ -585,7 +587,7 @@ impl Cache {
             }
             let first = change.id;
             for truncate in self.changes_where(
-                &format!("{tables} AND c.key = '{NO_KEY}' AND c.op = 'T' AND c.id > ?1"),
+                &format!("{tables} AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id > ?1"),
                 &[&first.0],
                 "",
             )? {

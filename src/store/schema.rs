@@ -148,8 +148,9 @@ INSERT INTO change_minutes (table_id, op, minute, count)
     GROUP BY 1, 2, 3;
 "#;
 
-/// Schema changes as history (`op` 'L' in `changes`, with what changed in `after`), tables that
-/// were dropped, and where the source's schema log starts.
+/// Schema changes as history (`op` 'L' in `changes`, with what changed in `after`), gaps in the
+/// history (`op` 'G', a new baseline after an invalidated slot), tables that were dropped, and
+/// where the source's schema log starts.
 ///
 /// Widening the `CHECK` on `changes.op` does not change how any row is stored, so it is done the
 /// way SQLite documents for such changes (section 7 of "ALTER TABLE"): the table's definition is
@@ -161,7 +162,7 @@ fn v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
          ALTER TABLE capture_state ADD COLUMN schema_log_since INTEGER; -- schema changes recorded from here",
     )?;
     const OLD_CHECK: &str = "CHECK (op IN ('I', 'U', 'D', 'T', 'S'))";
-    const NEW_CHECK: &str = "CHECK (op IN ('I', 'U', 'D', 'T', 'S', 'L'))";
+    const NEW_CHECK: &str = "CHECK (op IN ('I', 'U', 'D', 'T', 'S', 'L', 'G'))";
     let definition: String = tx.query_row(
         "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'changes'",
         [],

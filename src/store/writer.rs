@@ -157,14 +157,61 @@ impl CacheWriter {
         Ok(())
     }
 
-    /// Forgets a baseline that was never completed, so it can be taken again.
+    /// Where the cache's history ends (the end of its newest transaction), if it holds any.
+    pub fn history_end(&self) -> Result<Option<Lsn>, StoreError> {
+        let end: Option<i64> = self
+            .connection
+            .query_row("SELECT max(end_lsn) FROM transactions", [], |row| {
+                row.get(0)
+            })
+            .context(&self.path, "reading where history ends")?;
+        Ok(end.map(|end| Lsn(end as u64)))
+    }
+
+    /// Marks every table the cache knows (and that was not dropped) as missing its history from
+    /// `from` on: a gap, inside the baseline transaction that follows it.
+    pub fn gap(&mut self, from: Lsn) -> Result<(), StoreError> {
+        let tables: Vec<(i64, i64)> = self
+            .connection
+            .prepare(
+                "SELECT t.id, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id)
+                 FROM tables t WHERE t.dropped_change IS NULL",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(&self.path, "listing tables")?;
+        let body = serde_json::json!({ "from": from.0 }).to_string();
+        let at = self.open_tx.as_ref().map_or(from, |tx| tx.meta.commit_lsn);
+        for (table_id, relation_id) in tables {
+            let current = CurrentRelation {
+                relation_id,
+                table_id,
+                schema: self.relation(relation_id)?,
+            };
+            let change = Change {
+                op: Op::Gap,
+                before: None,
+                after: None,
+            };
+            self.insert_change_with(at, &current, &change, Some(body.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a baseline that was never completed, so it can be taken again: the baseline
+    /// transactions after the stored position (a first baseline, or one after a gap).
     pub fn discard_incomplete_baseline(&mut self) -> Result<(), StoreError> {
         self.ensure_sqlite_tx()?;
         self.connection
             .execute_batch(
-                "DELETE FROM changes WHERE tx_id IN (SELECT id FROM transactions WHERE is_baseline = 1);
-                 DELETE FROM transactions WHERE is_baseline = 1;
-                 DELETE FROM capture_state;
+                "DELETE FROM changes WHERE tx_id IN (SELECT id FROM transactions WHERE is_baseline = 1
+                     AND commit_lsn > coalesce((SELECT position FROM capture_state), 0));
+                 DELETE FROM transactions WHERE is_baseline = 1
+                     AND commit_lsn > coalesce((SELECT position FROM capture_state), 0);
+                 DELETE FROM capture_state WHERE NOT EXISTS (SELECT 1 FROM transactions);
                  DELETE FROM change_minutes;
                  INSERT INTO change_minutes (table_id, op, minute, count)
                      SELECT c.table_id, c.op, t.committed_at / 60000000, count(*)
@@ -173,8 +220,10 @@ impl CacheWriter {
             )
             .context(&self.path, "discarding an incomplete baseline")?;
         self.commit_sqlite()?;
-        self.stored_position = Lsn::ZERO;
-        self.staged_position = Lsn::ZERO;
+        let position = super::read_capture_state(&self.connection, &self.path)?
+            .map_or(Lsn::ZERO, |state| state.position);
+        self.stored_position = position;
+        self.staged_position = position;
         Ok(())
     }
 

@@ -45,6 +45,10 @@ enum Command {
         cache: PathBuf,
     },
     StopCapture,
+    /// Start the last capture again; with `new_baseline`, after a gap in its history.
+    RestartCapture {
+        new_baseline: bool,
+    },
     ApplyFilter,
     SelectRange(DateTime<Utc>, DateTime<Utc>),
     JumpTo(DateTime<Utc>),
@@ -144,6 +148,8 @@ pub struct RowtrailApp {
     capturing_into: Option<PathBuf>,
     /// Where and how to reach the source of the capture started here (the password stays in memory).
     source_login: Option<(String, Password)>,
+    /// The capture started last, to start it again (Retry, or a new baseline after a gap).
+    last_capture: Option<(CaptureStart, PathBuf)>,
     banner: Option<String>,
     /// The demo this app shows, ended when the app closes.
     demo: Option<Demo>,
@@ -181,6 +187,7 @@ impl RowtrailApp {
             status: CaptureStatus::default(),
             capturing_into: None,
             source_login: None,
+            last_capture: None,
             banner: None,
             demo: None,
             demo_starting: false,
@@ -219,10 +226,13 @@ impl RowtrailApp {
 
                 Message::CaptureEnded(result) => {
                     self.capture = None;
+                    self.status.history_gap =
+                        result.as_ref().is_err_and(|failure| failure.history_gap);
                     self.status.state = CaptureState::Stopped {
-                        error: result.err(),
+                        error: result.err().map(|failure| failure.message),
                     };
                 }
+                Message::BackgroundFailed(reason) => self.banner = Some(reason),
                 Message::Doctor { report, database } => {
                     if let Some(dialog) = self.connect.as_mut() {
                         // A source that passed its checks gets a cache path to suggest.
@@ -436,6 +446,13 @@ impl RowtrailApp {
                 tables,
                 cache,
             } => self.start_capture(url, password, tables, cache),
+            Command::RestartCapture { new_baseline } => {
+                if let (Some((start, cache)), Some(login)) =
+                    (self.last_capture.clone(), self.source_login.clone())
+                {
+                    self.launch_capture(start, cache, login, new_baseline);
+                }
+            }
             Command::StopCapture => {
                 if let Some(task) = &self.capture {
                     task.stop();
@@ -535,9 +552,9 @@ impl RowtrailApp {
                     .build()
                 {
                     Ok(runtime) => work(&runtime),
-                    Err(error) => {
-                        Message::CaptureEnded(Err(format!("could not start a runtime: {error}")))
-                    }
+                    Err(error) => Message::BackgroundFailed(format!(
+                        "could not start a background task: {error}"
+                    )),
                 };
                 let _ = outbox.send(message);
                 ctx.request_repaint();
@@ -593,7 +610,19 @@ impl RowtrailApp {
         if let Some(task) = self.capture.take() {
             task.stop();
         }
-        match CaptureTask::start(start, self.outbox.clone(), self.ctx.clone()) {
+        self.launch_capture(start, cache, login, false);
+    }
+
+    /// Starts `start` on its own thread; `new_baseline` lets it go on after a gap.
+    fn launch_capture(
+        &mut self,
+        start: CaptureStart,
+        cache: PathBuf,
+        login: (String, Password),
+        new_baseline: bool,
+    ) {
+        self.last_capture = Some((start.clone(), cache.clone()));
+        match CaptureTask::start(start, new_baseline, self.outbox.clone(), self.ctx.clone()) {
             Ok(task) => {
                 self.capture = Some(task);
                 self.status = CaptureStatus::default();
@@ -724,7 +753,17 @@ impl RowtrailApp {
                     || matches!(self.status.state, CaptureState::Stopped { error: Some(_) })
                 {
                     ui.separator();
-                    status_ui(ui, "capture", &self.status, self.settings.utc);
+                    match status_ui(ui, "capture", &self.status, self.settings.utc) {
+                        Some(StatusAction::Retry) => self.commands.push(Command::RestartCapture {
+                            new_baseline: false,
+                        }),
+                        Some(StatusAction::NewBaseline) => self
+                            .commands
+                            .push(Command::RestartCapture { new_baseline: true }),
+                        Some(StatusAction::StopCapture) => self.commands.push(Command::StopCapture),
+                        Some(StatusAction::ToggleUtc) => self.commands.push(Command::ToggleUtc),
+                        None => {}
+                    }
                 }
             });
             self.dialogs(ui.ctx());
@@ -753,6 +792,12 @@ impl RowtrailApp {
             );
             match status_ui(ui, &source, &self.status, self.settings.utc) {
                 Some(StatusAction::StopCapture) => self.commands.push(Command::StopCapture),
+                Some(StatusAction::Retry) => self.commands.push(Command::RestartCapture {
+                    new_baseline: false,
+                }),
+                Some(StatusAction::NewBaseline) => self
+                    .commands
+                    .push(Command::RestartCapture { new_baseline: true }),
                 Some(StatusAction::ToggleUtc) => self.commands.push(Command::ToggleUtc),
                 None => {}
             }

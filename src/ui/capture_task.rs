@@ -12,10 +12,10 @@ use std::thread::JoinHandle;
 use tokio::sync::watch;
 
 use crate::capture::conninfo::{ConnectionSpec, Password, ProcessEnvironment};
-use crate::capture::{self, CaptureEvent, CaptureOptions};
+use crate::capture::{self, CaptureError, CaptureEvent, CaptureOptions};
 use crate::model::TableName;
 
-use super::Message;
+use super::{CaptureFailure, Message};
 
 /// What to capture: options ready to use, or a connection string still to resolve (which reads
 /// `~/.pgpass`, so it happens on the capture thread, not the UI's).
@@ -58,6 +58,7 @@ impl CaptureStart {
             tables,
             publication: "rowtrail".into(),
             once: false,
+            new_baseline: false,
         })
     }
 }
@@ -136,8 +137,10 @@ pub struct CaptureTask {
 }
 
 impl CaptureTask {
+    /// Starts capture; `new_baseline` lets it go on after a gap when its slot was lost.
     pub fn start(
         start: CaptureStart,
+        new_baseline: bool,
         inbox: SyncSender<Message>,
         ctx: egui::Context,
     ) -> std::io::Result<Self> {
@@ -152,17 +155,32 @@ impl CaptureTask {
         let thread = std::thread::Builder::new()
             .name("rowtrail-capture".into())
             .spawn(move || {
-                let result = start.into_options().and_then(|options| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|error| format!("could not start capture: {error}"))
-                        .and_then(|runtime| {
-                            runtime
-                                .block_on(capture::run(options, observer, stopped))
-                                .map_err(|error| error.to_string())
-                        })
-                });
+                let failure = |message: String| CaptureFailure {
+                    message,
+                    history_gap: false,
+                };
+                let result = start
+                    .into_options()
+                    .map_err(failure)
+                    .and_then(|mut options| {
+                        options.new_baseline = new_baseline;
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|error| {
+                                failure(format!("could not start capture: {error}"))
+                            })?;
+                        runtime
+                            .block_on(capture::run(options, observer, stopped))
+                            .map_err(|error| CaptureFailure {
+                                history_gap: matches!(
+                                    error,
+                                    CaptureError::SlotInvalidated { .. }
+                                        | CaptureError::SlotMissing { .. }
+                                ),
+                                message: error.to_string(),
+                            })
+                    });
                 // Off the runtime by now: waiting for room in the inbox blocks nothing else.
                 let _ = inbox.send(Message::CaptureEnded(result.map(|_| ())));
                 ctx.request_repaint();

@@ -156,12 +156,16 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
         });
     }
     ui.horizontal_wrapped(|ui| {
-        let undoable = !matches!(change.change.op, Op::Snapshot | Op::Truncate | Op::Ddl);
+        let undoable = !matches!(
+            change.change.op,
+            Op::Snapshot | Op::Truncate | Op::Gap | Op::Ddl
+        );
         if ui
             .add_enabled(undoable, egui::Button::new("Undo this change"))
             .on_disabled_hover_text(match change.change.op {
                 Op::Snapshot => "A baseline row is where history starts; there is nothing before it to go back to.",
                 Op::Truncate => "A TRUNCATE is not undone as a whole: open the table's rows before it and restore records one by one.",
+                Op::Gap => "History is missing here: there is no change to undo.",
                 _ => "A schema change is not undone by rowtrail: reverse it with the opposite DDL.",
             })
             .clicked()
@@ -184,11 +188,11 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
             }));
         }
         let restorable =
-            change.schema.has_key() && !matches!(change.change.op, Op::Truncate | Op::Ddl);
+            change.schema.has_key() && !matches!(change.change.op, Op::Truncate | Op::Gap | Op::Ddl);
         if ui
             .add_enabled(restorable, egui::Button::new("Restore this version"))
             .on_disabled_hover_text(match change.change.op {
-                Op::Ddl | Op::Truncate => "This change has no row to restore.",
+                Op::Ddl | Op::Truncate | Op::Gap => "This change has no row to restore.",
                 _ => "The table had no key at this change, so this version cannot be told apart from others.",
             })
             .clicked()

@@ -37,7 +37,9 @@ use crate::demo::Demo;
 #[derive(Debug)]
 pub enum Message {
     Reply(worker::Reply),
-    CaptureEnded(Result<(), String>),
+    CaptureEnded(Result<(), CaptureFailure>),
+    /// A background thread could not start; the banner says so.
+    BackgroundFailed(String),
     /// The doctor's report on a source, and its database's name when the string resolved.
     Doctor {
         report: Result<Report, String>,
@@ -47,6 +49,15 @@ pub enum Message {
     /// A script was saved (the notice to show) or not (why, and what to do).
     ScriptSaved(Result<String, String>),
     DemoReady(Result<Box<Demo>, String>),
+}
+
+/// Why capture stopped with an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureFailure {
+    pub message: String,
+    /// The slot that fed the cache is gone or invalidated: capture can go on only after a gap,
+    /// with a new baseline.
+    pub history_gap: bool,
 }
 
 /// How the app starts.

@@ -35,6 +35,8 @@ pub enum CaptureState {
 #[derive(Debug, Clone)]
 pub struct CaptureStatus {
     pub state: CaptureState,
+    /// Capture stopped because its slot was lost: it can go on after a gap with a new baseline.
+    pub history_gap: bool,
     /// The newest commit stored, for the lag.
     pub last_commit: Option<DateTime<Utc>>,
     pub behind: bool,
@@ -49,6 +51,7 @@ impl Default for CaptureStatus {
     fn default() -> Self {
         Self {
             state: CaptureState::Offline,
+            history_gap: false,
             last_commit: None,
             behind: false,
             changes: 0,
@@ -124,6 +127,10 @@ impl CaptureStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusAction {
     StopCapture,
+    /// Start the capture that stopped again.
+    Retry,
+    /// Start it again with a new baseline, after a gap in the history.
+    NewBaseline,
     ToggleUtc,
 }
 
@@ -179,6 +186,17 @@ pub fn status_ui(
             CaptureState::Stopped {
                 error: Some(reason),
             } => {
+                if status.history_gap {
+                    if ui
+                        .button("Start a new baseline")
+                        .on_hover_text("Capture goes on into this cache with a new baseline; its history says what is missing, from where it ended until now.")
+                        .clicked()
+                    {
+                        action = Some(StatusAction::NewBaseline);
+                    }
+                } else if ui.button("Retry").clicked() {
+                    action = Some(StatusAction::Retry);
+                }
                 ui.colored_label(error, format!("capture stopped: {reason}"));
             }
         }

@@ -753,6 +753,7 @@ mod tests {
             },
             context: None,
             schema_change: None,
+            gap_from: None,
         }
     }
 

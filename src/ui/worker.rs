@@ -386,7 +386,7 @@ fn answer(
             let history = match change.schema.has_key()
                 && !matches!(
                     change.change.op,
-                    crate::model::Op::Truncate | crate::model::Op::Ddl
+                    crate::model::Op::Truncate | crate::model::Op::Gap | crate::model::Op::Ddl
                 ) {
                 true => {
                     let record = cache.record_of(&change).map_err(text)?;
