@@ -1,6 +1,7 @@
 //! SIGKILL capture again and again while a workload of 100,000+ changes runs; afterwards the cache
 //! holds exactly the committed changes: the same count per table and operation as an audit trigger
-//! recorded on the source, and no change twice.
+//! recorded on the source, no change twice, and change by change the same transactions, tables,
+//! operations and before and after images, value by value.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on unexpected values.
 
@@ -19,10 +20,18 @@ CREATE TABLE orders (id bigserial PRIMARY KEY, account_id int NOT NULL, status t
 CREATE TABLE items (order_id bigint, line int, qty int, PRIMARY KEY (order_id, line));
 INSERT INTO accounts SELECT g, 1000, 'account ' || g FROM generate_series(1, 200) g;
 
-CREATE TABLE audit (tbl text NOT NULL, op text NOT NULL);
+-- The ground truth: every row change with its transaction and both images, values as text.
+CREATE TABLE audit (seq bigserial, xid bigint NOT NULL, tbl text NOT NULL, op text NOT NULL,
+                    old jsonb, new jsonb);
+CREATE FUNCTION row_text(row_json jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+  SELECT jsonb_object_agg(key, value) FROM jsonb_each_text(row_json)
+$$;
 CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO audit VALUES (TG_TABLE_NAME, lower(TG_OP));
+  INSERT INTO audit (xid, tbl, op, old, new) VALUES (txid_current() % 4294967296, TG_TABLE_NAME,
+    lower(TG_OP),
+    CASE WHEN TG_OP <> 'INSERT' THEN row_text(to_jsonb(OLD)) END,
+    CASE WHEN TG_OP <> 'DELETE' THEN row_text(to_jsonb(NEW)) END);
   RETURN NULL;
 END $$;
 CREATE TRIGGER audit_accounts AFTER INSERT OR UPDATE OR DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION audit_row();
@@ -160,6 +169,42 @@ fn sigkill_during_a_workload_loses_and_duplicates_nothing() {
         .unwrap();
     assert_eq!(changes, distinct, "no change stored twice");
     assert_eq!(changes, total);
+
+    // Change by change: each transaction's changes, in order, with every value of both images.
+    type Row = (String, String, serde_json::Value, serde_json::Value);
+    let mut expected: BTreeMap<u64, Vec<Row>> = BTreeMap::new();
+    for line in db
+        .sql("SELECT xid, tbl, op, coalesce(old::text, 'null'), coalesce(new::text, 'null') FROM audit ORDER BY seq")
+        .lines()
+    {
+        let parts: Vec<&str> = line.splitn(5, '|').collect();
+        expected.entry(parts[0].parse().unwrap()).or_default().push((
+            parts[1].to_owned(),
+            parts[2].to_owned(),
+            serde_json::from_str(parts[3]).unwrap(),
+            serde_json::from_str(parts[4]).unwrap(),
+        ));
+    }
+    let mut stored: BTreeMap<u64, Vec<Row>> = BTreeMap::new();
+    for change in support::log_json(&db.cache(), &[]) {
+        if change["op"] == "snapshot" {
+            continue;
+        }
+        assert_eq!(change["unavailable"], serde_json::json!([]), "{change}");
+        stored
+            .entry(change["xid"].as_u64().unwrap())
+            .or_default()
+            .push((
+                change["table"].as_str().unwrap().to_owned(),
+                change["op"].as_str().unwrap().to_owned(),
+                change["before"].clone(),
+                change["after"].clone(),
+            ));
+    }
+    assert_eq!(stored.len(), expected.len(), "transactions");
+    for (xid, rows) in &expected {
+        assert_eq!(stored.get(xid), Some(rows), "transaction {xid}");
+    }
     eprintln!(
         "{total} changes, {kills} kills, {:.1} s",
         started.elapsed().as_secs_f64()
