@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-use rowtrail::ui::{AppOptions, RowtrailApp};
+use rowtrail::ui::{AppOptions, Clock, RowtrailApp};
 use support::{TestDb, fresh_db};
 
 /// A small shop: a customer and an order, changed by ann and bob.
@@ -47,10 +47,22 @@ fn app(cache: &Path) -> Harness<'static, RowtrailApp> {
                 creation.egui_ctx.clone(),
                 AppOptions {
                     cache: Some(cache),
-                    demo: None,
+                    ..options()
                 },
             )
         })
+}
+
+/// The app's options for a test: a fixed clock, and local time two hours east of UTC whatever the
+/// machine's zone, so the screen is the same on every machine.
+fn options() -> AppOptions {
+    AppOptions {
+        clock: Clock::fixed(
+            chrono::Utc::now(),
+            chrono::FixedOffset::east_opt(2 * 3600).unwrap(),
+        ),
+        ..AppOptions::default()
+    }
 }
 
 /// Steps the app until `ready` holds (workers answer on their own threads), or fails after 60 s.
@@ -106,6 +118,10 @@ fn selecting_a_change_shows_its_diff_transaction_and_context() {
         .click();
     wait_for(&mut harness, "the detail", |h| has(h, "Undo this change"));
     assert!(has(&harness, "update of public.customers (id)=(1)"));
+    assert!(
+        has(&harness, "+02:00 (just now)"),
+        "local time at the app's fixed offset, relative to its fixed clock"
+    );
     for text in [
         "plan",
         "free",
@@ -241,9 +257,7 @@ fn connect_checks_the_source_and_captures_live() {
     let cache = db.dir.path().join("live.rowtrail");
     let mut harness = Harness::builder()
         .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(|creation| {
-            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions::default())
-        });
+        .build_eframe(|creation| RowtrailApp::fresh(creation.egui_ctx.clone(), options()));
     harness.run_steps(2);
     harness.get_by_label("Connect a database…").click();
     wait_for(&mut harness, "the connect dialog", |h| {
@@ -295,9 +309,7 @@ fn connect_checks_the_source_and_captures_live() {
 fn try_the_demo_starts_a_live_shop_with_its_guide_and_identity_warning() {
     let mut harness = Harness::builder()
         .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(|creation| {
-            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions::default())
-        });
+        .build_eframe(|creation| RowtrailApp::fresh(creation.egui_ctx.clone(), options()));
     harness.run_steps(2);
     harness.get_by_label("Try the demo").click();
     wait_for(&mut harness, "the demo's server to start", |h| {
@@ -341,8 +353,8 @@ fn the_offline_demo_opens_its_cache_with_a_banner() {
             RowtrailApp::fresh(
                 creation.egui_ctx.clone(),
                 AppOptions {
-                    cache: None,
                     demo: Some(demo),
+                    ..options()
                 },
             )
         });
@@ -398,9 +410,7 @@ fn a_capture_whose_slot_was_invalidated_offers_a_new_baseline() {
     }
     let mut harness = Harness::builder()
         .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(|creation| {
-            RowtrailApp::fresh(creation.egui_ctx.clone(), AppOptions::default())
-        });
+        .build_eframe(|creation| RowtrailApp::fresh(creation.egui_ctx.clone(), options()));
     harness.run_steps(2);
     harness.get_by_label("Connect a database…").click();
     wait_for(&mut harness, "the connect dialog", |h| {

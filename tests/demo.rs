@@ -167,6 +167,12 @@ fn demo_check_removes_its_server_and_files() {
     let tmp = open_dir();
     let output = demo(&["--check"], tmp.path());
     let line = summary(&output);
+    // A demo that fell back to its offline story would leave nothing behind either: this is
+    // about the live server's files.
+    assert!(
+        line.contains("captured from a private PostgreSQL"),
+        "the demo ran live: {line}"
+    );
     assert!(line.contains("a temporary cache (now removed"), "{line}");
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "nothing stays behind: {left:?}");

@@ -79,7 +79,7 @@ pub fn measure(cache: &Path, frames: usize) -> GuiFigures {
         ctx.clone(),
         AppOptions {
             cache: Some(cache.to_owned()),
-            demo: None,
+            ..AppOptions::default()
         },
     );
     let mut driver = Driver { ctx, app, started };

@@ -57,6 +57,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     crate::ui::run(crate::ui::AppOptions {
         cache: None,
         demo: Some(demo),
+        clock: crate::ui::Clock::default(),
     })?;
     Ok(ExitCode::SUCCESS)
 }

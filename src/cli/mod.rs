@@ -302,7 +302,11 @@ fn open(cache: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         // Refuse a bad cache before opening a window, with the same message as the other commands.
         crate::store::Cache::open(path)?;
     }
-    crate::ui::run(crate::ui::AppOptions { cache, demo: None })?;
+    crate::ui::run(crate::ui::AppOptions {
+        cache,
+        demo: None,
+        clock: crate::ui::Clock::default(),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

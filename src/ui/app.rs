@@ -21,7 +21,7 @@ use super::histogram::{BUCKETS, Histogram, HistogramAction};
 use super::restore::{RestoreAction, RestoreDialog, ScriptState, restore_ui};
 use super::settings::Settings;
 use super::status::{CaptureState, CaptureStatus, StatusAction, status_ui};
-use super::time_text::Zone;
+use super::time_text::{Clock, Zone};
 use super::timeline::{Timeline, TimelineAction};
 use super::welcome::{Welcome, WelcomeAction, welcome_ui};
 use super::worker::{Reply, Request, ScriptRequest, Workers};
@@ -157,6 +157,7 @@ pub struct RowtrailApp {
     /// What to look for in the demo, shown until dismissed.
     guide: Option<String>,
     commands: Vec<Command>,
+    clock: Clock,
 }
 
 impl RowtrailApp {
@@ -193,6 +194,7 @@ impl RowtrailApp {
             demo_starting: false,
             guide: None,
             commands: Vec::new(),
+            clock: options.clock,
         };
         if let Some(path) = options.cache {
             app.apply(Command::OpenCache(path));
@@ -204,10 +206,7 @@ impl RowtrailApp {
     }
 
     fn zone(&self) -> Zone {
-        match self.settings.utc {
-            true => Zone::Utc,
-            false => Zone::Local,
-        }
+        self.clock.zone(self.settings.utc)
     }
 
     /// Handles everything that arrived since the last frame.
@@ -695,7 +694,7 @@ impl RowtrailApp {
             .unwrap_or_else(std::env::temp_dir);
         let save = directory.join(format!(
             "rowtrail-{name}-{}.sql",
-            Utc::now().format("%Y%m%d-%H%M%S")
+            self.clock.now().format("%Y%m%d-%H%M%S")
         ));
         let mut dialog = RestoreDialog::new(source_hint, save.display().to_string());
         if let Some((_, password)) = &self.source_login {
@@ -753,7 +752,7 @@ impl RowtrailApp {
                     || matches!(self.status.state, CaptureState::Stopped { error: Some(_) })
                 {
                     ui.separator();
-                    match status_ui(ui, "capture", &self.status, self.settings.utc) {
+                    match status_ui(ui, "capture", &self.status, zone) {
                         Some(StatusAction::Retry) => self.commands.push(Command::RestartCapture {
                             new_baseline: false,
                         }),
@@ -790,7 +789,7 @@ impl RowtrailApp {
                 || session.path.display().to_string(),
                 |source| source.display.clone(),
             );
-            match status_ui(ui, &source, &self.status, self.settings.utc) {
+            match status_ui(ui, &source, &self.status, zone) {
                 Some(StatusAction::StopCapture) => self.commands.push(Command::StopCapture),
                 Some(StatusAction::Retry) => self.commands.push(Command::RestartCapture {
                     new_baseline: false,

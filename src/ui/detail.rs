@@ -124,11 +124,7 @@ pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Opti
 
 fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone) {
     let time = change.tx.committed_at;
-    ui.label(format!(
-        "{} ({})",
-        precise(time, zone),
-        ago(time, Utc::now())
-    ));
+    ui.label(format!("{} ({})", precise(time, zone), ago(time, zone.now)));
     match change.tx.xid {
         Some(xid) => ui.label(format!(
             "transaction {xid} · {} · lsn {}",

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 pub use app::RowtrailApp;
 pub use filters::thousands;
 pub use settings::Settings;
+pub use time_text::Clock;
 pub use timeline::LIST_RECT;
 
 use crate::capture::doctor::Report;
@@ -67,6 +68,8 @@ pub struct AppOptions {
     pub cache: Option<PathBuf>,
     /// A started demo to show (the app owns it from then on and ends it when it closes).
     pub demo: Option<Demo>,
+    /// The clock the app reads: the system's, or a fixed one for tests.
+    pub clock: Clock,
 }
 
 /// The window could not be opened.

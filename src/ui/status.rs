@@ -7,6 +7,8 @@ use egui::RichText;
 use crate::capture::CaptureEvent;
 use crate::capture::doctor::human_bytes;
 
+use super::time_text::Zone;
+
 /// More retained WAL than this is shown as a warning.
 const RETAINED_WARNING: i64 = 1 << 30;
 
@@ -139,8 +141,9 @@ pub fn status_ui(
     ui: &mut egui::Ui,
     source: &str,
     status: &CaptureStatus,
-    utc: bool,
+    zone: Zone,
 ) -> Option<StatusAction> {
+    let utc = zone.utc;
     let mut action = None;
     ui.horizontal(|ui| {
         ui.label(RichText::new(source).strong());
@@ -170,7 +173,7 @@ pub fn status_ui(
                         .strong()
                         .color(egui::Color32::from_rgb(0x3a, 0x9a, 0x4a)),
                 );
-                ui.label(format!("lag {:.1} s", status.lag_seconds(Utc::now())));
+                ui.label(format!("lag {:.1} s", status.lag_seconds(zone.now)));
                 ui.label(format!("{:.0} changes/s", status.rate));
             }
             CaptureState::Reconnecting {

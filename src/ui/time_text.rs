@@ -1,33 +1,87 @@
-//! Times as the app shows them: local time or UTC, with a relative hint ("3 min ago").
+//! Times as the app shows them: local time or UTC, with a relative hint ("3 min ago"), and the
+//! clock the app reads (the system's, or a fixed one, so tests see the same screen every run).
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, FixedOffset, Local, Utc};
 
-/// How the app shows times: the user's zone or UTC.
+use crate::history::{TimeError, parse_time};
+
+/// How the app shows times, and what time it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Zone {
-    Local,
-    Utc,
+pub struct Zone {
+    /// Show UTC (the status bar's switch) instead of local time.
+    pub utc: bool,
+    /// Local time at a fixed offset; `None` for the system's zone.
+    pub local: Option<FixedOffset>,
+    pub now: DateTime<Utc>,
+}
+
+impl Zone {
+    /// Reads a time the user typed, in the zone times are shown in.
+    pub fn parse(&self, text: &str) -> Result<DateTime<Utc>, TimeError> {
+        match (self.utc, self.local) {
+            (true, _) => parse_time(text, self.now, &Utc),
+            (false, Some(offset)) => parse_time(text, self.now, &offset),
+            (false, None) => parse_time(text, self.now, &Local),
+        }
+    }
+}
+
+/// The clock the app reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clock {
+    /// A fixed moment and local offset instead of the system's clock and zone.
+    pub fixed: Option<(DateTime<Utc>, FixedOffset)>,
+}
+
+impl Clock {
+    /// Always `now`, with local time at `offset`.
+    pub fn fixed(now: DateTime<Utc>, offset: FixedOffset) -> Self {
+        Self {
+            fixed: Some((now, offset)),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.fixed.map_or_else(Utc::now, |(now, _)| now)
+    }
+
+    /// The zone to show times in, now.
+    pub fn zone(&self, utc: bool) -> Zone {
+        Zone {
+            utc,
+            local: self.fixed.map(|(_, offset)| offset),
+            now: self.now(),
+        }
+    }
 }
 
 /// `2026-11-23 14:35:01` in the chosen zone (UTC gets a `Z`).
 pub fn clock(time: DateTime<Utc>, zone: Zone) -> String {
-    match zone {
-        Zone::Local => time
+    match (zone.utc, zone.local) {
+        (true, _) => time.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        (false, Some(offset)) => time
+            .with_timezone(&offset)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        (false, None) => time
             .with_timezone(&Local)
             .format("%Y-%m-%d %H:%M:%S")
             .to_string(),
-        Zone::Utc => time.format("%Y-%m-%d %H:%M:%SZ").to_string(),
     }
 }
 
 /// `2026-11-23 14:35:01.123456` in the chosen zone, for details.
 pub fn precise(time: DateTime<Utc>, zone: Zone) -> String {
-    match zone {
-        Zone::Local => time
+    match (zone.utc, zone.local) {
+        (true, _) => time.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string(),
+        (false, Some(offset)) => time
+            .with_timezone(&offset)
+            .format("%Y-%m-%d %H:%M:%S%.6f %:z")
+            .to_string(),
+        (false, None) => time
             .with_timezone(&Local)
             .format("%Y-%m-%d %H:%M:%S%.6f %:z")
             .to_string(),
-        Zone::Utc => time.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string(),
     }
 }
 
@@ -62,7 +116,15 @@ mod tests {
         assert_eq!(ago(before(5 * 3600 + 10), now), "5 h ago");
         assert_eq!(ago(before(90_000), now), "1 day ago");
         assert_eq!(ago(before(3 * 86_400), now), "3 days ago");
-        assert_eq!(clock(now, Zone::Utc), "2026-11-23 12:00:00Z");
-        assert_eq!(precise(now, Zone::Utc), "2026-11-23 12:00:00.000000 UTC");
+        let offset = FixedOffset::east_opt(2 * 3600).unwrap();
+        let zone = Clock::fixed(now, offset).zone(true);
+        assert_eq!(clock(now, zone), "2026-11-23 12:00:00Z");
+        assert_eq!(precise(now, zone), "2026-11-23 12:00:00.000000 UTC");
+        let local = Clock::fixed(now, offset).zone(false);
+        assert_eq!(clock(now, local), "2026-11-23 14:00:00");
+        assert_eq!(precise(now, local), "2026-11-23 14:00:00.000000 +02:00");
+        assert_eq!(local.parse("2026-11-23 14:00").unwrap(), now);
+        assert_eq!(zone.parse("2026-11-23 12:00").unwrap(), now);
+        assert_eq!(local.parse("1h").unwrap(), now - chrono::Duration::hours(1));
     }
 }
