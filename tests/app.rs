@@ -88,6 +88,22 @@ fn wait_for(
     }
 }
 
+/// Clicks the widget labelled `label` once it has stayed in place for a frame: a dialog
+/// that grows when its content arrives is re-centred on the next frame, and a click at
+/// the old position would miss.
+fn click_settled(harness: &mut Harness<'_, RowtrailApp>, label: &str) {
+    let mut last = harness.get_by_label(label).rect();
+    for _ in 0..100 {
+        harness.step();
+        let now = harness.get_by_label(label).rect();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    harness.get_by_label(label).click();
+}
+
 fn has(harness: &Harness<'_, RowtrailApp>, text: &str) -> bool {
     harness.query_all_by_label_contains(text).next().is_some()
 }
@@ -212,7 +228,7 @@ fn undo_this_change_previews_the_script() {
     );
     assert!(script.contains("rowtrail guard"), "{script}");
     assert!(has(&harness, "Run on source…"));
-    harness.get_by_label("Close").click();
+    click_settled(&mut harness, "Close");
     wait_for(&mut harness, "the dialog to close", |h| {
         h.query_by_label("Restore script").is_none()
     });
@@ -320,6 +336,10 @@ fn try_the_demo_starts_a_live_shop_with_its_guide_and_identity_warning() {
             && rows(h)
                 .iter()
                 .any(|row| row.contains("request_id") || row.contains("user="))
+    });
+    // The table list is its own reply; it can come a frame after the timeline.
+    wait_for(&mut harness, "the table list", |h| {
+        h.query_all_by_label("partial").next().is_some()
     });
     assert!(has(&harness, "support_tickets"));
     let partial: Vec<_> = harness.query_all_by_label("partial").collect();

@@ -109,7 +109,7 @@ fn teardown_refuses_a_slot_in_use() {
         .args(["-o", "proto_version=1", "-o", "publication_names=busy_pub"])
         .spawn()
         .unwrap();
-    let busy = support::wait_until(std::time::Duration::from_secs(10), || {
+    let busy = support::wait_until(std::time::Duration::from_secs(60), || {
         db.sql(&format!(
             "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
             db.name
@@ -127,7 +127,7 @@ fn teardown_refuses_a_slot_in_use() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert!(support::wait_until(
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(60),
         || {
             db.sql(&format!(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",

@@ -120,7 +120,7 @@ fn item8_unlogged_and_temporary_tables_without_keys_do_not_block_capture() {
     );
     let _session = OpenSession::start(&db, "CREATE TEMP TABLE tmp_nokey (v text);");
     assert!(
-        wait_until(Duration::from_secs(10), || db.sql(
+        wait_until(Duration::from_secs(60), || db.sql(
             "SELECT count(*) FROM pg_class WHERE relname = 'tmp_nokey' AND relpersistence = 't'"
         ) == "1"),
         "the temporary table was not created"
