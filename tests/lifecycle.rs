@@ -107,6 +107,8 @@ fn teardown_refuses_a_slot_in_use() {
         ])
         .args(["--slot", &db.name, "--start", "-f", "/dev/null"])
         .args(["-o", "proto_version=1", "-o", "publication_names=busy_pub"])
+        .env("PGPASSFILE", db.server.pgpass())
+        .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let busy = support::wait_until(std::time::Duration::from_secs(60), || {

@@ -91,6 +91,7 @@ impl OpenSession {
                 "-d",
                 &db.name,
             ])
+            .env("PGPASSFILE", server.pgpass())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

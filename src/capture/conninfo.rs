@@ -489,6 +489,45 @@ fn default_host(env: &dyn Environment, port: u16) -> Host {
 
 /// Where a connection string points, for people: `user@host:port/dbname` with the parts it gives,
 /// never its password. Pure: no environment, no files.
+/// A connection URL for a source as a cache names it (`user@host:port/db`, as `ConnectionSpec`
+/// displays it; sockets as `/dir:port (socket)`), to run scripts on the source a cache came from.
+/// Text that is not in that form comes back as it is.
+pub fn url_for_display(display: &str) -> String {
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (byte as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    }
+    let Some((user, rest)) = display.split_once('@') else {
+        return display.to_owned();
+    };
+    let rest = rest.replace(" (socket)", "");
+    let Some((hosts, database)) = rest.rsplit_once('/') else {
+        return display.to_owned();
+    };
+    let hosts: Option<Vec<String>> = hosts
+        .split(',')
+        .map(|endpoint| {
+            let (host, port) = endpoint.rsplit_once(':')?;
+            Some(format!("{}:{port}", encode(host)))
+        })
+        .collect();
+    match hosts {
+        Some(hosts) => format!(
+            "postgresql://{}@{}/{}",
+            encode(user),
+            hosts.join(","),
+            encode(database)
+        ),
+        None => display.to_owned(),
+    }
+}
+
 pub fn describe_target(text: &str) -> String {
     let Ok(settings) = parse_conninfo(text) else {
         return "the database of a malformed connection string".to_owned();
@@ -979,5 +1018,28 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_source_as_a_cache_names_it_becomes_a_url() {
+        assert_eq!(
+            url_for_display("ann@db.example:5432/shop"),
+            "postgresql://ann@db.example:5432/shop"
+        );
+        let socket = url_for_display("postgres@/tmp/pg dir:5499 (socket)/my db");
+        assert_eq!(
+            socket,
+            "postgresql://postgres@%2Ftmp%2Fpg%20dir:5499/my%20db"
+        );
+        let settings = parse_conninfo(&socket).unwrap();
+        assert_eq!(
+            settings.get("host").map(String::as_str),
+            Some("/tmp/pg dir")
+        );
+        assert_eq!(settings.get("dbname").map(String::as_str), Some("my db"));
+        assert_eq!(
+            url_for_display("a@h1:5432,h2:5433/db"),
+            "postgresql://a@h1:5432,h2:5433/db"
+        );
     }
 }

@@ -55,6 +55,8 @@ impl fmt::Display for Check {
 pub struct Report {
     pub checks: Vec<Check>,
     pub tables: Vec<TableName>,
+    /// The slot checked is in use by this server process (another capture reads it).
+    pub slot_busy: Option<i32>,
 }
 
 impl Report {
@@ -154,7 +156,11 @@ pub async fn run(
     }
     let tables = scope.iter().map(|table| table.name.clone()).collect();
     checks.extend(scope.into_iter().map(|table| table_check(table, &facts)));
-    Ok(Report { checks, tables })
+    Ok(Report {
+        checks,
+        tables,
+        slot_busy: existing_slot.as_ref().and_then(|slot| slot.active_pid),
+    })
 }
 
 fn server_checks(facts: &ServerFacts) -> Vec<Check> {
@@ -334,6 +340,16 @@ fn slot_checks(facts: &ServerFacts, name: &str, slot: Option<&SlotInfo>) -> Vec<
     };
     let message = format!("exists ({state}), retains {} of WAL", human_bytes(retained));
     vec![match (retained > 1 << 30, slot.active_pid) {
+        (_, Some(pid)) => check(
+            Status::Warn,
+            topic,
+            format!(
+                "{message}; another capture is reading it, and a capture started now waits for it to stop"
+            ),
+            Some(format!(
+                "stop the capture that uses it (server process {pid}) first, or choose another slot"
+            )),
+        ),
         (true, None) => check(
             Status::Warn,
             topic,

@@ -209,6 +209,14 @@ pub async fn run(
         .into());
     }
 
+    // Two captures of one database may start together: one sets up at a time, so neither
+    // trips over the publication or schema log the other is creating. The lock goes with the
+    // session if setup fails.
+    sql.execute(
+        "waiting for another capture's setup",
+        "SELECT pg_advisory_lock(hashtext('rowtrail setup'))",
+    )
+    .await?;
     let publication = setup::ensure_publication(&sql, &options, &facts, &observer).await?;
     let captured: Vec<catalog::TableInfo> = match &options.tables {
         Some(requested) => publication
@@ -225,6 +233,11 @@ pub async fn run(
         .map(|_| captured.iter().map(|table| table.oid).collect());
 
     let schema_log = ensure_schema_log(&sql, &facts, &observer).await?;
+    sql.execute(
+        "ending the setup",
+        "SELECT pg_advisory_unlock(hashtext('rowtrail setup'))",
+    )
+    .await?;
     let mut slot = catalog::slot(&sql, &options.slot).await?;
     if let Some(found) = &slot {
         check_slot(&options.slot, found, &facts.database)?;
