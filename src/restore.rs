@@ -30,8 +30,37 @@ pub struct Script {
     pub sql: String,
     /// Changes the script undoes, oldest first (for restores: the record's newest change).
     pub undone: Vec<ChangeId>,
-    /// Later changes to the same records that the script does not undo; its guards stop at them.
+    /// Later changes to the same records that the script does not undo, oldest first.
     pub later: Vec<LoggedChange>,
+    /// Of those, the ones its guards will stop at (the others changed nothing it checks).
+    pub stopping: Vec<ChangeId>,
+}
+
+impl Script {
+    /// The later changes the guards will stop at.
+    pub fn stopping_changes(&self) -> impl Iterator<Item = &LoggedChange> {
+        self.later
+            .iter()
+            .filter(|change| self.stopping.contains(&change.id))
+    }
+}
+
+/// Who is running rowtrail, for the context a script records: the operating system's user.
+fn operator() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The context a script records in the database's history: that rowtrail ran it, for whom, and
+/// what it undoes or restores (`("undo", "change 42")`).
+fn script_context(action: &str, what: String) -> serde_json::Map<String, serde_json::Value> {
+    let mut context = serde_json::Map::new();
+    context.insert("tool".to_owned(), "rowtrail".into());
+    context.insert("user".to_owned(), operator().into());
+    context.insert(action.to_owned(), what.into());
+    context
 }
 
 /// A script could not be written.
@@ -51,7 +80,12 @@ pub enum RestoreError {
     TableDropped { table: String, change: ChangeId },
 }
 
-fn header(cache: &Cache, title: String, notes: Vec<String>) -> Result<ScriptHeader, RestoreError> {
+fn header(
+    cache: &Cache,
+    title: String,
+    notes: Vec<String>,
+    context: serde_json::Map<String, serde_json::Value>,
+) -> Result<ScriptHeader, RestoreError> {
     let source = cache.source()?;
     let path = std::fs::canonicalize(cache.path()).unwrap_or_else(|_| cache.path().to_owned());
     Ok(ScriptHeader {
@@ -60,6 +94,7 @@ fn header(cache: &Cache, title: String, notes: Vec<String>) -> Result<ScriptHead
         source: format!("{} (PostgreSQL {})", source.display, source.server_version),
         written_at: Utc::now(),
         notes,
+        context: Some(context),
     })
 }
 
@@ -79,18 +114,22 @@ fn undo_script_in_snapshot(
     cascade: bool,
     guard: bool,
 ) -> Result<Script, RestoreError> {
-    let (changes, title) = match target {
+    let (changes, title, undoes) = match target {
         UndoTarget::Transaction(xid) => (
             cache.transaction_changes(*xid)?,
             format!("undo transaction {xid}"),
+            format!("transaction {xid}"),
         ),
         UndoTarget::CachedTransaction(id) => {
-            let changes = cache.transaction(*id, usize::MAX)?;
-            let title = match changes.first().and_then(|change| change.tx.xid) {
-                Some(xid) => format!("undo transaction {xid}"),
-                None => "undo the baseline".to_owned(),
+            let changes = cache.transaction(*id, None)?;
+            let (title, undoes) = match changes.first().and_then(|change| change.tx.xid) {
+                Some(xid) => (
+                    format!("undo transaction {xid}"),
+                    format!("transaction {xid}"),
+                ),
+                None => ("undo the baseline".to_owned(), "the baseline".to_owned()),
             };
-            (changes, title)
+            (changes, title, undoes)
         }
         UndoTarget::Changes(ids) => {
             let changes = cache.changes_by_id(ids)?;
@@ -98,7 +137,12 @@ fn undo_script_in_snapshot(
                 .iter()
                 .map(|change| format!("change {} ({})", change.id, describe_change(change)))
                 .collect();
-            (changes, format!("undo {}", described.join(", ")))
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            let undoes = match ids.len() {
+                1 => format!("change {}", ids.join("")),
+                _ => format!("changes {}", ids.join(", ")),
+            };
+            (changes, format!("undo {}", described.join(", ")), undoes)
         }
     };
     // Schema changes are history, not something a script puts back: named alone they are an
@@ -142,16 +186,22 @@ fn undo_script_in_snapshot(
         ));
     }
     for later in &plan.later {
-        notes.push(later_note(later));
+        notes.push(later_note(later, plan.stopping.contains(&later.id)));
     }
     let mut steps = plan.steps;
     notes.extend(fit_to_tables_now(cache, &mut steps)?);
-    let sql = render_script(&header(cache, title.clone(), notes)?, &steps, guard)?;
+    let context = script_context("undo", undoes);
+    let sql = render_script(
+        &header(cache, title.clone(), notes, context)?,
+        &steps,
+        guard,
+    )?;
     Ok(Script {
         title,
         sql,
         undone: plan.undone,
         later: plan.later,
+        stopping: plan.stopping,
     })
 }
 
@@ -194,14 +244,22 @@ fn fit_to_tables_now(cache: &Cache, steps: &mut [Step]) -> Result<Vec<String>, R
     Ok(notes)
 }
 
-/// How a later change is reported, in scripts and on the command line.
-pub fn later_note(later: &LoggedChange) -> String {
-    format!(
-        "later change {} ({}) at {} is not undone; the guard stops this script if it reached the database (undo it too with --cascade)",
-        later.id,
-        describe_change(later),
-        later.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC")
-    )
+/// How a later change is reported in scripts: whether the guard will stop at it.
+pub fn later_note(later: &LoggedChange, stops: bool) -> String {
+    match stops {
+        true => format!(
+            "later change {} ({}) at {} is not undone and changed what this script checks: the guard stops the script if it reached the database (undo it too with --cascade)",
+            later.id,
+            describe_change(later),
+            later.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        false => format!(
+            "later change {} ({}) at {} is kept: it changed nothing this script checks",
+            later.id,
+            describe_change(later),
+            later.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+    }
 }
 
 /// The script that puts `record` back as it was at `moment` (deleting it if it did not exist).
@@ -246,11 +304,17 @@ fn restore_script_in_snapshot(
         newest.unwrap_or(cut),
     )];
     let notes = fit_to_tables_now(cache, &mut steps)?;
-    let sql = render_script(&header(cache, title.clone(), notes)?, &steps, guard)?;
+    let context = script_context("restore", format!("{described} as at {moment}"));
+    let sql = render_script(
+        &header(cache, title.clone(), notes, context)?,
+        &steps,
+        guard,
+    )?;
     Ok(Script {
         title,
         sql,
         undone: newest.into_iter().collect(),
         later: Vec::new(),
+        stopping: Vec::new(),
     })
 }

@@ -79,8 +79,11 @@ fn wait_for(
         }
         if started.elapsed() >= Duration::from_secs(60) {
             let labels: Vec<String> = harness
-                .query_all_by_label_contains("")
-                .filter_map(|node| node.accesskit_node().label())
+                .query_all(egui_kittest::kittest::By::new().include_labels())
+                .filter_map(|node| {
+                    let node = node.accesskit_node();
+                    node.label().or_else(|| node.value())
+                })
                 .collect();
             panic!("timed out waiting for {what}; the screen says: {labels:?}");
         }
@@ -102,6 +105,46 @@ fn click_settled(harness: &mut Harness<'_, RowtrailApp>, label: &str) {
         last = now;
     }
     harness.get_by_label(label).click();
+}
+
+/// A fresh app with nothing open.
+fn empty_app() -> Harness<'static, RowtrailApp> {
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(|creation| RowtrailApp::fresh(creation.egui_ctx.clone(), options()));
+    harness.run_steps(2);
+    harness
+}
+
+/// Opens the connect dialog, checks `url`, and waits for the checklist.
+fn check_source(harness: &mut Harness<'_, RowtrailApp>, url: &str) {
+    harness.get_by_label("Connect a database…").click();
+    wait_for(harness, "the connect dialog", |h| {
+        h.query_by_label("Connection URL").is_some()
+    });
+    harness.get_by_label("Connection URL").focus();
+    harness.step();
+    harness.get_by_label("Connection URL").type_text(url);
+    harness.step();
+    harness.get_by_label("Check").click();
+    wait_for(harness, "the checklist", |h| {
+        h.query_by_label("Cache file").is_some()
+    });
+}
+
+/// Replaces the text of the field labelled `label`.
+fn retype(harness: &mut Harness<'_, RowtrailApp>, label: &str, text: &str) {
+    harness.get_by_label(label).focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label(label).type_text(text);
+    harness.step();
+}
+
+/// Types the cache file into the checked connect dialog and starts capture.
+fn start_capture(harness: &mut Harness<'_, RowtrailApp>, cache: &Path) {
+    retype(harness, "Cache file", &cache.display().to_string());
+    click_settled(harness, "Start capture");
 }
 
 fn has(harness: &Harness<'_, RowtrailApp>, text: &str) -> bool {
@@ -129,10 +172,7 @@ fn selecting_a_change_shows_its_diff_transaction_and_context() {
         listed[2].contains("update  customers  id=1  user=bob  plan"),
         "{listed:?}"
     );
-    harness
-        .get_by_label_contains("update  customers  id=1")
-        .click();
-    wait_for(&mut harness, "the detail", |h| has(h, "Undo this change"));
+    open_row(&mut harness, "update  customers  id=1");
     assert!(has(&harness, "update of public.customers (id)=(1)"));
     assert!(
         has(&harness, "+02:00 (just now)"),
@@ -163,10 +203,18 @@ fn filters_by_table_and_by_context_user() {
     wait_for(&mut harness, "all tables again", |h| rows(h).len() == 6);
 
     harness.get_by_label("Context field").click();
-    wait_for(&mut harness, "the context fields", |h| {
-        h.query_by_label("user").is_some()
-    });
-    harness.get_by_label("user").click();
+    // The facets name the field too; the list's entry is the one that is not a plain label.
+    let entry = |h: &Harness<'_, RowtrailApp>| {
+        h.query_all_by_label("user")
+            .find(|node| node.accesskit_node().role() != egui::accesskit::Role::Label)
+            .map(|node| node.rect())
+    };
+    wait_for(&mut harness, "the context fields", |h| entry(h).is_some());
+    harness
+        .query_all_by_label("user")
+        .find(|node| node.accesskit_node().role() != egui::accesskit::Role::Label)
+        .unwrap()
+        .click();
     harness.get_by_label("Context value").focus();
     harness.step();
     harness.get_by_label("Context value").type_text("ann");
@@ -183,12 +231,10 @@ fn record_history_and_the_state_at_control() {
     let db = shop("app_history");
     let mut harness = app(&db.cache());
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
-    harness
-        .get_all_by_label_contains("update  orders  id=7  user=ann  status")
-        .next()
-        .unwrap()
-        .click();
-    wait_for(&mut harness, "the detail", |h| has(h, "Record history (3)"));
+    open_row(&mut harness, "update  orders  id=7  user=ann  status");
+    wait_for(&mut harness, "the record history", |h| {
+        has(h, "Record history (3)")
+    });
     harness.get_by_label("Record history (3)").click();
     wait_for(&mut harness, "the history tab", |h| {
         has(h, "State at a moment")
@@ -213,10 +259,7 @@ fn undo_this_change_previews_the_script() {
     let db = shop("app_undo");
     let mut harness = app(&db.cache());
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
-    harness
-        .get_by_label_contains("update  customers  id=1")
-        .click();
-    wait_for(&mut harness, "the detail", |h| has(h, "Undo this change"));
+    open_row(&mut harness, "update  customers  id=1");
     harness.get_by_label("Undo this change").click();
     wait_for(&mut harness, "the script", |h| {
         h.query_by_label("Restore script").is_some()
@@ -271,36 +314,14 @@ fn connect_checks_the_source_and_captures_live() {
     let db = fresh_db("app_connect");
     db.sql("CREATE TABLE notes (id int PRIMARY KEY, body text); ALTER TABLE notes REPLICA IDENTITY FULL; INSERT INTO notes VALUES (1, 'first');");
     let cache = db.dir.path().join("live.rowtrail");
-    let mut harness = Harness::builder()
-        .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(|creation| RowtrailApp::fresh(creation.egui_ctx.clone(), options()));
-    harness.run_steps(2);
-    harness.get_by_label("Connect a database…").click();
-    wait_for(&mut harness, "the connect dialog", |h| {
-        h.query_by_label("Connection URL").is_some()
-    });
-    let url = harness.get_by_label("Connection URL");
-    url.focus();
-    harness.step();
-    harness.get_by_label("Connection URL").type_text(&db.url());
-    harness.step();
-    harness.get_by_label("Check").click();
-    wait_for(&mut harness, "the checklist", |h| {
-        has(h, "Capture can run.")
-    });
+    let mut harness = empty_app();
+    check_source(&mut harness, &db.url());
+    assert!(has(&harness, "Capture can run."));
     assert!(has(
         &harness,
         "REPLICA IDENTITY FULL: complete before-images"
     ));
-    let field = harness.get_by_label("Cache file");
-    field.focus();
-    harness.step();
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness
-        .get_by_label("Cache file")
-        .type_text(&cache.display().to_string());
-    harness.step();
-    harness.get_by_label("Start capture").click();
+    start_capture(&mut harness, &cache);
     wait_for(&mut harness, "the baseline in the timeline", |h| {
         rows(h).len() == 1
     });
@@ -323,10 +344,7 @@ fn connect_checks_the_source_and_captures_live() {
 
 #[test]
 fn try_the_demo_starts_a_live_shop_with_its_guide_and_identity_warning() {
-    let mut harness = Harness::builder()
-        .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(|creation| RowtrailApp::fresh(creation.egui_ctx.clone(), options()));
-    harness.run_steps(2);
+    let mut harness = empty_app();
     harness.get_by_label("Try the demo").click();
     wait_for(&mut harness, "the demo's server to start", |h| {
         has(h, "Stories to find")
@@ -428,32 +446,9 @@ fn a_capture_whose_slot_was_invalidated_offers_a_new_baseline() {
             round * 10_000 + 10_000
         ));
     }
-    let mut harness = Harness::builder()
-        .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(|creation| RowtrailApp::fresh(creation.egui_ctx.clone(), options()));
-    harness.run_steps(2);
-    harness.get_by_label("Connect a database…").click();
-    wait_for(&mut harness, "the connect dialog", |h| {
-        h.query_by_label("Connection URL").is_some()
-    });
-    harness.get_by_label("Connection URL").focus();
-    harness.step();
-    harness
-        .get_by_label("Connection URL")
-        .type_text(&server.url("lapsed"));
-    harness.step();
-    harness.get_by_label("Check").click();
-    wait_for(&mut harness, "the checklist", |h| {
-        h.query_by_label("Cache file").is_some()
-    });
-    harness.get_by_label("Cache file").focus();
-    harness.step();
-    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness
-        .get_by_label("Cache file")
-        .type_text(&cache.display().to_string());
-    harness.step();
-    harness.get_by_label("Start capture").click();
+    let mut harness = empty_app();
+    check_source(&mut harness, &server.url("lapsed"));
+    start_capture(&mut harness, &cache);
     wait_for(&mut harness, "the offer of a new baseline", |h| {
         has(h, "Start a new baseline")
     });
@@ -472,5 +467,573 @@ fn a_capture_whose_slot_was_invalidated_offers_a_new_baseline() {
     harness.get_by_label("Stop capture").click();
     wait_for(&mut harness, "capture to stop", |h| {
         has(h, "capture stopped")
+    });
+}
+
+// The app as people use it (issue 12).
+
+/// Clicks the first timeline row whose text contains `text`, and waits for its detail.
+fn open_row(harness: &mut Harness<'_, RowtrailApp>, text: &str) {
+    wait_for(harness, "the row", |h| {
+        rows(h).iter().any(|row| row.contains(text))
+    });
+    let row = |h: &Harness<'_, RowtrailApp>| {
+        h.get_all_by_label_contains(text)
+            .find(|node| node.accesskit_node().role() == egui::accesskit::Role::ListBoxOption)
+            .unwrap()
+            .rect()
+    };
+    // Rows move while the panels around them fill in: click once the row stays put, in its
+    // Time cell (the middle of a row may be a column border, which takes the click).
+    let mut last = row(harness);
+    for _ in 0..100 {
+        harness.step();
+        let now = row(harness);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let at = egui::pos2(last.left() + 40.0, last.center().y);
+    harness.hover_at(at);
+    harness.step();
+    harness.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: egui::Modifiers::NONE,
+    });
+    harness.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: egui::Modifiers::NONE,
+    });
+    wait_for(harness, "the detail", |h| has(h, "Undo this change"));
+}
+
+/// The `rowtrail log --json` changes of a cache.
+fn logged(cache: &Path) -> Vec<serde_json::Value> {
+    support::log_json(cache, &[])
+}
+
+#[test]
+fn item1_undo_transaction_puts_back_every_row_of_a_transaction_and_says_who_did_it() {
+    let db = shop("app_undo_tx");
+    db.sql(
+        r#"BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "mallory"}');
+             UPDATE orders SET status = 'lost' WHERE id = 7;
+             UPDATE customers SET plan = 'none' WHERE id = 1;
+             DELETE FROM orders WHERE id = 8; COMMIT;"#,
+    );
+    db.capture_ok(&[]);
+    let before_fix = db.sql("SELECT status FROM orders WHERE id = 7");
+    assert_eq!(before_fix, "lost");
+    let mut harness = app(&db.cache());
+    open_row(&mut harness, "delete  orders  id=8");
+    harness.get_by_label("Undo transaction").click();
+    wait_for(&mut harness, "the script", |h| {
+        h.query_by_label("Restore script").is_some()
+    });
+    let script = harness.get_by_label("Restore script").value().unwrap();
+    assert!(script.contains("undo transaction"), "{script}");
+    assert!(
+        script.contains("INSERT INTO \"public\".\"orders\""),
+        "{script}"
+    );
+    assert!(
+        script.contains("UPDATE \"public\".\"customers\""),
+        "{script}"
+    );
+    assert!(
+        script.contains("pg_logical_emit_message(true, 'rowtrail'"),
+        "the script records who made the repair: {script}"
+    );
+    // The source the cache names, as a connection URL (not as a label).
+    let database = harness.get_by_label("Database").value().unwrap();
+    assert!(
+        database.starts_with("postgresql://postgres@127.0.0.1:"),
+        "{database}"
+    );
+    retype(&mut harness, "Password", db.server.password().expose());
+    click_settled(&mut harness, "Run on source…");
+    wait_for(&mut harness, "the confirmation", |h| {
+        h.query_by_label("Run it").is_some()
+    });
+    click_settled(&mut harness, "Run it");
+    wait_for(&mut harness, "the run", |h| {
+        has(h, "The script ran and committed.")
+    });
+    assert_eq!(db.sql("SELECT status FROM orders WHERE id = 7"), "shipped");
+    assert_eq!(db.sql("SELECT plan FROM customers WHERE id = 1"), "pro");
+    assert_eq!(db.sql("SELECT status FROM orders WHERE id = 8"), "new");
+    // The repair is in the history as what it is.
+    db.capture_ok(&[]);
+    let repair = logged(&db.cache())
+        .into_iter()
+        .find(|change| {
+            change["op"] == "insert"
+                && change["key"]["id"] == "8"
+                && change["context"]["tool"] == "rowtrail"
+        })
+        .expect("the re-inserted order, written by the repair");
+    let context = &repair["context"];
+    assert_eq!(context["tool"], "rowtrail", "{repair}");
+    assert!(
+        context["undo"]
+            .as_str()
+            .unwrap()
+            .starts_with("transaction "),
+        "{repair}"
+    );
+    assert!(!context["user"].as_str().unwrap().is_empty(), "{repair}");
+}
+
+#[test]
+fn item2_enter_in_a_text_field_stays_in_the_field() {
+    let db = shop("app_enter");
+    let mut harness = app(&db.cache());
+    open_row(&mut harness, "update  orders  id=7  user=ann  status");
+    harness.get_by_label_contains("Record history").click();
+    wait_for(&mut harness, "the history tab", |h| {
+        has(h, "State at a moment")
+    });
+    // A time typed into State at, and Enter: the record at that moment shows and stays.
+    let first = logged(&db.cache())
+        .iter()
+        .filter(|change| change["table"] == "orders")
+        .map(|change| change["committed_at"].as_str().unwrap().to_owned())
+        .min()
+        .unwrap();
+    let first = chrono::DateTime::parse_from_rfc3339(&first).unwrap();
+    let typed = first
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string();
+    harness.get_by_label("At time").focus();
+    harness.step();
+    harness.get_by_label("At time").type_text(&typed);
+    harness.key_press(egui::Key::Enter);
+    wait_for(&mut harness, "the record at that moment", |h| {
+        has(h, "At 2")
+    });
+    harness.run_steps(10);
+    assert!(
+        has(&harness, "At 2") && has(&harness, "State at a moment"),
+        "the answer stays: nothing else took the Enter"
+    );
+    // Enter in the From filter filters; it does not open the timeline's row under the cursor.
+    harness.get_by_label("From").focus();
+    harness.step();
+    harness.get_by_label("From").type_text("1d");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(20);
+    assert!(
+        has(&harness, "At 2"),
+        "the detail was not reopened by the Enter"
+    );
+    assert!(
+        !harness.get_by_label("Change").is_focused(),
+        "the Enter did not move the keyboard into the detail"
+    );
+}
+
+#[test]
+fn item3_typed_times_are_read_in_the_zone_shown() {
+    let db = shop("app_zone");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    let today_utc = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    harness.get_by_label("UTC").click();
+    harness.step();
+    harness.get_by_label("From").focus();
+    harness.step();
+    harness.get_by_label("From").type_text("12:50");
+    harness.step();
+    wait_for(&mut harness, "the time understood, in UTC", |h| {
+        has(h, &format!("= {today_utc} 12:50:00 UTC"))
+    });
+    // Back to local time (two hours east): the field keeps meaning the same moment.
+    harness.get_by_label("UTC").click();
+    wait_for(&mut harness, "the time in local time", |h| {
+        has(h, &format!("= {today_utc} 14:50:00 +02:00"))
+    });
+    assert_eq!(
+        harness.get_by_label("From").value().unwrap(),
+        format!("{today_utc} 14:50:00")
+    );
+}
+
+#[test]
+fn item4_the_open_record_follows_live_changes() {
+    let db = fresh_db("app_live_record");
+    db.sql("CREATE TABLE notes (id int PRIMARY KEY, body text); ALTER TABLE notes REPLICA IDENTITY FULL; INSERT INTO notes VALUES (1, 'first');");
+    let cache = db.dir.path().join("live.rowtrail");
+    let mut harness = empty_app();
+    check_source(&mut harness, &db.url());
+    start_capture(&mut harness, &cache);
+    wait_for(&mut harness, "the baseline", |h| rows(h).len() == 1);
+    open_row(&mut harness, "snapshot  notes  id=1");
+    assert!(has(&harness, "Record history (1)"));
+    db.sql("UPDATE notes SET body = 'second' WHERE id = 1;");
+    wait_for(&mut harness, "the new version in the open record", |h| {
+        has(h, "Record history (2)")
+    });
+    harness.get_by_label("Stop capture").click();
+    wait_for(&mut harness, "capture to stop", |h| {
+        has(h, "capture stopped")
+    });
+    db.sql(&format!(
+        "SELECT pg_drop_replication_slot('rowtrail_{}');",
+        db.name
+    ));
+}
+
+#[test]
+fn item5_the_connect_dialog_checks_the_slot_capture_will_use() {
+    let db = fresh_db("app_busy_slot");
+    let slot = format!("rowtrail_{}", db.name);
+    db.sql(&format!(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text);
+         CREATE PUBLICATION busy_pub FOR ALL TABLES;
+         SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');"
+    ));
+    // Hold the slot with pg_recvlogical, as another capture would.
+    let mut holder = std::process::Command::new(db.server.bin_dir().join("pg_recvlogical"))
+        .arg("-h")
+        .arg(db.server.socket_dir())
+        .args(["-p", &db.server.port().to_string()])
+        .args(["-U", "postgres", "-d", &db.name, "--slot", &slot])
+        .args(["--start", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o", "publication_names=busy_pub"])
+        .env("PGPASSFILE", db.server.pgpass())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(support::wait_until(Duration::from_secs(60), || db.sql(
+        &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'")
+    ) == "t"));
+    let mut harness = empty_app();
+    check_source(&mut harness, &db.url());
+    assert!(
+        has(&harness, &format!("slot {slot}")),
+        "the slot capture will use"
+    );
+    assert!(has(
+        &harness,
+        "Capture cannot start while another capture reads its slot"
+    ));
+    assert!(
+        harness
+            .get_by_label("Start capture")
+            .accesskit_node()
+            .is_disabled()
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // A capture that fails says why in the status bar and offers Retry.
+    assert!(support::wait_until(Duration::from_secs(60), || db.sql(
+        &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'")
+    ) == "f"));
+    click_settled(&mut harness, "Check");
+    wait_for(&mut harness, "the checklist again", |h| {
+        has(h, "Capture can run.")
+    });
+    start_capture(
+        &mut harness,
+        Path::new("/proc/rowtrail-cannot-write/x.rowtrail"),
+    );
+    wait_for(&mut harness, "the failure", |h| has(h, "capture stopped:"));
+    assert!(has(&harness, "Retry"));
+    db.sql(&format!("SELECT pg_drop_replication_slot('{slot}');"));
+}
+
+#[test]
+fn item7_timeline_columns_are_resizable_and_cut_text_with_an_ellipsis() {
+    let db = fresh_db("app_columns");
+    db.sql(
+        "CREATE TABLE lines (order_id int, line int, note text, PRIMARY KEY (order_id, line));
+         INSERT INTO lines VALUES (4242, 17, 'x');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        r#"BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "a.very.long.user.name@support.example.com", "endpoint": "PUT /orders/4242/lines/17"}');
+             UPDATE lines SET note = 'y'; COMMIT;"#,
+    );
+    db.capture_ok(&[]);
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 2);
+    // The Key column fits composite keys whole.
+    wait_for(&mut harness, "the key", |h| {
+        h.query_all_by_label("order_id=4242,line=17")
+            .next()
+            .is_some()
+    });
+    harness.run_steps(3);
+    let key = harness
+        .query_all_by_label("order_id=4242,line=17")
+        .next()
+        .unwrap()
+        .rect();
+    let who_header = harness
+        .query_all_by_label("Who")
+        .map(|node| node.rect())
+        .min_by(|a, b| a.top().total_cmp(&b.top()))
+        .unwrap();
+    assert!(
+        key.width() > 120.0 && key.right() <= who_header.left(),
+        "the Key column grew past its first 90 px to fit the key: {key:?}, Who at {who_header:?}"
+    );
+    // A long Who is cut to its column (with an ellipsis) …
+    let who = |h: &Harness<'_, RowtrailApp>| {
+        h.query_all_by_label_contains("user=a.very")
+            .find(|node| node.accesskit_node().role() == egui::accesskit::Role::Label)
+            .map(|node| node.rect())
+            .unwrap()
+    };
+    let header = |h: &Harness<'_, RowtrailApp>| {
+        h.query_all_by_label("Changed")
+            .map(|node| node.rect())
+            .min_by(|a, b| a.top().total_cmp(&b.top()))
+            .unwrap()
+    };
+    let cut = who(&harness);
+    assert!(
+        cut.right() <= header(&harness).left(),
+        "the cell stays in its column: {cut:?}"
+    );
+    // … and shows more when its border (just left of the Changed header) is dragged.
+    let start = egui::Pos2::new(header(&harness).left() - 4.0, header(&harness).center().y);
+    harness.hover_at(start);
+    harness.step();
+    harness.hover_at(start);
+    harness.step();
+    harness.drag_at(start);
+    harness.step();
+    for step in 1..=20 {
+        harness.hover_at(start + egui::vec2(step as f32 * 15.0, 0.0));
+        harness.step();
+    }
+    harness.drop_at(start + egui::vec2(300.0, 0.0));
+    harness.run_steps(3);
+    let wide = who(&harness);
+    assert!(
+        wide.width() > cut.width() + 100.0,
+        "the widened column shows more of the text: {cut:?} then {wide:?}"
+    );
+    assert!(
+        header(&harness).left() > start.x + 200.0,
+        "the column kept its new width"
+    );
+}
+
+#[test]
+fn item8_the_detail_follows_the_cursor_and_enter_moves_into_it() {
+    let db = shop("app_cursor");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    harness.key_press(egui::Key::ArrowDown);
+    harness.key_press(egui::Key::ArrowDown);
+    wait_for(
+        &mut harness,
+        "the detail of the row under the cursor",
+        |h| has(h, "update of public.customers (id)=(1)"),
+    );
+    harness.key_press(egui::Key::ArrowDown);
+    wait_for(&mut harness, "the detail of the next row", |h| {
+        has(h, "update of public.orders (id)=(7)")
+    });
+    harness.key_press(egui::Key::Enter);
+    wait_for(&mut harness, "the keyboard in the detail", |h| {
+        h.get_by_label("Change").is_focused()
+    });
+    // Escape hands it back: the arrows move the cursor again.
+    harness.key_press(egui::Key::Escape);
+    harness.step();
+    harness.key_press(egui::Key::ArrowUp);
+    wait_for(&mut harness, "the cursor moving again", |h| {
+        has(h, "update of public.customers (id)=(1)")
+    });
+}
+
+#[test]
+fn item9_the_restore_dialog_lists_what_the_guard_stops_at_and_can_include_it() {
+    let db = fresh_db("app_later");
+    db.sql("CREATE TABLE orders (id int PRIMARY KEY, status text, total numeric); INSERT INTO orders VALUES (7, 'new', 10);");
+    db.capture_ok(&[]);
+    db.sql(
+        r#"BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "ann"}');
+             UPDATE orders SET status = 'paid' WHERE id = 7; COMMIT;
+           BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "bob"}');
+             UPDATE orders SET total = 12 WHERE id = 7; COMMIT;
+           BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "eve"}');
+             UPDATE orders SET status = 'shipped' WHERE id = 7; COMMIT;"#,
+    );
+    db.capture_ok(&[]);
+    let mut harness = app(&db.cache());
+    open_row(&mut harness, "update  orders  id=7  user=ann");
+    harness.get_by_label("Undo this change").click();
+    wait_for(&mut harness, "the script", |h| {
+        h.query_by_label("Restore script").is_some()
+    });
+    assert!(has(&harness, "The guard will stop this script"));
+    assert!(
+        has(&harness, "update of orders id=7 by user=eve: status"),
+        "the change that touched what the script checks, readably"
+    );
+    assert!(
+        !has(&harness, "by user=bob"),
+        "bob changed only total, which the script does not check"
+    );
+    assert!(has(
+        &harness,
+        "A later change to the same rows changed nothing this script checks"
+    ));
+    click_settled(&mut harness, "Include later changes");
+    wait_for(&mut harness, "the script with the later changes", |h| {
+        h.query_by_label("Restore script")
+            .and_then(|node| node.value())
+            .is_some_and(|script| script.contains("--cascade: also undoes later changes"))
+    });
+    let script = harness.get_by_label("Restore script").value().unwrap();
+    assert!(script.contains("\"status\" = 'new'::text"), "{script}");
+    assert!(script.contains("\"total\" = '10'::numeric"), "{script}");
+    db.sql(&script);
+    assert_eq!(
+        db.sql("SELECT status || ' ' || total FROM orders WHERE id = 7"),
+        "new 10"
+    );
+}
+
+#[test]
+fn item11_search_finds_column_values_and_keys_as_shown() {
+    let db = shop("app_search");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    let search = |harness: &mut Harness<'_, RowtrailApp>, text: &str| {
+        retype(harness, "Search keys and values", text);
+        harness.key_press(egui::Key::Enter);
+    };
+    search(&mut harness, "customer_id:1");
+    wait_for(&mut harness, "the orders of customer 1", |h| {
+        rows(h).len() == 4 && rows(h).iter().all(|row| row.contains("orders"))
+    });
+    search(&mut harness, "id=8");
+    wait_for(&mut harness, "order 8 by its key as shown", |h| {
+        rows(h).len() == 1 && rows(h)[0].contains("insert  orders  id=8")
+    });
+    search(&mut harness, "customers.plan:pro");
+    wait_for(&mut harness, "the change that set the plan", |h| {
+        rows(h).len() == 1 && rows(h)[0].contains("update  customers  id=1")
+    });
+    search(&mut harness, "shipped");
+    wait_for(&mut harness, "free text", |h| {
+        rows(h).len() == 1 && rows(h)[0].contains("update  orders  id=7")
+    });
+    search(&mut harness, "status:");
+    wait_for(&mut harness, "a clear error", |h| {
+        has(h, "Search: search term 'status:' has no value after ':'")
+    });
+    search(&mut harness, "colour:red");
+    wait_for(&mut harness, "a clear error", |h| {
+        has(h, "no table in this cache has a column named colour")
+    });
+}
+
+#[test]
+fn item12_facets_count_what_matches_and_add_it_to_the_filter() {
+    let db = shop("app_facets");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the facets", |h| has(h, "Who and where"));
+    let facet = |h: &Harness<'_, RowtrailApp>, label: &str| {
+        h.query_all_by_label(label)
+            .find(|node| node.accesskit_node().role() != egui::accesskit::Role::Label)
+            .map(|node| node.rect())
+    };
+    assert!(facet(&harness, "  ann").is_some());
+    facet_click(&mut harness, "  ann");
+    wait_for(&mut harness, "ann's changes", |h| rows(h).len() == 3);
+    assert!(has(&harness, "user = ann  ×"), "the pick is shown");
+    assert!(
+        has(&harness, "orders  3") && has(&harness, "customers  0"),
+        "the table counts follow the filter"
+    );
+    harness.get_by_label("user = ann  ×").click();
+    wait_for(&mut harness, "everything again", |h| rows(h).len() == 6);
+    wait_for(&mut harness, "the changed columns", |h| {
+        facet(h, "status").is_some()
+    });
+    facet_click(&mut harness, "status");
+    wait_for(&mut harness, "the updates of status", |h| {
+        rows(h).len() == 2
+    });
+    assert!(rows(&harness).iter().all(|row| row.contains("status")));
+    // Context values typed in the filter match by their start.
+    harness.get_by_label("changed status  ×").click();
+    wait_for(&mut harness, "everything again", |h| rows(h).len() == 6);
+    harness.get_by_label("Context field").click();
+    let entry = |h: &Harness<'_, RowtrailApp>| facet(h, "user");
+    wait_for(&mut harness, "the context fields", |h| entry(h).is_some());
+    facet_click(&mut harness, "user");
+    retype(&mut harness, "Context value", "an");
+    wait_for(&mut harness, "the values starting with an", |h| {
+        rows(h).len() == 3
+    });
+}
+
+/// Clicks the facet (or list entry) labelled `label`, not a plain label of the same text.
+fn facet_click(harness: &mut Harness<'_, RowtrailApp>, label: &str) {
+    harness
+        .query_all_by_label(label)
+        .find(|node| node.accesskit_node().role() != egui::accesskit::Role::Label)
+        .unwrap()
+        .click();
+}
+
+#[test]
+fn item13_clicking_a_value_in_a_diff_filters_on_it() {
+    let db = shop("app_value_click");
+    let mut harness = app(&db.cache());
+    open_row(&mut harness, "insert  orders  id=8");
+    harness.get_by_label("new").click();
+    wait_for(&mut harness, "the search for the value", |h| {
+        h.get_by_label("Search keys and values").value().as_deref() == Some("status:new")
+    });
+    let expected = support::log_json(&db.cache(), &["--search", "status:new"]).len();
+    assert!(expected >= 2, "the snapshot of order 7 and the insert of 8");
+    wait_for(&mut harness, "the changes where status is new", |h| {
+        rows(h).len() == expected && rows(h).iter().all(|row| row.contains("orders"))
+    });
+}
+
+#[test]
+fn item15_a_transaction_folds_to_one_row() {
+    let db = shop("app_fold");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    harness.get_by_label("Group by transaction").click();
+    wait_for(&mut harness, "the fold buttons", |h| {
+        h.query_all_by_label_contains("Fold transaction")
+            .next()
+            .is_some()
+    });
+    let fold = harness
+        .get_all_by_label_contains("Fold transaction")
+        .next()
+        .unwrap()
+        .accesskit_node()
+        .label()
+        .unwrap();
+    click_settled(&mut harness, &fold);
+    wait_for(&mut harness, "the transaction folded", |h| {
+        rows(h).len() == 5
+            && rows(h)
+                .iter()
+                .any(|row| row.contains("and 1 change more in this transaction"))
+    });
+    click_settled(&mut harness, &fold.replace("Fold", "Unfold"));
+    wait_for(&mut harness, "the transaction unfolded", |h| {
+        rows(h).len() == 6
     });
 }

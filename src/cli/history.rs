@@ -186,15 +186,24 @@ pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
         None => UndoTarget::Changes(args.change.iter().copied().map(ChangeId).collect()),
     };
     let script = undo_script(&cache, &target, args.cascade, !args.no_guard)?;
-    // The script's header lists every later change; the terminal gets the first few.
+    // The script's header lists every later change; the terminal gets the first few that its
+    // guards will stop at.
     const SHOWN: usize = 10;
-    for later in script.later.iter().take(SHOWN) {
-        eprintln!("warning: {}", later_note(later));
+    for later in script.stopping_changes().take(SHOWN) {
+        eprintln!("warning: {}", later_note(later, true));
     }
-    if script.later.len() > SHOWN {
+    if script.stopping.len() > SHOWN {
         eprintln!(
-            "warning: and {} more later changes, listed in the script's header",
-            script.later.len() - SHOWN
+            "warning: and {} more later changes the guards will stop at, listed in the script's header",
+            script.stopping.len() - SHOWN
+        );
+    }
+    let kept = script.later.len() - script.stopping.len();
+    if kept > 0 {
+        eprintln!(
+            "note: {kept} later change{} to the same rows changed nothing the script checks and {} kept (listed in the script's header)",
+            if kept == 1 { "" } else { "s" },
+            if kept == 1 { "is" } else { "are" }
         );
     }
     print(&script.sql)

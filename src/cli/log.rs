@@ -60,8 +60,15 @@ fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
         since: args.since.as_deref().map(parse_local_time).transpose()?,
         until: args.until.as_deref().map(parse_local_time).transpose()?,
         context,
+        context_prefixes: Vec::new(),
+        changed: Vec::new(),
         xid: args.tx.map(Xid),
-        search: args.search.clone(),
+        search: args
+            .search
+            .as_deref()
+            .map(crate::history::search::Search::parse)
+            .transpose()?
+            .filter(|search| !search.is_empty()),
         before: None,
         limit: (args.limit > 0).then_some(args.limit),
     })

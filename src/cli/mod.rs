@@ -157,8 +157,8 @@ pub struct LogArgs {
     /// Only changes of this source transaction id.
     #[arg(long, value_name = "XID")]
     pub tx: Option<u32>,
-    /// Only changes whose key or values contain this text (case-insensitive for ASCII).
-    #[arg(long, value_name = "TEXT")]
+    /// Only changes matching every term: COLUMN:VALUE or TABLE.COLUMN:VALUE (a value, exactly), a key as shown (id=42, order_id=7,line=2), or text a key or value contains (quote text with : or =).
+    #[arg(long, value_name = "TERMS")]
     pub search: Option<String>,
     /// At most N changes (0 for all).
     #[arg(long, value_name = "N", default_value_t = 100)]

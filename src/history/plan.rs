@@ -133,8 +133,11 @@ pub struct UndoPlan {
     pub steps: Vec<Step>,
     /// Changes the plan undoes, oldest first.
     pub undone: Vec<ChangeId>,
-    /// Later changes to the same records that are not undone; the script's guards stop at them.
+    /// Later changes to the same records that are not undone, oldest first.
     pub later: Vec<LoggedChange>,
+    /// Of those, the ones the script's guards will stop at: they left a row other than the script
+    /// expects to find it. The others changed nothing the script checks, and are kept.
+    pub stopping: Vec<ChangeId>,
 }
 
 fn image(change: &LoggedChange, row: &Option<Row>) -> Option<Image> {
@@ -154,6 +157,7 @@ pub fn plan_undo(
     let mut steps = Vec::new();
     let mut undone = Vec::new();
     let mut later = Vec::new();
+    let mut stopping = Vec::new();
     for RecordChanges(changes) in records {
         let newest_selected = changes
             .iter()
@@ -172,7 +176,6 @@ pub fn plan_undo(
                 record: describe_change(between),
             });
         }
-        later.extend(others.drain(..).cloned());
         chosen.sort_by_key(|change| change.id);
         for change in &chosen {
             match change.change.op {
@@ -196,7 +199,7 @@ pub fn plan_undo(
             .iter()
             .map(|change| change.change.op.as_str())
             .collect();
-        steps.push(Step {
+        let step = Step {
             table: newest.table.clone(),
             current: image(newest, &newest.change.after),
             target: image(oldest, &oldest.change.before),
@@ -207,7 +210,11 @@ pub fn plan_undo(
                 ops.join(", ")
             ),
             newest: newest.id,
-        });
+        };
+        others.sort_by_key(|change| change.id);
+        stopping.extend(guard_stoppers(&step, &others));
+        later.extend(others.drain(..).cloned());
+        steps.push(step);
         undone.extend(chosen.iter().map(|change| change.id));
     }
     if steps.is_empty() {
@@ -215,12 +222,102 @@ pub fn plan_undo(
     }
     undone.sort();
     later.sort_by_key(|change| change.id);
+    stopping.sort();
     order_steps(&mut steps);
     Ok(UndoPlan {
         steps,
         undone,
         later,
+        stopping,
     })
+}
+
+/// The later changes of one record (oldest first) that the guard of its step will stop at.
+///
+/// The guard of an update checks the columns it sets, of a delete every known value, and of a
+/// re-insert that no row has the key. Later changes stop it when the row they leave fails that
+/// check; then the ones listed are those that touched what is checked (or removed or re-created
+/// the row). A value the cache does not know counts as changed.
+fn guard_stoppers(step: &Step, later: &[&LoggedChange]) -> Vec<ChangeId> {
+    let Some(last) = later.last() else {
+        return Vec::new();
+    };
+    let now = image(last, &last.change.after);
+    let key_of_image = |image: &Image| -> Vec<Option<Value>> {
+        image
+            .schema
+            .key_column_names()
+            .map(|name| image.value(name).cloned())
+            .collect()
+    };
+    match (&step.current, &step.target) {
+        // Undoing a delete: the row must not exist.
+        (None, Some(target)) => {
+            let exists = now.as_ref().is_some_and(|now| {
+                !target.schema.has_key() || key_of_image(now) == key_of_image(target)
+            });
+            if !exists {
+                return Vec::new();
+            }
+            let from = later
+                .iter()
+                .rposition(|change| change.change.op == Op::Insert)
+                .unwrap_or(0);
+            later[from..].iter().map(|change| change.id).collect()
+        }
+        (Some(current), target) => {
+            let checked: Vec<&str> = current
+                .schema
+                .columns
+                .iter()
+                .zip(&current.row)
+                .filter(|(column, value)| {
+                    value.is_available()
+                        && match target {
+                            // An update checks the columns it sets.
+                            Some(target) => target.value(&column.name) != Some(value),
+                            // A delete checks every known value.
+                            None => true,
+                        }
+                })
+                .map(|(column, _)| column.name.as_str())
+                .collect();
+            let key: Vec<&str> = current.schema.key_column_names().collect();
+            let located = |row: &Image| match current.schema.has_key() {
+                true => key_of_image(row) == key_of_image(current),
+                false => true,
+            };
+            let holds = now.as_ref().is_some_and(|now| {
+                located(now)
+                    && checked.iter().all(|name| {
+                        now.value(name).is_some() && now.value(name) == current.value(name)
+                    })
+            });
+            if holds {
+                return Vec::new();
+            }
+            later
+                .iter()
+                .filter(
+                    |change| match (&change.change.before, &change.change.after) {
+                        (Some(before), Some(after)) => {
+                            let touched = |name: &str| {
+                                let index = change.schema.column_index(name);
+                                let value =
+                                    |row: &Row| index.and_then(|index| row.get(index)).cloned();
+                                let (old, new) = (value(before), value(after));
+                                old != new || !new.as_ref().is_some_and(Value::is_available)
+                            };
+                            checked.iter().chain(&key).any(|name| touched(name))
+                        }
+                        _ => true,
+                    },
+                )
+                .map(|change| change.id)
+                .collect()
+        }
+        (None, None) => Vec::new(),
+    }
 }
 
 /// One step that brings a record from its newest known state to its state at a moment.

@@ -19,6 +19,9 @@ pub struct ScriptHeader {
     pub written_at: DateTime<Utc>,
     /// More comment lines (later changes found, columns a guard cannot check, ...).
     pub notes: Vec<String>,
+    /// Context the script records in the database's history (a `rowtrail` logical message in
+    /// its transaction), so the repair shows up there as what it is.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Renders the whole script; either all of it or an error, never a partial script.
@@ -61,6 +64,15 @@ pub fn render_script(
     line("SET LOCAL standard_conforming_strings = on;");
     line("SET LOCAL DateStyle = 'ISO, MDY';");
     line("SET LOCAL IntervalStyle = 'postgres';");
+    if let Some(context) = &header.context {
+        line(
+            "-- Records in the database's history that rowtrail made this repair; delete the next line to leave no record.",
+        );
+        line(&format!(
+            "SELECT pg_logical_emit_message(true, 'rowtrail', {});",
+            quote_literal(&serde_json::Value::Object(context.clone()).to_string())
+        ));
+    }
     for step in body {
         line("");
         line(step.trim_end_matches('\n'));
@@ -336,6 +348,7 @@ mod tests {
             source: "ann@db:5432/shop (PostgreSQL 15.4)".into(),
             written_at: chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
             notes: vec!["a note".into()],
+            context: None,
         }
     }
 

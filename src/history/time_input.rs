@@ -1,12 +1,12 @@
-//! Reading the times people type: RFC 3339, local `YYYY-MM-DD HH:MM[:SS]`, `15m`/`2h`/`3d` ago,
-//! or `now`. Pure apart from reading the clock and the local zone in [`parse_local_time`].
+//! Reading the times people type: RFC 3339, local `YYYY-MM-DD HH:MM[:SS]`, `HH:MM[:SS]` today,
+//! `15m`/`2h`/`3d` ago, or `now`. Pure apart from reading the clock and the local zone in [`parse_local_time`].
 
-use chrono::{DateTime, Duration, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 /// The text is not a time rowtrail understands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "'{0}' is not a time: use RFC 3339 (2026-11-23T14:35:00Z), local time 'YYYY-MM-DD HH:MM[:SS]', a relative time like 30s, 15m, 2h, 3d, 1w (meaning ago), or now"
+    "'{0}' is not a time: use RFC 3339 (2026-11-23T14:35:00Z), local time 'YYYY-MM-DD HH:MM[:SS]', 'HH:MM[:SS]' for today, a relative time like 30s, 15m, 2h, 3d, 1w (meaning ago), or now"
 )]
 pub struct TimeError(pub String);
 
@@ -39,6 +39,13 @@ pub fn parse_time<Z: TimeZone>(
         NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .ok()
             .and_then(|date| date.and_hms_opt(0, 0, 0))
+    })
+    .or_else(|| {
+        // A time of day: today, in the zone.
+        ["%H:%M:%S%.f", "%H:%M"]
+            .iter()
+            .find_map(|format| NaiveTime::parse_from_str(text, format).ok())
+            .map(|time| now.with_timezone(zone).date_naive().and_time(time))
     })
     .ok_or_else(error)?;
     zone.from_local_datetime(&naive)
@@ -103,6 +110,12 @@ mod tests {
             "2026-11-23T13:35:07+00:00"
         );
         assert_eq!(parse("2026-11-23").unwrap(), "2026-11-22T23:00:00+00:00");
+        assert_eq!(
+            parse("12:50").unwrap(),
+            "2026-11-23T11:50:00+00:00",
+            "today"
+        );
+        assert_eq!(parse("12:50:30").unwrap(), "2026-11-23T11:50:30+00:00");
     }
 
     #[test]

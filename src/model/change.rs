@@ -72,7 +72,7 @@ impl From<Option<&str>> for Value {
 pub type Row = Vec<Value>;
 
 /// What happened to a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     Insert,
     Update,

@@ -7,6 +7,7 @@
 //! refused before anything is written to it.
 
 pub mod codec;
+mod facets;
 mod reader;
 mod record;
 mod schema;
@@ -20,6 +21,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::model::{Lsn, Op};
 
+pub use facets::Facets;
 pub use reader::{Cache, KeyFilter, LogFilter, TableState, TableSummary};
 pub use record::RecordRef;
 pub use timeline::TimeSpan;
@@ -116,6 +118,9 @@ pub enum StoreError {
     UnknownTable { table: String, known: String },
     #[error("{0}")]
     BadKey(String),
+    /// A search names something no table in the cache has.
+    #[error("{0}")]
+    BadSearch(String),
     #[error("the cache holds no changes yet: run rowtrail capture first")]
     EmptyHistory,
     #[error(

@@ -14,6 +14,8 @@ use crate::model::{
     Value, Xid,
 };
 
+use crate::history::search::{Search, Term};
+
 use super::codec::{self, EncodedImages};
 use super::{CaptureState, SourceIdentity, SqliteContext, StoreError, op_code, op_from_code};
 
@@ -123,13 +125,32 @@ pub struct LogFilter {
     pub until: Option<DateTime<Utc>>,
     /// Context fields that must equal the given text (`user=ann`; dotted names reach into objects).
     pub context: Vec<(String, String)>,
+    /// Context fields whose text must start with the given text (`endpoint=PUT /orders` matches
+    /// `PUT /orders/7`).
+    pub context_prefixes: Vec<(String, String)>,
+    /// Only updates that changed each of these columns.
+    pub changed: Vec<String>,
     pub xid: Option<Xid>,
-    /// Text that the key or a value must contain (case-insensitive for ASCII).
-    pub search: Option<String>,
+    /// Search terms (`history::search`): column values, keys as shown, free text.
+    pub search: Option<Search>,
     /// Only changes older than this one (for paging).
     pub before: Option<ChangeId>,
     /// At most this many changes; `None` for all.
     pub limit: Option<usize>,
+}
+
+/// Text for a `LIKE … ESCAPE '\\'` pattern that matches it literally.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn join_ids(ids: &[i64]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub(crate) fn load_relation(
@@ -414,24 +435,45 @@ impl Cache {
             sql.needs_contexts = true;
             sql.only_rollup_terms = false;
         }
+        for (field, prefix) in &filter.context_prefixes {
+            let path = sql.bind(Box::new(json_path(field)));
+            let pattern = sql.bind(Box::new(format!("{}%", like_escape(prefix))));
+            sql.conditions.push(format!(
+                "CAST(json_extract(ctx.body, {path}) AS TEXT) LIKE {pattern} ESCAPE '\\'"
+            ));
+            sql.needs_contexts = true;
+            sql.only_rollup_terms = false;
+        }
+        for column in &filter.changed {
+            let mut by_position: std::collections::BTreeMap<usize, Vec<i64>> = Default::default();
+            for (relation_id, _, schema) in self.all_relations()? {
+                if let Some(index) = schema.column_index(column) {
+                    by_position.entry(index).or_default().push(relation_id);
+                }
+            }
+            let alternatives: Vec<String> = by_position
+                .iter()
+                .map(|(index, relations)| {
+                    format!(
+                        "(c.relation_id IN ({}) AND json_type(c.before, '$.\"{index}\"') IS NOT NULL)",
+                        join_ids(relations)
+                    )
+                })
+                .collect();
+            sql.conditions.push(match alternatives.is_empty() {
+                true => "0 = 1".to_owned(),
+                false => format!("(c.op = 'U' AND ({}))", alternatives.join(" OR ")),
+            });
+            sql.only_rollup_terms = false;
+        }
         if let Some(xid) = filter.xid {
             let placeholder = sql.bind(Box::new(xid.0));
             sql.conditions.push(format!("t.xid = {placeholder}"));
             sql.needs_transactions = true;
             sql.only_rollup_terms = false;
         }
-        if let Some(text) = filter.search.as_deref().filter(|text| !text.is_empty()) {
-            let pattern = format!(
-                "%{}%",
-                text.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
-            let placeholder = sql.bind(Box::new(pattern));
-            sql.conditions.push(format!(
-                "(c.key LIKE {placeholder} ESCAPE '\\' OR c.after LIKE {placeholder} ESCAPE '\\' OR c.before LIKE {placeholder} ESCAPE '\\')"
-            ));
-            sql.only_rollup_terms = false;
+        if let Some(search) = &filter.search {
+            self.search_sql(&mut sql, search)?;
         }
         if let Some(before) = filter.before {
             let placeholder = sql.bind(Box::new(before.0));
@@ -442,6 +484,134 @@ impl Cache {
         }
         sql.condition = sql.conditions.join(" AND ");
         Ok(sql)
+    }
+
+    /// Adds the terms of a search to a filter's SQL.
+    fn search_sql(&self, sql: &mut FilterSql, search: &Search) -> Result<(), StoreError> {
+        for term in &search.terms {
+            sql.only_rollup_terms = false;
+            match term {
+                Term::Text(text) => {
+                    let pattern = format!("%{}%", like_escape(text));
+                    let placeholder = sql.bind(Box::new(pattern));
+                    sql.conditions.push(format!(
+                        "(c.key LIKE {placeholder} ESCAPE '\\' OR c.after LIKE {placeholder} ESCAPE '\\' OR c.before LIKE {placeholder} ESCAPE '\\')"
+                    ));
+                }
+                Term::Column {
+                    table,
+                    column,
+                    value,
+                } => {
+                    // Schema versions with this column, by the column's position.
+                    let mut by_position: std::collections::BTreeMap<usize, Vec<i64>> =
+                        Default::default();
+                    for (relation_id, _, schema) in self.all_relations()? {
+                        if table.as_ref().is_some_and(|table| *table != schema.table) {
+                            continue;
+                        }
+                        if let Some(index) = schema.column_index(column) {
+                            by_position.entry(index).or_default().push(relation_id);
+                        }
+                    }
+                    if by_position.is_empty() {
+                        return Err(StoreError::BadSearch(format!(
+                            "no table{} in this cache has a column named {column}: check the name (it is matched exactly)",
+                            table
+                                .as_ref()
+                                .map_or(String::new(), |table| format!(" named {table}"))
+                        )));
+                    }
+                    let value = sql.bind(Box::new(value.clone()));
+                    let alternatives: Vec<String> = by_position
+                        .iter()
+                        .map(|(index, relations)| {
+                            format!(
+                                "(c.relation_id IN ({}) AND (json_extract(c.after, '$[{index}]') = {value} OR json_extract(c.before, CASE c.op WHEN 'U' THEN '$.\"{index}\"' ELSE '$[{index}]' END) = {value}))",
+                                join_ids(relations)
+                            )
+                        })
+                        .collect();
+                    sql.conditions
+                        .push(format!("({})", alternatives.join(" OR ")));
+                }
+                Term::Key(pairs) => {
+                    // Whole keys are one index lookup per table; part of a key is matched by
+                    // position in the stored key.
+                    let mut whole: std::collections::BTreeMap<String, Vec<i64>> =
+                        Default::default();
+                    let mut partial: std::collections::BTreeMap<Vec<usize>, Vec<i64>> =
+                        Default::default();
+                    for (relation_id, table_id, schema) in self.all_relations()? {
+                        let names: Vec<&str> = schema.key_column_names().collect();
+                        let positions: Option<Vec<usize>> = pairs
+                            .iter()
+                            .map(|(name, _)| names.iter().position(|key| key == name))
+                            .collect();
+                        let Some(positions) = positions else {
+                            continue;
+                        };
+                        if positions.len() == names.len() {
+                            let mut values = vec![Value::Null; names.len()];
+                            for (position, (_, value)) in positions.iter().zip(pairs) {
+                                values[*position] = Value::text(value.clone());
+                            }
+                            let tables = whole.entry(codec::encode_key(&values)).or_default();
+                            if !tables.contains(&table_id) {
+                                tables.push(table_id);
+                            }
+                        } else {
+                            partial.entry(positions).or_default().push(relation_id);
+                        }
+                    }
+                    if whole.is_empty() && partial.is_empty() {
+                        let names: Vec<&str> =
+                            pairs.iter().map(|(name, _)| name.as_str()).collect();
+                        return Err(StoreError::BadSearch(format!(
+                            "no table in this cache has a key with {}: check the names, or search for a column with {}:VALUE",
+                            names.join(", "),
+                            names.first().copied().unwrap_or("column")
+                        )));
+                    }
+                    let mut alternatives = Vec::new();
+                    for (key, tables) in whole {
+                        let key = sql.bind(Box::new(key));
+                        alternatives.push(format!(
+                            "(c.table_id IN ({}) AND c.key = {key})",
+                            join_ids(&tables)
+                        ));
+                    }
+                    for (positions, relations) in partial {
+                        let mut parts =
+                            vec![format!("c.relation_id IN ({})", join_ids(&relations))];
+                        for (position, (_, value)) in positions.iter().zip(pairs) {
+                            let value = sql.bind(Box::new(value.clone()));
+                            parts.push(format!("json_extract(c.key, '$[{position}]') = {value}"));
+                        }
+                        alternatives.push(format!("({})", parts.join(" AND ")));
+                    }
+                    sql.conditions
+                        .push(format!("({})", alternatives.join(" OR ")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every schema version in the cache: its id, its table's id, and the version.
+    fn all_relations(&self) -> Result<Vec<(i64, i64, Arc<RelationSchema>)>, StoreError> {
+        let ids: Vec<(i64, i64)> = self
+            .connection
+            .prepare_cached("SELECT id, table_id FROM relations ORDER BY id")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(&self.path, "reading schema versions")?;
+        ids.into_iter()
+            .map(|(id, table_id)| Ok((id, table_id, self.relation(id)?)))
+            .collect()
     }
 
     /// Changes matching an SQL condition over `changes c` and `transactions t`, hydrated.
@@ -499,7 +669,7 @@ impl Cache {
             .collect()
     }
 
-    fn damaged(&self, what: String) -> StoreError {
+    pub(crate) fn damaged(&self, what: String) -> StoreError {
         StoreError::Damaged {
             path: self.path.clone(),
             what,

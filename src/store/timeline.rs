@@ -87,6 +87,53 @@ impl Cache {
             .context(self.path(), "reading new changes")
     }
 
+    /// The newest change of a transaction (by the cache's id) that matches `filter`, and how
+    /// many of its changes match; `None` when none does.
+    pub fn transaction_span(
+        &self,
+        filter: &LogFilter,
+        tx_id: i64,
+    ) -> Result<Option<(ChangeId, u64)>, StoreError> {
+        let sql = self.filter_sql(filter)?;
+        let mut params = sql.params();
+        params.push(&tx_id);
+        let query = format!(
+            "SELECT max(c.id), count(*) {} WHERE {} AND c.tx_id = ?{}",
+            sql.from(),
+            sql.condition,
+            params.len(),
+        );
+        let (newest, count): (Option<i64>, i64) = self
+            .connection()
+            .query_row(&query, params.as_slice(), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .context(self.path(), "reading a transaction's rows")?;
+        Ok(newest.map(|newest| (ChangeId(newest), count.max(0) as u64)))
+    }
+
+    /// How many changes matching `filter` have ids from `low` up to (not including) `high`.
+    pub fn count_between(
+        &self,
+        filter: &LogFilter,
+        low: ChangeId,
+        high: ChangeId,
+    ) -> Result<u64, StoreError> {
+        let sql = self.filter_sql(filter)?;
+        let query = format!(
+            "SELECT count(*) {} WHERE {} AND c.id >= {} AND c.id < {}",
+            sql.from(),
+            sql.condition,
+            low.0,
+            high.0
+        );
+        let count: i64 = self
+            .connection()
+            .query_row(&query, sql.params().as_slice(), |row| row.get(0))
+            .context(self.path(), "counting changes")?;
+        Ok(count.max(0) as u64)
+    }
+
     /// When the first and the newest transactions committed.
     pub fn time_span(&self) -> Result<Option<TimeSpan>, StoreError> {
         let span: (Option<i64>, Option<i64>) = self
@@ -221,13 +268,17 @@ impl Cache {
             .context(self.path(), "reading context fields")
     }
 
-    /// The changes of one transaction (by the cache's transaction id), in commit order, at most
-    /// `limit`.
-    pub fn transaction(&self, tx_id: i64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
-        self.changes_where(
-            "c.tx_id = ?1",
-            &[&tx_id],
-            &format!("ORDER BY c.id LIMIT {limit}"),
-        )
+    /// The changes of one transaction (by the cache's transaction id), in commit order: all of
+    /// them, or the first `limit`.
+    pub fn transaction(
+        &self,
+        tx_id: i64,
+        limit: Option<usize>,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        let order = match limit {
+            Some(limit) => format!("ORDER BY c.id LIMIT {limit}"),
+            None => "ORDER BY c.id".to_owned(),
+        };
+        self.changes_where("c.tx_id = ?1", &[&tx_id], &order)
     }
 }

@@ -116,14 +116,27 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                 ui.label("Checking…");
             }
         });
+        // The checklist and the tables can be long: they scroll, so the dialog's buttons stay
+        // within the window.
+        let body_height = (ctx.content_rect().height() - 360.0).max(140.0);
         match &dialog.report {
             None => {}
             Some(Err(error)) => {
-                ui.colored_label(ui.visuals().error_fg_color, error);
+                ui.add(
+                    egui::Label::new(RichText::new(error).color(ui.visuals().error_fg_color))
+                        .wrap(),
+                );
             }
             Some(Ok(report)) => {
-                checklist_ui(ui, report, &mut action);
-                tables_ui(ui, &mut dialog.tables);
+                egui::ScrollArea::vertical()
+                    .id_salt("connect-body")
+                    .max_height(body_height)
+                    .auto_shrink([false, true])
+                    .show(ui, |ui| {
+                        checklist_ui(ui, report, &mut action);
+                        tables_ui(ui, &mut dialog.tables);
+                    });
+                verdict_ui(ui, report);
                 ui.horizontal(|ui| {
                     let label = ui.label("Cache file");
                     ui.add(egui::TextEdit::singleline(&mut dialog.cache).desired_width(420.0))
@@ -135,8 +148,10 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                     .filter(|(_, checked)| *checked)
                     .map(|(table, _)| table.clone())
                     .collect();
-                let ready =
-                    report.can_capture() && !chosen.is_empty() && !dialog.cache.trim().is_empty();
+                let ready = report.can_capture()
+                    && report.slot_busy.is_none()
+                    && !chosen.is_empty()
+                    && !dialog.cache.trim().is_empty();
                 if ui
                     .add_enabled(ready, egui::Button::new("Start capture"))
                     .clicked()
@@ -166,6 +181,7 @@ fn checklist_ui(ui: &mut egui::Ui, report: &Report, action: &mut Option<ConnectA
     egui::ScrollArea::vertical()
         .id_salt("checks")
         .max_height(260.0)
+        .auto_shrink([false, true])
         .show(ui, |ui| {
             for (index, check) in report.checks.iter().enumerate() {
                 let (mark, color) = match check.status {
@@ -179,9 +195,8 @@ fn checklist_ui(ui: &mut egui::Ui, report: &Report, action: &mut Option<ConnectA
                     ui.label(&check.message);
                 });
                 if let Some(fix) = &check.fix {
-                    ui.horizontal(|ui| {
-                        ui.add_space(18.0);
-                        ui.label(RichText::new(fix).monospace());
+                    ui.indent(("fix", index), |ui| {
+                        ui.add(egui::Label::new(RichText::new(fix).monospace()).wrap());
                         if ui
                             .push_id(index, |ui| ui.small_button("Copy fix"))
                             .inner
@@ -193,13 +208,22 @@ fn checklist_ui(ui: &mut egui::Ui, report: &Report, action: &mut Option<ConnectA
                 }
             }
         });
-    let verdict = match report.can_capture() {
-        true => RichText::new("Capture can run.").strong(),
-        false => RichText::new("Capture cannot run until the problems marked FAIL are fixed.")
+}
+
+/// Whether capture can start, in one line.
+fn verdict_ui(ui: &mut egui::Ui, report: &Report) {
+    let verdict = match (report.can_capture(), report.slot_busy) {
+        (true, None) => RichText::new("Capture can run.").strong(),
+        (true, Some(pid)) => RichText::new(format!(
+            "Capture cannot start while another capture reads its slot (server process {pid}): stop that capture first."
+        ))
+        .strong()
+        .color(ui.visuals().error_fg_color),
+        (false, _) => RichText::new("Capture cannot run until the problems marked FAIL are fixed.")
             .strong()
             .color(ui.visuals().error_fg_color),
     };
-    ui.label(verdict);
+    ui.add(egui::Label::new(verdict).wrap());
 }
 
 fn tables_ui(ui: &mut egui::Ui, tables: &mut [(TableName, bool)]) {

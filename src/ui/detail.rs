@@ -6,16 +6,20 @@ use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, RichText};
 
 use crate::history::diff::show_value;
+use crate::history::search::{Search, Term};
 use crate::history::{
     ColumnDiff, DiffKind, Image, Moment, TextSpan, ValueDiff, describe_change, diff_change,
-    parse_local_time,
 };
-use crate::model::{ChangeId, LoggedChange, Op};
+use crate::model::{ChangeId, LoggedChange, Op, TableName, Value};
 use crate::restore::UndoTarget;
 
+use super::fields::submitted;
 use super::filters::changes_text;
-use super::time_text::{Zone, ago, precise};
+use super::time_text::{Zone, ago, precise, understood};
 use super::worker::{Detail, ScriptRequest};
+
+/// Narrower than this, a diff shows each column's before above its after.
+const STACK_BELOW: f32 = 520.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Tab {
@@ -31,6 +35,8 @@ pub struct DetailState {
     pub detail: Option<Box<Detail>>,
     pub loading: Option<ChangeId>,
     pub state_at: StateAt,
+    /// Move the keyboard into the panel on the next frame (Enter in the timeline).
+    pub focus: bool,
 }
 
 /// The state-at control: a moment within the record's lifetime and what the record was then.
@@ -51,11 +57,23 @@ pub enum DetailAction {
     Open(ChangeId),
     RecordAt(ChangeId, Moment),
     Script(ScriptRequest),
+    /// Add this term to the search (a value clicked in a diff).
+    Search(String),
 }
 
 impl DetailState {
-    /// Shows a freshly loaded change, keeping the tab.
+    /// Shows a freshly loaded change, keeping the tab. The change shown already (read again
+    /// because its record changed) keeps the state-at control as it was.
     pub fn show(&mut self, detail: Box<Detail>) {
+        let same = self
+            .detail
+            .as_ref()
+            .is_some_and(|shown| shown.change.id == detail.change.id);
+        self.loading = None;
+        if same {
+            self.detail = Some(detail);
+            return;
+        }
         let lifetime_end = detail
             .history
             .last()
@@ -69,12 +87,28 @@ impl DetailState {
             asked: None,
             error: None,
         };
-        self.loading = None;
         self.detail = Some(detail);
     }
 }
 
-pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Option<DetailAction> {
+pub fn detail_ui(
+    ui: &mut egui::Ui,
+    state: &mut DetailState,
+    zone: Zone,
+    search: Option<&Search>,
+) -> Option<DetailAction> {
+    let panel = ui.max_rect();
+    // Escape hands the keyboard back to the timeline.
+    let focused = ui.ctx().memory(|memory| memory.focused());
+    if let Some(id) = focused
+        && ui.input(|input| input.key_pressed(egui::Key::Escape))
+        && ui
+            .ctx()
+            .read_response(id)
+            .is_some_and(|response| panel.contains_rect(response.rect))
+    {
+        ui.memory_mut(|memory| memory.surrender_focus(id));
+    }
     let Some(detail) = state.detail.as_ref() else {
         ui.centered_and_justified(|ui| match state.loading {
             Some(_) => ui.spinner(),
@@ -84,13 +118,21 @@ pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Opti
     };
     let mut action = None;
     let change = &detail.change;
-    ui.heading(format!("{} · {}", change.change.op, change.table));
-    ui.label(RichText::new(describe_change(change)).weak());
+    ui.add(
+        egui::Label::new(
+            RichText::new(format!("{} · {}", change.change.op, change.table)).heading(),
+        )
+        .wrap(),
+    );
+    ui.add(egui::Label::new(RichText::new(describe_change(change)).weak()).wrap());
     if let Some(note) = change.schema.identity_note() {
-        ui.label(
-            RichText::new(note)
-                .small()
-                .color(ui.visuals().warn_fg_color),
+        ui.add(
+            egui::Label::new(
+                RichText::new(note)
+                    .small()
+                    .color(ui.visuals().warn_fg_color),
+            )
+            .wrap(),
         );
     }
     // A schema change belongs to the table, not to a record: it has no record history.
@@ -99,7 +141,10 @@ pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Opti
         state.tab = Tab::Change;
     }
     ui.horizontal(|ui| {
-        ui.selectable_value(&mut state.tab, Tab::Change, "Change");
+        let tab = ui.selectable_value(&mut state.tab, Tab::Change, "Change");
+        if std::mem::take(&mut state.focus) {
+            tab.request_focus();
+        }
         if has_record {
             ui.selectable_value(
                 &mut state.tab,
@@ -113,8 +158,8 @@ pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Opti
     egui::ScrollArea::vertical()
         .id_salt("detail")
         .show(ui, |ui| match tab {
-            Tab::Change => action = change_ui(ui, detail, zone),
-            Tab::History => action = history_ui(ui, detail, &mut state.state_at, zone),
+            Tab::Change => action = change_ui(ui, detail, zone, search),
+            Tab::History => action = history_ui(ui, detail, &mut state.state_at, zone, search),
         });
     if state.loading.is_some() {
         ui.spinner();
@@ -124,7 +169,7 @@ pub fn detail_ui(ui: &mut egui::Ui, state: &mut DetailState, zone: Zone) -> Opti
 
 fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone) {
     let time = change.tx.committed_at;
-    ui.label(format!("{} ({})", precise(time, zone), ago(time, zone.now)));
+    ui.add(egui::Label::new(format!("{} ({})", precise(time, zone), ago(time, zone.now))).wrap());
     match change.tx.xid {
         Some(xid) => ui.label(format!(
             "transaction {xid} · {} · lsn {}",
@@ -135,21 +180,32 @@ fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone) {
     };
 }
 
-fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAction> {
+fn change_ui(
+    ui: &mut egui::Ui,
+    detail: &Detail,
+    zone: Zone,
+    search: Option<&Search>,
+) -> Option<DetailAction> {
     let mut action = None;
     let change = &detail.change;
     when_ui(ui, change, zone);
     if let Some(context) = &change.context {
-        egui::Grid::new("context").num_columns(2).show(ui, |ui| {
-            for (key, value) in context {
-                ui.label(RichText::new(key).weak());
-                ui.label(match value {
-                    serde_json::Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                });
-                ui.end_row();
-            }
-        });
+        egui::Grid::new("context")
+            .num_columns(2)
+            .max_col_width((ui.available_width() - 100.0).max(120.0))
+            .show(ui, |ui| {
+                for (key, value) in context {
+                    ui.label(RichText::new(key).weak());
+                    ui.add(
+                        egui::Label::new(match value {
+                            serde_json::Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        })
+                        .wrap(),
+                    );
+                    ui.end_row();
+                }
+            });
     }
     ui.horizontal_wrapped(|ui| {
         let undoable = !matches!(
@@ -201,12 +257,18 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
     ui.separator();
     match &change.schema_change {
         Some(schema_change) => schema_change_ui(ui, schema_change, &change.schema),
-        None => diff_ui(
-            ui,
-            &diff_change(&change.schema, &change.change),
-            change.change.op == Op::Update,
-            "diff",
-        ),
+        None => {
+            if let Some(term) = diff_ui(
+                ui,
+                &diff_change(&change.schema, &change.change),
+                change.change.op == Op::Update,
+                "diff",
+                &change.table,
+                search,
+            ) {
+                action = Some(DetailAction::Search(term));
+            }
+        }
     }
     ui.separator();
     egui::CollapsingHeader::new(format!(
@@ -233,60 +295,166 @@ fn change_ui(ui: &mut egui::Ui, detail: &Detail, zone: Zone) -> Option<DetailAct
     action
 }
 
-/// The diff as a grid: column, before, after; changed columns highlighted, unchanged ones folded.
-fn diff_ui(ui: &mut egui::Ui, diffs: &[ColumnDiff], fold_unchanged: bool, id: &str) {
+/// The diff: column, before, after, side by side (or before above after when the panel is
+/// narrow); changed columns highlighted, unchanged ones folded, long values wrapped. A value is a
+/// link: clicking it returns the search term that finds it (`customer_id:42`).
+fn diff_ui(
+    ui: &mut egui::Ui,
+    diffs: &[ColumnDiff],
+    fold_unchanged: bool,
+    id: &str,
+    table: &TableName,
+    search: Option<&Search>,
+) -> Option<String> {
+    let mut clicked = None;
     let (unchanged, shown): (Vec<&ColumnDiff>, Vec<&ColumnDiff>) = diffs
         .iter()
         .partition(|diff| fold_unchanged && diff.kind == DiffKind::Unchanged);
     let highlight = ui.visuals().selection.bg_fill.gamma_multiply(0.25);
-    egui::Grid::new(id)
-        .num_columns(3)
-        .striped(false)
-        .show(ui, |ui| {
-            ui.label(RichText::new("Column").strong());
-            ui.label(RichText::new("Before").strong());
-            ui.label(RichText::new("After").strong());
-            ui.end_row();
-            for diff in &shown {
-                let name = RichText::new(&diff.column);
-                let name = match diff.kind {
-                    DiffKind::Changed | DiffKind::Unknown => {
-                        name.strong().background_color(highlight)
-                    }
-                    _ => name,
-                };
-                ui.label(name);
-                match (&diff.detail, diff.kind) {
-                    (Some(detail), DiffKind::Changed) => {
-                        ui.label(side_text(&diff.before));
-                        ui.vertical(|ui| {
-                            ui.label(side_text(&diff.after));
-                            ui.label(detail_job(detail, ui));
-                        });
-                    }
-                    _ => {
-                        ui.label(side_text(&diff.before));
-                        ui.label(side_text(&diff.after));
-                    }
+    let width = ui.available_width();
+    let name_text = |diff: &ColumnDiff| {
+        let name = RichText::new(&diff.column);
+        match diff.kind {
+            DiffKind::Changed | DiffKind::Unknown => name.strong().background_color(highlight),
+            _ => name,
+        }
+    };
+    let mut value = |ui: &mut egui::Ui, column: &str, value: &Option<Value>| {
+        if let Some(term) = value_ui(ui, table, column, value, search) {
+            clicked = Some(term);
+        }
+    };
+    if width < STACK_BELOW {
+        for diff in &shown {
+            ui.label(name_text(diff));
+            ui.indent((id, &diff.column), |ui| match (&diff.before, &diff.after) {
+                // An inserted or deleted row has one side: just its value.
+                (None, side) | (side, None) => value(ui, &diff.column, side),
+                (before, after) => {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label(RichText::new("before").weak().small());
+                        value(ui, &diff.column, before);
+                    });
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label(RichText::new("after").weak().small());
+                        value(ui, &diff.column, after);
+                    });
                 }
+            });
+            ui.indent((id, &diff.column, "detail"), |ui| {
+                if let (Some(detail), DiffKind::Changed) = (&diff.detail, diff.kind) {
+                    ui.add(egui::Label::new(detail_job(detail, ui)).wrap());
+                }
+            });
+        }
+    } else {
+        let value_width = ((width - 140.0) / 2.0).max(120.0);
+        egui::Grid::new(id)
+            .num_columns(3)
+            .striped(false)
+            .max_col_width(value_width)
+            .show(ui, |ui| {
+                ui.label(RichText::new("Column").strong());
+                ui.label(RichText::new("Before").strong());
+                ui.label(RichText::new("After").strong());
                 ui.end_row();
-            }
-        });
+                for diff in &shown {
+                    ui.add(egui::Label::new(name_text(diff)).wrap());
+                    value(ui, &diff.column, &diff.before);
+                    match (&diff.detail, diff.kind) {
+                        (Some(detail), DiffKind::Changed) => {
+                            ui.vertical(|ui| {
+                                value(ui, &diff.column, &diff.after);
+                                ui.add(egui::Label::new(detail_job(detail, ui)).wrap());
+                            });
+                        }
+                        _ => value(ui, &diff.column, &diff.after),
+                    }
+                    ui.end_row();
+                }
+            });
+    }
     if !unchanged.is_empty() {
         egui::CollapsingHeader::new(format!("{} unchanged columns", unchanged.len()))
             .id_salt((id, "unchanged"))
             .show(ui, |ui| {
                 egui::Grid::new((id, "unchanged-grid"))
                     .num_columns(2)
+                    .max_col_width((width - 140.0).max(120.0))
                     .show(ui, |ui| {
                         for diff in unchanged {
-                            ui.label(&diff.column);
-                            ui.label(side_text(&diff.after));
+                            ui.add(egui::Label::new(&diff.column).wrap());
+                            value(ui, &diff.column, &diff.after);
                             ui.end_row();
                         }
                     });
             });
     }
+    clicked
+}
+
+/// One value of a diff, wrapped, with what the search matched marked. A known value is a link
+/// to the search that finds it.
+fn value_ui(
+    ui: &mut egui::Ui,
+    table: &TableName,
+    column: &str,
+    value: &Option<Value>,
+    search: Option<&Search>,
+) -> Option<String> {
+    let text = match value {
+        None => {
+            ui.label(RichText::new("—").weak());
+            return None;
+        }
+        Some(Value::Unavailable) => {
+            ui.label(RichText::new("(unavailable)").italics().weak());
+            return None;
+        }
+        Some(Value::Null) => {
+            ui.label(RichText::new("NULL").weak());
+            return None;
+        }
+        Some(value) => show_value(value),
+    };
+    let font = FontId::monospace(12.0);
+    let plain = TextFormat {
+        font_id: font.clone(),
+        color: ui.visuals().text_color(),
+        ..TextFormat::default()
+    };
+    let marked = TextFormat {
+        background: ui.visuals().selection.bg_fill.gamma_multiply(0.6),
+        color: ui.visuals().strong_text_color(),
+        ..plain.clone()
+    };
+    let mut job = LayoutJob::default();
+    let mut at = 0;
+    let ranges = search.map_or_else(Vec::new, |search| {
+        search.highlights(table, Some(column), &text)
+    });
+    for range in ranges {
+        if range.start < at || range.end > text.len() {
+            continue;
+        }
+        job.append(&text[at..range.start], 0.0, plain.clone());
+        job.append(&text[range.clone()], 0.0, marked.clone());
+        at = range.end;
+    }
+    job.append(&text[at..], 0.0, plain);
+    let term = Term::Column {
+        table: None,
+        column: column.to_owned(),
+        value: text.clone(),
+    }
+    .text();
+    let response = ui
+        .add(egui::Label::new(job).wrap().sense(egui::Sense::click()))
+        .on_hover_cursor(egui::CursorIcon::PointingHand)
+        .on_hover_text(format!(
+            "Show the changes where {column} is this value ({term})"
+        ));
+    response.clicked().then_some(term)
 }
 
 /// A schema change: what ran, and what it did to the table.
@@ -318,15 +486,6 @@ fn schema_change_ui(
                 ui.label(format!("• {edit}"));
             }
         }
-    }
-}
-
-fn side_text(value: &Option<crate::model::Value>) -> RichText {
-    match value {
-        None => RichText::new("—").weak(),
-        Some(crate::model::Value::Unavailable) => RichText::new("(unavailable)").italics().weak(),
-        Some(crate::model::Value::Null) => RichText::new("NULL").weak(),
-        Some(value) => RichText::new(show_value(value)).monospace(),
     }
 }
 
@@ -380,8 +539,9 @@ fn history_ui(
     detail: &Detail,
     state_at: &mut StateAt,
     zone: Zone,
+    search: Option<&Search>,
 ) -> Option<DetailAction> {
-    let mut action = state_at_ui(ui, detail, state_at, zone);
+    let mut action = state_at_ui(ui, detail, state_at, zone, search);
     ui.separator();
     for (index, version) in detail.history.iter().enumerate().rev() {
         let selected = version.id == detail.change.id;
@@ -402,12 +562,16 @@ fn history_ui(
         {
             action = Some(DetailAction::Open(version.id));
         }
-        diff_ui(
+        if let Some(term) = diff_ui(
             ui,
             &diff_change(&version.schema, &version.change),
             true,
             &format!("version-{index}"),
-        );
+            &version.table,
+            search,
+        ) {
+            action = Some(DetailAction::Search(term));
+        }
         ui.add_space(6.0);
     }
     action
@@ -419,6 +583,7 @@ fn state_at_ui(
     detail: &Detail,
     state_at: &mut StateAt,
     zone: Zone,
+    search: Option<&Search>,
 ) -> Option<DetailAction> {
     let first = detail
         .history
@@ -448,7 +613,7 @@ fn state_at_ui(
         moment = Some(Moment::Time(chosen));
     }
     ui.horizontal(|ui| {
-        let label = ui.label("Time");
+        let label = ui.label("At time");
         let field = ui
             .add(
                 egui::TextEdit::singleline(&mut state_at.text)
@@ -456,8 +621,8 @@ fn state_at_ui(
                     .desired_width(220.0),
             )
             .labelled_by(label.id);
-        if field.lost_focus() && ui.input(|input| input.key_pressed(egui::Key::Enter)) {
-            match parse_local_time(&state_at.text) {
+        if submitted(ui, &field) {
+            match zone.parse(&state_at.text) {
                 Ok(time) => {
                     state_at.micros = time.timestamp_micros() as f64;
                     state_at.error = None;
@@ -468,7 +633,11 @@ fn state_at_ui(
         }
     });
     if let Some(error) = &state_at.error {
-        ui.colored_label(ui.visuals().error_fg_color, error);
+        ui.add(egui::Label::new(RichText::new(error).color(ui.visuals().error_fg_color)).wrap());
+    } else if !state_at.text.trim().is_empty()
+        && let Ok(moment) = zone.parse(&state_at.text)
+    {
+        ui.label(RichText::new(understood(moment, zone)).weak().small());
     }
     if let Some(moment) = moment
         && state_at.asked != Some(moment)
@@ -488,13 +657,24 @@ fn state_at_ui(
         }
         Some((moment, Some(image))) => {
             ui.label(format!("At {moment}:"));
-            egui::Grid::new("state-at").num_columns(2).show(ui, |ui| {
-                for (column, value) in image.schema.columns.iter().zip(&image.row) {
-                    ui.label(RichText::new(&column.name).weak());
-                    ui.label(side_text(&Some(value.clone())));
-                    ui.end_row();
-                }
-            });
+            egui::Grid::new("state-at")
+                .num_columns(2)
+                .max_col_width((ui.available_width() - 140.0).max(120.0))
+                .show(ui, |ui| {
+                    for (column, value) in image.schema.columns.iter().zip(&image.row) {
+                        ui.label(RichText::new(&column.name).weak());
+                        if let Some(term) = value_ui(
+                            ui,
+                            &image.schema.table,
+                            &column.name,
+                            &Some(value.clone()),
+                            search,
+                        ) {
+                            action = Some(DetailAction::Search(term));
+                        }
+                        ui.end_row();
+                    }
+                });
         }
     }
     action

@@ -1,11 +1,16 @@
-//! The left panel: tables with their change counts, and the filters (operation, time range,
-//! context field, search) that combine into the timeline's filter.
+//! The left panel: tables with their change counts (following the filters), the filters
+//! (search, operation, time range, context, picked values) that combine into the timeline's
+//! filter, and the facets of what matches.
 
+use chrono::{DateTime, Utc};
 use egui::{Key, Modifiers, RichText};
 
-use crate::history::parse_local_time;
+use crate::history::search::Search;
 use crate::model::{Op, TableName};
-use crate::store::{LogFilter, TableSummary};
+use crate::store::{Facets, LogFilter, TableSummary};
+
+use super::fields::submitted;
+use super::time_text::{Zone, typed, understood};
 
 /// The filter as the user is editing it. Text fields apply a moment after typing stops.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -14,33 +19,65 @@ pub struct FilterForm {
     /// Which of the tables of that name (a table dropped and created again is a new table).
     pub table_id: Option<i64>,
     pub op: Option<Op>,
+    /// Times as typed, read in the zone times are shown in.
     pub since: String,
     pub until: String,
+    /// A context field and the start of its value (`endpoint` and `PUT /orders`).
     pub context_field: String,
     pub context_value: String,
     pub search: String,
+    /// Values picked from the facets, each an exact match.
+    pub picks: Vec<Pick>,
     /// When the last keystroke happened (egui time), while a text edit is pending.
     edited_at: Option<f64>,
+}
+
+/// A value picked from the facets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// The context field has exactly this value.
+    Context { field: String, value: String },
+    /// An update changed this column.
+    Changed(String),
+}
+
+impl Pick {
+    fn label(&self) -> String {
+        match self {
+            Pick::Context { field, value } => format!("{field} = {value}"),
+            Pick::Changed(column) => format!("changed {column}"),
+        }
+    }
 }
 
 /// Seconds to wait after the last keystroke before filtering.
 const SETTLE: f64 = 0.35;
 
 impl FilterForm {
-    /// The filter, or what is wrong with a time the user typed.
-    pub fn to_filter(&self) -> Result<LogFilter, String> {
+    /// The filter, or what is wrong with what the user typed. Times are read in `zone`.
+    pub fn to_filter(&self, zone: Zone) -> Result<LogFilter, String> {
         let time = |text: &str, what: &str| -> Result<_, String> {
             match text.trim() {
                 "" => Ok(None),
-                text => parse_local_time(text)
+                text => zone
+                    .parse(text)
                     .map(Some)
                     .map_err(|error| format!("{what}: {error}")),
             }
         };
-        let context = match (self.context_field.trim(), self.context_value.trim()) {
+        let context_prefixes = match (self.context_field.trim(), self.context_value.trim()) {
             ("", _) | (_, "") => Vec::new(),
             (field, value) => vec![(field.to_owned(), value.to_owned())],
         };
+        let search = Search::parse(&self.search).map_err(|error| format!("Search: {error}"))?;
+        let mut context = Vec::new();
+        let mut changed = Vec::new();
+        for pick in &self.picks {
+            match pick {
+                Pick::Context { field, value } => context.push((field.clone(), value.clone())),
+                Pick::Changed(column) => changed.push(column.clone()),
+            }
+        }
         Ok(LogFilter {
             table: self.table.clone(),
             table_id: self.table_id,
@@ -48,9 +85,58 @@ impl FilterForm {
             since: time(&self.since, "From")?,
             until: time(&self.until, "To")?,
             context,
-            search: Some(self.search.trim().to_owned()).filter(|text| !text.is_empty()),
+            context_prefixes,
+            changed,
+            search: (!search.is_empty()).then_some(search),
             ..LogFilter::default()
         })
+    }
+
+    /// True when the filter narrows more than by table and operation (so table and operation
+    /// counts come from the facets, not from the cache's totals).
+    pub fn narrows(&self) -> bool {
+        !(self.since.trim().is_empty()
+            && self.until.trim().is_empty()
+            && self.context_value.trim().is_empty()
+            && self.search.trim().is_empty()
+            && self.picks.is_empty())
+    }
+
+    /// Rewrites the times typed as dates in `from` into `to`, so they keep meaning the same
+    /// moments when the display switches between local time and UTC. Relative times stay.
+    pub fn rezone(&mut self, from: Zone, to: Zone) {
+        for text in [&mut self.since, &mut self.until] {
+            let Ok(moment) = from.parse(text) else {
+                continue;
+            };
+            if to.parse(text).ok() != Some(moment) {
+                *text = typed(moment, to);
+            }
+        }
+    }
+
+    /// Puts a time range into From and To, written in the zone times are shown in; the end is
+    /// rounded up to the next second so the range holds all it covered.
+    pub fn set_range(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, zone: Zone) {
+        let up = to + chrono::Duration::microseconds(999_999);
+        self.since = typed(from, zone);
+        self.until = typed(up, zone);
+    }
+
+    /// Adds a search term (unless the search has it already); returns true when it changed.
+    pub fn add_search_term(&mut self, term: &str) -> bool {
+        let current = Search::parse(&self.search).unwrap_or_default();
+        let Ok(added) = Search::parse(term) else {
+            return false;
+        };
+        if added.terms.iter().all(|term| current.terms.contains(term)) {
+            return false;
+        }
+        self.search = match self.search.trim() {
+            "" => term.to_owned(),
+            text => format!("{text} {term}"),
+        };
+        true
     }
 
     /// True once a text edit has settled, so the filter should be applied.
@@ -75,79 +161,45 @@ pub struct FilterFacts<'a> {
     pub context_fields: &'a [String],
     /// Rows matching so far, and whether counting is done.
     pub matches: (u64, bool),
-    /// A time the user typed that does not parse.
+    /// What is wrong with what the user typed.
     pub problem: Option<&'a str>,
+    /// The facets of the current filter, once counted.
+    pub facets: Option<&'a Facets>,
+    pub zone: Zone,
 }
 
 /// Draws the panel; returns true when the filter changed and applies now.
 pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<'_>) -> bool {
     let mut apply_now = false;
     let now = ui.input(|input| input.time);
-    let typed = |response: egui::Response, form: &mut FilterForm| {
+    let typed_in = |ui: &egui::Ui, response: egui::Response, form: &mut FilterForm| {
         if response.changed() {
             form.edited_at = Some(now);
         }
-        if response.lost_focus() && ui_enter(&response) {
+        if submitted(ui, &response) {
             form.edited_at = Some(now - SETTLE);
         }
     };
 
-    ui.heading("Tables");
-    egui::ScrollArea::vertical()
-        .id_salt("tables")
-        .max_height(220.0)
-        .show(ui, |ui| {
-            let total: i64 = facts.tables.iter().map(|table| table.change_count).sum();
-            if ui
-                .selectable_label(
-                    form.table.is_none(),
-                    format!("All tables  {}", thousands(total as u64)),
-                )
-                .clicked()
-            {
-                form.table = None;
-                form.table_id = None;
-                apply_now = true;
-            }
-            for summary in facts.tables {
-                let selected = form.table.as_ref() == Some(&summary.table)
-                    && form.table_id.is_none_or(|id| id == summary.id);
-                let label = format!(
-                    "{}  {}",
-                    summary.label(),
-                    thousands(summary.change_count as u64)
-                );
-                ui.horizontal(|ui| {
-                    if ui.selectable_label(selected, label).clicked() {
-                        (form.table, form.table_id) = match selected {
-                            true => (None, None),
-                            false => (Some(summary.table.clone()), Some(summary.id)),
-                        };
-                        apply_now = true;
-                    }
-                    if let Some(note) = summary.schema.identity_note() {
-                        let warning = RichText::new("partial")
-                            .small()
-                            .color(ui.visuals().warn_fg_color);
-                        ui.label(warning).on_hover_text(note);
-                    }
-                });
-            }
-        });
+    tables_ui(ui, form, facts, &mut apply_now);
     ui.separator();
 
     ui.heading("Filters");
-    let search_id = egui::Id::unique("search");
+    let search_id = egui::Id::unique("rowtrail-search");
     if ui.input_mut(|input| input.consume_key(Modifiers::COMMAND, Key::F)) {
         ui.memory_mut(|memory| memory.request_focus(search_id));
     }
-    let label = ui.label("Search keys and values");
+    let label = ui
+        .label("Search keys and values")
+        .on_hover_text(SEARCH_HELP);
     let search = ui.add(
         egui::TextEdit::singleline(&mut form.search)
             .id(search_id)
-            .hint_text("Ctrl+F"),
+            .hint_text("customer_id:42  id=7  or any text")
+            .desired_width(f32::INFINITY),
     );
-    typed(search.labelled_by(label.id), form);
+    let search = search.labelled_by(label.id).on_hover_text(SEARCH_HELP);
+    typed_in(ui, search, form);
 
     let label = ui.label("Operation");
     egui::ComboBox::from_id_salt("operation")
@@ -176,13 +228,28 @@ pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<
         .response
         .labelled_by(label.id);
 
-    let label = ui.label("From");
-    let since =
-        ui.add(egui::TextEdit::singleline(&mut form.since).hint_text("2h, 2026-11-23 02:00, …"));
-    typed(since.labelled_by(label.id), form);
-    let label = ui.label("To");
-    let until = ui.add(egui::TextEdit::singleline(&mut form.until).hint_text("now"));
-    typed(until.labelled_by(label.id), form);
+    for (title, which) in [("From", 0), ("To", 1)] {
+        let label = ui.label(title);
+        let (text, hint) = match which {
+            0 => (&mut form.since, "2h, 12:50, 2026-11-23 02:00, …"),
+            _ => (&mut form.until, "now"),
+        };
+        let field = ui.add(
+            egui::TextEdit::singleline(text)
+                .hint_text(hint)
+                .desired_width(f32::INFINITY),
+        );
+        typed_in(ui, field.labelled_by(label.id), form);
+        let text = match which {
+            0 => &form.since,
+            _ => &form.until,
+        };
+        if !text.trim().is_empty()
+            && let Ok(moment) = facts.zone.parse(text)
+        {
+            ui.label(RichText::new(understood(moment, facts.zone)).weak().small());
+        }
+    }
     if !(form.since.is_empty() && form.until.is_empty()) && ui.button("Any time").clicked() {
         form.since.clear();
         form.until.clear();
@@ -217,11 +284,14 @@ pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<
         .labelled_by(label.id);
     let label = ui.label("Context value");
     let value = ui.add(
-        egui::TextEdit::singleline(&mut form.context_value).hint_text("ann, PUT /orders/7, …"),
+        egui::TextEdit::singleline(&mut form.context_value)
+            .hint_text("ann, PUT /orders, …  (matches the start)")
+            .desired_width(f32::INFINITY),
     );
-    typed(value.labelled_by(label.id), form);
+    typed_in(ui, value.labelled_by(label.id), form);
+    picks_ui(ui, form, &mut apply_now);
     if let Some(problem) = facts.problem {
-        ui.colored_label(ui.visuals().error_fg_color, problem);
+        ui.add(egui::Label::new(RichText::new(problem).color(ui.visuals().error_fg_color)).wrap());
     }
     ui.separator();
     let (count, complete) = facts.matches;
@@ -231,6 +301,9 @@ pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<
         false => format!("{}+ changes match so far…", thousands(count)),
     };
     ui.label(RichText::new(text).strong());
+    if let Some(facets) = facts.facets {
+        facets_ui(ui, form, facets, &mut apply_now);
+    }
     if form.settled(now) {
         apply_now = true;
     }
@@ -241,8 +314,214 @@ pub fn filters_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<
     apply_now
 }
 
-fn ui_enter(response: &egui::Response) -> bool {
-    response.ctx.input(|input| input.key_pressed(Key::Enter))
+const SEARCH_HELP: &str = "Terms combine with AND:\n\
+    customer_id:42 — a value of that column, exactly (before or after the change)\n\
+    orders.status:paid — the same, in one table\n\
+    id=42 or order_id=7,line=2 — a record's key, as the Key column shows it\n\
+    anything else — text a key or value contains\n\
+    Quote values with spaces (name:\"Ann Lee\"), and text with : or = (\"http://shop\").";
+
+fn tables_ui(ui: &mut egui::Ui, form: &mut FilterForm, facts: &FilterFacts<'_>, apply: &mut bool) {
+    ui.heading("Tables");
+    // With filters beyond table and operation, counts come from the facets of the filter.
+    let counted = match (form.narrows() || form.op.is_some(), facts.facets) {
+        (false, _) => Counted::Totals,
+        (true, Some(facets)) => Counted::Facets(facets),
+        (true, None) => Counted::Pending,
+    };
+    let count_text = |summary: Option<&TableSummary>| -> String {
+        match (&counted, summary) {
+            (Counted::Totals, Some(summary)) => thousands(summary.change_count.max(0) as u64),
+            (Counted::Totals, None) => thousands(
+                facts
+                    .tables
+                    .iter()
+                    .map(|table| table.change_count.max(0) as u64)
+                    .sum(),
+            ),
+            (Counted::Facets(facets), summary) => {
+                let count = match summary {
+                    Some(summary) => facets.tables.get(&summary.id).copied().unwrap_or(0),
+                    None => facets.tables.values().sum(),
+                };
+                match facets.complete {
+                    true => thousands(count),
+                    false => format!("{}+", thousands(count)),
+                }
+            }
+            (Counted::Pending, _) => "…".to_owned(),
+        }
+    };
+    egui::ScrollArea::vertical()
+        .id_salt("tables")
+        .max_height(220.0)
+        .show(ui, |ui| {
+            if ui
+                .selectable_label(
+                    form.table.is_none(),
+                    format!("All tables  {}", count_text(None)),
+                )
+                .clicked()
+            {
+                form.table = None;
+                form.table_id = None;
+                *apply = true;
+            }
+            for summary in facts.tables {
+                let selected = form.table.as_ref() == Some(&summary.table)
+                    && form.table_id.is_none_or(|id| id == summary.id);
+                let label = format!("{}  {}", summary.label(), count_text(Some(summary)));
+                ui.horizontal(|ui| {
+                    if ui.selectable_label(selected, label).clicked() {
+                        (form.table, form.table_id) = match selected {
+                            true => (None, None),
+                            false => (Some(summary.table.clone()), Some(summary.id)),
+                        };
+                        *apply = true;
+                    }
+                    if let Some(note) = summary.schema.identity_note() {
+                        let warning = RichText::new("partial")
+                            .small()
+                            .color(ui.visuals().warn_fg_color);
+                        ui.label(warning).on_hover_text(note);
+                    }
+                });
+            }
+        });
+    if matches!(counted, Counted::Facets(facets) if !facets.complete) {
+        ui.label(
+            RichText::new(format!(
+                "Counts of the newest {} matching changes",
+                thousands(facts.facets.map_or(0, |facets| facets.counted))
+            ))
+            .weak()
+            .small(),
+        );
+    }
+}
+
+/// Where the table list's counts come from.
+enum Counted<'a> {
+    /// The cache's totals: no filter beyond the table.
+    Totals,
+    Facets(&'a Facets),
+    /// The facets of the current filter are still being counted.
+    Pending,
+}
+
+/// The values picked from the facets, each with a button that removes it.
+fn picks_ui(ui: &mut egui::Ui, form: &mut FilterForm, apply: &mut bool) {
+    if form.picks.is_empty() {
+        return;
+    }
+    let mut removed = None;
+    ui.horizontal_wrapped(|ui| {
+        for (index, pick) in form.picks.iter().enumerate() {
+            let label = pick.label();
+            if ui
+                .button(format!("{label}  ×"))
+                .on_hover_text("Remove this filter")
+                .clicked()
+            {
+                removed = Some(index);
+            }
+        }
+    });
+    if let Some(index) = removed {
+        form.picks.remove(index);
+        *apply = true;
+    }
+}
+
+/// What the matching changes have in common; a click adds it to the filter.
+fn facets_ui(ui: &mut egui::Ui, form: &mut FilterForm, facets: &Facets, apply: &mut bool) {
+    let facet = |ui: &mut egui::Ui, label: String, count: u64, selected: bool| -> bool {
+        ui.horizontal(|ui| {
+            // Long values are cut to the panel (whole on hover) so they never widen it.
+            let count = thousands(count);
+            let reserve = 8.0 * count.len() as f32 + ui.spacing().item_spacing.x + 4.0;
+            let clicked = ui
+                .scope(|ui| {
+                    ui.set_max_width((ui.available_width() - reserve).max(40.0));
+                    let button =
+                        ui.add(egui::Button::selectable(selected, label.as_str()).truncate());
+                    let clicked = button.clicked();
+                    button.on_hover_text(label.trim());
+                    clicked
+                })
+                .inner;
+            ui.label(RichText::new(count).weak());
+            clicked
+        })
+        .inner
+    };
+    egui::CollapsingHeader::new("Operations")
+        .default_open(true)
+        .show(ui, |ui| {
+            for (op, count) in &facets.ops {
+                let selected = form.op == Some(*op);
+                if facet(ui, op.to_string(), *count, selected) {
+                    form.op = match selected {
+                        true => None,
+                        false => Some(*op),
+                    };
+                    *apply = true;
+                }
+            }
+        });
+    if !facets.context.is_empty() {
+        egui::CollapsingHeader::new("Who and where")
+            .default_open(true)
+            .show(ui, |ui| {
+                for (field, values) in &facets.context {
+                    ui.label(RichText::new(field).strong());
+                    for (value, count) in values {
+                        let pick = Pick::Context {
+                            field: field.clone(),
+                            value: value.clone(),
+                        };
+                        let selected = form.picks.contains(&pick);
+                        if facet(ui, format!("  {value}"), *count, selected) {
+                            toggle(&mut form.picks, pick);
+                            *apply = true;
+                        }
+                    }
+                }
+            });
+    }
+    if !facets.changed.is_empty() {
+        egui::CollapsingHeader::new("Changed columns")
+            .default_open(true)
+            .show(ui, |ui| {
+                for (column, count) in &facets.changed {
+                    let pick = Pick::Changed(column.clone());
+                    let selected = form.picks.contains(&pick);
+                    if facet(ui, column.clone(), *count, selected) {
+                        toggle(&mut form.picks, pick);
+                        *apply = true;
+                    }
+                }
+            });
+    }
+    if !facets.complete {
+        ui.label(
+            RichText::new(format!(
+                "Facets of the newest {} matching changes",
+                thousands(facets.counted)
+            ))
+            .weak()
+            .small(),
+        );
+    }
+}
+
+fn toggle(picks: &mut Vec<Pick>, pick: Pick) {
+    match picks.iter().position(|known| *known == pick) {
+        Some(index) => {
+            picks.remove(index);
+        }
+        None => picks.push(pick),
+    }
 }
 
 /// `1 change`, `2 changes`, `12,000 changes`.
@@ -270,6 +549,14 @@ pub fn thousands(value: u64) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
+    use crate::ui::Clock;
+
+    fn zone(utc: bool) -> Zone {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Clock::fixed(now, chrono::FixedOffset::east_opt(2 * 3600).unwrap()).zone(utc)
+    }
 
     #[test]
     fn numbers_get_separators() {
@@ -287,15 +574,69 @@ mod tests {
             context_field: "user".into(),
             context_value: " ann ".into(),
             search: "  ".into(),
+            picks: vec![
+                Pick::Context {
+                    field: "job".into(),
+                    value: "purge".into(),
+                },
+                Pick::Changed("price".into()),
+            ],
             ..FilterForm::default()
         };
-        let filter = form.to_filter().unwrap();
-        assert_eq!(filter.context, vec![("user".to_owned(), "ann".to_owned())]);
+        let filter = form.to_filter(zone(false)).unwrap();
+        assert_eq!(
+            filter.context_prefixes,
+            vec![("user".to_owned(), "ann".to_owned())]
+        );
+        assert_eq!(filter.context, vec![("job".to_owned(), "purge".to_owned())]);
+        assert_eq!(filter.changed, vec!["price".to_owned()]);
         assert_eq!(filter.search, None);
         let bad = FilterForm {
             since: "yesterday".into(),
             ..FilterForm::default()
         };
-        assert!(bad.to_filter().unwrap_err().starts_with("From: "));
+        assert!(
+            bad.to_filter(zone(false))
+                .unwrap_err()
+                .starts_with("From: ")
+        );
+        let bad = FilterForm {
+            search: "status:".into(),
+            ..FilterForm::default()
+        };
+        assert!(
+            bad.to_filter(zone(false))
+                .unwrap_err()
+                .starts_with("Search: ")
+        );
+    }
+
+    #[test]
+    fn typed_times_are_read_in_the_zone_shown_and_follow_a_switch() {
+        let mut form = FilterForm {
+            since: "12:50".into(),
+            until: "2h".into(),
+            ..FilterForm::default()
+        };
+        let utc = form.to_filter(zone(true)).unwrap().since.unwrap();
+        assert_eq!(utc.to_rfc3339(), "2026-11-26T12:50:00+00:00");
+        let local = form.to_filter(zone(false)).unwrap().since.unwrap();
+        assert_eq!(local.to_rfc3339(), "2026-11-26T10:50:00+00:00");
+        form.rezone(zone(true), zone(false));
+        assert_eq!(
+            form.since, "2026-11-26 14:50:00",
+            "the same moment, in local time"
+        );
+        assert_eq!(form.until, "2h", "relative times stay");
+        assert_eq!(form.to_filter(zone(false)).unwrap().since, Some(utc));
+    }
+
+    #[test]
+    fn search_terms_are_added_once() {
+        let mut form = FilterForm::default();
+        assert!(form.add_search_term("customer_id:42"));
+        assert!(!form.add_search_term("customer_id:42"));
+        assert!(form.add_search_term("name:\"Ann Lee\""));
+        assert_eq!(form.search, "customer_id:42 name:\"Ann Lee\"");
     }
 }

@@ -1,4 +1,5 @@
-//! Changes over time above the timeline: drag to choose a time range, click to jump to a moment.
+//! Changes over time above the timeline: drag to zoom into a time range (which also filters the
+//! timeline), Zoom out to go back, click to jump to a moment.
 //!
 //! Drawn by hand rather than with egui_plot: it needs a brush selection that becomes a filter and
 //! a click that becomes a jump, and nothing else a plot offers.
@@ -18,19 +19,29 @@ pub struct Histogram {
     pub span: Option<TimeSpan>,
     pub counts: Vec<u64>,
     drag_from: Option<f32>,
+    /// The ranges zoomed into, innermost last; none: the whole history.
+    pub zooms: Vec<TimeSpan>,
 }
 
 /// What the user did with the histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistogramAction {
+    /// A range was dragged: the histogram zoomed into it.
     SelectRange(DateTime<Utc>, DateTime<Utc>),
     JumpTo(DateTime<Utc>),
+    /// Back to the range zoomed into before (or the whole history).
+    ZoomOut,
 }
 
 /// How many bars to ask for.
 pub const BUCKETS: usize = 120;
 
 impl Histogram {
+    /// The span to count over: the innermost zoom, or the whole history.
+    pub fn view(&self, whole: Option<TimeSpan>) -> Option<TimeSpan> {
+        self.zooms.last().copied().or(whole)
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, zone: Zone) -> Option<HistogramAction> {
         let (rect, response) = ui.allocate_exact_size(
             Vec2::new(ui.available_width(), 72.0),
@@ -121,12 +132,25 @@ impl Histogram {
             )
         {
             if (end - start).abs() >= 4.0 {
-                return Some(HistogramAction::SelectRange(
-                    time_at(start.min(end)),
-                    time_at(start.max(end)),
-                ));
+                let (low, high) = (time_at(start.min(end)), time_at(start.max(end)));
+                self.zooms.push((low, high));
+                return Some(HistogramAction::SelectRange(low, high));
             }
             return Some(HistogramAction::JumpTo(time_at(end)));
+        }
+        if !self.zooms.is_empty() {
+            let button = Rect::from_min_size(
+                Pos2::new(rect.max.x - 90.0, rect.min.y + 4.0),
+                Vec2::new(84.0, 20.0),
+            );
+            if ui
+                .put(button, egui::Button::new("Zoom out").small())
+                .on_hover_text("Back to the range before this one")
+                .clicked()
+            {
+                self.zooms.pop();
+                return Some(HistogramAction::ZoomOut);
+            }
         }
         if response.clicked()
             && let Some(pointer) = response.interact_pointer_pos()

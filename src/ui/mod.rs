@@ -12,6 +12,7 @@ mod app;
 mod capture_task;
 mod connect;
 mod detail;
+mod fields;
 mod filters;
 mod histogram;
 mod restore;
@@ -50,6 +51,8 @@ pub enum Message {
     /// A script was saved (the notice to show) or not (why, and what to do).
     ScriptSaved(Result<String, String>),
     DemoReady(Result<Box<Demo>, String>),
+    /// The file dialog closed: the cache chosen, if any.
+    Picked(Option<PathBuf>),
 }
 
 /// Why capture stopped with an error.
@@ -89,7 +92,7 @@ pub fn run(options: AppOptions) -> Result<(), UiError> {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("rowtrail")
         .with_app_id(APP_ID)
-        .with_inner_size([1280.0, 800.0])
+        .with_inner_size([1440.0, 900.0])
         .with_min_inner_size([800.0, 500.0]);
     match eframe::icon_data::from_png_bytes(ICON) {
         Ok(icon) => viewport = viewport.with_icon(icon),

@@ -1,18 +1,24 @@
-//! The restore dialog: the generated script (highlighted), the later changes it may run into, and
-//! Copy, Save as .sql, and Run on source — which asks for confirmation first.
+//! The restore dialog: the generated script (highlighted), the later changes its guards will stop
+//! at (with a choice to undo them too), and Copy, Save as .sql, and Run on source — which asks for
+//! confirmation first.
 
 use std::path::PathBuf;
 
 use egui::{FontId, RichText};
 
 use crate::capture::conninfo::Password;
-use crate::restore::{Script, later_note};
+use crate::model::LoggedChange;
+use crate::restore::Script;
 
 use super::sql_highlight::{Palette, highlight};
+use super::time_text::{Zone, clock};
+use super::worker::ScriptRequest;
 
 /// The dialog's state.
 #[derive(Debug)]
 pub struct RestoreDialog {
+    /// What the script is for (asked again when Include later changes is switched).
+    pub request: ScriptRequest,
     pub script: ScriptState,
     pub save_path: String,
     pub run: RunForm,
@@ -46,12 +52,15 @@ pub enum RestoreAction {
         password: Password,
         sql: String,
     },
+    /// Write the script again, undoing the later changes too (or not).
+    IncludeLater(bool),
     Close,
 }
 
 impl RestoreDialog {
-    pub fn new(source_hint: String, save_path: String) -> Self {
+    pub fn new(request: ScriptRequest, source_hint: String, save_path: String) -> Self {
         Self {
+            request,
             script: ScriptState::Writing,
             save_path,
             run: RunForm {
@@ -63,7 +72,31 @@ impl RestoreDialog {
     }
 }
 
-pub fn restore_ui(ctx: &egui::Context, dialog: &mut RestoreDialog) -> Option<RestoreAction> {
+/// A later change as people read it: `14:02:07 update of orders id=7 by user=ann: status, total`.
+fn later_text(change: &LoggedChange, zone: Zone) -> String {
+    let mut text = format!(
+        "{}  {} of {} {}",
+        clock(change.tx.committed_at, zone),
+        change.change.op,
+        change.table.short(),
+        change.key_text()
+    );
+    let who = change.context_text();
+    if !who.is_empty() {
+        text.push_str(&format!(" by {who}"));
+    }
+    let changed = change.changed_text();
+    if change.change.op == crate::model::Op::Update && !changed.is_empty() {
+        text.push_str(&format!(": {changed}"));
+    }
+    text
+}
+
+pub fn restore_ui(
+    ctx: &egui::Context,
+    dialog: &mut RestoreDialog,
+    zone: Zone,
+) -> Option<RestoreAction> {
     let mut action = None;
     let modal = egui::Modal::new(egui::Id::unique("restore-dialog")).show(ctx, |ui| {
         ui.set_width(ctx.content_rect().width().min(980.0) - 80.0);
@@ -88,16 +121,8 @@ pub fn restore_ui(ctx: &egui::Context, dialog: &mut RestoreDialog) -> Option<Res
             }
             ScriptState::Ready(script) => script.clone(),
         };
-        ui.heading(&script.title);
-        if !script.later.is_empty() {
-            ui.colored_label(
-                ui.visuals().warn_fg_color,
-                "The cache knows later changes to the same rows:",
-            );
-            for later in &script.later {
-                ui.label(RichText::new(later_note(later)).small());
-            }
-        }
+        ui.add(egui::Label::new(RichText::new(&script.title).heading()).wrap());
+        later_ui(ui, dialog, &script, zone, &mut action);
         let palette = Palette::for_visuals(ui.visuals());
         let mut layouter = |ui: &egui::Ui, text: &dyn egui::TextBuffer, wrap_width: f32| {
             let mut job = highlight(text.as_str(), palette, FontId::monospace(12.0));
@@ -106,7 +131,10 @@ pub fn restore_ui(ctx: &egui::Context, dialog: &mut RestoreDialog) -> Option<Res
         };
         let mut shown = script.sql.as_str();
         egui::ScrollArea::vertical()
-            .max_height(ctx.content_rect().height() * 0.5)
+            .max_height(
+                (ctx.content_rect().height() - 480.0)
+                    .clamp(120.0, ctx.content_rect().height() * 0.5),
+            )
             .show(ui, |ui| {
                 let label = ui.label(RichText::new("Restore script").weak());
                 ui.add(
@@ -145,6 +173,80 @@ pub fn restore_ui(ctx: &egui::Context, dialog: &mut RestoreDialog) -> Option<Res
         action = Some(RestoreAction::Close);
     }
     action
+}
+
+/// The later changes to the same rows: those the guards will stop at, in readable text, and the
+/// choice to undo them too.
+fn later_ui(
+    ui: &mut egui::Ui,
+    dialog: &RestoreDialog,
+    script: &Script,
+    zone: Zone,
+    action: &mut Option<RestoreAction>,
+) {
+    let ScriptRequest::Undo { cascade, .. } = &dialog.request else {
+        return;
+    };
+    let undone_later = script.undone.len();
+    if script.later.is_empty() && !cascade {
+        return;
+    }
+    let mut include = *cascade;
+    if ui
+        .checkbox(&mut include, "Include later changes")
+        .on_hover_text("Undo the later changes to the same rows too, so the rows go back to how they were before the change")
+        .changed()
+    {
+        *action = Some(RestoreAction::IncludeLater(include));
+    }
+    if *cascade {
+        ui.label(format!(
+            "The script undoes {} in all, the later ones included.",
+            super::filters::changes_text(undone_later as u64)
+        ));
+        return;
+    }
+    let stopping: Vec<&LoggedChange> = script.stopping_changes().collect();
+    let kept = script.later.len() - stopping.len();
+    if !stopping.is_empty() {
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!(
+                    "The guard will stop this script: {} changed the rows after the cache's version. Include them, or undo them first.",
+                    match stopping.len() {
+                        1 => "a later change".to_owned(),
+                        count => format!("{count} later changes"),
+                    }
+                ))
+                .color(ui.visuals().warn_fg_color),
+            )
+            .wrap(),
+        );
+        egui::ScrollArea::vertical()
+            .id_salt("stopping")
+            .max_height(120.0)
+            .show(ui, |ui| {
+                for change in stopping {
+                    ui.add(egui::Label::new(format!("• {}", later_text(change, zone))).wrap());
+                }
+            });
+    }
+    if kept > 0 {
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!(
+                    "{} to the same rows changed nothing this script checks; the script keeps {}.",
+                    match kept {
+                        1 => "A later change".to_owned(),
+                        count => format!("{count} later changes"),
+                    },
+                    if kept == 1 { "it" } else { "them" }
+                ))
+                .weak(),
+            )
+            .wrap(),
+        );
+    }
 }
 
 fn run_ui(ui: &mut egui::Ui, run: &mut RunForm, sql: &str, action: &mut Option<RestoreAction>) {

@@ -136,6 +136,90 @@ pub enum StatusAction {
     ToggleUtc,
 }
 
+/// The source, what capture is doing, and what it retains.
+fn state_ui(
+    ui: &mut egui::Ui,
+    source: &str,
+    status: &CaptureStatus,
+    zone: Zone,
+) -> Option<StatusAction> {
+    let mut action = None;
+    ui.label(RichText::new(source).strong());
+    ui.separator();
+    let warn = ui.visuals().warn_fg_color;
+    let error = ui.visuals().error_fg_color;
+    match &status.state {
+        CaptureState::Offline => {
+            ui.label("not capturing: showing the cache as it is");
+        }
+        CaptureState::Starting => {
+            ui.spinner();
+            ui.label("connecting…");
+        }
+        CaptureState::Snapshotting {
+            table,
+            rows,
+            estimated,
+        } => {
+            ui.spinner();
+            let percent = (*rows as f64 / (*estimated).max(1) as f64 * 100.0).min(100.0);
+            ui.label(format!("snapshotting {table}: {percent:.0}%"));
+        }
+        CaptureState::Streaming => {
+            ui.label(
+                RichText::new("streaming")
+                    .strong()
+                    .color(egui::Color32::from_rgb(0x3a, 0x9a, 0x4a)),
+            );
+            ui.label(format!("lag {:.1} s", status.lag_seconds(zone.now)));
+            ui.label(format!("{:.0} changes/s", status.rate));
+        }
+        CaptureState::Reconnecting {
+            attempt,
+            error: reason,
+        } => {
+            ui.spinner();
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!("reconnecting (attempt {attempt}): {reason}"))
+                        .color(warn),
+                )
+                .wrap(),
+            );
+        }
+        CaptureState::Stopped { error: None } => {
+            ui.label("capture stopped");
+        }
+        CaptureState::Stopped {
+            error: Some(reason),
+        } => {
+            if status.history_gap {
+                if ui
+                    .button("Start a new baseline")
+                    .on_hover_text("Capture goes on into this cache with a new baseline; its history says what is missing, from where it ended until now.")
+                    .clicked()
+                {
+                    action = Some(StatusAction::NewBaseline);
+                }
+            } else if ui.button("Retry").clicked() {
+                action = Some(StatusAction::Retry);
+            }
+            ui.add(
+                egui::Label::new(RichText::new(format!("capture stopped: {reason}")).color(error))
+                    .wrap(),
+            );
+        }
+    }
+    if let Some(bytes) = status.retained_wal_bytes {
+        let text = format!("slot retains {} of WAL", human_bytes(bytes));
+        match bytes > RETAINED_WARNING {
+            true => ui.colored_label(warn, format!("warning: {text}")),
+            false => ui.label(text),
+        };
+    }
+    action
+}
+
 /// Draws the bar.
 pub fn status_ui(
     ui: &mut egui::Ui,
@@ -145,90 +229,34 @@ pub fn status_ui(
 ) -> Option<StatusAction> {
     let utc = zone.utc;
     let mut action = None;
-    ui.horizontal(|ui| {
-        ui.label(RichText::new(source).strong());
-        ui.separator();
-        let warn = ui.visuals().warn_fg_color;
-        let error = ui.visuals().error_fg_color;
-        match &status.state {
-            CaptureState::Offline => {
-                ui.label("not capturing: showing the cache as it is");
-            }
-            CaptureState::Starting => {
-                ui.spinner();
-                ui.label("connecting…");
-            }
-            CaptureState::Snapshotting {
-                table,
-                rows,
-                estimated,
-            } => {
-                ui.spinner();
-                let percent = (*rows as f64 / (*estimated).max(1) as f64 * 100.0).min(100.0);
-                ui.label(format!("snapshotting {table}: {percent:.0}%"));
-            }
-            CaptureState::Streaming => {
-                ui.label(
-                    RichText::new("streaming")
-                        .strong()
-                        .color(egui::Color32::from_rgb(0x3a, 0x9a, 0x4a)),
-                );
-                ui.label(format!("lag {:.1} s", status.lag_seconds(zone.now)));
-                ui.label(format!("{:.0} changes/s", status.rate));
-            }
-            CaptureState::Reconnecting {
-                attempt,
-                error: reason,
-            } => {
-                ui.spinner();
-                ui.colored_label(warn, format!("reconnecting (attempt {attempt}): {reason}"));
-            }
-            CaptureState::Stopped { error: None } => {
-                ui.label("capture stopped");
-            }
-            CaptureState::Stopped {
-                error: Some(reason),
-            } => {
-                if status.history_gap {
-                    if ui
-                        .button("Start a new baseline")
-                        .on_hover_text("Capture goes on into this cache with a new baseline; its history says what is missing, from where it ended until now.")
-                        .clicked()
-                    {
-                        action = Some(StatusAction::NewBaseline);
-                    }
-                } else if ui.button("Retry").clicked() {
-                    action = Some(StatusAction::Retry);
+    // The switches on the right first, so what is on the left wraps in the room that is left
+    // instead of running over them.
+    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+        if ui
+            .selectable_label(utc, "UTC")
+            .on_hover_text("Show times in UTC")
+            .clicked()
+        {
+            action = Some(StatusAction::ToggleUtc);
+        }
+        let capturing = matches!(
+            status.state,
+            CaptureState::Starting
+                | CaptureState::Snapshotting { .. }
+                | CaptureState::Streaming
+                | CaptureState::Reconnecting { .. }
+        );
+        if capturing && ui.button("Stop capture").clicked() {
+            action = Some(StatusAction::StopCapture);
+        }
+        ui.with_layout(
+            egui::Layout::left_to_right(egui::Align::Center).with_main_wrap(true),
+            |ui| {
+                if let Some(chosen) = state_ui(ui, source, status, zone) {
+                    action = Some(chosen);
                 }
-                ui.colored_label(error, format!("capture stopped: {reason}"));
-            }
-        }
-        if let Some(bytes) = status.retained_wal_bytes {
-            let text = format!("slot retains {} of WAL", human_bytes(bytes));
-            match bytes > RETAINED_WARNING {
-                true => ui.colored_label(warn, format!("warning: {text}")),
-                false => ui.label(text),
-            };
-        }
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            if ui
-                .selectable_label(utc, "UTC")
-                .on_hover_text("Show times in UTC")
-                .clicked()
-            {
-                action = Some(StatusAction::ToggleUtc);
-            }
-            let capturing = matches!(
-                status.state,
-                CaptureState::Starting
-                    | CaptureState::Snapshotting { .. }
-                    | CaptureState::Streaming
-                    | CaptureState::Reconnecting { .. }
-            );
-            if capturing && ui.button("Stop capture").clicked() {
-                action = Some(StatusAction::StopCapture);
-            }
-        });
+            },
+        );
     });
     action
 }

@@ -85,6 +85,37 @@ pub fn precise(time: DateTime<Utc>, zone: Zone) -> String {
     }
 }
 
+/// A moment as someone would type it in the zone times are shown in (`2026-11-23 14:35:01`):
+/// what the app writes into time fields, read back the same way.
+pub fn typed(time: DateTime<Utc>, zone: Zone) -> String {
+    match (zone.utc, zone.local) {
+        (true, _) => time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        (false, Some(offset)) => time
+            .with_timezone(&offset)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        (false, None) => time
+            .with_timezone(&Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+    }
+}
+
+/// What a typed time was understood as: `= 2026-11-23 12:50:00 UTC`, or with the local offset.
+pub fn understood(time: DateTime<Utc>, zone: Zone) -> String {
+    match (zone.utc, zone.local) {
+        (true, _) => format!("= {} UTC", time.format("%Y-%m-%d %H:%M:%S")),
+        (false, Some(offset)) => format!(
+            "= {}",
+            time.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S %:z")
+        ),
+        (false, None) => format!(
+            "= {}",
+            time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %:z")
+        ),
+    }
+}
+
 /// How long ago, roughly: `just now`, `42 s ago`, `3 min ago`, `5 h ago`, `2 days ago`.
 pub fn ago(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let seconds = (now - time).num_seconds();
@@ -126,5 +157,15 @@ mod tests {
         assert_eq!(local.parse("2026-11-23 14:00").unwrap(), now);
         assert_eq!(zone.parse("2026-11-23 12:00").unwrap(), now);
         assert_eq!(local.parse("1h").unwrap(), now - chrono::Duration::hours(1));
+        assert_eq!(
+            local.parse("14:00").unwrap(),
+            now,
+            "a time of day, today, in local time"
+        );
+        assert_eq!(zone.parse("12:00").unwrap(), now, "and in UTC with UTC on");
+        assert_eq!(understood(now, zone), "= 2026-11-23 12:00:00 UTC");
+        assert_eq!(understood(now, local), "= 2026-11-23 14:00:00 +02:00");
+        assert_eq!(local.parse(&typed(now, local)).unwrap(), now);
+        assert_eq!(zone.parse(&typed(now, zone)).unwrap(), now);
     }
 }

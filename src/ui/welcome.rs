@@ -14,6 +14,8 @@ pub struct Welcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WelcomeAction {
     Open(PathBuf),
+    /// Choose a cache file in the desktop's file dialog.
+    Browse,
     Connect,
     Demo,
 }
@@ -56,9 +58,12 @@ pub fn welcome_ui(
             let label = ui.label("Cache file to open");
             let field = ui.add(egui::TextEdit::singleline(&mut welcome.path).desired_width(360.0).hint_text("/path/to/shop.rowtrail"));
             let field = field.labelled_by(label.id);
-            let entered = field.lost_focus() && ui.input(|input| input.key_pressed(egui::Key::Enter));
+            let entered = super::fields::submitted(ui, &field);
             if (ui.button("Open").clicked() || entered) && !welcome.path.trim().is_empty() {
                 action = Some(WelcomeAction::Open(PathBuf::from(welcome.path.trim())));
+            }
+            if ui.button("Browse…").on_hover_text("Choose a cache file").clicked() {
+                action = Some(WelcomeAction::Browse);
             }
         });
         if !recent.is_empty() {

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use crate::history::{Image, Moment};
 use crate::model::{ChangeId, LoggedChange};
 use crate::restore::{Script, UndoTarget, restore_script, undo_script};
-use crate::store::{Cache, LogFilter, SourceIdentity, TableSummary, TimeSpan};
+use crate::store::{Cache, Facets, LogFilter, SourceIdentity, TableSummary, TimeSpan};
 
 use super::Message;
 
@@ -56,6 +56,20 @@ pub enum Request {
     Script(ScriptRequest),
     /// The newest change at or before a time (for jumping in the timeline).
     Locate(chrono::DateTime<chrono::Utc>),
+    /// Where a transaction's matching rows are in a timeline's index, to fold them.
+    Fold {
+        generation: u64,
+        filter: LogFilter,
+        tx_id: i64,
+        /// The newest id the index covers, and its anchors (every `STRIDE`th id, newest first).
+        top: ChangeId,
+        anchors: Arc<Vec<ChangeId>>,
+    },
+    /// What the changes matching a filter have in common.
+    Facets {
+        generation: u64,
+        filter: LogFilter,
+    },
 }
 
 /// Where fetched rows belong in the timeline.
@@ -133,6 +147,19 @@ pub enum Reply {
     },
     Script(Result<Script, String>),
     Located(ChangeId),
+    /// A transaction's newest matching change, how many match, and the newest's rank in the
+    /// index (`None` when it is newer than the index).
+    Fold {
+        generation: u64,
+        tx_id: i64,
+        newest: ChangeId,
+        count: u64,
+        index_rank: Option<u64>,
+    },
+    Facets {
+        generation: u64,
+        facets: Facets,
+    },
     /// Something failed; the app shows the message in its banner.
     Failed(String),
 }
@@ -232,8 +259,9 @@ impl Workers {
     /// Sends a request to the thread it belongs to without ever waiting: a request that finds its
     /// reader's queue full waits in the outbox and goes with a later frame ([`Workers::flush`]).
     pub fn send(&self, request: Request) {
-        if let Request::BuildIndex { generation, .. } | Request::Histogram { generation, .. } =
-            &request
+        if let Request::BuildIndex { generation, .. }
+        | Request::Histogram { generation, .. }
+        | Request::Facets { generation, .. } = &request
         {
             self.generation.fetch_max(*generation, Ordering::SeqCst);
         }
@@ -246,7 +274,7 @@ impl Workers {
         let sent = self.waiting.borrow_mut().flush(|request| {
             let lane = match &request {
                 Request::BuildIndex { .. } => &self.index,
-                Request::Histogram { .. } => &self.histogram,
+                Request::Histogram { .. } | Request::Facets { .. } => &self.histogram,
                 _ => &self.quick,
             };
             Delivery::of(lane.try_send(request))
@@ -382,7 +410,7 @@ fn answer(
             let Some(change) = cache.change(id).map_err(text)? else {
                 return Err(format!("change {id} is not in this cache"));
             };
-            let transaction = cache.transaction(change.tx.id, 200).map_err(text)?;
+            let transaction = cache.transaction(change.tx.id, Some(200)).map_err(text)?;
             let history = match change.schema.has_key()
                 && !matches!(
                     change.change.op,
@@ -415,6 +443,44 @@ fn answer(
         Request::Script(request) => {
             Reply::Script(script(cache, &request).map_err(|error| error.to_string()))
         }
+        Request::Fold {
+            generation,
+            filter,
+            tx_id,
+            top,
+            anchors,
+        } => {
+            // A transaction with no matching change has nothing to fold (count 0).
+            let (newest, count) = cache
+                .transaction_span(&filter, tx_id)
+                .map_err(text)?
+                .unwrap_or((ChangeId(0), 0));
+            let index_rank = match count > 0 && newest <= top {
+                true => Some(index_rank(cache, &filter, newest, &anchors).map_err(text)?),
+                false => None,
+            };
+            Reply::Fold {
+                generation,
+                tx_id,
+                newest,
+                count,
+                index_rank,
+            }
+        }
+        Request::Facets {
+            generation: wanted,
+            filter,
+        } => {
+            let current = || generation.load(Ordering::Relaxed) == wanted;
+            let facets = cache.facets(&filter, FACET_ROWS, current).map_err(text)?;
+            if !current() {
+                return Ok(None);
+            }
+            Reply::Facets {
+                generation: wanted,
+                facets,
+            }
+        }
         Request::Locate(time) => match cache.resolve_moment(Moment::Time(time)) {
             Ok(id) => Reply::Located(id),
             // Before the history starts: the oldest change.
@@ -435,6 +501,28 @@ fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::resto
             restore_script(cache, &record, Moment::AfterChange(*id), true)
         }
     }
+}
+
+/// How many of the newest matching changes the facets count.
+pub const FACET_ROWS: u64 = 200_000;
+
+/// The rank of a matching change in an index: the anchor at or above it, plus the matching
+/// changes between them.
+fn index_rank(
+    cache: &Cache,
+    filter: &LogFilter,
+    id: ChangeId,
+    anchors: &[ChangeId],
+) -> Result<u64, crate::store::StoreError> {
+    let above = anchors.partition_point(|anchor| *anchor > id);
+    if anchors.get(above) == Some(&id) {
+        return Ok(above as u64 * STRIDE);
+    }
+    let Some(anchor) = above.checked_sub(1).and_then(|index| anchors.get(index)) else {
+        return Ok(0);
+    };
+    let between = cache.count_between(filter, id, *anchor)?;
+    Ok((above as u64 - 1) * STRIDE + between)
 }
 
 /// Scans the ids matching `filter`, newest first, keeping every `STRIDE`th as an anchor, and

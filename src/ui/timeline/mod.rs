@@ -1,26 +1,32 @@
 //! The timeline: a virtual list of changes, newest first, that stays smooth over tens of millions
-//! of rows.
+//! of rows. This file is its model, plain data with unit tests; `view` draws it.
 //!
-//! egui's `ScrollArea` keeps offsets in `f32` and loses rows past about a million, so the list is
-//! drawn by hand and keeps its position as a row index (`u64`). A rank is turned into a change id
-//! through a sparse index built in the background: every 256th matching id, newest first. Any
-//! visible row is then at most 255 rows past a known id, and a page costs one short keyset query.
-//! Changes that arrive while the app runs are kept apart as the *head* (ids newer than the index),
-//! so the index stays valid and the rows on screen stay put.
+//! egui's `ScrollArea` keeps offsets in `f32` and loses rows past about a million, so the list
+//! keeps its position as a row index (`u64`) and draws only the rows in view. A rank is turned into
+//! a change id through a sparse index built in the background: every 256th matching id, newest
+//! first. Any visible row is then at most 255 rows past a known id, and a page costs one short
+//! keyset query. Changes that arrive while the app runs are kept apart as the *head* (ids newer
+//! than the index), so the index stays valid and the rows on screen stay put. Transactions can be
+//! folded to one row (`folds`).
+//!
+//! The model never talks to the readers itself: what it needs is queued as `Request`s, which the
+//! app sends after the frame ([`Timeline::take_requests`]).
+
+mod folds;
+mod view;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use egui::{Align2, Color32, FontId, Key, Pos2, Rect, Role, Sense, Stroke, Vec2, WidgetInfo};
 
 use crate::model::{ChangeId, LoggedChange, Op, Xid};
 use crate::store::LogFilter;
 
-use super::time_text::{Zone, clock};
-use super::worker::{Request, RowSlot, STRIDE, Workers};
+use super::worker::{Request, RowSlot, STRIDE};
 
-/// The key under which the list's screen rectangle is kept in egui's temporary data.
-pub const LIST_RECT: &str = "rowtrail.timeline.rect";
+use folds::Folds;
+pub use view::{Highlight, LIST_RECT, timeline_ui};
 
 /// Rows fetched at a time.
 pub const PAGE: u64 = 64;
@@ -59,7 +65,7 @@ impl From<&LoggedChange> for Row {
     }
 }
 
-/// The list's model: the filter, the rank index, loaded rows and the view position.
+/// The list's model: the filter, the rank index, loaded rows, folds and the view position.
 #[derive(Debug)]
 pub struct Timeline {
     pub filter: LogFilter,
@@ -78,11 +84,13 @@ pub struct Timeline {
     /// New changes were stored while the head could not be read (no index yet, or a read of it
     /// under way): read it as soon as it can be.
     head_wanted: bool,
-    /// The rank shown at the top of the list.
+    /// The rank shown at the top of the list (always a shown row, never one hidden in a fold).
     pub first: u64,
     wheel_rest: f32,
-    /// The keyboard cursor.
+    /// The keyboard cursor (a rank).
     pub cursor: Option<u64>,
+    /// The cursor moved to a row not loaded yet: open it once it is.
+    follow_cursor: bool,
     /// The change shown in the detail panel.
     pub opened: Option<ChangeId>,
     /// Shade rows by transaction and show the transaction column.
@@ -95,6 +103,13 @@ pub struct Timeline {
     /// Rows that arrived above the view while held at the top; the view returns to the top when
     /// the hold ends, unless the user scrolled meanwhile.
     held_shift: u64,
+    folds: Folds,
+    /// Transactions to fold once the index can place them.
+    to_fold: Vec<i64>,
+    /// The Key column has been sized to the keys shown (once, when the first rows arrive).
+    key_fitted: bool,
+    /// What to ask the readers, sent by the app after the frame.
+    outgoing: Vec<Request>,
 }
 
 /// How many pages of rows the list keeps (64 rows each): enough for many screens around the view,
@@ -107,7 +122,21 @@ const HOLD_SECONDS: f32 = 1.5;
 /// What the user did in the list this frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimelineAction {
+    /// Show this change in the detail panel.
     Open(ChangeId),
+    /// Enter: move the keyboard into the detail panel.
+    FocusDetail,
+}
+
+/// A keyboard move of the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    Down,
+    Up,
+    PageDown,
+    PageUp,
+    Home,
+    End,
 }
 
 impl Timeline {
@@ -128,17 +157,44 @@ impl Timeline {
             first: 0,
             wheel_rest: 0.0,
             cursor: None,
+            follow_cursor: false,
             opened: None,
             grouped: false,
             jump_to: None,
             held: false,
             held_shift: 0,
+            folds: Folds::default(),
+            to_fold: Vec::new(),
+            key_fitted: false,
+            outgoing: Vec::new(),
         }
+    }
+
+    /// A timeline for a new filter that keeps what the user chose in this one: grouping, the
+    /// opened change and the folded transactions.
+    pub fn refiltered(&self, filter: LogFilter, generation: u64) -> Self {
+        let mut next = Self::new(filter, generation);
+        next.grouped = self.grouped;
+        next.opened = self.opened;
+        next.to_fold = self.folds.tx_ids();
+        next.to_fold.extend(&self.to_fold);
+        next.key_fitted = self.key_fitted;
+        next
+    }
+
+    /// What to ask the readers, in order; the app sends it after the frame.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.outgoing)
     }
 
     /// Rows known so far (all of them once the index is complete).
     pub fn total(&self) -> u64 {
         self.head.len() as u64 + self.scanned
+    }
+
+    /// Rows shown: those known, less the ones folded away.
+    pub fn shown_total(&self) -> u64 {
+        self.total().saturating_sub(self.folds.hidden())
     }
 
     pub fn is_complete(&self) -> bool {
@@ -163,6 +219,11 @@ impl Timeline {
         }
         self.scanned = scanned;
         self.complete = complete;
+        if complete {
+            for tx_id in std::mem::take(&mut self.to_fold) {
+                self.ask_fold(tx_id);
+            }
+        }
     }
 
     /// Takes fetched rows.
@@ -185,9 +246,13 @@ impl Timeline {
             let found = (self.first..self.first + PAGE * 2)
                 .find(|&rank| self.row(rank).is_some_and(|row| row.id <= target));
             if let Some(rank) = found {
+                let rank = self.folds.shown(rank);
                 self.cursor = Some(rank);
-                self.first = rank.saturating_sub(3);
+                self.first = self
+                    .folds
+                    .rank_of_shown(self.folds.shown_index(rank).saturating_sub(3));
                 self.jump_to = None;
+                self.follow_cursor = true;
             }
         }
     }
@@ -206,7 +271,8 @@ impl Timeline {
     }
 
     /// Takes the ids that arrived since the index was built. Keeps the rows in view where they
-    /// are, unless the view is at the very top, which then shows the newest.
+    /// are, unless the view is at the very top, which then shows the newest. Returns true when the
+    /// head has grown so large that the index should be built again.
     pub fn apply_head(&mut self, ids: Vec<ChangeId>) -> bool {
         self.head_pending = false;
         let grown = ids.len().saturating_sub(self.head.len()) as u64;
@@ -223,13 +289,14 @@ impl Timeline {
         if let Some(cursor) = self.cursor.as_mut() {
             *cursor += grown;
         }
+        self.folds.shift(grown);
         self.head = ids;
         self.head.len() > HEAD_LIMIT
     }
 
     /// Holds the rows still while the user aims at one; when the hold ends, returns to the top if
     /// the view only moved because changes arrived.
-    fn hold(&mut self, aiming: bool) {
+    pub fn hold(&mut self, aiming: bool) {
         if !aiming && self.held_shift > 0 {
             if self.first == self.held_shift {
                 self.first = 0;
@@ -241,14 +308,14 @@ impl Timeline {
 
     /// Asks for the rows that arrived since the index was built. While the index is still being
     /// built, or a read of the head is under way, the request waits for it: it is never lost.
-    pub fn refresh_head(&mut self, workers: &Workers) {
+    pub fn refresh_head(&mut self) {
         if self.head_pending || (self.anchors.is_empty() && !self.complete) {
             self.head_wanted = true;
             return;
         }
         self.head_wanted = false;
         self.head_pending = true;
-        workers.send(Request::Head {
+        self.outgoing.push(Request::Head {
             generation: self.generation,
             filter: self.filter.clone(),
             above: self.top,
@@ -256,9 +323,9 @@ impl Timeline {
     }
 
     /// Reads the head now if changes arrived while it could not be read.
-    pub fn refresh_head_if_wanted(&mut self, workers: &Workers) {
+    pub fn refresh_head_if_wanted(&mut self) {
         if self.head_wanted {
-            self.refresh_head(workers);
+            self.refresh_head();
         }
     }
 
@@ -277,8 +344,16 @@ impl Timeline {
             .and_then(|page| page.get((index_rank % PAGE) as usize))
     }
 
+    /// The ranks of up to `count` shown rows from `first` on.
+    pub fn shown_ranks(&self, count: u64) -> Vec<u64> {
+        let start = self.folds.shown_index(self.first);
+        (start..(start + count).min(self.shown_total()))
+            .map(|index| self.folds.rank_of_shown(index))
+            .collect()
+    }
+
     /// Requests the rows of `ranks` that are not loaded or asked for yet.
-    pub fn request_rows(&mut self, ranks: std::ops::Range<u64>, workers: &Workers) {
+    pub fn request_rows(&mut self, ranks: std::ops::Range<u64>) {
         let head = self.head.len() as u64;
         let missing_head: Vec<ChangeId> = (ranks.start..ranks.end.min(head))
             .filter_map(|rank| self.head.get(rank as usize).copied())
@@ -288,7 +363,7 @@ impl Timeline {
             && !self.requested.contains(&(RowSlot::Head, 0))
         {
             self.requested.insert((RowSlot::Head, 0));
-            workers.send(Request::Page {
+            self.outgoing.push(Request::Page {
                 generation: self.generation,
                 filter: self.filter.clone(),
                 top: *first,
@@ -311,7 +386,7 @@ impl Timeline {
                 continue;
             };
             self.requested.insert((RowSlot::Page(page), page));
-            workers.send(Request::Page {
+            self.outgoing.push(Request::Page {
                 generation: self.generation,
                 filter: self.filter.clone(),
                 top: *anchor,
@@ -322,12 +397,22 @@ impl Timeline {
         }
     }
 
+    /// Requests the rows of the view: `visible` shown rows from `first`, and a page beyond.
+    pub fn request_view(&mut self, visible: u64) {
+        let ranks = self.shown_ranks(visible);
+        let (Some(&start), Some(&last)) = (ranks.first(), ranks.last()) else {
+            return;
+        };
+        self.request_rows(start..(last + 1 + PAGE).min(self.total()));
+    }
+
     /// Moves the view to the newest row at or before `target` (the row itself arrives with its page).
     pub fn jump_to(&mut self, target: ChangeId) {
         let head = self.head.len() as u64;
         if let Some(position) = self.head.iter().position(|id| *id <= target) {
-            self.first = position as u64;
-            self.cursor = Some(position as u64);
+            let rank = self.folds.shown(position as u64);
+            self.first = rank;
+            self.cursor = Some(rank);
             return;
         }
         // Anchors are newest first: the last one at or above the target starts its stride.
@@ -335,11 +420,11 @@ impl Timeline {
             .anchors
             .partition_point(|anchor| *anchor > target)
             .saturating_sub(1);
-        self.first = head + stride as u64 * STRIDE;
+        self.first = self.folds.shown(head + stride as u64 * STRIDE);
         self.jump_to = Some(target);
     }
 
-    fn rank_of(&self, id: ChangeId) -> Option<u64> {
+    pub fn rank_of(&self, id: ChangeId) -> Option<u64> {
         let head = self.head.len() as u64;
         if let Some(position) = self.head.iter().position(|head_id| *head_id == id) {
             return Some(position as u64);
@@ -351,338 +436,136 @@ impl Timeline {
         })
     }
 
-    /// Draws the list and handles scrolling, selection and the keyboard.
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        workers: &Workers,
-        zone: Zone,
-    ) -> Option<TimelineAction> {
-        let font = FontId::proportional(13.0);
-        let row_height = ui.fonts_mut(|fonts| fonts.row_height(&font)) + 6.0;
-        let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::hover());
-        // Where the list is, for headless drivers (the GUI benchmark) that scroll it.
-        ui.ctx()
-            .data_mut(|data| data.insert_temp(egui::Id::unique(LIST_RECT), rect));
-        let bar_width = 12.0;
-        let list = Rect::from_min_max(rect.min, Pos2::new(rect.max.x - bar_width, rect.max.y));
-        let header = Rect::from_min_size(list.min, Vec2::new(list.width(), row_height));
-        let body = Rect::from_min_max(Pos2::new(list.min.x, header.max.y), list.max);
-        let visible = ((body.height() / row_height).floor() as u64).max(1);
-        let total = self.total();
-        let last_first = total.saturating_sub(visible);
-        let mut action = None;
-        let aiming = response.hovered()
-            && ui.input(|input| input.pointer.time_since_last_movement()) < HOLD_SECONDS;
-        self.hold(aiming);
-
-        if response.hovered() {
-            let scroll = ui.input(|input| input.smooth_scroll_delta.y);
-            self.wheel_rest -= scroll / row_height;
-            let whole = self.wheel_rest.trunc();
-            self.wheel_rest -= whole;
-            self.first = (self.first as i64 + whole as i64).clamp(0, last_first as i64) as u64;
-        }
-        let typing = ui.ctx().memory(|memory| memory.focused().is_some());
-        if !typing && total > 0 {
-            let (down, up, page_down, page_up, home, end, enter) = ui.input(|input| {
-                (
-                    input.key_pressed(Key::ArrowDown),
-                    input.key_pressed(Key::ArrowUp),
-                    input.key_pressed(Key::PageDown),
-                    input.key_pressed(Key::PageUp),
-                    input.key_pressed(Key::Home),
-                    input.key_pressed(Key::End),
-                    input.key_pressed(Key::Enter),
-                )
-            });
-            let cursor = self.cursor.unwrap_or(self.first);
-            let moved = match (down, up, page_down, page_up, home, end) {
-                (true, ..) => Some((cursor + 1).min(total - 1)),
-                (_, true, ..) => Some(cursor.saturating_sub(1)),
-                (_, _, true, ..) => Some((cursor + visible).min(total - 1)),
-                (_, _, _, true, ..) => Some(cursor.saturating_sub(visible)),
-                (_, _, _, _, true, _) => Some(0),
-                (_, _, _, _, _, true) => Some(total - 1),
-                _ => None,
-            };
-            if let Some(rank) = moved {
-                self.cursor = Some(rank);
-                if rank < self.first {
-                    self.first = rank;
-                } else if rank >= self.first + visible {
-                    self.first = rank + 1 - visible;
-                }
-            }
-            if enter && let Some(row) = self.cursor.and_then(|rank| self.row(rank)) {
-                action = Some(TimelineAction::Open(row.id));
-            }
-        }
-        self.first = self.first.min(last_first);
-        self.request_rows(
-            self.first..(self.first + visible + PAGE).min(total),
-            workers,
-        );
-
-        let painter = ui.painter_at(rect);
-        let visuals = ui.visuals().clone();
-        let columns = Columns::new(list.width(), self.grouped);
-        painter.rect_filled(header, 0.0, visuals.faint_bg_color);
-        for (x, title) in columns.titles() {
-            painter.text(
-                Pos2::new(list.min.x + x + 4.0, header.center().y),
-                Align2::LEFT_CENTER,
-                title,
-                FontId::proportional(12.0),
-                visuals.strong_text_color(),
-            );
-        }
-        if self.first > 0 {
-            self.newer_ui(ui, header);
-        }
-        for offset in 0..visible.min(total.saturating_sub(self.first)) {
-            let rank = self.first + offset;
-            let row_rect = Rect::from_min_size(
-                Pos2::new(body.min.x, body.min.y + offset as f32 * row_height),
-                Vec2::new(body.width(), row_height),
-            );
-            let id = ui.scope_id().with(("timeline-row", rank));
-            let row_response = ui.interact(row_rect, id, Sense::click());
-            let Some(row) = self.row(rank).cloned() else {
-                painter.text(
-                    row_rect.left_center() + Vec2::new(4.0, 0.0),
-                    Align2::LEFT_CENTER,
-                    "…",
-                    font.clone(),
-                    visuals.weak_text_color(),
-                );
-                row_response.widget_info(|| WidgetInfo::labeled(Role::Label, true, "loading"));
-                continue;
-            };
-            let selected = self.opened == Some(row.id);
-            let under_cursor = self.cursor == Some(rank);
-            let shade = self.grouped && row.tx_id % 2 == 1;
-            let fill = if selected {
-                visuals.selection.bg_fill
-            } else if row_response.hovered() {
-                visuals.widgets.hovered.weak_bg_fill
-            } else if shade {
-                visuals.faint_bg_color
-            } else {
-                Color32::TRANSPARENT
-            };
-            painter.rect_filled(row_rect, 0.0, fill);
-            if under_cursor {
-                painter.rect_stroke(
-                    row_rect.shrink(1.0),
-                    2.0,
-                    Stroke::new(1.0, visuals.selection.stroke.color),
-                    egui::StrokeKind::Inside,
-                );
-            }
-            let text_color = match selected {
-                true => visuals.selection.stroke.color,
-                false => visuals.text_color(),
-            };
-            let cells = columns.cells(&row, zone);
-            for ((x, width), text) in columns.spans().into_iter().zip(&cells) {
-                let cell = Rect::from_min_size(
-                    Pos2::new(row_rect.min.x + x, row_rect.min.y),
-                    Vec2::new(width - 6.0, row_height),
-                );
-                let color = match text.as_str() {
-                    "insert" => Color32::from_rgb(0x3a, 0x9a, 0x4a),
-                    "delete" | "truncate" => Color32::from_rgb(0xc8, 0x45, 0x3a),
-                    _ => text_color,
-                };
-                painter.with_clip_rect(cell).text(
-                    cell.left_center() + Vec2::new(4.0, 0.0),
-                    Align2::LEFT_CENTER,
-                    text,
-                    font.clone(),
-                    color,
-                );
-            }
-            let label = cells.join("  ");
-            row_response.widget_info(|| {
-                WidgetInfo::selected(Role::ListBoxOption, true, selected, label.clone())
-            });
-            if row_response.clicked() {
-                self.cursor = Some(rank);
-                action = Some(TimelineAction::Open(row.id));
-            }
-        }
-        if total == 0 {
-            let text = match self.complete {
-                true => "No changes match",
-                false => "Reading the timeline…",
-            };
-            painter.text(
-                body.center(),
-                Align2::CENTER_CENTER,
-                text,
-                font,
-                visuals.weak_text_color(),
-            );
-        }
-        self.scrollbar_ui(
-            ui,
-            Rect::from_min_max(Pos2::new(list.max.x, body.min.y), rect.max),
-            visible,
-        );
-        if let Some(TimelineAction::Open(id)) = action {
-            self.opened = Some(id);
-            if let Some(rank) = self.rank_of(id) {
-                self.cursor = Some(rank);
-            }
-        }
-        action
+    /// The first shown row of the last screenful, for a view of `visible` rows.
+    fn last_first(&self, visible: u64) -> u64 {
+        self.folds
+            .rank_of_shown(self.shown_total().saturating_sub(visible))
     }
 
-    /// A button in the header for the changes above the view, back to the newest.
-    fn newer_ui(&mut self, ui: &mut egui::Ui, header: Rect) {
-        let text = format!("{} newer", super::filters::changes_text(self.first));
-        let font = FontId::proportional(12.0);
-        let width = ui.fonts_mut(|fonts| {
-            fonts
-                .layout_no_wrap(text.clone(), font.clone(), Color32::WHITE)
-                .size()
-                .x
-        }) + 16.0;
-        let rect = Rect::from_min_size(
-            Pos2::new(header.max.x - width - 4.0, header.min.y + 2.0),
-            Vec2::new(width, header.height() - 4.0),
-        );
-        let response = ui.interact(rect, ui.scope_id().with("timeline-newer"), Sense::click());
-        response.widget_info(|| WidgetInfo::labeled(Role::Button, true, text.clone()));
-        let visuals = ui.visuals();
-        let fill = match response.hovered() {
-            true => visuals.widgets.hovered.bg_fill,
-            false => visuals.selection.bg_fill,
-        };
-        ui.painter().rect_filled(rect, 8.0, fill);
-        ui.painter().text(
-            rect.center(),
-            Align2::CENTER_CENTER,
-            text,
-            font,
-            visuals.strong_text_color(),
-        );
-        if response.clicked() {
-            self.first = 0;
+    /// Scrolls by `rows` shown rows (negative: up).
+    pub fn scroll(&mut self, rows: i64, visible: u64) {
+        let last = self.folds.shown_index(self.last_first(visible));
+        let index = (self.folds.shown_index(self.first) as i64 + rows).clamp(0, last as i64);
+        self.first = self.folds.rank_of_shown(index as u64);
+    }
+
+    /// Puts the view at a fraction (0 to 1) of the shown rows (the scrollbar).
+    pub fn scroll_to_fraction(&mut self, fraction: f64, visible: u64) {
+        let last = self.folds.shown_index(self.last_first(visible));
+        self.first = self
+            .folds
+            .rank_of_shown((fraction.clamp(0.0, 1.0) * last as f64).round() as u64);
+    }
+
+    /// Where the view is, as a fraction of the shown rows (the scrollbar's thumb).
+    pub fn fraction(&self, visible: u64) -> f64 {
+        let last = self.folds.shown_index(self.last_first(visible));
+        match last {
+            0 => 0.0,
+            last => self.folds.shown_index(self.first) as f64 / last as f64,
         }
     }
 
-    /// A scrollbar whose thumb maps to a row index (`u64`), precise for any number of rows.
-    fn scrollbar_ui(&mut self, ui: &mut egui::Ui, track: Rect, visible: u64) {
-        let total = self.total();
-        let response = ui.interact(
-            track,
-            ui.scope_id().with("timeline-scrollbar"),
-            Sense::click_and_drag(),
-        );
-        response.widget_info(|| WidgetInfo::labeled(Role::ScrollBar, true, "Timeline position"));
-        let visuals = ui.visuals();
-        ui.painter()
-            .rect_filled(track, 4.0, visuals.extreme_bg_color);
-        if total <= visible {
+    /// Keeps `first` on a shown row and within the last screenful.
+    pub fn settle(&mut self, visible: u64) {
+        let last = self.last_first(visible);
+        self.first = self.folds.shown(self.first.min(last));
+        if let Some(cursor) = self.cursor {
+            self.cursor = Some(self.folds.shown(cursor.min(self.total().saturating_sub(1))));
+        }
+    }
+
+    /// Moves the keyboard cursor and keeps it in view; the detail follows it.
+    pub fn move_cursor(&mut self, step: Move, visible: u64) {
+        let shown = self.shown_total();
+        if shown == 0 {
             return;
         }
-        let last_first = total - visible;
-        let thumb_height = (track.height() * visible as f32 / total as f32)
-            .max(24.0)
-            .min(track.height());
-        let travel = track.height() - thumb_height;
-        if let Some(pointer) = response.interact_pointer_pos()
-            && (response.dragged() || response.clicked())
-        {
-            let fraction =
-                ((pointer.y - track.min.y - thumb_height / 2.0) / travel.max(1.0)).clamp(0.0, 1.0);
-            self.first = (f64::from(fraction) * last_first as f64).round() as u64;
-        }
-        let fraction = self.first as f64 / last_first as f64;
-        let thumb = Rect::from_min_size(
-            Pos2::new(
-                track.min.x + 2.0,
-                track.min.y + (fraction * f64::from(travel)) as f32,
-            ),
-            Vec2::new(track.width() - 4.0, thumb_height),
-        );
-        let color = match response.dragged() || response.hovered() {
-            true => visuals.widgets.hovered.bg_fill,
-            false => visuals.widgets.inactive.bg_fill,
+        let at = self.folds.shown_index(self.cursor.unwrap_or(self.first));
+        let index = match step {
+            Move::Down => (at + 1).min(shown - 1),
+            Move::Up => at.saturating_sub(1),
+            Move::PageDown => (at + visible).min(shown - 1),
+            Move::PageUp => at.saturating_sub(visible),
+            Move::Home => 0,
+            Move::End => shown - 1,
         };
-        ui.painter().rect_filled(thumb, 4.0, color);
-    }
-}
-
-/// Column layout of the list.
-struct Columns {
-    spans: Vec<(f32, f32)>,
-    grouped: bool,
-}
-
-impl Columns {
-    /// Time and operation get fixed widths; the rest share what is left by these weights.
-    fn new(width: f32, grouped: bool) -> Self {
-        let fixed = [140.0, 64.0];
-        let transaction = if grouped { 90.0 } else { 0.0 };
-        let flexible = (width - fixed.iter().sum::<f32>() - transaction).max(200.0);
-        let mut widths = vec![fixed[0]];
-        if grouped {
-            widths.push(transaction);
+        let first = self.folds.shown_index(self.first);
+        if index < first {
+            self.first = self.folds.rank_of_shown(index);
+        } else if index >= first + visible {
+            self.first = self.folds.rank_of_shown(index + 1 - visible);
         }
-        widths.push(fixed[1]);
-        widths.extend([0.22, 0.14, 0.38, 0.26].map(|weight| flexible * weight));
-        let mut x = 0.0;
-        let mut spans = Vec::new();
-        for width in widths {
-            spans.push((x, width));
-            x += width;
-        }
-        Self { spans, grouped }
+        self.cursor = Some(self.folds.rank_of_shown(index));
+        self.follow_cursor = true;
     }
 
-    fn titles(&self) -> Vec<(f32, &'static str)> {
-        let names: &[&str] = match self.grouped {
-            true => &[
-                "Time",
-                "Transaction",
-                "Op",
-                "Table",
-                "Key",
-                "Who",
-                "Changed",
-            ],
-            false => &["Time", "Op", "Table", "Key", "Who", "Changed"],
+    /// The change under the cursor, once, after the cursor moved and its row is loaded.
+    pub fn take_cursor_change(&mut self) -> Option<ChangeId> {
+        if !self.follow_cursor {
+            return None;
+        }
+        let id = self
+            .cursor
+            .and_then(|rank| self.row(rank))
+            .map(|row| row.id)?;
+        self.follow_cursor = false;
+        (self.opened != Some(id)).then_some(id)
+    }
+
+    /// Marks `id` as the change in the detail panel and puts the cursor on it.
+    pub fn open(&mut self, id: ChangeId) {
+        self.opened = Some(id);
+        if let Some(rank) = self.rank_of(id) {
+            self.cursor = Some(self.folds.shown(rank));
+        }
+    }
+
+    /// Folds the transaction to its newest row, or unfolds it.
+    pub fn toggle_fold(&mut self, tx_id: i64) {
+        if self.folds.is_folded(tx_id) {
+            self.folds.unfold(tx_id);
+            return;
+        }
+        match self.complete {
+            true => self.ask_fold(tx_id),
+            false => self.to_fold.push(tx_id),
+        }
+    }
+
+    /// Asks the reader where the transaction's rows are under this filter.
+    fn ask_fold(&mut self, tx_id: i64) {
+        self.outgoing.push(Request::Fold {
+            generation: self.generation,
+            filter: self.filter.clone(),
+            tx_id,
+            top: self.top,
+            anchors: Arc::new(self.anchors.clone()),
+        });
+    }
+
+    /// Takes where a transaction's rows are: its newest matching change, how many match, and the
+    /// newest's rank in the index (`None` when it is newer than the index).
+    pub fn apply_fold(
+        &mut self,
+        tx_id: i64,
+        newest: ChangeId,
+        count: u64,
+        index_rank: Option<u64>,
+    ) {
+        let head = self.head.len() as u64;
+        let summary = match index_rank {
+            Some(rank) => head + rank,
+            None => match self.head.iter().position(|id| *id == newest) {
+                Some(position) => position as u64,
+                None => return,
+            },
         };
-        self.spans
-            .iter()
-            .map(|(x, _)| *x)
-            .zip(names.iter().copied())
-            .collect()
-    }
-
-    fn spans(&self) -> Vec<(f32, f32)> {
-        self.spans.clone()
-    }
-
-    fn cells(&self, row: &Row, zone: Zone) -> Vec<String> {
-        let mut cells = vec![clock(row.time, zone)];
-        if self.grouped {
-            cells.push(match row.xid {
-                Some(xid) => format!("{xid} ({})", row.tx_changes),
-                None => "baseline".to_owned(),
-            });
+        self.folds.fold(tx_id, summary, count);
+        self.first = self.folds.shown(self.first);
+        if let Some(cursor) = self.cursor {
+            self.cursor = Some(self.folds.shown(cursor));
         }
-        cells.extend([
-            row.op.to_string(),
-            row.table.clone(),
-            row.key.clone(),
-            row.who.clone(),
-            row.changed.clone(),
-        ]);
-        cells
     }
 }
 
@@ -779,17 +662,112 @@ mod tests {
 
     #[test]
     fn item7_new_changes_are_looked_for_once_the_index_is_there() {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(16);
-        let ctx = egui::Context::default();
-        let dir = tempfile::tempdir().unwrap();
-        // No cache at this path: the readers answer with a failure, which is enough here.
-        let workers = Workers::start(dir.path().join("none.db"), sender, ctx).unwrap();
         let mut timeline = Timeline::new(LogFilter::default(), 1);
-        timeline.refresh_head(&workers);
-        assert!(!timeline.head_pending, "no index yet: nothing to ask");
+        timeline.refresh_head();
+        assert!(
+            timeline.take_requests().is_empty(),
+            "no index yet: nothing to ask"
+        );
         timeline.apply_index(ChangeId(5), 0, vec![ChangeId(5)], 1, true);
-        timeline.refresh_head_if_wanted(&workers);
-        assert!(timeline.head_pending, "asked once the index came");
-        drop(receiver);
+        timeline.refresh_head_if_wanted();
+        assert!(
+            matches!(timeline.take_requests().as_slice(), [Request::Head { .. }]),
+            "asked once the index came"
+        );
+        timeline.refresh_head();
+        assert!(
+            timeline.take_requests().is_empty(),
+            "one read of the head at a time"
+        );
+        timeline.apply_head(vec![ChangeId(6)]);
+        timeline.refresh_head_if_wanted();
+        assert_eq!(timeline.take_requests().len(), 1, "the wanted read follows");
+    }
+
+    /// A timeline over `count` rows (ids `count` down to 1), all loaded, in transactions of
+    /// `per_tx` rows.
+    fn loaded(count: i64, per_tx: i64) -> Timeline {
+        let mut timeline = Timeline::new(LogFilter::default(), 1);
+        let anchors: Vec<ChangeId> = (1..=count)
+            .rev()
+            .step_by(STRIDE as usize)
+            .map(ChangeId)
+            .collect();
+        timeline.apply_index(ChangeId(count), 0, anchors, count as u64, true);
+        let rows: Vec<LoggedChange> = (1..=count)
+            .rev()
+            .map(|id| {
+                let mut row = change(id);
+                row.tx.id = (id - 1) / per_tx;
+                row
+            })
+            .collect();
+        for (page, chunk) in rows.chunks(PAGE as usize).enumerate() {
+            timeline.apply_rows(RowSlot::Page(page as u64), chunk);
+        }
+        timeline
+    }
+
+    #[test]
+    fn the_cursor_moves_over_shown_rows_and_the_detail_follows() {
+        let mut timeline = loaded(100, 1);
+        timeline.move_cursor(Move::Down, 10);
+        assert_eq!(timeline.cursor, Some(1), "from the top row down one");
+        assert_eq!(timeline.take_cursor_change(), Some(ChangeId(99)));
+        assert_eq!(timeline.take_cursor_change(), None, "once per move");
+        timeline.move_cursor(Move::PageDown, 10);
+        assert_eq!(timeline.cursor, Some(11));
+        assert_eq!(timeline.first, 2, "the cursor stays in view");
+        timeline.move_cursor(Move::End, 10);
+        assert_eq!(timeline.cursor, Some(99));
+        assert_eq!(timeline.first, 90);
+        timeline.move_cursor(Move::Home, 10);
+        assert_eq!((timeline.cursor, timeline.first), (Some(0), 0));
+    }
+
+    #[test]
+    fn a_folded_transaction_is_one_row_until_unfolded() {
+        // Transactions of 5 rows: ids 100..96 are transaction 19, 95..91 transaction 18, ...
+        let mut timeline = loaded(100, 5);
+        timeline.toggle_fold(18);
+        let asked = timeline.take_requests();
+        assert!(
+            matches!(asked.as_slice(), [Request::Fold { tx_id: 18, .. }]),
+            "{asked:?}"
+        );
+        // The reader says: newest matching change 95, five of them, at index rank 5.
+        timeline.apply_fold(18, ChangeId(95), 5, Some(5));
+        assert_eq!(timeline.shown_total(), 96);
+        let shown: Vec<u64> = timeline.shown_ranks(8);
+        assert_eq!(shown, vec![0, 1, 2, 3, 4, 5, 10, 11]);
+        timeline.move_cursor(Move::Home, 10);
+        for _ in 0..6 {
+            timeline.move_cursor(Move::Down, 10);
+        }
+        assert_eq!(
+            timeline.cursor,
+            Some(10),
+            "the cursor skips the folded rows"
+        );
+        // New changes above move the fold with the rows.
+        timeline.apply_head(vec![ChangeId(102), ChangeId(101)]);
+        assert_eq!(timeline.folds.at(7).map(|fold| fold.hidden), Some(4));
+        timeline.toggle_fold(18);
+        assert_eq!(timeline.shown_total(), 102, "unfolded");
+    }
+
+    #[test]
+    fn folds_survive_a_new_filter() {
+        let mut timeline = loaded(100, 5);
+        timeline.toggle_fold(18);
+        timeline.take_requests();
+        timeline.apply_fold(18, ChangeId(95), 5, Some(5));
+        let mut next = timeline.refiltered(LogFilter::default(), 2);
+        assert!(next.take_requests().is_empty(), "waits for the new index");
+        next.apply_index(ChangeId(100), 0, vec![ChangeId(100)], 100, true);
+        assert!(matches!(
+            next.take_requests().as_slice(),
+            [Request::Fold { tx_id: 18, .. }]
+        ));
     }
 }

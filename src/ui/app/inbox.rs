@@ -1,0 +1,270 @@
+//! What reaches the app between frames: replies from the cache readers, capture events, and the
+//! results of background tasks.
+
+use crate::capture::CaptureEvent;
+
+use super::super::Message;
+use super::super::capture_task::CaptureTask;
+use super::super::connect::default_cache_path;
+use super::super::restore::ScriptState;
+use super::super::status::CaptureState;
+use super::super::worker::{Reply, Request};
+use super::{Command, RowtrailApp};
+
+/// Seconds between refreshes of the table list, and of the open change's record, while capture
+/// stores changes.
+const REFRESH_SECONDS: f64 = 1.0;
+/// Seconds between facet counts while capture stores changes (they scan many rows).
+const FACETS_SECONDS: f64 = 10.0;
+
+impl RowtrailApp {
+    /// Handles everything that arrived since the last frame.
+    pub(super) fn drain_inbox(&mut self, now: f64) {
+        let events = self
+            .capture
+            .as_ref()
+            .map(CaptureTask::events)
+            .unwrap_or_default();
+        for event in events {
+            self.on_capture(&event, now);
+        }
+        while let Ok(message) = self.inbox.try_recv() {
+            match message {
+                Message::Reply(reply) => self.on_reply(reply),
+                Message::CaptureEnded(result) => {
+                    self.capture = None;
+                    self.status.history_gap =
+                        result.as_ref().is_err_and(|failure| failure.history_gap);
+                    self.status.state = CaptureState::Stopped {
+                        error: result.err().map(|failure| failure.message),
+                    };
+                }
+                Message::BackgroundFailed(reason) => self.banner = Some(reason),
+                Message::Doctor { report, database } => {
+                    if let Some(dialog) = self.connect.as_mut() {
+                        // A source that passed its checks gets a cache path to suggest.
+                        if report.is_ok()
+                            && dialog.cache.is_empty()
+                            && let Some(database) = database
+                        {
+                            dialog.cache = default_cache_path(&database).display().to_string();
+                        }
+                        dialog.take_report(report);
+                    }
+                }
+                Message::ScriptSaved(result) => {
+                    if let Some(dialog) = self
+                        .session
+                        .as_mut()
+                        .and_then(|session| session.restore.as_mut())
+                    {
+                        dialog.notice = Some(match result {
+                            Ok(notice) | Err(notice) => notice,
+                        });
+                    }
+                }
+                Message::DemoReady(result) => {
+                    self.demo_starting = false;
+                    match result {
+                        Ok(demo) => self.adopt_demo(*demo),
+                        Err(error) => {
+                            self.banner = Some(format!("the demo did not start: {error}"))
+                        }
+                    }
+                }
+                Message::ScriptRan(result) => {
+                    if let Some(dialog) = self
+                        .session
+                        .as_mut()
+                        .and_then(|session| session.restore.as_mut())
+                    {
+                        dialog.run.running = false;
+                        dialog.run.outcome =
+                            Some(result.map(|()| "The script ran and committed.".to_owned()));
+                    }
+                }
+                Message::Picked(path) => {
+                    self.browsing = false;
+                    if let Some(path) = path {
+                        self.commands.push(Command::OpenCache(path));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let generation = session.timeline.generation;
+        match reply {
+            Reply::Opened {
+                path,
+                source,
+                newest,
+            } => {
+                if session.source.is_none() {
+                    self.settings.remember(&path);
+                    let name = path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |name| name.to_string_lossy().into_owned(),
+                    );
+                    self.ctx
+                        .send_viewport_cmd(egui::ViewportCommand::Title(format!(
+                            "rowtrail — {name}"
+                        )));
+                }
+                session.source = Some(source);
+                session.newest = session.newest.max(newest);
+            }
+            Reply::Overview {
+                tables,
+                context_fields,
+                span,
+                newest,
+            } => {
+                let span_changed = span != session.span;
+                session.tables = tables;
+                session.context_fields = context_fields;
+                session.span = span;
+                session.newest = newest;
+                if span_changed || session.histogram.generation != generation {
+                    session.request_histogram();
+                }
+            }
+            Reply::Rows {
+                generation: of,
+                slot,
+                rows,
+            } if of == generation => {
+                session.timeline.apply_rows(slot, &rows);
+            }
+            Reply::Head {
+                generation: of,
+                ids,
+            } if of == generation => {
+                if session.timeline.apply_head(ids) {
+                    self.commands.push(Command::ApplyFilter);
+                }
+                // Changes stored while the head was being read: read it again.
+                session.timeline.refresh_head_if_wanted();
+            }
+            Reply::Index {
+                generation: of,
+                top,
+                first_anchor,
+                anchors,
+                scanned,
+                complete,
+            } if of == generation => {
+                session
+                    .timeline
+                    .apply_index(top, first_anchor, anchors, scanned, complete);
+                session.timeline.refresh_head_if_wanted();
+            }
+            Reply::Histogram {
+                generation: of,
+                span,
+                counts,
+            } if of == generation => {
+                session.histogram.span = Some(span);
+                session.histogram.counts = counts;
+            }
+            Reply::Fold {
+                generation: of,
+                tx_id,
+                newest,
+                count,
+                index_rank,
+            } if of == generation => {
+                session
+                    .timeline
+                    .apply_fold(tx_id, newest, count, index_rank);
+            }
+            Reply::Facets {
+                generation: of,
+                facets,
+            } if of == generation => session.facets = Some((of, facets)),
+            Reply::Located(id) => session.timeline.jump_to(id),
+            Reply::Detail(detail) => {
+                if session.detail.loading == Some(detail.change.id)
+                    || session.detail.loading.is_none()
+                {
+                    session.detail.show(detail);
+                }
+            }
+            Reply::RecordAt {
+                change,
+                moment,
+                image,
+            } => {
+                let state_at = &mut session.detail.state_at;
+                let current = session
+                    .detail
+                    .detail
+                    .as_ref()
+                    .map(|detail| detail.change.id);
+                if current == Some(change) && state_at.asked == Some(moment) {
+                    state_at.result = Some((moment, image));
+                }
+            }
+            Reply::Script(result) => {
+                if let Some(dialog) = session.restore.as_mut() {
+                    dialog.script = match result {
+                        Ok(script) => ScriptState::Ready(Box::new(script)),
+                        Err(error) => ScriptState::Failed(error),
+                    };
+                }
+            }
+            Reply::Failed(error) => {
+                if session.source.is_none() {
+                    self.session = None;
+                }
+                self.banner = Some(error);
+            }
+            Reply::Rows { .. }
+            | Reply::Head { .. }
+            | Reply::Index { .. }
+            | Reply::Histogram { .. }
+            | Reply::Fold { .. }
+            | Reply::Facets { .. } => {}
+        }
+    }
+
+    fn on_capture(&mut self, event: &CaptureEvent, now: f64) {
+        let stored_more = self.status.apply(event, now);
+        let cache_exists = matches!(
+            event,
+            CaptureEvent::PublicationCreated { .. }
+                | CaptureEvent::PublicationReused { .. }
+                | CaptureEvent::SlotCreated { .. }
+                | CaptureEvent::Streaming { .. }
+        );
+        if cache_exists && let Some(path) = self.capturing_into.take() {
+            self.apply(Command::OpenCache(path));
+        }
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if !stored_more {
+            return;
+        }
+        session.timeline.refresh_head();
+        if now - session.refreshed_at > REFRESH_SECONDS {
+            session.refreshed_at = now;
+            session.workers.send(Request::Overview);
+            // The open change's record may have new versions: read it again (the panel keeps
+            // its tab and the state-at control).
+            if let Some(detail) = &session.detail.detail
+                && session.detail.loading.is_none()
+            {
+                session.workers.send(Request::Detail(detail.change.id));
+            }
+        }
+        if now - session.faceted_at > FACETS_SECONDS {
+            session.faceted_at = now;
+            session.request_facets();
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Draws the screen: banner and guide, the welcome screen or the open cache's panels (toolbar,
+//! status bar, filters, detail, histogram and timeline), and the dialogs. What the user asks for
+//! is collected as `Command`s.
+
+use super::super::connect::{ConnectAction, connect_ui};
+use super::super::detail::{DetailAction, detail_ui};
+use super::super::filters::{FilterFacts, filters_ui};
+use super::super::histogram::HistogramAction;
+use super::super::restore::{RestoreAction, restore_ui};
+use super::super::status::{CaptureState, StatusAction, status_ui};
+use super::super::timeline::{Highlight, TimelineAction, timeline_ui};
+use super::super::welcome::{WelcomeAction, welcome_ui};
+use super::{Command, RowtrailApp};
+
+/// The detail panel's share of the window: it starts at the first and may grow to the second.
+const DETAIL_SHARE: (f32, f32) = (0.32, 0.55);
+const DETAIL_MIN: f32 = 300.0;
+
+impl RowtrailApp {
+    /// Draws one frame and collects commands.
+    pub(super) fn draw(&mut self, ui: &mut egui::Ui) {
+        if let Some(banner) = self.banner.clone() {
+            egui::Panel::top("banner").show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    if ui.small_button("Dismiss").clicked() {
+                        self.commands.push(Command::DismissBanner);
+                    }
+                    ui.add(
+                        egui::Label::new(
+                            egui::RichText::new(banner.as_str()).color(ui.visuals().error_fg_color),
+                        )
+                        .wrap(),
+                    );
+                });
+            });
+        }
+        if let Some(guide) = self.guide.clone() {
+            egui::Panel::top("guide").show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(egui::RichText::new("Demo").strong());
+                    ui.label(guide.as_str());
+                    if ui.small_button("Hide").clicked() {
+                        self.commands.push(Command::DismissGuide);
+                    }
+                });
+            });
+        }
+        if self.session.is_none() {
+            self.welcome_screen(ui);
+            self.dialogs(ui.ctx());
+            return;
+        }
+        self.cache_screen(ui);
+        self.dialogs(ui.ctx());
+    }
+
+    fn status_action(&mut self, action: Option<StatusAction>) {
+        match action {
+            Some(StatusAction::StopCapture) => self.commands.push(Command::StopCapture),
+            Some(StatusAction::Retry) => self.commands.push(Command::RestartCapture {
+                new_baseline: false,
+            }),
+            Some(StatusAction::NewBaseline) => self
+                .commands
+                .push(Command::RestartCapture { new_baseline: true }),
+            Some(StatusAction::ToggleUtc) => self.commands.push(Command::ToggleUtc),
+            None => {}
+        }
+    }
+
+    fn welcome_screen(&mut self, ui: &mut egui::Ui) {
+        let zone = self.zone();
+        egui::CentralPanel::default_margins().show(ui, |ui| {
+            let recent = &self.settings.recent;
+            match welcome_ui(ui, &mut self.welcome, recent, self.demo_starting) {
+                Some(WelcomeAction::Open(path)) => self.commands.push(Command::OpenCache(path)),
+                Some(WelcomeAction::Browse) => self.commands.push(Command::BrowseCache),
+                Some(WelcomeAction::Connect) => self.commands.push(Command::ShowConnect),
+                Some(WelcomeAction::Demo) => self.commands.push(Command::StartDemo),
+                None => {}
+            }
+            if self.capturing_into.is_some()
+                || matches!(self.status.state, CaptureState::Stopped { error: Some(_) })
+            {
+                ui.separator();
+                let action = status_ui(ui, "capture", &self.status, zone);
+                self.status_action(action);
+            }
+        });
+    }
+
+    fn cache_screen(&mut self, ui: &mut egui::Ui) {
+        let zone = self.zone();
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let mut commands = Vec::new();
+        egui::Panel::top("toolbar").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                if ui.button("Close cache").clicked() {
+                    commands.push(Command::CloseCache);
+                }
+                if ui.button("Connect…").clicked() {
+                    commands.push(Command::ShowConnect);
+                }
+                if ui
+                    .selectable_label(session.timeline.grouped, "Group by transaction")
+                    .on_hover_text("Shade and separate transactions; fold a transaction to one row with its – button")
+                    .clicked()
+                {
+                    commands.push(Command::ToggleGrouped);
+                }
+            });
+        });
+        let mut status_action = None;
+        egui::Panel::bottom("status").show(ui, |ui| {
+            let source = session.source.as_ref().map_or_else(
+                || session.path.display().to_string(),
+                |source| source.display.clone(),
+            );
+            status_action = status_ui(ui, &source, &self.status, zone);
+        });
+        egui::Panel::left("filters")
+            .default_size(250.0)
+            .size_range(200.0..=480.0)
+            .resizable(true)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    let facts = FilterFacts {
+                        tables: &session.tables,
+                        context_fields: &session.context_fields,
+                        matches: (
+                            session.timeline.shown_total(),
+                            session.timeline.is_complete(),
+                        ),
+                        problem: session.filter_problem.as_deref(),
+                        facets: session
+                            .facets
+                            .as_ref()
+                            .filter(|(generation, _)| *generation == session.timeline.generation)
+                            .map(|(_, facets)| facets),
+                        zone,
+                    };
+                    if filters_ui(ui, &mut session.form, &facts) {
+                        commands.push(Command::ApplyFilter);
+                    }
+                });
+            });
+        let width = ui.ctx().content_rect().width();
+        let search = session.timeline.filter.search.clone();
+        egui::Panel::right("detail")
+            .default_size((width * DETAIL_SHARE.0).max(DETAIL_MIN))
+            .size_range(DETAIL_MIN..=(width * DETAIL_SHARE.1).max(DETAIL_MIN))
+            .resizable(true)
+            .show(ui, |ui| {
+                match detail_ui(ui, &mut session.detail, zone, search.as_ref()) {
+                    Some(DetailAction::Open(id)) => commands.push(Command::Open(id)),
+                    Some(DetailAction::RecordAt(change, moment)) => {
+                        commands.push(Command::RecordAt(change, moment))
+                    }
+                    Some(DetailAction::Script(request)) => {
+                        commands.push(Command::PrepareScript(request))
+                    }
+                    Some(DetailAction::Search(term)) => commands.push(Command::AddSearch(term)),
+                    None => {}
+                }
+            });
+        egui::CentralPanel::default_margins().show(ui, |ui| {
+            match session.histogram.ui(ui, zone) {
+                Some(HistogramAction::SelectRange(from, to)) => {
+                    commands.push(Command::SelectRange(from, to))
+                }
+                Some(HistogramAction::JumpTo(time)) => commands.push(Command::JumpTo(time)),
+                Some(HistogramAction::ZoomOut) => commands.push(Command::ZoomOut),
+                None => {}
+            }
+            ui.add_space(4.0);
+            let highlight = Highlight {
+                search: search.as_ref(),
+            };
+            match timeline_ui(ui, &mut session.timeline, zone, &highlight) {
+                Some(TimelineAction::Open(id)) => commands.push(Command::Open(id)),
+                Some(TimelineAction::FocusDetail) => commands.push(Command::FocusDetail),
+                None => {}
+            }
+        });
+        self.commands.extend(commands);
+        self.status_action(status_action);
+    }
+
+    fn dialogs(&mut self, ctx: &egui::Context) {
+        let zone = self.zone();
+        if let Some(dialog) = self.connect.as_mut() {
+            match connect_ui(ctx, dialog) {
+                Some(ConnectAction::Check { url, password }) => {
+                    self.commands.push(Command::CheckSource { url, password })
+                }
+                Some(ConnectAction::Start {
+                    url,
+                    password,
+                    tables,
+                    cache,
+                }) => self.commands.push(Command::StartCapture {
+                    url,
+                    password,
+                    tables,
+                    cache,
+                }),
+                Some(ConnectAction::Copy(text)) => self.commands.push(Command::Copy(text)),
+                Some(ConnectAction::Close) => self.commands.push(Command::CloseConnect),
+                None => {}
+            }
+        }
+        if let Some(dialog) = self
+            .session
+            .as_mut()
+            .and_then(|session| session.restore.as_mut())
+        {
+            match restore_ui(ctx, dialog, zone) {
+                Some(RestoreAction::Copy(text)) => self.commands.push(Command::Copy(text)),
+                Some(RestoreAction::Save(path, sql)) => {
+                    self.commands.push(Command::SaveScript(path, sql))
+                }
+                Some(RestoreAction::Run { url, password, sql }) => {
+                    self.commands
+                        .push(Command::RunScript { url, password, sql });
+                }
+                Some(RestoreAction::IncludeLater(include)) => {
+                    self.commands.push(Command::IncludeLater(include))
+                }
+                Some(RestoreAction::Close) => self.commands.push(Command::CloseRestore),
+                None => {}
+            }
+        }
+    }
+}

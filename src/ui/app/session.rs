@@ -1,0 +1,125 @@
+//! One open cache and everything shown about it.
+
+use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
+
+use crate::model::ChangeId;
+use crate::store::{Facets, TableSummary, TimeSpan};
+
+use super::super::Message;
+use super::super::detail::DetailState;
+use super::super::filters::FilterForm;
+use super::super::histogram::{BUCKETS, Histogram};
+use super::super::restore::RestoreDialog;
+use super::super::time_text::Zone;
+use super::super::timeline::Timeline;
+use super::super::worker::{Request, Workers};
+use crate::store::SourceIdentity;
+
+/// One open cache and everything shown about it.
+pub(super) struct Session {
+    pub path: PathBuf,
+    pub source: Option<SourceIdentity>,
+    pub workers: Workers,
+    pub tables: Vec<TableSummary>,
+    pub context_fields: Vec<String>,
+    pub span: Option<TimeSpan>,
+    pub newest: Option<ChangeId>,
+    pub form: FilterForm,
+    pub filter_problem: Option<String>,
+    pub timeline: Timeline,
+    pub histogram: Histogram,
+    /// The facets of the current filter, with the generation they were counted for.
+    pub facets: Option<(u64, Facets)>,
+    pub detail: DetailState,
+    pub restore: Option<RestoreDialog>,
+    /// egui time of the last overview refresh while capture runs.
+    pub refreshed_at: f64,
+    /// egui time of the last facet count while capture runs.
+    pub faceted_at: f64,
+}
+
+impl Session {
+    pub fn start(
+        path: PathBuf,
+        inbox: SyncSender<Message>,
+        ctx: &egui::Context,
+    ) -> std::io::Result<Self> {
+        let workers = Workers::start(path.clone(), inbox, ctx.clone())?;
+        let timeline = Timeline::new(Default::default(), 1);
+        workers.send(Request::Overview);
+        workers.send(Request::BuildIndex {
+            generation: 1,
+            filter: Default::default(),
+        });
+        workers.send(Request::Facets {
+            generation: 1,
+            filter: Default::default(),
+        });
+        Ok(Self {
+            path,
+            source: None,
+            workers,
+            tables: Vec::new(),
+            context_fields: Vec::new(),
+            span: None,
+            newest: None,
+            form: FilterForm::default(),
+            filter_problem: None,
+            timeline,
+            histogram: Histogram::default(),
+            facets: None,
+            detail: DetailState::default(),
+            restore: None,
+            refreshed_at: 0.0,
+            faceted_at: 0.0,
+        })
+    }
+
+    /// Counts changes over time for the current filter, over the range the histogram shows.
+    pub fn request_histogram(&mut self) {
+        if let Some(span) = self.histogram.view(self.span) {
+            self.histogram.generation = self.timeline.generation;
+            self.workers.send(Request::Histogram {
+                generation: self.timeline.generation,
+                filter: self.timeline.filter.clone(),
+                span,
+                buckets: BUCKETS,
+            });
+        }
+    }
+
+    /// Counts the facets of the current filter.
+    pub fn request_facets(&mut self) {
+        self.workers.send(Request::Facets {
+            generation: self.timeline.generation,
+            filter: self.timeline.filter.clone(),
+        });
+    }
+
+    /// Makes the form's filter the timeline's: a new index, histogram and facets.
+    pub fn apply_filter(&mut self, zone: Zone) {
+        match self.form.to_filter(zone) {
+            Ok(filter) => {
+                self.filter_problem = None;
+                if filter.since.is_none() && filter.until.is_none() {
+                    self.histogram.zooms.clear();
+                }
+                let generation = self.timeline.generation + 1;
+                self.timeline = self.timeline.refiltered(filter.clone(), generation);
+                self.workers
+                    .send(Request::BuildIndex { generation, filter });
+                self.request_histogram();
+                self.request_facets();
+            }
+            Err(problem) => self.filter_problem = Some(problem),
+        }
+    }
+
+    /// Sends what the timeline queued for the readers.
+    pub fn send_requests(&mut self) {
+        for request in self.timeline.take_requests() {
+            self.workers.send(request);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Work the app starts off the UI thread: checking a source, starting capture and the demo,
+//! writing, saving and running restore scripts, and the file dialog.
+
+use std::path::PathBuf;
+
+use crate::capture::conninfo::{Password, url_for_display};
+use crate::capture::{self, doctor};
+use crate::demo::{Demo, DemoOptions, Pace};
+use crate::model::TableName;
+
+use super::super::Message;
+use super::super::capture_task::{CaptureStart, CaptureTask, resolve};
+use super::super::restore::{RestoreDialog, ScriptState};
+use super::super::status::{CaptureState, CaptureStatus};
+use super::super::worker::{Request, ScriptRequest};
+use super::{Command, RowtrailApp};
+
+impl RowtrailApp {
+    /// Runs `work` on a short-lived thread with its own runtime and sends its message back.
+    fn in_background(
+        &self,
+        name: &str,
+        work: impl FnOnce(&tokio::runtime::Runtime) -> Message + Send + 'static,
+    ) {
+        let outbox = self.outbox.clone();
+        let ctx = self.ctx.clone();
+        let started = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let message = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => work(&runtime),
+                    Err(error) => Message::BackgroundFailed(format!(
+                        "could not start a background task: {error}"
+                    )),
+                };
+                let _ = outbox.send(message);
+                ctx.request_repaint();
+            });
+        if let Err(error) = started {
+            tracing::error!("could not start a background thread: {error}");
+        }
+    }
+
+    /// Opens the desktop's file dialog on its own thread; the chosen cache opens when it returns.
+    pub(super) fn browse_cache(&mut self) {
+        if self.browsing {
+            return;
+        }
+        self.browsing = true;
+        let start = self
+            .settings
+            .recent
+            .first()
+            .and_then(|path| path.parent())
+            .map(PathBuf::from);
+        self.in_background("rowtrail-file-dialog", move |_| {
+            let mut dialog = rfd::FileDialog::new()
+                .set_title("Open a rowtrail cache")
+                .add_filter("rowtrail caches", &["rowtrail", "db", "sqlite"])
+                .add_filter("all files", &["*"]);
+            if let Some(start) = start {
+                dialog = dialog.set_directory(start);
+            }
+            Message::Picked(dialog.pick_file())
+        });
+    }
+
+    /// Checks a source the way capture from the app will use it: its slot and publication.
+    pub(super) fn check_source(&mut self, url: String, password: Password) {
+        // Resolving reads ~/.pgpass: on the doctor's thread, not this one.
+        self.in_background("rowtrail-doctor", move |runtime| {
+            let spec = match resolve(&url, &password) {
+                Ok(spec) => spec,
+                Err(error) => {
+                    return Message::Doctor {
+                        report: Err(error),
+                        database: None,
+                    };
+                }
+            };
+            let slot = capture::slot_for_database(&spec.dbname);
+            let report = runtime.block_on(doctor::run(&spec, None, &slot, "rowtrail"));
+            Message::Doctor {
+                report: report.map_err(|error| error.to_string()),
+                database: Some(spec.dbname),
+            }
+        });
+    }
+
+    pub(super) fn start_capture(
+        &mut self,
+        url: String,
+        password: Password,
+        tables: Option<Vec<TableName>>,
+        cache: PathBuf,
+    ) {
+        let start = CaptureStart::Login {
+            url: url.clone(),
+            password: password.clone(),
+            tables,
+            cache: cache.clone(),
+        };
+        self.start_capture_task(start, cache, (url, password));
+    }
+
+    /// Starts capture in the background; the cache opens once capture has created it.
+    fn start_capture_task(
+        &mut self,
+        start: CaptureStart,
+        cache: PathBuf,
+        login: (String, Password),
+    ) {
+        if let Some(task) = self.capture.take() {
+            task.stop();
+        }
+        self.launch_capture(start, cache, login, false);
+    }
+
+    /// Starts `start` on its own thread; `new_baseline` lets it go on after a gap.
+    pub(super) fn launch_capture(
+        &mut self,
+        start: CaptureStart,
+        cache: PathBuf,
+        login: (String, Password),
+        new_baseline: bool,
+    ) {
+        self.last_capture = Some((start.clone(), cache.clone()));
+        match CaptureTask::start(start, new_baseline, self.outbox.clone(), self.ctx.clone()) {
+            Ok(task) => {
+                self.capture = Some(task);
+                self.status = CaptureStatus::default();
+                self.status.state = CaptureState::Starting;
+                self.source_login = Some(login);
+                self.session = None;
+                self.capturing_into = Some(cache);
+                self.connect = None;
+            }
+            Err(error) => self.banner = Some(format!("could not start capture: {error}")),
+        }
+    }
+
+    /// Starts the demo in the background (it sets up a server, which takes a few seconds).
+    pub(super) fn start_demo(&mut self) {
+        if self.demo_starting || self.demo.is_some() {
+            return;
+        }
+        self.demo_starting = true;
+        self.in_background("rowtrail-demo", |_| {
+            let options = DemoOptions {
+                keep: None,
+                pace: Pace::Human,
+                offline: false,
+            };
+            Message::DemoReady(
+                Demo::start(&options)
+                    .map(Box::new)
+                    .map_err(|error| error.to_string()),
+            )
+        });
+    }
+
+    /// Shows a started demo: live capture of its server, or its offline cache with a banner.
+    pub(super) fn adopt_demo(&mut self, demo: Demo) {
+        self.guide = Some(crate::demo::GUIDE.to_owned());
+        match (demo.capture_options(), demo.login()) {
+            (Ok(Some(options)), Some(login)) => {
+                let cache = options.cache.clone();
+                self.start_capture_task(CaptureStart::Ready(Box::new(options)), cache, login);
+            }
+            (Ok(_), _) => {
+                self.apply(Command::OpenCache(demo.cache().to_owned()));
+                if let Some(reason) = demo.offline_reason() {
+                    self.banner = Some(reason.to_owned());
+                }
+            }
+            (Err(error), _) => self.banner = Some(format!("the demo did not start: {error}")),
+        }
+        self.demo = Some(demo);
+    }
+
+    /// Opens the restore dialog and asks a reader for the script.
+    pub(super) fn prepare_script(&mut self, request: ScriptRequest) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        // Where to run it: the capture's own connection string, else the source the cache names.
+        let source_hint = match (&self.source_login, &session.source) {
+            (Some((url, _)), _) => url.clone(),
+            (None, Some(source)) => url_for_display(&source.display),
+            (None, None) => String::new(),
+        };
+        let name = match &request {
+            ScriptRequest::Undo { .. } => "undo",
+            ScriptRequest::RestoreVersion(_) => "restore",
+        };
+        let directory = session
+            .path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let save = directory.join(format!(
+            "rowtrail-{name}-{}.sql",
+            self.clock.now().format("%Y%m%d-%H%M%S")
+        ));
+        let mut dialog =
+            RestoreDialog::new(request.clone(), source_hint, save.display().to_string());
+        if let Some((_, password)) = &self.source_login {
+            dialog.run.password.clone_from(password);
+        }
+        session.restore = Some(dialog);
+        session.workers.send(Request::Script(request));
+    }
+
+    /// Asks for the open dialog's script again, for another request (Include later changes).
+    pub(super) fn rewrite_script(&mut self, request: ScriptRequest) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if let Some(dialog) = session.restore.as_mut() {
+            dialog.request = request.clone();
+            dialog.script = ScriptState::Writing;
+            dialog.run.outcome = None;
+            dialog.run.confirming = false;
+            session.workers.send(Request::Script(request));
+        }
+    }
+
+    pub(super) fn save_script(&mut self, path: PathBuf, sql: String) {
+        self.in_background("rowtrail-save", move |_| {
+            Message::ScriptSaved(match std::fs::write(&path, sql) {
+                Ok(()) => Ok(format!("Saved to {}", path.display())),
+                Err(error) => Err(format!(
+                    "Could not save {}: {error}; choose another file name or folder",
+                    path.display()
+                )),
+            })
+        });
+    }
+
+    pub(super) fn run_script(&mut self, url: String, password: Password, sql: String) {
+        self.in_background("rowtrail-run-script", move |runtime| {
+            let result = resolve(&url, &password).and_then(|spec| {
+                runtime
+                    .block_on(capture::run_script(&spec, &sql))
+                    .map_err(|error| error.to_string())
+            });
+            Message::ScriptRan(result)
+        });
+    }
+}
