@@ -45,11 +45,17 @@ impl Script {
     }
 }
 
-/// Who is running rowtrail, for the context a script records: the operating system's user.
+/// Who is running rowtrail, for the context a script records: the operating system's user (from
+/// the system's user database, so it is right where `USER` is not set, as under sudo or a service).
 fn operator() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+    whoami::username()
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            ["USER", "LOGNAME", "USERNAME"]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 

@@ -102,6 +102,8 @@ pub fn timeline_ui(
     // leave the list at their initial widths.
     let others = 136.0 + 58.0 + 110.0 + 130.0 + 60.0 + if grouped { 110.0 } else { 0.0 };
     let key_most = (list.width() - others).clamp(90.0, 420.0);
+    // Who starts wider where the list has room (until its border is dragged).
+    let who_initial = (list.width() - (others - 130.0) - 150.0 - 100.0).clamp(130.0, 260.0);
     table = table
         .column(Column::initial(58.0).at_least(40.0).clip(true))
         .column(Column::initial(110.0).at_least(50.0).clip(true))
@@ -113,7 +115,7 @@ pub fn timeline_ui(
                 // Sized to its content when the first rows arrive.
                 .auto_size_this_frame(key_loaded && !timeline.key_fitted),
         )
-        .column(Column::initial(130.0).at_least(50.0).clip(true))
+        .column(Column::initial(who_initial).at_least(50.0).clip(true))
         .column(Column::remainder().at_least(60.0).clip(true));
     if key_loaded {
         timeline.key_fitted = true;
