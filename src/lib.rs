@@ -14,6 +14,7 @@ pub mod demo;
 pub mod history;
 pub mod local_pg;
 pub mod model;
+pub mod related;
 pub mod restore;
 pub mod store;
 pub mod ui;

@@ -19,7 +19,7 @@ fn row_object(schema: &RelationSchema, row: &Row) -> Json {
 
 /// Text as a JSON string, NULL as null, and bytes that are not UTF-8 as `{"hex": "636166e9"}`, so
 /// they can never be mistaken for text that happens to contain a backslash.
-fn value_json(value: &Value) -> Json {
+pub fn value_json(value: &Value) -> Json {
     match value {
         Value::Text(text) => Json::from(text.as_str()),
         Value::Bytes(bytes) => json!({ "hex": hex(bytes) }),

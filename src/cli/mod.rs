@@ -9,6 +9,7 @@ mod demo;
 mod history;
 mod json;
 mod log;
+mod related;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,11 @@ pub enum Command {
     Undo(UndoArgs),
     /// Write the SQL script that puts a record back as it was at a moment.
     Restore(RestoreArgs),
+    /// One record's story: its changes and those of the rows that point at it by foreign keys
+    /// (its orders, their items, its tickets), judged at the moment of each change.
+    Related(RelatedArgs),
+    /// Add or remove a link between tables that the schema lacks, or list the links.
+    Link(LinkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +240,49 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RelatedArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// How many foreign keys to follow: 1 for the rows that point at the record, 2 for the rows
+    /// that point at those, and so on (1 to 10).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=10))]
+    pub depth: u8,
+    /// Also the rows the record itself points at (one level).
+    #[arg(long)]
+    pub up: bool,
+    /// Only changes committed at or after TIME (same forms as log --since).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only changes committed at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// At most N changes, newest first (0 for all).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+    /// Print JSON lines (as log --json, with each change's path) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("ends").multiple(true).requires_all(["from", "to"]).args(["from", "to"])))]
+pub struct LinkArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// The pointing side: TABLE.COLUMN, or TABLE(COLUMN,…) for several columns.
+    #[arg(long, value_name = "TABLE.COLUMN")]
+    pub from: Option<String>,
+    /// The side pointed at: TABLE.COLUMN, or TABLE(COLUMN,…).
+    #[arg(long, value_name = "TABLE.COLUMN")]
+    pub to: Option<String>,
+    /// Remove the link instead of adding it.
+    #[arg(long, requires = "from")]
+    pub remove: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct AtArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -343,5 +392,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::At(args) => history::at(args),
         Command::Undo(args) => history::undo(args),
         Command::Restore(args) => history::restore(args),
+        Command::Related(args) => related::related(args),
+        Command::Link(args) => related::link(args),
     }
 }

@@ -9,6 +9,7 @@
 pub mod diff;
 pub mod moment;
 pub mod plan;
+pub mod related;
 pub mod script;
 pub mod search;
 pub mod sql;

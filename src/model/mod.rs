@@ -6,12 +6,14 @@
 
 mod change;
 mod ids;
+mod link;
 mod logged;
 mod relation;
 mod schema_edit;
 
 pub use change::{Change, Op, ParseOpError, Row, Value, escape_bytes, key_of};
 pub use ids::{ChangeId, Lsn, Oid, ParseLsnError, Xid};
+pub use link::Link;
 pub use logged::{LoggedChange, SchemaChange, TransactionInfo};
 pub use relation::{
     Column, ForeignKey, IdentityKind, RelationSchema, ReplicaIdentity, TableName, TableNameError,

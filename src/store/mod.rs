@@ -10,6 +10,7 @@ pub mod codec;
 mod facets;
 mod reader;
 mod record;
+mod related;
 mod schema;
 mod timeline;
 mod writer;

@@ -17,6 +17,7 @@ pub const TABLES: &[&str] = &[
     "transactions",
     "changes",
     "change_minutes",
+    "links",
 ];
 
 /// Every index a cache holds (SQLite's own `sqlite_autoindex_*` aside).
@@ -41,7 +42,12 @@ pub enum Migration {
 }
 
 /// The migrations in order; a cache at version N has run the first N.
-pub const MIGRATIONS: &[Migration] = &[Migration::Sql(V1), Migration::Sql(V2), Migration::Code(v3)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(V1),
+    Migration::Sql(V2),
+    Migration::Code(v3),
+    Migration::Sql(V4),
+];
 
 /// The newest format this build reads and writes.
 pub const CURRENT_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -156,6 +162,16 @@ INSERT INTO change_minutes (table_id, op, minute, count)
 /// way SQLite documents for such changes (section 7 of "ALTER TABLE"): the table's definition is
 /// edited in `sqlite_schema` and the schema version bumped, instead of copying every change into
 /// a new table, which would take minutes on a large cache.
+const V4: &str = r#"
+-- Links between tables that the schema does not declare (`rowtrail link`): related history follows
+-- them like foreign keys. `definition` is the link as JSON (from, columns, to, to_columns).
+CREATE TABLE links (
+    id         INTEGER PRIMARY KEY,
+    definition TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+"#;
+
 fn v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "ALTER TABLE tables ADD COLUMN dropped_change INTEGER; -- the schema change entry that dropped it

@@ -1,0 +1,196 @@
+//! `rowtrail related` (one record's story across the tables that point at it) and `rowtrail link`
+//! (links the schema lacks).
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use chrono::Local;
+use serde_json::{Map, Value as Json, json};
+
+use crate::history::parse_local_time;
+use crate::history::related::{Related, Step, path_text};
+use crate::model::{Link, TableName};
+use crate::related::{StoryOptions, related_history};
+use crate::store::{Cache, KeyFilter};
+
+use super::json::{change_json, value_json};
+use super::{LinkArgs, RelatedArgs};
+
+pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
+    let key = match serde_json::from_str(&args.record.key) {
+        Ok(Json::Object(map)) => KeyFilter(map),
+        _ => anyhow::bail!(
+            "--key '{}' is not a JSON object: write it like '{{\"id\": 7}}' (values as strings or numbers)",
+            args.record.key
+        ),
+    };
+    let options = StoryOptions {
+        depth: usize::from(args.depth),
+        up: args.up,
+        since: args.since.as_deref().map(parse_local_time).transpose()?,
+        until: args.until.as_deref().map(parse_local_time).transpose()?,
+    };
+    let cache = Cache::open(&args.cache.cache)?;
+    let record = cache.record(&TableName::parse(&args.record.table)?, &key)?;
+    let mut story = related_history(&cache, &record, &options)?;
+    story.reverse();
+    if args.limit > 0 {
+        story.truncate(args.limit);
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match args.json {
+        true => {
+            for related in &story {
+                writeln!(out, "{}", related_json(related))?;
+            }
+        }
+        false => print_story(&mut out, &story)?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `log --json` object of the change, with its `path` from the story's record.
+pub fn related_json(related: &Related) -> Json {
+    let mut object = change_json(&related.change);
+    if let Json::Object(map) = &mut object {
+        map.insert(
+            "path".to_owned(),
+            Json::Array(related.path.iter().map(step_json).collect()),
+        );
+    }
+    object
+}
+
+fn step_json(step: &Step) -> Json {
+    let key: Map<String, Json> = step
+        .key
+        .iter()
+        .map(|(name, value)| (name.clone(), value_json(value)))
+        .collect();
+    json!({ "table": step.table.to_string(), "key": key })
+}
+
+fn print_story(out: &mut impl std::io::Write, story: &[Related]) -> std::io::Result<()> {
+    if story.is_empty() {
+        return writeln!(out, "no changes in this record's story");
+    }
+    writeln!(
+        out,
+        "{:>8}  {:<19}  {:<8}  {:<40}  {:<20}  CONTEXT",
+        "ID", "COMMITTED (local)", "OP", "PATH", "CHANGED"
+    )?;
+    for related in story {
+        let change = &related.change;
+        writeln!(
+            out,
+            "{:>8}  {:<19}  {:<8}  {:<40}  {:<20}  {}",
+            change.id,
+            change
+                .tx
+                .committed_at
+                .with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M:%S"),
+            change.change.op,
+            path_text(&related.path),
+            change.changed_text(),
+            change.context_text(),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn link(args: LinkArgs) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&args.cache.cache)?;
+    let (Some(from), Some(to)) = (&args.from, &args.to) else {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for link in cache.links()? {
+            let added = cache.user_links()?.contains(&link);
+            writeln!(
+                out,
+                "{link}{}",
+                if added {
+                    "  (added)"
+                } else {
+                    "  (foreign key)"
+                }
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (from_table, columns) = columns_of(&cache, from, "--from")?;
+    let (to_table, to_columns) = columns_of(&cache, to, "--to")?;
+    anyhow::ensure!(
+        columns.len() == to_columns.len(),
+        "--from names {} column(s) and --to {}: a link pairs them one to one, e.g. --from 'lines(order_id,shop)' --to 'orders(id,shop)'",
+        columns.len(),
+        to_columns.len()
+    );
+    let link = Link {
+        from: from_table,
+        columns,
+        to: to_table,
+        to_columns,
+    };
+    let message = match (args.remove, args.remove && cache.remove_link(&link)?) {
+        (true, true) => format!("removed link {link}"),
+        (true, false) => anyhow::bail!(
+            "there is no added link {link}: list them with rowtrail link --cache FILE"
+        ),
+        (false, _) => match cache.add_link(&link)? {
+            true => format!("added link {link}: related history follows it like a foreign key"),
+            false => format!("link {link} was there already"),
+        },
+    };
+    println!("{message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `orders.customer_ref`, `sales.orders.customer_ref` or `lines(order_id,shop)`: a table of the
+/// cache and columns it has.
+fn columns_of(cache: &Cache, text: &str, flag: &str) -> anyhow::Result<(TableName, Vec<String>)> {
+    let (table, columns) = match text.trim_end().strip_suffix(')') {
+        Some(head) => {
+            let (table, list) = head.split_once('(').ok_or_else(|| {
+                anyhow::anyhow!("{flag} '{text}' is not TABLE.COLUMN or TABLE(COLUMN,…)")
+            })?;
+            let columns = list.split(',').map(|c| c.trim().to_owned()).collect();
+            (table.to_owned(), columns)
+        }
+        None => {
+            let (table, column) = text.rsplit_once('.').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{flag} '{text}' is not TABLE.COLUMN or TABLE(COLUMN,…), e.g. orders.customer_ref"
+                )
+            })?;
+            (table.to_owned(), vec![column.trim().to_owned()])
+        }
+    };
+    let table = TableName::parse(&table)?;
+    let summary = cache
+        .tables()?
+        .into_iter()
+        .rev()
+        .find(|summary| summary.table == table)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag}: table {table} is not in this cache: list tables with rowtrail log"
+            )
+        })?;
+    for column in &columns {
+        anyhow::ensure!(
+            summary.schema.column_index(column).is_some(),
+            "{flag}: table {table} has no column {column}; it has {}",
+            summary
+                .schema
+                .columns
+                .iter()
+                .map(|column| column.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok((table, columns))
+}
