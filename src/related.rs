@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::history::related::{Related, Story, StoryError};
+use crate::history::related::{Member, Related, Story, StoryError};
+use crate::model::ChangeId;
 use crate::store::{Cache, RecordRef, StoreError};
 
 /// What a story holds and how far it reaches.
@@ -47,6 +48,41 @@ pub fn related_history(
     record: &RecordRef,
     options: &StoryOptions,
 ) -> Result<Vec<Related>, RelatedError> {
+    Ok(tell(cache, record, options, None)?.0)
+}
+
+/// The record and every related row as they were right after change `cut`, nearest first.
+pub fn related_at(
+    cache: &Cache,
+    record: &RecordRef,
+    options: &StoryOptions,
+    cut: ChangeId,
+) -> Result<Vec<Member>, RelatedError> {
+    Ok(tell(cache, record, options, Some(cut))?.1.members())
+}
+
+/// The changes of the story after change `cut`: what `restore --related` undoes.
+pub fn related_after(
+    cache: &Cache,
+    record: &RecordRef,
+    options: &StoryOptions,
+    cut: ChangeId,
+) -> Result<Vec<ChangeId>, RelatedError> {
+    Ok(related_history(cache, record, options)?
+        .into_iter()
+        .map(|related| related.change.id)
+        .filter(|id| *id > cut)
+        .collect())
+}
+
+/// Feeds the story every change of its tables up to `cut` (all without one): the changes that
+/// belong, oldest first, and the story as it stands at the end.
+fn tell(
+    cache: &Cache,
+    record: &RecordRef,
+    options: &StoryOptions,
+    cut: Option<ChangeId>,
+) -> Result<(Vec<Related>, Story), RelatedError> {
     let own = cache.record_history(record)?;
     let Some(newest) = own.last() else {
         return Err(RelatedError::NoRecord {
@@ -65,7 +101,7 @@ pub fn related_history(
         options.up,
     )?;
     let mut told = Vec::new();
-    cache.visit_transactions_of(&story.tables(), None, |transaction| {
+    cache.visit_transactions_of(&story.tables(), cut, |transaction| {
         if options
             .until
             .is_some_and(|until| transaction[0].tx.committed_at > until)
@@ -84,5 +120,5 @@ pub fn related_history(
         );
         true
     })?;
-    Ok(told)
+    Ok((told, story))
 }

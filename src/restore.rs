@@ -21,6 +21,12 @@ pub enum UndoTarget {
     Transaction(Xid),
     /// A transaction by the cache's own id (unambiguous, unlike xids, which wrap around).
     CachedTransaction(i64),
+    /// The changes of a record's related history after a moment (`what` names the record and
+    /// the moment, for the script's title).
+    Story {
+        what: String,
+        ids: Vec<ChangeId>,
+    },
 }
 
 /// A finished script and what went into it.
@@ -137,6 +143,11 @@ fn undo_script_in_snapshot(
             };
             (changes, title, undoes)
         }
+        UndoTarget::Story { what, ids } => (
+            cache.changes_by_id(ids)?,
+            format!("restore {what}"),
+            what.clone(),
+        ),
         UndoTarget::Changes(ids) => {
             let changes = cache.changes_by_id(ids)?;
             let described: Vec<String> = changes

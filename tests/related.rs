@@ -337,3 +337,146 @@ fn bad_input_gets_one_clear_line() {
     );
     assert_clean_failure(&link("orders", "customers.id"), 2, "is not TABLE.COLUMN");
 }
+
+/// The rows reachable from customer 2 now, as `table|column=value,…` lines, sorted.
+fn reachable_now(db: &TestDb) -> Vec<String> {
+    let flat = |alias: &str| {
+        format!(
+            "(SELECT string_agg(key || '=' || coalesce(value, 'NULL'), ',' ORDER BY key) FROM json_each_text(row_to_json({alias})))"
+        )
+    };
+    let mut rows: Vec<String> = db
+        .sql(&format!(
+            "SELECT 'customers|' || {c} FROM customers c WHERE id = 2
+             UNION ALL SELECT 'orders|' || {o} FROM orders o WHERE customer_id = 2
+             UNION ALL SELECT 'order_items|' || {i} FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.customer_id = 2
+             UNION ALL SELECT 'tickets|' || {t} FROM tickets t WHERE customer_id = 2",
+            c = flat("c"),
+            o = flat("o"),
+            i = flat("i"),
+            t = flat("t")
+        ))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// `rowtrail at --related --json` at `time`, in the same form as `reachable_now`.
+fn reachable_then(db: &TestDb, time: &str) -> Vec<String> {
+    let mut rows: Vec<String> = db
+        .on_cache(
+            "at",
+            &[
+                "--table",
+                "customers",
+                "--key",
+                r#"{"id": 2}"#,
+                "--time",
+                time,
+                "--related",
+                "--json",
+            ],
+        )
+        .lines()
+        .map(|line| {
+            let member: serde_json::Value = serde_json::from_str(line).unwrap();
+            let table = member["table"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("public.")
+                .to_owned();
+            let mut pairs: Vec<String> = member["row"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(column, value)| format!("{column}={}", value.as_str().unwrap_or("NULL")))
+                .collect();
+            pairs.sort();
+            format!("{table}|{}", pairs.join(","))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn now_utc(db: &TestDb) -> String {
+    db.sql(
+        r#"SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#,
+    )
+}
+
+#[test]
+fn the_whole_customer_at_a_moment_is_what_the_database_held_then() {
+    let db = shop("related_at");
+    db.sql(
+        "INSERT INTO customers VALUES (1, 'Ann'), (2, 'Bo');
+         INSERT INTO orders VALUES (10, 2, 'new'), (11, 1, 'new');
+         INSERT INTO order_items VALUES (10, 1, 'A'), (11, 1, 'B');
+         INSERT INTO tickets VALUES (100, 2, 'late');",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let first = now_utc(&db);
+    let then = reachable_now(&db);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    db.sql(
+        "UPDATE orders SET customer_id = 2 WHERE id = 11; UPDATE order_items SET sku = 'B2' WHERE order_id = 11;
+         DELETE FROM order_items WHERE order_id = 10; UPDATE orders SET customer_id = 1 WHERE id = 10;
+         UPDATE tickets SET subject = 'solved'; INSERT INTO tickets VALUES (101, 2, 'new');",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = now_utc(&db);
+    let later = reachable_now(&db);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    db.sql("DELETE FROM customers WHERE id = 2;");
+    db.capture_ok(&["--tables", "customers,orders,order_items,tickets"]);
+    assert_ne!(then, later);
+    assert_eq!(reachable_then(&db, &first), then);
+    assert_eq!(reachable_then(&db, &second), later);
+    assert_eq!(reachable_then(&db, "now"), Vec::<String>::new());
+}
+
+#[test]
+fn restore_related_puts_back_a_customer_deleted_with_everything_of_theirs() {
+    let db = shop("related_restore");
+    db.sql(
+        "INSERT INTO customers VALUES (1, 'Ann'), (2, 'Bo');
+         INSERT INTO orders VALUES (10, 2, 'paid'), (11, 2, 'new'), (12, 1, 'new');
+         INSERT INTO order_items VALUES (10, 1, 'A'), (10, 2, 'B'), (11, 1, 'C'), (12, 1, 'D');
+         INSERT INTO tickets VALUES (100, 2, 'late'), (101, 1, 'hi');",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let moment = now_utc(&db);
+    let before = reachable_now(&db);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    db.sql(
+        "UPDATE orders SET status = 'shipped' WHERE id = 10; DELETE FROM customers WHERE id = 2;",
+    );
+    assert_eq!(
+        reachable_now(&db),
+        Vec::<String>::new(),
+        "the cascade took everything"
+    );
+    db.capture_ok(&["--tables", "customers,orders,order_items,tickets"]);
+    let script = db.on_cache(
+        "restore",
+        &[
+            "--table",
+            "customers",
+            "--key",
+            r#"{"id": 2}"#,
+            "--time",
+            &moment,
+            "--related",
+        ],
+    );
+    assert!(script.contains("with its related rows"), "{script}");
+    db.sql(&script);
+    assert_eq!(reachable_now(&db), before, "every row back, ids and all");
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE customer_id = 1"),
+        "1",
+        "others untouched"
+    );
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::history::{DiffKind, Moment, describe_change, diff_change};
 use crate::model::{ChangeId, LoggedChange, Op, RelationSchema, SchemaChange, TableName, Xid};
+use crate::related::{StoryOptions, related_after, related_at};
 use crate::restore::{UndoTarget, later_note, restore_script, undo_script};
 use crate::store::{Cache, KeyFilter, RecordRef};
 use anyhow::Context as _;
@@ -157,6 +158,38 @@ pub fn at(args: AtArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let record = cache.record(&table, &key_filter(key)?)?;
+    if args.related {
+        let members = related_at(&cache, &record, &StoryOptions::default(), cut)?;
+        let mut text = String::new();
+        for member in &members {
+            let image = crate::history::Image {
+                schema: member.schema.clone(),
+                row: member.row.clone(),
+            };
+            match args.json {
+                true => text.push_str(&format!(
+                    "{}\n",
+                    serde_json::json!({
+                        "table": member.schema.table.to_string(),
+                        "path": member.path.iter().map(super::related::step_json).collect::<Vec<_>>(),
+                        "row": image_json(&image),
+                    })
+                )),
+                false => text.push_str(&format!(
+                    "{}: {}\n",
+                    crate::history::related::path_text(&member.path),
+                    image_json(&image)
+                )),
+            }
+        }
+        if members.is_empty() {
+            text.push_str(match args.json {
+                true => "",
+                false => "absent: neither the record nor any related row existed then\n",
+            });
+        }
+        return print(&text);
+    }
     let state = cache.record_at(&record, cut)?;
     let text = match (state, args.json) {
         (None, true) => "null\n".to_owned(),
@@ -212,6 +245,32 @@ pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let cache = Cache::open(&args.cache.cache)?;
     let record = record(&cache, &args.record.table, &args.record.key)?;
+    if args.related {
+        let cut = cache.resolve_moment(moment(&args.time)?)?;
+        let ids = related_after(&cache, &record, &StoryOptions::default(), cut)?;
+        anyhow::ensure!(
+            !ids.is_empty(),
+            "nothing in the story of {} {} changed after {}: there is nothing to put back",
+            record.table,
+            args.record.key,
+            args.time
+        );
+        let what = format!(
+            "{} {} with its related rows to {}",
+            record.table, args.record.key, args.time
+        );
+        let script = undo_script(
+            &cache,
+            &UndoTarget::Story { what, ids },
+            false,
+            !args.no_guard,
+        )
+        .context("could not write the restore script")?;
+        for later in script.stopping_changes().take(10) {
+            eprintln!("warning: {}", later_note(later, true));
+        }
+        return print(&script.sql);
+    }
     let script = restore_script(&cache, &record, moment(&args.time)?, !args.no_guard)
         .context("could not write the restore script")?;
     print(&script.sql)

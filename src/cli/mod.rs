@@ -294,6 +294,10 @@ pub struct AtArgs {
     pub key: Option<String>,
     #[arg(long, value_name = "MOMENT", help = MOMENT_HELP)]
     pub time: String,
+    /// With --key: also every related row then (see rowtrail related), one JSON object per row
+    /// with its table and path.
+    #[arg(long, requires = "key")]
+    pub related: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -329,6 +333,10 @@ pub struct RestoreArgs {
     /// Change the row whatever it holds now, instead of stopping when it changed since.
     #[arg(long)]
     pub no_guard: bool,
+    /// Put back the record with every related row (see rowtrail related): undo every change of
+    /// its story after the moment, in an order that keeps foreign keys valid.
+    #[arg(long)]
+    pub related: bool,
 }
 
 /// Parses a `--tables` list.

@@ -63,7 +63,7 @@ pub fn related_json(related: &Related) -> Json {
     object
 }
 
-fn step_json(step: &Step) -> Json {
+pub(super) fn step_json(step: &Step) -> Json {
     let key: Map<String, Json> = step
         .key
         .iter()

@@ -87,6 +87,8 @@ pub enum StoryError {
 struct Known {
     schema: Arc<RelationSchema>,
     row: Row,
+    /// Deleted (or its table emptied): gone now, but still what its rows pointed at.
+    gone: bool,
 }
 
 impl Known {
@@ -194,7 +196,21 @@ impl Story {
 
     /// Takes one change (after every earlier one) and returns it with its path when it belongs.
     fn feed(&mut self, change: LoggedChange) -> Option<Related> {
-        if !change.change.op.changes_rows() || change.change.op.empties_table() {
+        if change.change.op.empties_table() {
+            for known in self
+                .rows
+                .get_mut(&change.table)
+                .into_iter()
+                .flat_map(|rows| rows.values_mut())
+            {
+                known.gone = true;
+            }
+            if let Some(root) = self.root_row.as_mut().filter(|_| change.table == self.root) {
+                root.gone = true;
+            }
+            return None;
+        }
+        if !change.change.op.changes_rows() {
             return None;
         }
         let schema = change.schema.clone();
@@ -207,6 +223,7 @@ impl Story {
                     self.root_row = Some(Known {
                         schema: schema.clone(),
                         row: row.clone(),
+                        gone: change.change.op == Op::Delete,
                     });
                 }
                 self.remember(&change);
@@ -381,6 +398,26 @@ impl Story {
     fn remember(&mut self, change: &LoggedChange) {
         let schema = &change.schema;
         let Some(after) = &change.change.after else {
+            if let Some(before) = &change.change.before {
+                let key = match schema.has_key() {
+                    true => key_of(schema, before),
+                    false => before.clone(),
+                };
+                let rows = self.rows.entry(change.table.clone()).or_default();
+                match rows.get_mut(&key) {
+                    Some(known) => known.gone = true,
+                    None => {
+                        rows.insert(
+                            key,
+                            Known {
+                                schema: schema.clone(),
+                                row: before.clone(),
+                                gone: true,
+                            },
+                        );
+                    }
+                }
+            }
             return;
         };
         let rows = self.rows.entry(change.table.clone()).or_default();
@@ -390,7 +427,7 @@ impl Story {
         let key = record_key(schema, after);
         // Values the stream did not send stay as last known.
         let row = match rows.get(&key) {
-            Some(known) => after
+            Some(known) if !known.gone => after
                 .iter()
                 .zip(&schema.columns)
                 .map(|(value, column)| match value.is_available() {
@@ -401,16 +438,61 @@ impl Story {
                         .unwrap_or(Value::Unavailable),
                 })
                 .collect(),
-            None => after.clone(),
+            _ => after.clone(),
         };
         rows.insert(
             key,
             Known {
                 schema: schema.clone(),
                 row,
+                gone: false,
             },
         );
     }
+
+    /// The record and every related row as they are now (after the changes fed so far), each
+    /// with its path; rows that are gone are left out. Nearest first, then by path.
+    pub fn members(&self) -> Vec<Member> {
+        let mut members = Vec::new();
+        if let Some(root) = self.root_row.as_ref().filter(|root| !root.gone) {
+            members.push(Member {
+                path: vec![Step::of(&root.schema, &root.row)],
+                schema: root.schema.clone(),
+                row: root.row.clone(),
+            });
+        }
+        for (table, rows) in &self.rows {
+            let below_root = self.levels.get(table).is_some_and(|level| *level > 0);
+            let above_root = self.up.iter().any(|link| link.to == *table);
+            for known in rows.values().filter(|known| !known.gone) {
+                let path = match below_root {
+                    true => self.belongs(&known.schema, &known.row, self.depth),
+                    false => None,
+                }
+                .or_else(|| match above_root {
+                    true => self.pointed_at_by_root(&known.schema, &known.row),
+                    false => None,
+                });
+                if let Some(path) = path {
+                    members.push(Member {
+                        path,
+                        schema: known.schema.clone(),
+                        row: known.row.clone(),
+                    });
+                }
+            }
+        }
+        members.sort_by_cached_key(|member| (member.path.len(), path_text(&member.path)));
+        members
+    }
+}
+
+/// A row of the story as it is at a moment.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub path: Vec<Step>,
+    pub schema: Arc<RelationSchema>,
+    pub row: Row,
 }
 
 /// The root's step when only its key is known.
