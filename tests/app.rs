@@ -366,6 +366,11 @@ fn try_the_demo_starts_a_live_shop_with_its_guide_and_identity_warning() {
         1,
         "only support_tickets keeps REPLICA IDENTITY DEFAULT"
     );
+    // The guide opens customer 42's story: its orders and their items in one timeline.
+    click_settled(&mut harness, "Open customer 42's story");
+    wait_for(&mut harness, "customer 42's story", |h| {
+        has(h, "customers 42 › orders ") && has(h, "› order_items (")
+    });
     harness.get_by_label("Hide").click();
     wait_for(&mut harness, "the guide to go", |h| {
         !has(h, "Stories to find")
@@ -1039,5 +1044,50 @@ fn item15_a_transaction_folds_to_one_row() {
     click_settled(&mut harness, &fold.replace("Fold", "Unfold"));
     wait_for(&mut harness, "the transaction unfolded", |h| {
         rows(h).len() == 6
+    });
+}
+
+// One customer's whole story (issue 13).
+
+#[test]
+fn issue13_related_history_shows_an_order_items_change_with_its_path() {
+    let db = fresh_db("app_related");
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text);
+         CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, status text);
+         CREATE TABLE order_items (order_id int REFERENCES orders, line int, sku text, PRIMARY KEY (order_id, line));
+         INSERT INTO customers VALUES (42, 'Acme'), (43, 'Other');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "INSERT INTO orders VALUES (7, 42, 'new'), (8, 43, 'new');
+         INSERT INTO order_items VALUES (7, 1, 'A'), (8, 1, 'B');
+         UPDATE order_items SET sku = 'A2' WHERE order_id = 7;
+         UPDATE customers SET name = 'Acme Ltd' WHERE id = 42;",
+    );
+    db.capture_ok(&[]);
+    let mut harness = app(&db.cache());
+    open_row(&mut harness, "update  customers  id=42");
+    click_settled(&mut harness, "Related history");
+    let item = "customers 42 › orders 7 › order_items (7,1)";
+    wait_for(&mut harness, "the story", |h| has(h, item));
+    assert!(has(
+        &harness,
+        "update · customers 42 › orders 7 › order_items (7,1)"
+    ));
+    assert!(
+        !has(&harness, "orders 8"),
+        "another customer's order is not in the story"
+    );
+    let entry = harness
+        .get_all_by_label_contains("insert · customers 42 › orders 7 › order_items (7,1)")
+        .next()
+        .unwrap()
+        .accesskit_node()
+        .label()
+        .unwrap();
+    click_settled(&mut harness, &entry);
+    wait_for(&mut harness, "the item's change", |h| {
+        has(h, "insert of public.order_items (order_id, line)=(7, 1)")
     });
 }

@@ -28,6 +28,10 @@ pub const CACHE_FILE: &str = "shop.rowtrail";
 const SEED: u64 = 7;
 
 /// What to find in the demo, for the app's banner and the command line.
+/// The record whose related history the demo's guide offers to open: customer 42 (its orders,
+/// their items and its tickets).
+pub const STORY: (&str, &str) = ("customers", "42");
+
 pub const GUIDE: &str = "Stories to find: customer 42 moved to the pro plan (customers), product 7's price edited from 19.99 to 1.99 (products), the nightly purge-abandoned-carts job deleting the items of paid orders (order_items, filter job=purge-abandoned-carts), and support ticket 5 deleted by mistake (support_tickets, which keeps REPLICA IDENTITY DEFAULT).";
 
 /// The demo could not start.

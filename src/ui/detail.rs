@@ -6,6 +6,7 @@ use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, RichText};
 
 use crate::history::diff::show_value;
+use crate::history::related::{Related, path_text};
 use crate::history::search::{Search, Term};
 use crate::history::{
     ColumnDiff, DiffKind, Image, Moment, TextSpan, ValueDiff, describe_change, diff_change,
@@ -26,6 +27,7 @@ pub enum Tab {
     #[default]
     Change,
     History,
+    Related,
 }
 
 /// The panel's state.
@@ -37,6 +39,11 @@ pub struct DetailState {
     pub state_at: StateAt,
     /// Move the keyboard into the panel on the next frame (Enter in the timeline).
     pub focus: bool,
+    /// The related history last read: the change it was asked for, and the story or why
+    /// there is none. Kept while the changes of that story are opened from it.
+    pub related: Option<(ChangeId, Result<Vec<Related>, String>)>,
+    /// The change whose related history was asked for and has not arrived.
+    pub related_asked: Option<ChangeId>,
 }
 
 /// The state-at control: a moment within the record's lifetime and what the record was then.
@@ -59,6 +66,8 @@ pub enum DetailAction {
     Script(ScriptRequest),
     /// Add this term to the search (a value clicked in a diff).
     Search(String),
+    /// Read the related history of this change's record.
+    Related(ChangeId),
 }
 
 impl DetailState {
@@ -151,15 +160,40 @@ pub fn detail_ui(
                 Tab::History,
                 format!("Record history ({})", detail.history.len()),
             );
+            ui.selectable_value(&mut state.tab, Tab::Related, "Related history")
+                .on_hover_text(
+                    "This record with the rows that point at it by foreign keys (its orders, their items…), as one timeline",
+                );
         }
     });
     ui.separator();
     let tab = state.tab;
+    if tab == Tab::Related {
+        let id = detail.change.id;
+        // A story stays while its own changes are opened from it.
+        let known = state.related.as_ref().is_some_and(|(asked, story)| {
+            *asked == id
+                || story
+                    .as_ref()
+                    .is_ok_and(|story| story.iter().any(|related| related.change.id == id))
+        });
+        if !known && state.related_asked != Some(id) {
+            state.related_asked = Some(id);
+            state.related = None;
+            action = Some(DetailAction::Related(id));
+        }
+    }
+    let related = &state.related;
     egui::ScrollArea::vertical()
         .id_salt("detail")
         .show(ui, |ui| match tab {
             Tab::Change => action = change_ui(ui, detail, zone, search),
             Tab::History => action = history_ui(ui, detail, &mut state.state_at, zone, search),
+            Tab::Related => {
+                if let Some(opened) = related_ui(ui, detail.change.id, related, zone) {
+                    action = Some(DetailAction::Open(opened));
+                }
+            }
         });
     if state.loading.is_some() {
         ui.spinner();
@@ -532,6 +566,70 @@ fn detail_job(detail: &ValueDiff, ui: &egui::Ui) -> LayoutJob {
         }
     }
     job
+}
+
+/// The related history: the record's changes and those of the rows that point at it, newest
+/// first, each with its path from the record. A click opens the change.
+fn related_ui(
+    ui: &mut egui::Ui,
+    current: ChangeId,
+    related: &Option<(ChangeId, Result<Vec<Related>, String>)>,
+    zone: Zone,
+) -> Option<ChangeId> {
+    let Some((_, story)) = related else {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("Following foreign keys…");
+        });
+        return None;
+    };
+    let story = match story {
+        Ok(story) => story,
+        Err(error) => {
+            ui.add(egui::Label::new(RichText::new(error).color(ui.visuals().warn_fg_color)).wrap());
+            return None;
+        }
+    };
+    let root = story
+        .iter()
+        .find_map(|related| related.path.first())
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    ui.label(
+        RichText::new(format!(
+            "{} of {root} and the rows that point at it{}",
+            changes_text(story.len() as u64),
+            match story.len() >= super::worker::RELATED_ROWS {
+                true => " (the newest)",
+                false => "",
+            }
+        ))
+        .weak(),
+    );
+    let mut opened = None;
+    for related in story {
+        let change = &related.change;
+        let title = format!(
+            "{} · {} · {}{}",
+            super::time_text::clock(change.tx.committed_at, zone),
+            change.change.op,
+            path_text(&related.path),
+            match change.context_text().as_str() {
+                "" => String::new(),
+                who => format!(" · {who}"),
+            }
+        );
+        let selected = change.id == current;
+        let response = ui.add(egui::Button::selectable(selected, title).truncate());
+        if response.clicked() && !selected {
+            opened = Some(change.id);
+        }
+        let changed = change.changed_text();
+        if !changed.is_empty() {
+            ui.label(RichText::new(format!("    {changed}")).weak().small());
+        }
+    }
+    opened
 }
 
 fn history_ui(

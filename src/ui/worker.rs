@@ -18,6 +18,9 @@ use crate::store::{Cache, Facets, LogFilter, SourceIdentity, TableSummary, TimeS
 
 use super::Message;
 
+/// The most changes of a related history the detail panel lists.
+pub const RELATED_ROWS: usize = 2_000;
+
 /// What a worker is asked.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -49,6 +52,13 @@ pub enum Request {
         buckets: usize,
     },
     Detail(ChangeId),
+    /// The related history of a change's record (`history::related`).
+    Related(ChangeId),
+    /// The newest change of the record of `table` whose single-column key is `key`.
+    NewestOfRecord {
+        table: crate::model::TableName,
+        key: String,
+    },
     RecordAt {
         change: ChangeId,
         moment: Moment,
@@ -140,6 +150,14 @@ pub enum Reply {
         counts: Vec<u64>,
     },
     Detail(Box<Detail>),
+    /// The newest change of a record, to open (`NewestOfRecord`).
+    OpenChange(ChangeId),
+    /// The story of the record of `change`, newest first (at most `RELATED_ROWS`), or why
+    /// there is none.
+    Related {
+        change: ChangeId,
+        story: Result<Vec<crate::history::related::Related>, String>,
+    },
     RecordAt {
         change: ChangeId,
         moment: Moment,
@@ -427,6 +445,48 @@ fn answer(
                 transaction,
                 history,
             }))
+        }
+        Request::NewestOfRecord { table, key } => {
+            let (_, schema) = cache.find_table(&table).map_err(text)?;
+            let column = schema
+                .key_column_names()
+                .next()
+                .ok_or_else(|| format!("{table} has no key"))?
+                .to_owned();
+            let filter = crate::store::KeyFilter(serde_json::Map::from_iter([(
+                column,
+                serde_json::Value::String(key),
+            )]));
+            let record = cache.record(&table, &filter).map_err(text)?;
+            let newest = cache
+                .record_history(&record)
+                .map_err(text)?
+                .last()
+                .map(|change| change.id)
+                .ok_or_else(|| format!("{table} has no record with key {}", record.key))?;
+            Reply::OpenChange(newest)
+        }
+        Request::Related(id) => {
+            let Some(change) = cache.change(id).map_err(text)? else {
+                return Err(format!("change {id} is not in this cache"));
+            };
+            let story = cache
+                .record_of(&change)
+                .map_err(|error| error.to_string())
+                .and_then(|record| {
+                    crate::related::related_history(
+                        cache,
+                        &record,
+                        &crate::related::StoryOptions::default(),
+                    )
+                    .map_err(|error| error.to_string())
+                })
+                .map(|mut story| {
+                    story.reverse();
+                    story.truncate(RELATED_ROWS);
+                    story
+                });
+            Reply::Related { change: id, story }
         }
         Request::RecordAt { change, moment } => {
             let Some(entry) = cache.change(change).map_err(text)? else {

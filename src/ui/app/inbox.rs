@@ -194,6 +194,17 @@ impl RowtrailApp {
                     session.detail.show(detail);
                 }
             }
+            Reply::OpenChange(id) => {
+                session.timeline.open(id);
+                session.detail.loading = Some(id);
+                session.workers.send(Request::Detail(id));
+            }
+            Reply::Related { change, story } => {
+                if session.detail.related_asked == Some(change) {
+                    session.detail.related_asked = None;
+                    session.detail.related = Some((change, story));
+                }
+            }
             Reply::RecordAt {
                 change,
                 moment,

@@ -64,6 +64,13 @@ enum Command {
     /// Add a term to the search (a value clicked in a diff).
     AddSearch(String),
     RecordAt(ChangeId, Moment),
+    /// Read the related history of a change's record.
+    Related(ChangeId),
+    /// Open the newest change of the record with this single-column key, on its related history.
+    OpenStory {
+        table: TableName,
+        key: String,
+    },
     PrepareScript(ScriptRequest),
     /// Write the open script again, with or without the later changes.
     IncludeLater(bool),
@@ -241,6 +248,17 @@ impl RowtrailApp {
                     && session.form.add_search_term(&term)
                 {
                     self.apply_filter();
+                }
+            }
+            Command::OpenStory { table, key } => {
+                if let Some(session) = self.session.as_mut() {
+                    session.detail.tab = crate::ui::detail::Tab::Related;
+                    session.workers.send(Request::NewestOfRecord { table, key });
+                }
+            }
+            Command::Related(id) => {
+                if let Some(session) = &self.session {
+                    session.workers.send(Request::Related(id));
                 }
             }
             Command::RecordAt(change, moment) => {

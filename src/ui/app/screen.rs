@@ -39,6 +39,17 @@ impl RowtrailApp {
                 ui.horizontal_wrapped(|ui| {
                     ui.label(egui::RichText::new("Demo").strong());
                     ui.label(guide.as_str());
+                    let (table, id) = crate::demo::STORY;
+                    if ui
+                        .small_button(format!("Open customer {id}'s story"))
+                        .on_hover_text("Its changes and those of its orders, their items and its tickets, as one timeline")
+                        .clicked()
+                    {
+                        self.commands.push(Command::OpenStory {
+                            table: crate::model::TableName::new("public", table),
+                            key: id.to_owned(),
+                        });
+                    }
                     if ui.small_button("Hide").clicked() {
                         self.commands.push(Command::DismissGuide);
                     }
@@ -162,6 +173,7 @@ impl RowtrailApp {
                         commands.push(Command::PrepareScript(request))
                     }
                     Some(DetailAction::Search(term)) => commands.push(Command::AddSearch(term)),
+                    Some(DetailAction::Related(id)) => commands.push(Command::Related(id)),
                     None => {}
                 }
             });
