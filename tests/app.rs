@@ -1090,4 +1090,30 @@ fn issue13_related_history_shows_an_order_items_change_with_its_path() {
     wait_for(&mut harness, "the item's change", |h| {
         has(h, "insert of public.order_items (order_id, line)=(7, 1)")
     });
+    // The story exports as a Markdown report.
+    harness.get_by_label("Export…").click();
+    wait_for(&mut harness, "the export dialog", |h| {
+        h.query_by_label("Save export").is_some()
+    });
+    assert!(has(&harness, "The related history of customers 42"));
+    let file = db.dir.path().join("story.md");
+    retype(&mut harness, "File", &file.display().to_string());
+    click_settled(&mut harness, "Save export");
+    wait_for(&mut harness, "the export", |h| has(h, "Wrote 5 changes to"));
+    let report = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        report.starts_with("# The story of customers 42"),
+        "{report}"
+    );
+    assert!(
+        report.contains("— customers 42 › orders 7 › order_items (7,1)"),
+        "{report}"
+    );
+    assert!(!report.contains("orders 8"), "{report}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "an export holds production data: its owner's only"
+    );
 }

@@ -480,3 +480,77 @@ fn restore_related_puts_back_a_customer_deleted_with_everything_of_theirs() {
         "others untouched"
     );
 }
+
+#[test]
+fn a_story_exports_as_markdown_html_and_csv() {
+    let db = shop("related_export");
+    workload(&db);
+    let base = ["--table", "customers", "--key", r#"{"id": 2}"#];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        db.on_cache("related", &args)
+    };
+    let markdown = with(&["--format", "markdown", "--limit", "0"]);
+    if std::env::var_os("ROWTRAIL_SHOW").is_some() {
+        eprintln!("{markdown}");
+    }
+    assert!(
+        markdown.starts_with("# The story of customers {\"id\": 2}"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("\n## "),
+        "grouped by transaction: {markdown}"
+    );
+    assert!(
+        markdown.contains("insert of public.order_items (order_id, line)=(14, 1) — customers 2 › orders 14 › order\\_items (14,1)")
+            || markdown.contains("— customers 2 › orders 14 › order_items (14,1)"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("status: new → paid"),
+        "what changed, in words: {markdown}"
+    );
+    // The story reads oldest first.
+    let first = markdown.find("orders 10").unwrap();
+    let last = markdown.find("orders 14").unwrap();
+    assert!(first < last);
+    let html = with(&["--format", "html"]);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("customers 2 › orders 14 › order_items (14,1)"));
+    assert!(!html.contains("<script"), "nothing from the data is markup");
+    let csv = with(&["--format", "csv", "--limit", "0"]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "id,committed_at,xid,op,table,key,path,changed,context,what_changed"
+    );
+    assert_eq!(lines.count(), story(&db, &[]).len());
+    // A report can carry the script that undoes one of its changes.
+    let id = story(&db, &[])[0]["id"].as_i64().unwrap().to_string();
+    let report = with(&["--format", "markdown", "--undo-sql", &id]);
+    assert!(
+        report.contains(&format!("## Restore script: undo change {id}")),
+        "{report}"
+    );
+    assert!(
+        report.contains("```sql\n-- rowtrail restore script"),
+        "{report}"
+    );
+    let refused = rowtrail(&[
+        "related".to_owned(),
+        "--cache".to_owned(),
+        db.cache().display().to_string(),
+        "--table".to_owned(),
+        "customers".to_owned(),
+        "--key".to_owned(),
+        r#"{"id": 2}"#.to_owned(),
+        "--undo-sql".to_owned(),
+        id,
+    ]);
+    assert_clean_failure(&refused, 2, "--undo-sql attaches a script to a report");
+    // log takes the same formats.
+    let log = db.on_cache("log", &["--table", "orders", "--format", "markdown"]);
+    assert!(log.starts_with("# Changes in orders"), "{log}");
+}

@@ -9,17 +9,27 @@ use chrono::Local;
 use crate::model::{LoggedChange, Op, TableName, Xid};
 use crate::store::{Cache, KeyFilter, LogFilter};
 
-use super::LogArgs;
 use super::json::change_json;
+use super::report::{format_of, write_report};
+use super::{LogArgs, OutputFormat};
 use crate::history::parse_local_time;
+use crate::history::report::Entry;
 
 pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
+    let format = format_of(&args.export, args.json)?;
     let filter = filter(&args)?;
     let cache = Cache::open(&args.cache)?;
     let changes = cache.log(&filter)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.json {
+    let entries: Vec<Entry<'_>> = changes
+        .iter()
+        .map(|change| Entry { change, path: None })
+        .collect();
+    let title = format!("Changes in {}", filter_title(&args));
+    if write_report(&mut out, &cache, &args.export, format, title, &entries)? {
+        // Written.
+    } else if format == OutputFormat::Jsonl {
         for change in &changes {
             writeln!(out, "{}", change_json(change))?;
         }
@@ -72,6 +82,26 @@ fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
         before: None,
         limit: (args.limit > 0).then_some(args.limit),
     })
+}
+
+/// What the filter picks, for a report's title: `orders, user=ann, since 2h`.
+fn filter_title(args: &LogArgs) -> String {
+    let mut parts = vec![
+        args.table
+            .clone()
+            .unwrap_or_else(|| "every table".to_owned()),
+    ];
+    parts.extend(args.key.iter().map(|key| format!("key {key}")));
+    parts.extend(args.op.iter().map(|op| format!("{op}s")));
+    parts.extend(args.context.iter().cloned());
+    parts.extend(
+        args.search
+            .iter()
+            .map(|search| format!("matching {search}")),
+    );
+    parts.extend(args.since.iter().map(|since| format!("since {since}")));
+    parts.extend(args.until.iter().map(|until| format!("until {until}")));
+    parts.join(", ")
 }
 
 fn clip(text: &str, width: usize) -> String {

@@ -10,6 +10,7 @@ mod history;
 mod json;
 mod log;
 mod related;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -169,9 +170,36 @@ pub struct LogArgs {
     /// At most N changes (0 for all).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: usize,
-    /// Print JSON lines instead of a table.
-    #[arg(long)]
+    /// Print JSON lines instead of a table (the same as --format jsonl).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    #[command(flatten)]
+    pub export: ExportArgs,
+}
+
+/// How a timeline is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for the terminal.
+    Table,
+    /// One JSON object per change.
+    Jsonl,
+    /// One row per change, for spreadsheets.
+    Csv,
+    /// A readable report: grouped by transaction, who, what changed in words.
+    Markdown,
+    /// The same report as one HTML page.
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<OutputFormat>,
+    /// With --format markdown or html: attach the script that undoes this change.
+    #[arg(long, value_name = "ID")]
+    pub undo_sql: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -261,9 +289,12 @@ pub struct RelatedArgs {
     /// At most N changes, newest first (0 for all).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: usize,
-    /// Print JSON lines (as log --json, with each change's path) instead of a table.
-    #[arg(long)]
+    /// Print JSON lines (as log --json, with each change's path) instead of a table (the same
+    /// as --format jsonl).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    #[command(flatten)]
+    pub export: ExportArgs,
 }
 
 #[derive(Debug, Args)]

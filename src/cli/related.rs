@@ -14,7 +14,9 @@ use crate::related::{StoryOptions, related_history};
 use crate::store::{Cache, KeyFilter};
 
 use super::json::{change_json, value_json};
-use super::{LinkArgs, RelatedArgs};
+use super::report::{format_of, write_report};
+use super::{LinkArgs, OutputFormat, RelatedArgs};
+use crate::history::report::Entry;
 
 pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
     let key = match serde_json::from_str(&args.record.key) {
@@ -30,6 +32,7 @@ pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
         since: args.since.as_deref().map(parse_local_time).transpose()?,
         until: args.until.as_deref().map(parse_local_time).transpose()?,
     };
+    let format = format_of(&args.export, args.json)?;
     let cache = Cache::open(&args.cache.cache)?;
     let record = cache.record(&TableName::parse(&args.record.table)?, &key)?;
     let mut story = related_history(&cache, &record, &options)?;
@@ -39,13 +42,26 @@ pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match args.json {
-        true => {
-            for related in &story {
-                writeln!(out, "{}", related_json(related))?;
-            }
+    let entries: Vec<Entry<'_>> = story
+        .iter()
+        .map(|related| Entry {
+            change: &related.change,
+            path: Some(&related.path),
+        })
+        .collect();
+    let title = format!(
+        "The story of {} {} and the rows that point at it",
+        record.table.short(),
+        args.record.key
+    );
+    if write_report(&mut out, &cache, &args.export, format, title, &entries)? {
+        // Written.
+    } else if format == OutputFormat::Jsonl {
+        for related in &story {
+            writeln!(out, "{}", related_json(related))?;
         }
-        false => print_story(&mut out, &story)?,
+    } else {
+        print_story(&mut out, &story)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod moment;
 pub mod plan;
 pub mod related;
+pub mod report;
 pub mod script;
 pub mod search;
 pub mod sql;

@@ -12,6 +12,7 @@ mod app;
 mod capture_task;
 mod connect;
 mod detail;
+mod export;
 mod fields;
 mod filters;
 mod histogram;

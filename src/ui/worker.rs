@@ -54,6 +54,8 @@ pub enum Request {
     Detail(ChangeId),
     /// The related history of a change's record (`history::related`).
     Related(ChangeId),
+    /// Write a timeline or a story to a file.
+    Export(Box<super::export::ExportRequest>),
     /// The newest change of the record of `table` whose single-column key is `key`.
     NewestOfRecord {
         table: crate::model::TableName,
@@ -152,6 +154,8 @@ pub enum Reply {
     Detail(Box<Detail>),
     /// The newest change of a record, to open (`NewestOfRecord`).
     OpenChange(ChangeId),
+    /// What an export wrote, or why it could not.
+    Exported(Result<String, String>),
     /// The story of the record of `change`, newest first (at most `RELATED_ROWS`), or why
     /// there is none.
     Related {
@@ -466,6 +470,7 @@ fn answer(
                 .ok_or_else(|| format!("{table} has no record with key {}", record.key))?;
             Reply::OpenChange(newest)
         }
+        Request::Export(request) => Reply::Exported(export(cache, &request)),
         Request::Related(id) => {
             let Some(change) = cache.change(id).map_err(text)? else {
                 return Err(format!("change {id} is not in this cache"));
@@ -637,6 +642,87 @@ fn build_index(
         });
     }
     Ok(())
+}
+
+/// Writes an export (`ExportRequest`) to its file, readable by its owner only (it holds
+/// production data), and says what it wrote.
+fn export(cache: &Cache, request: &super::export::ExportRequest) -> Result<String, String> {
+    use super::export::{EXPORT_ROWS, ExportSource};
+    use crate::history::report::{Entry, Format, ReportHead, csv, html, markdown};
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = |error: &dyn std::fmt::Display| error.to_string();
+    let changes;
+    let story;
+    let entries: Vec<Entry<'_>> = match &request.source {
+        ExportSource::Timeline(filter) => {
+            let filter = LogFilter {
+                before: None,
+                limit: Some(EXPORT_ROWS),
+                ..(**filter).clone()
+            };
+            changes = cache.log(&filter).map_err(|error| text(&error))?;
+            changes
+                .iter()
+                .map(|change| Entry { change, path: None })
+                .collect()
+        }
+        ExportSource::Story(id) => {
+            let change = cache
+                .change(*id)
+                .map_err(|error| text(&error))?
+                .ok_or_else(|| format!("change {id} is not in this cache"))?;
+            let record = cache.record_of(&change).map_err(|error| text(&error))?;
+            story = crate::related::related_history(
+                cache,
+                &record,
+                &crate::related::StoryOptions::default(),
+            )
+            .map_err(|error| text(&error))?;
+            story
+                .iter()
+                .map(|related| Entry {
+                    change: &related.change,
+                    path: Some(&related.path),
+                })
+                .collect()
+        }
+    };
+    let head = ReportHead {
+        title: request.title.clone(),
+        source: cache.source().map_err(|error| text(&error))?.display,
+        made_at: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        script: None,
+    };
+    let body = match request.format {
+        Format::Csv => csv(&entries).map_err(|error| text(&error))?,
+        Format::Markdown => markdown(&head, &entries),
+        Format::Html => html(&head, &entries),
+    };
+    let path = &request.path;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(body.as_bytes()))
+        .map_err(|error| {
+            format!(
+                "could not write {}: {error}; check that the folder exists and that you may write there",
+                path.display()
+            )
+        })?;
+    Ok(format!(
+        "Wrote {} to {}",
+        match entries.len() {
+            1 => "1 change".to_owned(),
+            count => format!("{count} changes"),
+        },
+        path.display()
+    ))
 }
 
 #[cfg(test)]

@@ -194,6 +194,12 @@ impl RowtrailApp {
                     session.detail.show(detail);
                 }
             }
+            Reply::Exported(result) => {
+                if let Some(dialog) = session.export.as_mut() {
+                    dialog.busy = false;
+                    dialog.outcome = Some(result);
+                }
+            }
             Reply::OpenChange(id) => {
                 session.timeline.open(id);
                 session.detail.loading = Some(id);

@@ -66,6 +66,9 @@ enum Command {
     RecordAt(ChangeId, Moment),
     /// Read the related history of a change's record.
     Related(ChangeId),
+    ShowExport,
+    Export(Box<super::export::ExportRequest>),
+    CloseExport,
     /// Open the newest change of the record with this single-column key, on its related history.
     OpenStory {
         table: TableName,
@@ -254,6 +257,37 @@ impl RowtrailApp {
                 if let Some(session) = self.session.as_mut() {
                     session.detail.tab = crate::ui::detail::Tab::Related;
                     session.workers.send(Request::NewestOfRecord { table, key });
+                }
+            }
+            Command::ShowExport => {
+                if let Some(session) = self.session.as_mut() {
+                    let story = match (&session.detail.tab, &session.detail.related) {
+                        (crate::ui::detail::Tab::Related, Some((id, Ok(story)))) => story
+                            .iter()
+                            .find_map(|related| related.path.first())
+                            .map(|root| (*id, root.to_string())),
+                        _ => None,
+                    };
+                    let folder = session
+                        .path
+                        .parent()
+                        .map(std::path::Path::to_path_buf)
+                        .unwrap_or_default();
+                    session.export = Some(super::export::ExportDialog::new(
+                        session.timeline.filter.clone(),
+                        story,
+                        folder,
+                    ));
+                }
+            }
+            Command::Export(request) => {
+                if let Some(session) = &self.session {
+                    session.workers.send(Request::Export(request));
+                }
+            }
+            Command::CloseExport => {
+                if let Some(session) = self.session.as_mut() {
+                    session.export = None;
                 }
             }
             Command::Related(id) => {

@@ -4,6 +4,7 @@
 
 use super::super::connect::{ConnectAction, connect_ui};
 use super::super::detail::{DetailAction, detail_ui};
+use super::super::export::{ExportAction, export_ui};
 use super::super::filters::{FilterFacts, filters_ui};
 use super::super::histogram::HistogramAction;
 use super::super::restore::{RestoreAction, restore_ui};
@@ -115,6 +116,13 @@ impl RowtrailApp {
                     commands.push(Command::ShowConnect);
                 }
                 if ui
+                    .button("Export…")
+                    .on_hover_text("Write the timeline, or the related history open on the right, as a report or CSV")
+                    .clicked()
+                {
+                    commands.push(Command::ShowExport);
+                }
+                if ui
                     .selectable_label(session.timeline.grouped, "Group by transaction")
                     .on_hover_text("Shade and separate transactions; fold a transaction to one row with its – button")
                     .clicked()
@@ -220,6 +228,17 @@ impl RowtrailApp {
                 }),
                 Some(ConnectAction::Copy(text)) => self.commands.push(Command::Copy(text)),
                 Some(ConnectAction::Close) => self.commands.push(Command::CloseConnect),
+                None => {}
+            }
+        }
+        if let Some(dialog) = self
+            .session
+            .as_mut()
+            .and_then(|session| session.export.as_mut())
+        {
+            match export_ui(ctx, dialog) {
+                Some(ExportAction::Write(request)) => self.commands.push(Command::Export(request)),
+                Some(ExportAction::Close) => self.commands.push(Command::CloseExport),
                 None => {}
             }
         }

@@ -8,6 +8,7 @@ use crate::store::{Facets, TableSummary, TimeSpan};
 
 use super::super::Message;
 use super::super::detail::DetailState;
+use super::super::export::ExportDialog;
 use super::super::filters::FilterForm;
 use super::super::histogram::{BUCKETS, Histogram};
 use super::super::restore::RestoreDialog;
@@ -33,6 +34,7 @@ pub(super) struct Session {
     pub facets: Option<(u64, Facets)>,
     pub detail: DetailState,
     pub restore: Option<RestoreDialog>,
+    pub export: Option<ExportDialog>,
     /// egui time of the last overview refresh while capture runs.
     pub refreshed_at: f64,
     /// egui time of the last facet count while capture runs.
@@ -71,6 +73,7 @@ impl Session {
             facets: None,
             detail: DetailState::default(),
             restore: None,
+            export: None,
             refreshed_at: 0.0,
             faceted_at: 0.0,
         })
