@@ -1,9 +1,11 @@
-//! Related history of one record, read from a cache: the store fetches the links and the changes
-//! of the tables they reach, `history::related` folds them into the story.
+//! Related history of one record, and views over a filtered set, read from a cache: the store
+//! fetches the links and the changes of the tables they reach, `history::related` and
+//! `history::view` fold them.
 
 use chrono::{DateTime, Utc};
 
 use crate::history::related::{Member, Related, Story, StoryError};
+use crate::history::view::{Movement, Predicate, View};
 use crate::model::ChangeId;
 use crate::store::{Cache, RecordRef, StoreError};
 
@@ -121,4 +123,46 @@ fn tell(
         true
     })?;
     Ok((told, story))
+}
+
+/// Why a view could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Predicate(#[from] crate::history::view::PredicateError),
+}
+
+/// A view's timeline: the table's changes that moved a row into the set, out of it, or within
+/// it, oldest first; and the set right after change `cut` (or now).
+pub fn view_history(
+    cache: &Cache,
+    table: &crate::model::TableName,
+    predicate: &str,
+    cut: Option<ChangeId>,
+) -> Result<(Vec<(crate::model::LoggedChange, Movement)>, View), ViewError> {
+    let predicate = Predicate::parse(predicate)?;
+    let known = cache.columns_ever(table)?;
+    for column in predicate.columns() {
+        if !known.iter().any(|name| name == column) {
+            return Err(crate::history::view::PredicateError::UnknownColumn {
+                table: table.to_string(),
+                column: column.to_owned(),
+                known: known.join(", "),
+            }
+            .into());
+        }
+    }
+    let mut view = View::new(predicate);
+    let mut moved = Vec::new();
+    cache.visit_transactions_of(std::slice::from_ref(table), cut, |transaction| {
+        for change in transaction {
+            if let Some(movement) = view.feed(&change) {
+                moved.push((change, movement));
+            }
+        }
+        true
+    })?;
+    Ok((moved, view))
 }

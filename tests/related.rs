@@ -554,3 +554,107 @@ fn a_story_exports_as_markdown_html_and_csv() {
     let log = db.on_cache("log", &["--table", "orders", "--format", "markdown"]);
     assert!(log.starts_with("# Changes in orders"), "{log}");
 }
+
+#[test]
+fn a_view_reports_rows_entering_leaving_and_changing_inside_it() {
+    let db = fresh_db("related_view");
+    db.sql(
+        "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2), updated timestamptz);
+         ALTER TABLE products REPLICA IDENTITY FULL;
+         INSERT INTO products VALUES (1, 'cheap', 5.00, '2026-01-01 00:00+00'), (2, 'dear', 150.00, '2026-01-01 00:00+00');",
+    );
+    db.capture_ok(&[]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let start = now_utc(&db);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    db.sql(
+        "UPDATE products SET name = 'dear one' WHERE id = 2;
+         UPDATE products SET price = 120.00 WHERE id = 1;
+         UPDATE products SET price = 9.99 WHERE id = 2;
+         UPDATE products SET name = 'cheap now' WHERE id = 2;
+         UPDATE products SET price = 1000.00 WHERE id = 1;
+         DELETE FROM products WHERE id = 1;",
+    );
+    db.capture_ok(&[]);
+    // Prices under 100 sort before it as text ('9.99' > '100'): the comparison is numeric.
+    let view: Vec<serde_json::Value> = db
+        .on_cache(
+            "view",
+            &[
+                "--table",
+                "products",
+                "--where",
+                "price > 100 and name is not null",
+                "--json",
+                "--limit",
+                "0",
+            ],
+        )
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let moves: Vec<(String, String, String)> = view
+        .iter()
+        .rev()
+        .map(|change| {
+            (
+                change["view"].as_str().unwrap().to_owned(),
+                change["op"].as_str().unwrap().to_owned(),
+                change["key"]["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("enter", "snapshot", "2"),
+        ("update", "update", "2"),
+        ("enter", "update", "1"),
+        ("leave", "update", "2"),
+        ("update", "update", "1"),
+        ("leave", "delete", "1"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(
+        moves, expected,
+        "product 2's rename after it left is not in the view"
+    );
+    // The set at a moment.
+    let then = db.on_cache(
+        "view",
+        &[
+            "--table",
+            "products",
+            "--where",
+            "price > 100",
+            "--time",
+            &start,
+        ],
+    );
+    assert_eq!(then.lines().count(), 1, "{then}");
+    assert!(then.contains("\"name\":\"dear\""), "{then}");
+    // Times compare as times.
+    let dated = db.on_cache(
+        "view",
+        &[
+            "--table",
+            "products",
+            "--where",
+            "updated >= '2026-01-01' and updated < '2026-01-02'",
+            "--time",
+            &start,
+        ],
+    );
+    assert_eq!(dated.lines().count(), 2, "{dated}");
+    let run = |predicate: &str| {
+        rowtrail(&[
+            "view".to_owned(),
+            "--cache".to_owned(),
+            db.cache().display().to_string(),
+            "--table".to_owned(),
+            "products".to_owned(),
+            "--where".to_owned(),
+            predicate.to_owned(),
+        ])
+    };
+    assert_clean_failure(&run("price >"), 2, "does not parse at");
+    assert_clean_failure(&run("colour = 'red'"), 2, "never had a column colour");
+}

@@ -64,6 +64,9 @@ pub enum Command {
     Related(RelatedArgs),
     /// Add or remove a link between tables that the schema lacks, or list the links.
     Link(LinkArgs),
+    /// A view over a filtered set of rows: the changes that made rows enter it, leave it, or
+    /// change inside it; or, with --time, the rows in it then.
+    View(ViewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +317,28 @@ pub struct LinkArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// The table (schema.table; unqualified means public).
+    #[arg(long, value_name = "T")]
+    pub table: String,
+    /// Which rows are in the view, e.g. "plan = 'pro' and balance > 100": comparisons (=, <>, <,
+    /// <=, >, >=) typed by the column, IN (…), LIKE '…', IS [NOT] NULL, and, or, not, ( ).
+    #[arg(long = "where", value_name = "EXPR")]
+    pub predicate: String,
+    /// Print the rows in the view at this moment instead of its timeline.
+    #[arg(long, value_name = "MOMENT", help = MOMENT_HELP)]
+    pub time: Option<String>,
+    /// At most N changes, newest first (0 for all).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+    /// Print JSON lines (as log --json, with "view": "enter" | "leave" | "update").
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct AtArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -433,5 +458,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => history::restore(args),
         Command::Related(args) => related::related(args),
         Command::Link(args) => related::link(args),
+        Command::View(args) => related::view(args),
     }
 }

@@ -15,7 +15,7 @@ use crate::store::{Cache, KeyFilter};
 
 use super::json::{change_json, value_json};
 use super::report::{format_of, write_report};
-use super::{LinkArgs, OutputFormat, RelatedArgs};
+use super::{LinkArgs, OutputFormat, RelatedArgs, ViewArgs};
 use crate::history::report::Entry;
 
 pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
@@ -209,4 +209,67 @@ fn columns_of(cache: &Cache, text: &str, flag: &str) -> anyhow::Result<(TableNam
         );
     }
     Ok((table, columns))
+}
+
+pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&args.cache.cache)?;
+    let table = TableName::parse(&args.table)?;
+    let cut = match &args.time {
+        Some(time) => {
+            Some(cache.resolve_moment(crate::history::Moment::parse(time, parse_local_time)?)?)
+        }
+        None => None,
+    };
+    let (moved, view) = crate::related::view_history(&cache, &table, &args.predicate, cut)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if cut.is_some() {
+        for (schema, row) in view.members() {
+            let image = crate::history::Image { schema, row };
+            writeln!(out, "{}", super::json::image_json(&image))?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let shown = moved.iter().rev().take(if args.limit == 0 {
+        usize::MAX
+    } else {
+        args.limit
+    });
+    if args.json {
+        for (change, movement) in shown {
+            let mut object = change_json(change);
+            if let Json::Object(map) = &mut object {
+                map.insert("view".to_owned(), Json::from(movement.as_str()));
+            }
+            writeln!(out, "{object}")?;
+        }
+    } else if moved.is_empty() {
+        writeln!(out, "no row of {table} was ever in this view")?;
+    } else {
+        writeln!(
+            out,
+            "{:>8}  {:<19}  {:<6}  {:<8}  {:<16}  {:<24}  CONTEXT",
+            "ID", "COMMITTED (local)", "VIEW", "OP", "KEY", "CHANGED"
+        )?;
+        for (change, movement) in shown {
+            writeln!(
+                out,
+                "{:>8}  {:<19}  {:<6}  {:<8}  {:<16}  {:<24}  {}",
+                change.id,
+                change
+                    .tx
+                    .committed_at
+                    .with_timezone(&Local)
+                    .format("%Y-%m-%d %H:%M:%S"),
+                movement.as_str(),
+                change.change.op,
+                change.key_text(),
+                change.changed_text(),
+                change.context_text(),
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ pub mod search;
 pub mod sql;
 pub mod state;
 pub mod time_input;
+pub mod view;
 
 pub use diff::{ColumnDiff, DiffKind, JsonEdit, TextSpan, ValueDiff, diff_change, diff_rows};
 pub use moment::{Moment, MomentError};

@@ -40,6 +40,38 @@ impl Cache {
         Ok(links.into_iter().collect())
     }
 
+    /// Every column any schema version of the tables of this name had, each once.
+    pub fn columns_ever(&self, table: &TableName) -> Result<Vec<String>, StoreError> {
+        let (ids, _) = self.find_table(table)?;
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let definitions: Vec<String> = self
+            .connection()
+            .prepare(&format!(
+                "SELECT definition FROM relations WHERE table_id IN ({}) ORDER BY id",
+                list.join(",")
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<_, _>>()
+            })
+            .context(self.path(), "reading a table's columns")?;
+        let mut columns: Vec<String> = Vec::new();
+        for definition in definitions {
+            let schema: RelationSchema =
+                serde_json::from_str(&definition).map_err(|error| StoreError::Damaged {
+                    path: self.path().to_owned(),
+                    what: format!("a schema version: {error}"),
+                })?;
+            for column in schema.columns {
+                if !columns.contains(&column.name) {
+                    columns.push(column.name);
+                }
+            }
+        }
+        Ok(columns)
+    }
+
     /// The links users added (`rowtrail link`), oldest first.
     pub fn user_links(&self) -> Result<Vec<Link>, StoreError> {
         let definitions: Vec<String> = self
