@@ -948,6 +948,18 @@ fn item11_search_finds_column_values_and_keys_as_shown() {
     wait_for(&mut harness, "a clear error", |h| {
         has(h, "no table in this cache has a column named colour")
     });
+    // Said under the filters, not as a failure of the cache, and the timeline keeps showing
+    // the last search that ran.
+    wait_for(&mut harness, "the last results again", |h| {
+        rows(h).len() == 1 && rows(h)[0].contains("update  orders  id=7")
+    });
+    assert!(harness.query_by_label("Dismiss").is_none(), "no banner");
+    search(&mut harness, "id=8");
+    wait_for(&mut harness, "a fixed search runs", |h| {
+        rows(h).len() == 1
+            && rows(h)[0].contains("insert  orders  id=8")
+            && !has(h, "no table in this cache has a column named colour")
+    });
 }
 
 #[test]
@@ -1090,6 +1102,9 @@ fn issue13_related_history_shows_an_order_items_change_with_its_path() {
     wait_for(&mut harness, "the item's change", |h| {
         has(h, "insert of public.order_items (order_id, line)=(7, 1)")
     });
+    wait_for(&mut harness, "its diff in the story", |h| {
+        h.query_all_by_label("sku").next().is_some()
+    });
     // The story exports as a Markdown report.
     harness.get_by_label("Export…").click();
     wait_for(&mut harness, "the export dialog", |h| {
@@ -1116,4 +1131,76 @@ fn issue13_related_history_shows_an_order_items_change_with_its_path() {
         0o600,
         "an export holds production data: its owner's only"
     );
+}
+
+#[test]
+fn the_mouse_wheel_scrolls_the_timeline_over_its_rows() {
+    let db = fresh_db("app_wheel");
+    db.sql("CREATE TABLE notes (id int PRIMARY KEY); INSERT INTO notes SELECT generate_series(1, 300);");
+    db.capture_ok(&[]);
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| {
+        rows(h).first().is_some_and(|row| row.contains("id=300"))
+    });
+    let row = harness
+        .get_all_by_label_contains("id=290")
+        .find(|node| node.accesskit_node().role() == egui::accesskit::Role::ListBoxOption)
+        .unwrap()
+        .rect();
+    harness.hover_at(row.center());
+    harness.step();
+    for _ in 0..5 {
+        harness.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Line,
+            delta: egui::vec2(0.0, -3.0),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+            modifiers: egui::Modifiers::NONE,
+        });
+        harness.step();
+    }
+    wait_for(&mut harness, "the list to move down", |h| {
+        rows(h).first().is_some_and(|row| !row.contains("id=300"))
+    });
+}
+
+#[test]
+fn zooming_the_histogram_keeps_the_timeline_below_it() {
+    let db = shop("app_zoom");
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 6);
+    let chart = harness.get_by_label("Changes over time").rect();
+    let header = |h: &Harness<'_, RowtrailApp>| {
+        h.query_all_by_label("Time")
+            .map(|node| node.rect())
+            .min_by(|a, b| a.top().total_cmp(&b.top()))
+            .unwrap()
+    };
+    let before = header(&harness);
+    let (from, to) = (
+        egui::pos2(chart.left() + 5.0, chart.center().y),
+        egui::pos2(chart.right() - 5.0, chart.center().y),
+    );
+    harness.hover_at(from);
+    harness.step();
+    harness.drag_at(from);
+    harness.step();
+    for step in 1..=10 {
+        harness.hover_at(from + (to - from) * (step as f32 / 10.0));
+        harness.step();
+    }
+    harness.drop_at(to);
+    wait_for(&mut harness, "the zoom", |h| {
+        h.query_by_label("Zoom out").is_some()
+    });
+    harness.run_steps(3);
+    assert!(
+        header(&harness).top() >= before.top() - 0.5,
+        "the Zoom out button takes no room from the timeline: {before:?} then {:?}",
+        header(&harness)
+    );
+    click_settled(&mut harness, "Zoom out");
+    wait_for(&mut harness, "the zoom undone", |h| {
+        h.query_by_label("Zoom out").is_none()
+    });
 }

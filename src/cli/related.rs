@@ -94,14 +94,14 @@ fn print_story(out: &mut impl std::io::Write, story: &[Related]) -> std::io::Res
     }
     writeln!(
         out,
-        "{:>8}  {:<19}  {:<8}  {:<40}  {:<20}  CONTEXT",
-        "ID", "COMMITTED (local)", "OP", "PATH", "CHANGED"
+        "{:>8}  {:<19}  {:<8}  {:<20}  {:<40}  PATH",
+        "ID", "COMMITTED (local)", "OP", "CHANGED", "CONTEXT"
     )?;
     for related in story {
         let change = &related.change;
         writeln!(
             out,
-            "{:>8}  {:<19}  {:<8}  {:<40}  {:<20}  {}",
+            "{:>8}  {:<19}  {:<8}  {:<20}  {:<40}  {}",
             change.id,
             change
                 .tx
@@ -109,9 +109,9 @@ fn print_story(out: &mut impl std::io::Write, story: &[Related]) -> std::io::Res
                 .with_timezone(&Local)
                 .format("%Y-%m-%d %H:%M:%S"),
             change.change.op,
+            clip(&change.changed_text(), 20),
+            clip(&change.context_text(), 40),
             path_text(&related.path),
-            change.changed_text(),
-            change.context_text(),
         )?;
     }
     Ok(())
@@ -272,4 +272,12 @@ pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Text cut to `width` characters with `…`, so the columns after it stay aligned.
+fn clip(text: &str, width: usize) -> String {
+    match text.chars().count() > width {
+        true => format!("{}…", text.chars().take(width - 1).collect::<String>()),
+        false => text.to_owned(),
+    }
 }

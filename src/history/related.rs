@@ -185,6 +185,16 @@ impl Story {
     pub fn feed_transaction(&mut self, changes: Vec<LoggedChange>) -> Vec<Related> {
         for change in &changes {
             if change.change.op == Op::Snapshot {
+                if change.table == self.root
+                    && change.change.key(&change.schema) == self.root_key
+                    && let Some(row) = &change.change.after
+                {
+                    self.root_row = Some(Known {
+                        schema: change.schema.clone(),
+                        row: row.clone(),
+                        gone: false,
+                    });
+                }
                 self.remember(change);
             }
         }
@@ -267,11 +277,20 @@ impl Story {
             if link.to == self.root {
                 if self.is_root(&link.to_columns, &values) {
                     let step = Step::of(schema, row);
+                    // Not seen yet (the link names it by its key): its key from the link.
                     let root = self
                         .root_row
                         .as_ref()
                         .map(|known| Step::of(&known.schema, &known.row))
-                        .unwrap_or_else(|| root_step(schema, &self.root_key));
+                        .unwrap_or_else(|| Step {
+                            table: self.root.clone(),
+                            key: link
+                                .to_columns
+                                .iter()
+                                .cloned()
+                                .zip(values.clone())
+                                .collect(),
+                        });
                     return Some(vec![root, step]);
                 }
                 continue;
@@ -766,6 +785,28 @@ mod tests {
             .map(|related| related.change.id.0)
             .collect();
         assert_eq!(ids, vec![1, 3, 5]);
+        let paths: Vec<String> = {
+            let mut shop = Shop::new();
+            let (c, o) = (shop.customers.clone(), shop.orders.clone());
+            let baseline = vec![
+                shop.change(&o, Op::Snapshot, None, Some(&["7", "42", "paid"])),
+                shop.change(&c, Op::Snapshot, None, Some(&["42", "Acme"])),
+            ];
+            let mut story = Story::new(
+                c.table.clone(),
+                vec![Value::text("42")],
+                shop.links(),
+                3,
+                false,
+            )
+            .unwrap();
+            story
+                .feed_transaction(baseline)
+                .iter()
+                .map(|related| path_text(&related.path))
+                .collect()
+        };
+        assert_eq!(paths, vec!["customers 42 › orders 7", "customers 42"]);
     }
 
     #[test]

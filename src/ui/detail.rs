@@ -624,6 +624,18 @@ fn related_ui(
         if response.clicked() && !selected {
             opened = Some(change.id);
         }
+        if selected {
+            // The opened change shows what it did right here.
+            let _ = diff_ui(
+                ui,
+                &diff_change(&change.schema, &change.change),
+                true,
+                &format!("related-{}", change.id),
+                &change.table,
+                None,
+            );
+            continue;
+        }
         let changed = change.changed_text();
         if !changed.is_empty() {
             ui.label(RichText::new(format!("    {changed}")).weak().small());

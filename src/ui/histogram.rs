@@ -144,7 +144,7 @@ impl Histogram {
                 Vec2::new(84.0, 20.0),
             );
             if ui
-                .put(button, egui::Button::new("Zoom out").small())
+                .place(button, egui::Button::new("Zoom out").small())
                 .on_hover_text("Back to the range before this one")
                 .clicked()
             {

@@ -84,6 +84,30 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The generation and filter a timeline request carries, and whether it is the one that
+    /// reports a filter that cannot run (the index).
+    fn filter(&self) -> Option<(u64, &LogFilter, bool)> {
+        match self {
+            Self::BuildIndex { generation, filter } => Some((*generation, filter, true)),
+            Self::Page {
+                generation, filter, ..
+            }
+            | Self::Head {
+                generation, filter, ..
+            }
+            | Self::Histogram {
+                generation, filter, ..
+            }
+            | Self::Fold {
+                generation, filter, ..
+            }
+            | Self::Facets { generation, filter } => Some((*generation, filter, false)),
+            _ => None,
+        }
+    }
+}
+
 /// Where fetched rows belong in the timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RowSlot {
@@ -184,6 +208,11 @@ pub enum Reply {
     },
     /// Something failed; the app shows the message in its banner.
     Failed(String),
+    /// The filter of this generation cannot run (a search names a column no table has).
+    FilterRejected {
+        generation: u64,
+        message: String,
+    },
 }
 
 /// Rows between index anchors: the index keeps every 256th id, so any rank is at most 255 rows
@@ -374,6 +403,16 @@ fn answer(
     reply: &impl Fn(Reply),
 ) -> Result<Option<Reply>, String> {
     let text = |error: crate::store::StoreError| error.to_string();
+    // A search naming what no table has is the filter's problem, said once (to the index
+    // request), not a failure of every request that carries it.
+    if let Some((of, filter, rejects)) = request.filter()
+        && let Err(crate::store::StoreError::BadSearch(message)) = cache.filter_sql(filter)
+    {
+        return Ok(rejects.then_some(Reply::FilterRejected {
+            generation: of,
+            message,
+        }));
+    }
     Ok(Some(match request {
         Request::Open(_) => return Ok(None),
         Request::Overview => Reply::Overview {

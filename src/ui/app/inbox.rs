@@ -234,6 +234,14 @@ impl RowtrailApp {
                     };
                 }
             }
+            Reply::FilterRejected {
+                generation: of,
+                message,
+            } => {
+                if of == generation {
+                    session.reject_filter(message);
+                }
+            }
             Reply::Failed(error) => {
                 if session.source.is_none() {
                     self.session = None;

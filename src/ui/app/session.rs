@@ -28,6 +28,8 @@ pub(super) struct Session {
     pub newest: Option<ChangeId>,
     pub form: FilterForm,
     pub filter_problem: Option<String>,
+    /// The filter before the one applied last, to go back to when that one cannot run.
+    pub previous_filter: crate::store::LogFilter,
     pub timeline: Timeline,
     pub histogram: Histogram,
     /// The facets of the current filter, with the generation they were counted for.
@@ -68,6 +70,7 @@ impl Session {
             newest: None,
             form: FilterForm::default(),
             filter_problem: None,
+            previous_filter: Default::default(),
             timeline,
             histogram: Histogram::default(),
             facets: None,
@@ -100,6 +103,20 @@ impl Session {
         });
     }
 
+    /// The filter applied last cannot run: say why (under the filters) and show the previous
+    /// filter's changes again; the form keeps what was typed, to be fixed.
+    pub fn reject_filter(&mut self, message: String) {
+        self.filter_problem = Some(message);
+        let filter = std::mem::take(&mut self.previous_filter);
+        let generation = self.timeline.generation + 1;
+        self.timeline = self.timeline.refiltered(filter.clone(), generation);
+        self.previous_filter = filter.clone();
+        self.workers
+            .send(Request::BuildIndex { generation, filter });
+        self.request_histogram();
+        self.request_facets();
+    }
+
     /// Makes the form's filter the timeline's: a new index, histogram and facets.
     pub fn apply_filter(&mut self, zone: Zone) {
         match self.form.to_filter(zone) {
@@ -109,6 +126,7 @@ impl Session {
                     self.histogram.zooms.clear();
                 }
                 let generation = self.timeline.generation + 1;
+                self.previous_filter = self.timeline.filter.clone();
                 self.timeline = self.timeline.refiltered(filter.clone(), generation);
                 self.workers
                     .send(Request::BuildIndex { generation, filter });

@@ -44,11 +44,13 @@ pub fn timeline_ui(
     let body_height = (list.height() - row_height).max(row_height);
     let visible = ((body_height / row_height).floor() as u64).max(1);
     let mut action = None;
-    let aiming = response.hovered()
-        && ui.input(|input| input.pointer.time_since_last_movement()) < HOLD_SECONDS;
+    // The rows are widgets of their own, so the list is never "hovered" itself: ask whether the
+    // pointer is over it.
+    let over = response.contains_pointer();
+    let aiming = over && ui.input(|input| input.pointer.time_since_last_movement()) < HOLD_SECONDS;
     timeline.hold(aiming);
 
-    if response.hovered() {
+    if over {
         let scroll = ui.input(|input| input.smooth_scroll_delta.y);
         timeline.wheel_rest -= scroll / row_height;
         let whole = timeline.wheel_rest.trunc();
