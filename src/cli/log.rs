@@ -104,7 +104,8 @@ fn filter_title(args: &LogArgs) -> String {
     parts.join(", ")
 }
 
-fn clip(text: &str, width: usize) -> String {
+/// Text cut to `width` characters with `…`, so the columns after it stay aligned.
+pub(super) fn clip(text: &str, width: usize) -> String {
     match text.chars().count() > width {
         true => format!(
             "{}…",

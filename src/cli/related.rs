@@ -14,6 +14,7 @@ use crate::related::{StoryOptions, related_history};
 use crate::store::{Cache, KeyFilter};
 
 use super::json::{change_json, value_json};
+use super::log::clip;
 use super::report::{format_of, write_report};
 use super::{LinkArgs, OutputFormat, RelatedArgs, ViewArgs};
 use crate::history::report::Entry;
@@ -272,12 +273,4 @@ pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Text cut to `width` characters with `…`, so the columns after it stay aligned.
-fn clip(text: &str, width: usize) -> String {
-    match text.chars().count() > width {
-        true => format!("{}…", text.chars().take(width - 1).collect::<String>()),
-        false => text.to_owned(),
-    }
 }

@@ -97,6 +97,20 @@ impl Known {
             .column_index(column)
             .and_then(|index| self.row.get(index))
     }
+
+    /// `row` (of `schema`) with the values the stream did not send taken from this one.
+    fn fill(&self, schema: &RelationSchema, row: &Row) -> Row {
+        row.iter()
+            .zip(&schema.columns)
+            .map(|(value, column)| match value.is_available() {
+                true => value.clone(),
+                false => self
+                    .value(&column.name)
+                    .cloned()
+                    .unwrap_or(Value::Unavailable),
+            })
+            .collect()
+    }
 }
 
 /// The story of one record, told change by change.
@@ -383,19 +397,7 @@ impl Story {
             .unwrap_or_else(|| change.change.key(schema));
         let known = self.rows.get(&change.table).and_then(|rows| rows.get(&key));
         match (&change.change.before, known) {
-            (Some(before), Some(known)) => Some(
-                before
-                    .iter()
-                    .zip(&schema.columns)
-                    .map(|(value, column)| match value.is_available() {
-                        true => value.clone(),
-                        false => known
-                            .value(&column.name)
-                            .cloned()
-                            .unwrap_or(Value::Unavailable),
-                    })
-                    .collect(),
-            ),
+            (Some(before), Some(known)) => Some(known.fill(schema, before)),
             (Some(before), None) => Some(before.clone()),
             (None, Some(known)) if change.change.op != Op::Insert => Some(
                 schema
@@ -446,17 +448,7 @@ impl Story {
         let key = record_key(schema, after);
         // Values the stream did not send stay as last known.
         let row = match rows.get(&key) {
-            Some(known) if !known.gone => after
-                .iter()
-                .zip(&schema.columns)
-                .map(|(value, column)| match value.is_available() {
-                    true => value.clone(),
-                    false => known
-                        .value(&column.name)
-                        .cloned()
-                        .unwrap_or(Value::Unavailable),
-                })
-                .collect(),
+            Some(known) if !known.gone => known.fill(schema, after),
             _ => after.clone(),
         };
         rows.insert(
