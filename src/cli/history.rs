@@ -14,7 +14,8 @@ use super::json::{change_with_diff_json, image_json};
 use super::{AtArgs, HistoryArgs, RestoreArgs, ShowArgs, UndoArgs};
 use crate::history::parse_local_time;
 
-fn key_filter(text: &str) -> anyhow::Result<KeyFilter> {
+/// A `--key` argument: a JSON object of column names to values.
+pub(super) fn key_filter(text: &str) -> anyhow::Result<KeyFilter> {
     match serde_json::from_str(text) {
         Ok(serde_json::Value::Object(map)) => Ok(KeyFilter(map)),
         _ => anyhow::bail!(

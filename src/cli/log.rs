@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use chrono::Local;
 
 use crate::model::{LoggedChange, Op, TableName, Xid};
-use crate::store::{Cache, KeyFilter, LogFilter};
+use crate::store::{Cache, LogFilter};
 
+use super::history::key_filter;
 use super::json::change_json;
 use super::report::{format_of, write_report};
 use super::{LogArgs, OutputFormat};
@@ -41,15 +42,7 @@ pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
-    let key = match &args.key {
-        Some(text) => match serde_json::from_str(text) {
-            Ok(serde_json::Value::Object(map)) => Some(KeyFilter(map)),
-            _ => anyhow::bail!(
-                "--key '{text}' is not a JSON object: write it like '{{\"id\": 7}}' (values as strings or numbers)"
-            ),
-        },
-        None => None,
-    };
+    let key = args.key.as_deref().map(key_filter).transpose()?;
     let context = args
         .context
         .iter()

@@ -11,8 +11,9 @@ use crate::history::parse_local_time;
 use crate::history::related::{Related, Step, path_text};
 use crate::model::{Link, TableName};
 use crate::related::{StoryOptions, related_history};
-use crate::store::{Cache, KeyFilter};
+use crate::store::Cache;
 
+use super::history::key_filter;
 use super::json::{change_json, value_json};
 use super::log::clip;
 use super::report::{format_of, write_report};
@@ -20,13 +21,7 @@ use super::{LinkArgs, OutputFormat, RelatedArgs, ViewArgs};
 use crate::history::report::Entry;
 
 pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
-    let key = match serde_json::from_str(&args.record.key) {
-        Ok(Json::Object(map)) => KeyFilter(map),
-        _ => anyhow::bail!(
-            "--key '{}' is not a JSON object: write it like '{{\"id\": 7}}' (values as strings or numbers)",
-            args.record.key
-        ),
-    };
+    let key = key_filter(&args.record.key)?;
     let options = StoryOptions {
         depth: usize::from(args.depth),
         up: args.up,
