@@ -7,10 +7,9 @@ use std::collections::HashSet;
 use chrono::Utc;
 
 use crate::history::{
-    HistoryError, Image, Moment, ScriptHeader, Step, describe_change, plan_restore, plan_undo,
-    render_script,
+    HistoryError, ScriptHeader, Step, describe_change, plan_restore, plan_undo, render_script,
 };
-use crate::model::{ChangeId, LoggedChange, Xid};
+use crate::model::{ChangeId, LoggedChange, Moment, Xid};
 use crate::store::{Cache, RecordRef, StoreError};
 
 /// What to undo.
@@ -307,7 +306,7 @@ fn restore_script_in_snapshot(
     let described = target
         .as_ref()
         .or(current.as_ref())
-        .map(Image::describe)
+        .map(crate::history::describe)
         .unwrap_or_else(|| format!("{} {}", record.table, record.key));
     let title = match &target {
         Some(_) => format!("restore {described} to its state at {moment}"),

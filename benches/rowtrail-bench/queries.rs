@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rowtrail::history::Moment;
+use rowtrail::history::state::TableAt;
+use rowtrail::model::Moment;
 use rowtrail::model::{ChangeId, TableName, Xid};
 use rowtrail::restore::{UndoTarget, undo_script};
 use rowtrail::store::{Cache, KeyFilter, LogFilter};
@@ -127,12 +128,14 @@ pub fn measure(path: &Path, bulk: Xid, quick: bool) -> QueryFigures {
     let mut table_rows = 0;
     let table_at = time(slow_runs, |_| {
         table_rows = 0;
+        let mut rows = TableAt::default();
         cache
-            .table_at(&customers, middle, |_| {
-                table_rows += 1;
+            .table_at(&customers, middle, |change| {
+                table_rows += usize::from(rows.take(change).is_some());
                 Ok(())
             })
             .unwrap();
+        table_rows += rows.finish().count();
     });
     let mut undo_changes = 0;
     let undo = time(slow_runs, |_| {

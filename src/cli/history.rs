@@ -3,8 +3,10 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::history::{DiffKind, Moment, describe_change, diff_change};
+use crate::history::state::TableAt;
+use crate::history::{DiffKind, describe_change, diff_change};
 use crate::model::{ChangeId, LoggedChange, Op, RelationSchema, SchemaChange, TableName, Xid};
+use crate::model::{Image, Moment};
 use crate::related::{StoryOptions, related_after, related_at};
 use crate::restore::{UndoTarget, later_note, restore_script, undo_script};
 use crate::store::{Cache, KeyFilter, RecordRef};
@@ -146,12 +148,19 @@ pub fn at(args: AtArgs) -> anyhow::Result<ExitCode> {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut failure = None;
-        cache.table_at(&table, cut, |image| {
+        let mut rows = TableAt::default();
+        let mut write = |image: Image| {
             if let Err(error) = writeln!(out, "{}", image_json(&image)) {
                 failure.get_or_insert(error);
             }
+        };
+        cache.table_at(&table, cut, |change| {
+            if let Some(image) = rows.take(change) {
+                write(image);
+            }
             Ok(())
         })?;
+        rows.finish().for_each(&mut write);
         if let Some(error) = failure {
             return Err(error.into());
         }
@@ -163,7 +172,7 @@ pub fn at(args: AtArgs) -> anyhow::Result<ExitCode> {
         let members = related_at(&cache, &record, &StoryOptions::default(), cut)?;
         let mut text = String::new();
         for member in &members {
-            let image = crate::history::Image {
+            let image = crate::model::Image {
                 schema: member.schema.clone(),
                 row: member.row.clone(),
             };

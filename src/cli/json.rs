@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::history::{ColumnDiff, DiffKind, Image, TextSpan, ValueDiff, diff_change};
-use crate::model::{LoggedChange, RelationSchema, Row, SchemaChange, Value, schema_edits};
+use crate::history::{ColumnDiff, DiffKind, TextSpan, ValueDiff, diff_change};
+use crate::model::{Image, LoggedChange, RelationSchema, Row, SchemaChange, Value, schema_edits};
 
 /// Column → value for the known values of a row; unavailable values are left out (they are
 /// listed under `unavailable`), so they can never be read as NULL.

@@ -69,7 +69,7 @@ fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
         search: args
             .search
             .as_deref()
-            .map(crate::history::search::Search::parse)
+            .map(crate::model::Search::parse)
             .transpose()?
             .filter(|search| !search.is_empty()),
         before: None,

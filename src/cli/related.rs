@@ -212,7 +212,7 @@ pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     let table = TableName::parse(&args.table)?;
     let cut = match &args.time {
         Some(time) => {
-            Some(cache.resolve_moment(crate::history::Moment::parse(time, parse_local_time)?)?)
+            Some(cache.resolve_moment(crate::model::Moment::parse(time, parse_local_time)?)?)
         }
         None => None,
     };
@@ -221,7 +221,7 @@ pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     if cut.is_some() {
         for (schema, row) in view.members() {
-            let image = crate::history::Image { schema, row };
+            let image = crate::model::Image { schema, row };
             writeln!(out, "{}", super::json::image_json(&image))?;
         }
         out.flush()?;

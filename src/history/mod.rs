@@ -1,26 +1,23 @@
 //! The history engine's pure core: what changed (diffs), moments in time, and restore scripts
 //! (plans and the SQL that carries them out).
 //!
-//! Architecture invariant: everything here is a pure function of `model` and `store` values: no
+//! Architecture invariant: everything here is a pure function of `model` values: no
 //! I/O, no SQLite, no PostgreSQL, no egui. The store fetches; this module decides and writes text.
 //! Architecture invariant: a restore script is rendered whole or not at all, and every value and
 //! name in it goes through `sql` quoting.
 
 pub mod diff;
-pub mod moment;
 pub mod plan;
 pub mod related;
 pub mod report;
 pub mod script;
-pub mod search;
 pub mod sql;
 pub mod state;
 pub mod time_input;
 pub mod view;
 
 pub use diff::{ColumnDiff, DiffKind, JsonEdit, TextSpan, ValueDiff, diff_change, diff_rows};
-pub use moment::{Moment, MomentError};
-pub use plan::{Image, RecordChanges, Step, UndoPlan, describe_change, plan_restore, plan_undo};
+pub use plan::{Step, UndoPlan, describe, describe_change, plan_restore, plan_undo};
 pub use script::{ScriptHeader, render_script};
 pub use time_input::{TimeError, parse_local_time, parse_time};
 

@@ -6,107 +6,45 @@
 //! parents), each newest first.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use crate::model::LoggedChange;
-use crate::model::{ChangeId, Op, RelationSchema, Row, TableName, Value, key_of};
+use crate::model::{
+    ChangeId, Image, LoggedChange, Op, RecordChanges, Row, TableName, Value, key_of,
+};
 
 use super::HistoryError;
 
-/// A record's row under the schema version it was stored with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Image {
-    pub schema: Arc<RelationSchema>,
-    pub row: Row,
-}
-
-impl Image {
-    pub fn value(&self, column: &str) -> Option<&Value> {
-        self.schema
-            .column_index(column)
-            .and_then(|index| self.row.get(index))
-    }
-
-    /// The row expressed in a newer schema version of its table, to write SQL against the table
-    /// as it is now: columns renamed or retyped since take their new name and type (matched by
-    /// `attnum`), columns dropped since are left out, columns added since are not set. The key is
-    /// the newer version's where the row has its columns, else none (the row is matched on all
-    /// its values). Returns the names of the columns left out.
-    pub fn in_version(&self, current: &Arc<RelationSchema>) -> (Image, Vec<String>) {
-        if *self.schema == **current {
-            return (self.clone(), Vec::new());
-        }
-        let mut columns = Vec::new();
-        let mut row = Vec::new();
-        let mut left_out = Vec::new();
-        for (index, column) in self.schema.columns.iter().enumerate() {
-            match current.matching_column(column) {
-                Some(now) => {
-                    columns.push(current.columns[now].clone());
-                    row.push(self.row.get(index).cloned().unwrap_or(Value::Unavailable));
-                }
-                None => left_out.push(column.name.clone()),
-            }
-        }
-        let key: Option<Vec<usize>> = current
+/// `public.orders (id)=(7)`, for messages; the whole row for tables without a key.
+pub fn describe(image: &Image) -> String {
+    let (names, values): (Vec<&str>, Vec<&Value>) = match image.schema.has_key() {
+        true => image
+            .schema
             .key
             .iter()
-            .map(|&index| {
-                let name = &current.columns.get(index)?.name;
-                columns.iter().position(|column| &column.name == name)
+            .filter_map(|&index| {
+                Some((
+                    image.schema.columns.get(index)?.name.as_str(),
+                    image.row.get(index)?,
+                ))
             })
-            .collect();
-        let schema = RelationSchema {
-            oid: current.oid,
-            table: current.table.clone(),
-            replica_identity: current.replica_identity,
-            columns,
-            key: key.unwrap_or_default(),
-            foreign_keys: current.foreign_keys.clone(),
-            key_read_later: current.key_read_later,
-        };
-        (
-            Image {
-                schema: Arc::new(schema),
-                row,
-            },
-            left_out,
-        )
-    }
-
-    /// `public.orders (id)=(7)`, for messages; the whole row for tables without a key.
-    pub fn describe(&self) -> String {
-        let (names, values): (Vec<&str>, Vec<&Value>) = match self.schema.has_key() {
-            true => self
-                .schema
-                .key
-                .iter()
-                .filter_map(|&index| {
-                    Some((
-                        self.schema.columns.get(index)?.name.as_str(),
-                        self.row.get(index)?,
-                    ))
-                })
-                .unzip(),
-            false => self
-                .schema
-                .columns
-                .iter()
-                .map(|column| column.name.as_str())
-                .zip(&self.row)
-                .unzip(),
-        };
-        let values: Vec<String> = values
+            .unzip(),
+        false => image
+            .schema
+            .columns
             .iter()
-            .map(|value| super::diff::show_value(value))
-            .collect();
-        format!(
-            "{} ({})=({})",
-            self.schema.table,
-            names.join(", "),
-            values.join(", ")
-        )
-    }
+            .map(|column| column.name.as_str())
+            .zip(&image.row)
+            .unzip(),
+    };
+    let values: Vec<String> = values
+        .iter()
+        .map(|value| super::diff::show_value(value))
+        .collect();
+    format!(
+        "{} ({})=({})",
+        image.schema.table,
+        names.join(", "),
+        values.join(", ")
+    )
 }
 
 /// Brings one record from `current` (what the cache last saw) to `target`.
@@ -122,10 +60,6 @@ pub struct Step {
     /// The newest change involved, for ordering.
     pub newest: ChangeId,
 }
-
-/// The changes of one record from the oldest selected one on, in commit order.
-#[derive(Debug, Clone)]
-pub struct RecordChanges(pub Vec<LoggedChange>);
 
 /// What an undo will do.
 #[derive(Debug, Clone)]
@@ -359,11 +293,10 @@ pub fn describe_change(change: &LoggedChange) -> String {
                 values.join(", ")
             )
         }
-        false => Image {
+        false => describe(&Image {
             schema: schema.clone(),
             row,
-        }
-        .describe(),
+        }),
     };
     format!("{} of {described}", change.change.op)
 }

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use crate::model::{Column, IdentityKind, RelationSchema, Value, quote_ident};
 
 use super::HistoryError;
-use super::plan::{Image, Step};
+use super::plan::{Step, describe};
 use super::sql::{comment_text, dollar_quote, holds, quote_literal, typed_literal};
+use crate::model::Image;
 
 /// What the comment header of a script says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +86,7 @@ pub fn render_script(
 fn render_step(step: &Step, guard: bool) -> Result<String, HistoryError> {
     let unrestorable = |image: &Image, error: HistoryError| match error {
         HistoryError::MissingValue { column } => HistoryError::Unrestorable {
-            record: image.describe(),
+            record: describe(image),
             column,
             reason: step.reason.clone(),
         },
@@ -213,7 +214,7 @@ fn update(
     text.push_str(&guarded(
         statement,
         guard,
-        &current.describe(),
+        &describe(current),
         reason,
         "no longer holds what the cache last saw",
     ));
@@ -235,7 +236,7 @@ fn delete(current: &Image, guard: bool, reason: &str) -> Result<Option<String>, 
     text.push_str(&guarded(
         statement,
         guard,
-        &current.describe(),
+        &describe(current),
         reason,
         "no longer holds what the cache last saw",
     ));
@@ -266,7 +267,7 @@ fn insert(target: &Image, guard: bool, reason: &str) -> Result<Option<String>, H
     let (location, _) = locate(target)?;
     let message = format!(
         "rowtrail guard: {} already exists, so it cannot be inserted again ({reason}); nothing was changed",
-        target.describe()
+        describe(target)
     );
     let body = format!(
         "BEGIN\n  IF EXISTS (SELECT FROM {} WHERE {location}) THEN\n    RAISE EXCEPTION USING MESSAGE = {};\n  END IF;\n  {statement};\nEND",

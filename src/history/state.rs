@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Column, LoggedChange, Op, RelationSchema, Row, Value};
-
-use super::plan::Image;
+use crate::model::{
+    Column, Image, LoggedChange, Op, RelationSchema, Row, TableChange, Value, after_image,
+};
 
 /// The state of one record after its changes, in commit order: the newest image, or `None` when a
 /// delete or truncate removed it.
@@ -15,14 +15,29 @@ pub fn fold_record<'a>(changes: impl IntoIterator<Item = &'a LoggedChange>) -> O
         .fold(None, |_, change| after_image(change))
 }
 
-/// What one change leaves of its record.
-pub fn after_image(change: &LoggedChange) -> Option<Image> {
-    match change.change.op {
-        Op::Delete | Op::Truncate | Op::Gap | Op::Ddl => None,
-        Op::Insert | Op::Update | Op::Snapshot => change.change.after.as_ref().map(|row| Image {
-            schema: change.schema.clone(),
-            row: row.clone(),
-        }),
+/// The rows of a table at a moment, from the changes the store hands over for it: the newest
+/// change of each record gives its row at once; a whole history is folded, and its rows come at
+/// the end.
+#[derive(Debug, Default)]
+pub struct TableAt {
+    fold: TableFold,
+}
+
+impl TableAt {
+    /// The row this change gives now, if any.
+    pub fn take(&mut self, change: TableChange<'_>) -> Option<Image> {
+        match change {
+            TableChange::Newest(change) => after_image(change),
+            TableChange::History(change) => {
+                self.fold.apply(change);
+                None
+            }
+        }
+    }
+
+    /// The rows of a folded history (none when every row came from `take`).
+    pub fn finish(self) -> impl Iterator<Item = Image> {
+        self.fold.into_rows().into_iter()
     }
 }
 

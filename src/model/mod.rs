@@ -6,20 +6,26 @@
 
 mod change;
 mod ids;
+mod image;
 mod link;
 mod logged;
+mod moment;
 mod relation;
 mod schema_edit;
+mod search;
 
 pub use change::{Change, Op, ParseOpError, Row, Value, escape_bytes, key_of};
 pub use ids::{ChangeId, Lsn, Oid, ParseLsnError, Xid};
+pub use image::{Image, RecordChanges, TableChange, after_image};
 pub use link::Link;
 pub use logged::{LoggedChange, SchemaChange, TransactionInfo};
+pub use moment::{Moment, MomentError};
 pub use relation::{
     Column, ForeignKey, IdentityKind, RelationSchema, ReplicaIdentity, TableName, TableNameError,
     quote_ident,
 };
 pub use schema_edit::{SchemaEdit, schema_edits};
+pub use search::{Search, SearchError, Term};
 
 /// Application context attached to changes: the JSON object an application sent with
 /// `pg_logical_emit_message(true, 'rowtrail', '{"user":"ann"}')`.

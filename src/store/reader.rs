@@ -10,11 +10,9 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::model::{
-    ChangeId, LoggedChange, Lsn, Op, RelationSchema, SchemaChange, TableName, TransactionInfo,
-    Value, Xid,
+    ChangeId, LoggedChange, Lsn, Op, RelationSchema, SchemaChange, Search, TableName, Term,
+    TransactionInfo, Value, Xid,
 };
-
-use crate::history::search::{Search, Term};
 
 use super::codec::{self, EncodedImages};
 use super::{CaptureState, SourceIdentity, SqliteContext, StoreError, op_code, op_from_code};
@@ -131,7 +129,7 @@ pub struct LogFilter {
     /// Only updates that changed each of these columns.
     pub changed: Vec<String>,
     pub xid: Option<Xid>,
-    /// Search terms (`history::search`): column values, keys as shown, free text.
+    /// Search terms (`model::Search`): column values, keys as shown, free text.
     pub search: Option<Search>,
     /// Only changes older than this one (for paging).
     pub before: Option<ChangeId>,

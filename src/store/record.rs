@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::history::Moment;
-use crate::history::plan::{Image, RecordChanges};
-use crate::history::state::{TableFold, after_image};
-use crate::model::{ChangeId, LoggedChange, Lsn, Op, TableName, Xid};
+use crate::model::{
+    ChangeId, Image, LoggedChange, Lsn, Moment, Op, RecordChanges, TableChange, TableName, Xid,
+    after_image,
+};
 
 use super::reader::Cache;
 use super::{SqliteContext, StoreError};
@@ -367,22 +367,26 @@ impl Cache {
         id.map(ChangeId).ok_or(StoreError::EmptyHistory)
     }
 
-    /// Calls `emit` with every row of `table` right after change `cut`, a page at a time: keys in
-    /// order for keyed tables; tables without a key are folded whole.
+    /// Calls `visit` with the changes that make up `table` right after change `cut`, a page at a
+    /// time, in one read snapshot. When every schema version of the table has the same key, these
+    /// are the newest change of each record that exists then, keys in order: each one's
+    /// after-image is a row ([`TableChange::Newest`]). Otherwise (no key, or one that changed
+    /// along the way) it is the table's whole history up to the cut, in commit order, for
+    /// `history::state::TableFold` to fold ([`TableChange::History`]).
     pub fn table_at(
         &self,
         table: &TableName,
         cut: ChangeId,
-        emit: impl FnMut(Image) -> Result<(), StoreError>,
+        visit: impl FnMut(TableChange<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.snapshot(|| self.table_at_in_snapshot(table, cut, emit))
+        self.snapshot(|| self.table_at_in_snapshot(table, cut, visit))
     }
 
     fn table_at_in_snapshot(
         &self,
         table: &TableName,
         cut: ChangeId,
-        mut emit: impl FnMut(Image) -> Result<(), StoreError>,
+        mut visit: impl FnMut(TableChange<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         const PAGE: usize = 1000;
         // A name may have had several tables; only the one that existed then counts.
@@ -391,8 +395,6 @@ impl Cache {
         };
         let tables = Self::table_condition(&[table_id]);
         if !self.has_one_key(table_id)? {
-            // No key, or one that changed along the way: fold the table's whole history.
-            let mut fold = TableFold::default();
             let mut after = 0i64;
             loop {
                 let page = self.changes_where(
@@ -405,11 +407,8 @@ impl Cache {
                 };
                 after = last.id.0;
                 for change in &page {
-                    fold.apply(change);
+                    visit(TableChange::History(change))?;
                 }
-            }
-            for image in fold.into_rows() {
-                emit(image)?;
             }
             return Ok(());
         }
@@ -478,9 +477,7 @@ impl Cache {
                 "ORDER BY c.key",
             )?;
             for change in &changes {
-                if let Some(image) = after_image(change) {
-                    emit(image)?;
-                }
+                visit(TableChange::Newest(change))?;
             }
         }
         Ok(())

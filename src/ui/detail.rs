@@ -7,11 +7,8 @@ use egui::{Color32, FontId, RichText};
 
 use crate::history::diff::show_value;
 use crate::history::related::{Related, path_text};
-use crate::history::search::{Search, Term};
-use crate::history::{
-    ColumnDiff, DiffKind, Image, Moment, TextSpan, ValueDiff, describe_change, diff_change,
-};
-use crate::model::{ChangeId, LoggedChange, Op, TableName, Value};
+use crate::history::{ColumnDiff, DiffKind, TextSpan, ValueDiff, describe_change, diff_change};
+use crate::model::{ChangeId, Image, LoggedChange, Moment, Op, Search, TableName, Term, Value};
 use crate::restore::UndoTarget;
 
 use super::fields::submitted;

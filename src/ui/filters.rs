@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use egui::{Key, Modifiers, RichText};
 
-use crate::history::search::Search;
+use crate::model::Search;
 use crate::model::{Op, TableName};
 use crate::store::{Facets, LogFilter, TableSummary};
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
-use crate::history::{Image, Moment};
 use crate::model::{ChangeId, LoggedChange};
+use crate::model::{Image, Moment};
 use crate::restore::{Script, UndoTarget, restore_script, undo_script};
 use crate::store::{Cache, Facets, LogFilter, SourceIdentity, TableSummary, TimeSpan};
 

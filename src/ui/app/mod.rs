@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::capture::conninfo::Password;
 use crate::demo::Demo;
-use crate::history::Moment;
+use crate::model::Moment;
 use crate::model::{ChangeId, TableName};
 
 use super::capture_task::{CaptureStart, CaptureTask};

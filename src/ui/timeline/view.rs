@@ -9,7 +9,7 @@ use egui::{
 };
 use egui_extras::{Column, TableBuilder};
 
-use crate::history::search::Search;
+use crate::model::Search;
 use crate::model::{Op, TableName};
 
 use super::super::time_text::{Zone, clock};

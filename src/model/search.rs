@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::model::TableName;
+use super::TableName;
 
 /// A parsed search.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
