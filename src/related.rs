@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::history::related::{Member, Related, Story, StoryError};
-use crate::history::view::{Movement, Predicate, View};
-use crate::model::ChangeId;
+use crate::history::view::{Movement, Predicate, PredicateError, View};
+use crate::model::{ChangeId, LoggedChange, SavedView};
 use crate::store::{Cache, RecordRef, StoreError};
 
 /// What a story holds and how far it reaches.
@@ -131,38 +131,65 @@ pub enum ViewError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Predicate(#[from] crate::history::view::PredicateError),
+    Predicate(#[from] PredicateError),
 }
 
-/// A view's timeline: the table's changes that moved a row into the set, out of it, or within
-/// it, oldest first; and the set right after change `cut` (or now).
+/// A view's timeline: the changes of its tables that moved a row into the set, out of it, or
+/// within it, oldest first, as its context and changed-column filters show them (entering and
+/// leaving always show, whatever columns they changed); and the set right after change `cut`
+/// (or now).
 pub fn view_history(
     cache: &Cache,
-    table: &crate::model::TableName,
-    predicate: &str,
+    view: &SavedView,
     cut: Option<ChangeId>,
-) -> Result<(Vec<(crate::model::LoggedChange, Movement)>, View), ViewError> {
-    let predicate = Predicate::parse(predicate)?;
-    let known = cache.columns_ever(table)?;
-    for column in predicate.columns() {
+) -> Result<(Vec<(LoggedChange, Movement)>, View), ViewError> {
+    let predicate = Predicate::parse(&view.predicate)?;
+    let mut known = Vec::new();
+    for table in &view.tables {
+        for column in cache.columns_ever(table)? {
+            if !known.contains(&column) {
+                known.push(column);
+            }
+        }
+    }
+    for column in predicate
+        .columns()
+        .into_iter()
+        .chain(view.changed.iter().map(String::as_str))
+    {
         if !known.iter().any(|name| name == column) {
-            return Err(crate::history::view::PredicateError::UnknownColumn {
-                table: table.to_string(),
+            return Err(PredicateError::UnknownColumn {
+                table: view
+                    .tables
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 column: column.to_owned(),
                 known: known.join(", "),
             }
             .into());
         }
     }
-    let mut view = View::new(predicate);
+    let mut set = View::new(predicate);
     let mut moved = Vec::new();
-    cache.visit_transactions_of(std::slice::from_ref(table), cut, |transaction| {
+    cache.visit_transactions_of(&view.tables, cut, |transaction| {
         for change in transaction {
-            if let Some(movement) = view.feed(&change) {
+            let Some(movement) = set.feed(&change) else {
+                continue;
+            };
+            let shown = view
+                .context
+                .iter()
+                .all(|(field, wanted)| change.context_has(field, wanted))
+                && (view.changed.is_empty()
+                    || movement != Movement::Update
+                    || change.changed_any(&view.changed));
+            if shown {
                 moved.push((change, movement));
             }
         }
         true
     })?;
-    Ok((moved, view))
+    Ok((moved, set))
 }

@@ -1204,3 +1204,128 @@ fn zooming_the_histogram_keeps_the_timeline_below_it() {
         h.query_by_label("Zoom out").is_none()
     });
 }
+
+#[test]
+fn issue13_make_a_view_and_see_its_labelled_timeline_then_reopen_it_from_its_link() {
+    let db = fresh_db("app_view");
+    db.sql(
+        "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2));
+         ALTER TABLE products REPLICA IDENTITY FULL;
+         INSERT INTO products VALUES (1, 'pen', 5.00), (2, 'desk', 150.00);",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "UPDATE products SET price = 120.00 WHERE id = 1;
+         UPDATE products SET price = 90.00 WHERE id = 2;
+         UPDATE products SET name = 'small desk' WHERE id = 2;",
+    );
+    db.capture_ok(&[]);
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 5);
+    click_settled(&mut harness, "New view…");
+    harness.run_steps(2);
+    retype(&mut harness, "Name", "dear products");
+    choose_view_table(&mut harness, "products");
+    harness.run_steps(2);
+    retype(&mut harness, "Where", "price > 100");
+    click_settled(&mut harness, "Save view");
+    wait_for(&mut harness, "the view's timeline", |h| {
+        has(h, "3 changes entered, left or updated inside the view")
+    });
+    assert!(has(&harness, "View dear products"));
+    for label in ["enter", "leave"] {
+        assert!(
+            harness.query_all_by_label(label).next().is_some(),
+            "a change labelled {label}"
+        );
+    }
+    // The desk's rename after it left is not in the view.
+    assert!(!has(&harness, "small desk"));
+    assert_eq!(harness.query_all_by_label("enter").count(), 2);
+    // A change of the view opens in the detail panel.
+    harness.get_by_label("leave").click();
+    wait_for(&mut harness, "the opened change", |h| {
+        has(h, "update of public.products (id)=(2)")
+    });
+    // Closed, the timeline is back; the saved view reopens from the list.
+    click_settled(&mut harness, "Close view");
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 5);
+    click_settled(&mut harness, "dear products");
+    wait_for(&mut harness, "the view again", |h| {
+        has(h, "3 changes entered, left or updated inside the view")
+    });
+    // Its link reopens it in a new app, as `rowtrail open CACHE LINK` does.
+    let link = {
+        let cache = rowtrail::store::Cache::open(&db.cache()).unwrap();
+        let view = cache.views().unwrap().pop().unwrap();
+        view.link(&cache.link_source().unwrap())
+    };
+    let cache = db.cache();
+    let view = rowtrail::model::SavedView::parse_link(&link).unwrap();
+    let mut linked = Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(move |creation| {
+            RowtrailApp::fresh(
+                creation.egui_ctx.clone(),
+                AppOptions {
+                    cache: Some(cache),
+                    view: Some(view),
+                    ..options()
+                },
+            )
+        });
+    wait_for(&mut linked, "the linked view", |h| {
+        has(h, "3 changes entered, left or updated inside the view")
+    });
+    // Without a cache, and none of its database among the recent ones, the app says so.
+    let view = rowtrail::model::SavedView::parse_link(&link).unwrap();
+    let mut lost = Harness::builder()
+        .with_size(egui::Vec2::new(1400.0, 900.0))
+        .build_eframe(move |creation| {
+            RowtrailApp::fresh(
+                creation.egui_ctx.clone(),
+                AppOptions {
+                    view: Some(view),
+                    ..options()
+                },
+            )
+        });
+    wait_for(&mut lost, "the banner", |h| {
+        has(h, "no recent cache holds its history")
+    });
+    // Deleting it closes it and empties the list.
+    click_settled(&mut harness, "Delete view");
+    wait_for(&mut harness, "the list without it", |h| {
+        has(h, "No saved views yet.")
+    });
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 5);
+    // A bad predicate is said in the form, and nothing is saved.
+    click_settled(&mut harness, "New view…");
+    harness.run_steps(2);
+    retype(&mut harness, "Name", "broken");
+    choose_view_table(&mut harness, "products");
+    harness.run_steps(2);
+    retype(&mut harness, "Where", "colour = 'red'");
+    click_settled(&mut harness, "Save view");
+    wait_for(&mut harness, "the form's problem", |h| {
+        has(h, "never had a column colour")
+    });
+    click_settled(&mut harness, "Cancel");
+    harness.run_steps(2);
+    assert!(has(&harness, "No saved views yet."));
+}
+
+/// Picks the table of the *New view* form from its drop-down.
+fn choose_view_table(harness: &mut Harness<'_, RowtrailApp>, table: &str) {
+    harness
+        .get_all_by_label("Table")
+        .find(|node| node.accesskit_node().role() == egui::accesskit::Role::ComboBox)
+        .expect("the form's table drop-down")
+        .click();
+    harness.run_steps(2);
+    harness
+        .get_all_by_label(table)
+        .find(|node| node.accesskit_node().role() == egui::accesskit::Role::Button)
+        .expect("the table in the drop-down")
+        .click();
+}

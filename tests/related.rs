@@ -658,3 +658,198 @@ fn a_view_reports_rows_entering_leaving_and_changing_inside_it() {
     assert_clean_failure(&run("price >"), 2, "does not parse at");
     assert_clean_failure(&run("colour = 'red'"), 2, "never had a column colour");
 }
+
+#[test]
+fn a_saved_view_keeps_its_tables_filters_and_link() {
+    let db = fresh_db("related_saved_view");
+    db.sql(
+        "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2));
+         CREATE TABLE services (id int PRIMARY KEY, title text, price numeric(10,2));
+         ALTER TABLE products REPLICA IDENTITY FULL;
+         ALTER TABLE services REPLICA IDENTITY FULL;
+         INSERT INTO products VALUES (1, 'cheap', 5.00), (2, 'dear', 150.00);
+         INSERT INTO services VALUES (1, 'audit', 500.00);",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{\"user\":\"ann\"}');
+           UPDATE products SET price = 120.00 WHERE id = 1;
+           UPDATE products SET name = 'dearer' WHERE id = 2;
+         COMMIT;
+         BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{\"user\":\"bob\"}');
+           UPDATE services SET price = 50.00 WHERE id = 1;
+           UPDATE products SET price = 130.00 WHERE id = 1;
+         COMMIT;",
+    );
+    db.capture_ok(&[]);
+    // Two tables, one predicate; the context filter keeps ann's changes; saved with a link.
+    let saved = db.on_cache(
+        "view",
+        &[
+            "--table",
+            "products",
+            "--table",
+            "services",
+            "--where",
+            "price > 100",
+            "--context",
+            "user=ann",
+            "--save",
+            "dear things",
+        ],
+    );
+    let link = saved
+        .lines()
+        .find(|line| line.starts_with("rowtrail://view?"))
+        .unwrap_or_else(|| panic!("no link in: {saved}"))
+        .to_owned();
+    assert!(saved.starts_with("saved view dear things"), "{saved}");
+    let listed = db.on_cache("view", &["--list"]);
+    assert_eq!(listed.trim(), format!("dear things\t{link}"));
+    let shown: Vec<serde_json::Value> = db
+        .on_cache("view", &["--name", "dear things", "--json"])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let moves: Vec<(String, String, String)> = shown
+        .iter()
+        .map(|change| {
+            (
+                change["view"].as_str().unwrap().to_owned(),
+                change["table"].as_str().unwrap().to_owned(),
+                change["key"]["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [("update", "products", "2"), ("enter", "products", "1"),].map(|(a, b, c)| (
+            a.to_owned(),
+            b.to_owned(),
+            c.to_owned()
+        )),
+        "only ann's changes, newest first: {shown:?}"
+    );
+    // Without the context filter bob's changes show: the service leaving, product 1 updating.
+    let all = db.on_cache(
+        "view",
+        &[
+            "--table",
+            "products",
+            "--table",
+            "services",
+            "--where",
+            "price > 100",
+            "--json",
+            "--changed",
+            "price",
+        ],
+    );
+    let labels: Vec<String> = all
+        .lines()
+        .map(|line| {
+            let change: serde_json::Value = serde_json::from_str(line).unwrap();
+            format!(
+                "{} {} {}",
+                change["view"].as_str().unwrap(),
+                change["table"].as_str().unwrap(),
+                change["key"]["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "update products 1",
+            "leave services 1",
+            "enter products 1",
+            "enter services 1",
+            "enter products 2",
+        ],
+        "--changed price leaves out product 2's rename, but not entering or leaving (the baseline copies products, then services)"
+    );
+    // The report says what each change did to the view.
+    let report = db.on_cache("view", &["--name", "dear things", "--format", "markdown"]);
+    assert!(
+        report.starts_with("# View dear things: products, services where price > 100"),
+        "{report}"
+    );
+    assert!(
+        report.contains("enter · update of public.products (id)=(1)"),
+        "{report}"
+    );
+    let csv = db.on_cache("view", &["--name", "dear things", "--format", "csv"]);
+    assert!(csv.lines().next().unwrap().contains(",view,"), "{csv}");
+    // Saving again under the name replaces it; removing it leaves none.
+    db.on_cache(
+        "view",
+        &[
+            "--table",
+            "products",
+            "--where",
+            "price < 10",
+            "--save",
+            "dear things",
+        ],
+    );
+    assert!(db.on_cache("view", &["--list"]).contains("price+%3C+10"));
+    assert_eq!(
+        db.on_cache("view", &["--remove", "dear things"]).trim(),
+        "removed view dear things"
+    );
+    assert!(
+        db.on_cache("view", &["--list"])
+            .starts_with("no saved views")
+    );
+    // Bad input: one line each, exit 2, nothing saved.
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "view".to_owned(),
+            "--cache".to_owned(),
+            db.cache().display().to_string(),
+        ];
+        all.extend(args.iter().map(|arg| (*arg).to_owned()));
+        rowtrail(&all)
+    };
+    assert_clean_failure(&run(&["--name", "nope"]), 2, "no view is saved as 'nope'");
+    assert_clean_failure(&run(&["--remove", "nope"]), 2, "no view is saved as 'nope'");
+    assert_clean_failure(
+        &run(&[
+            "--table", "products", "--where", "price >", "--save", "broken",
+        ]),
+        2,
+        "does not parse at",
+    );
+    assert_clean_failure(
+        &run(&[
+            "--table",
+            "products",
+            "--where",
+            "price > 1",
+            "--changed",
+            "colour",
+            "--save",
+            "x",
+        ]),
+        2,
+        "never had a column colour",
+    );
+    assert!(
+        db.on_cache("view", &["--list"])
+            .starts_with("no saved views")
+    );
+    // rowtrail open refuses a link it cannot use before opening any window.
+    let open =
+        |args: &[&str]| rowtrail(&args.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>());
+    assert_clean_failure(
+        &open(&["open", "rowtrail://view?name=a&table=t"]),
+        2,
+        "the view link has no",
+    );
+    let elsewhere = link.replace("source=", "source=1");
+    assert_clean_failure(
+        &open(&["open", &db.cache().display().to_string(), &elsewhere]),
+        2,
+        "holds the history of database",
+    );
+}

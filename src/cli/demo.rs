@@ -58,6 +58,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         cache: None,
         demo: Some(demo),
         clock: crate::ui::Clock::default(),
+        view: None,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -25,7 +25,11 @@ pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let entries: Vec<Entry<'_>> = changes
         .iter()
-        .map(|change| Entry { change, path: None })
+        .map(|change| Entry {
+            change,
+            path: None,
+            view: None,
+        })
         .collect();
     let title = format!("Changes in {}", filter_title(&args));
     if write_report(&mut out, &cache, &args.export, format, title, &entries)? {
@@ -41,19 +45,20 @@ pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--context user=ann` as (field, value).
+pub(super) fn context_pair(pair: &str) -> anyhow::Result<(String, String)> {
+    pair.split_once('=')
+        .map(|(field, value)| (field.trim().to_owned(), value.to_owned()))
+        .filter(|(field, _)| !field.is_empty())
+        .with_context(|| format!("--context '{pair}' is not KEY=VALUE, e.g. --context user=ann"))
+}
+
 fn filter(args: &LogArgs) -> anyhow::Result<LogFilter> {
     let key = args.key.as_deref().map(key_filter).transpose()?;
     let context = args
         .context
         .iter()
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(field, value)| (field.trim().to_owned(), value.to_owned()))
-                .filter(|(field, _)| !field.is_empty())
-                .with_context(|| {
-                    format!("--context '{pair}' is not KEY=VALUE, e.g. --context user=ann")
-                })
-        })
+        .map(|pair| context_pair(pair))
         .collect::<anyhow::Result<_>>()?;
     Ok(LogFilter {
         table: args.table.as_deref().map(TableName::parse).transpose()?,

@@ -210,6 +210,10 @@ pub struct OpenArgs {
     /// The cache file to show.
     #[arg(value_name = "CACHE")]
     pub cache: Option<PathBuf>,
+    /// A view's rowtrail://view?… link (Copy link in the app, rowtrail view --save or --list):
+    /// opens that view. Without CACHE, the most recent cache of the link's database is opened.
+    #[arg(value_name = "LINK")]
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -320,13 +324,31 @@ pub struct LinkArgs {
 pub struct ViewArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
-    /// The table (schema.table; unqualified means public).
-    #[arg(long, value_name = "T")]
-    pub table: String,
+    /// A table of the view (schema.table; unqualified means public); repeat for several.
+    #[arg(long, value_name = "T", required_unless_present_any = ["name", "list", "remove"])]
+    pub table: Vec<String>,
     /// Which rows are in the view, e.g. "plan = 'pro' and balance > 100": comparisons (=, <>, <,
     /// <=, >, >=) typed by the column, IN (…), LIKE '…', IS [NOT] NULL, and, or, not, ( ).
-    #[arg(long = "where", value_name = "EXPR")]
-    pub predicate: String,
+    #[arg(long = "where", value_name = "EXPR", required_unless_present_any = ["name", "list", "remove"])]
+    pub predicate: Option<String>,
+    /// Only changes whose context has this field value, e.g. user=ann (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// Of the updates inside the view, only those that changed one of these columns (repeatable).
+    #[arg(long, value_name = "COLUMN")]
+    pub changed: Vec<String>,
+    /// Save the view in the cache under this name and print its rowtrail:// link.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "list", "remove"])]
+    pub save: Option<String>,
+    /// Show the view saved under this name.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["table", "predicate", "list", "remove"])]
+    pub name: Option<String>,
+    /// List the saved views with their links.
+    #[arg(long, conflicts_with_all = ["table", "predicate", "remove"])]
+    pub list: bool,
+    /// Remove the view saved under this name.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["table", "predicate"])]
+    pub remove: Option<String>,
     /// Print the rows in the view at this moment instead of its timeline.
     #[arg(long, value_name = "MOMENT", help = MOMENT_HELP)]
     pub time: Option<String>,
@@ -334,8 +356,10 @@ pub struct ViewArgs {
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit: usize,
     /// Print JSON lines (as log --json, with "view": "enter" | "leave" | "update").
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    #[command(flatten)]
+    pub export: ExportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -410,15 +434,45 @@ fn table_list(text: Option<&str>) -> anyhow::Result<Option<Vec<TableName>>> {
     }
 }
 
-fn open(cache: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn open(args: OpenArgs) -> anyhow::Result<ExitCode> {
+    let OpenArgs {
+        mut cache,
+        mut link,
+    } = args;
+    // `rowtrail open LINK`: the one argument is the link.
+    if link.is_none()
+        && let Some(text) = cache.as_ref().and_then(|path| path.to_str())
+        && crate::model::SavedView::is_link(text)
+    {
+        link = Some(text.to_owned());
+        cache = None;
+    }
+    let view = link
+        .as_deref()
+        .map(crate::model::SavedView::parse_link)
+        .transpose()?;
     if let Some(path) = &cache {
         // Refuse a bad cache before opening a window, with the same message as the other commands.
-        crate::store::Cache::open(path)?;
+        let opened = crate::store::Cache::open(path)?;
+        if let Some((view, wanted)) = &view {
+            let known = opened.link_source()?;
+            anyhow::ensure!(
+                known == *wanted,
+                "the view '{}' is for database {} of the server with system id {}, but {} holds the history of database {} of {}: open it with a cache of that database",
+                view.name,
+                wanted.database,
+                wanted.system_identifier,
+                path.display(),
+                known.database,
+                known.system_identifier
+            );
+        }
     }
     crate::ui::run(crate::ui::AppOptions {
         cache,
         demo: None,
         clock: crate::ui::Clock::default(),
+        view,
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -442,10 +496,13 @@ pub fn init_logging(verbose: u8) {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Some(command) = cli.command else {
-        return open(None);
+        return open(OpenArgs {
+            cache: None,
+            link: None,
+        });
     };
     match command {
-        Command::Open(args) => open(args.cache),
+        Command::Open(args) => open(args),
         Command::Demo(args) => demo::demo(args),
         Command::Doctor(args) => capture::doctor(args),
         Command::Capture(args) => capture::capture(args),

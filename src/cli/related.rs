@@ -9,7 +9,8 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::history::parse_local_time;
 use crate::history::related::{Related, Step, path_text};
-use crate::model::{Link, TableName};
+use crate::history::view::Movement;
+use crate::model::{Link, LoggedChange, Moment, SavedView, TableName};
 use crate::related::{StoryOptions, related_history};
 use crate::store::Cache;
 
@@ -43,6 +44,7 @@ pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
         .map(|related| Entry {
             change: &related.change,
             path: Some(&related.path),
+            view: None,
         })
         .collect();
     let title = format!(
@@ -209,30 +211,111 @@ fn columns_of(cache: &Cache, text: &str, flag: &str) -> anyhow::Result<(TableNam
 
 pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     let cache = Cache::open(&args.cache.cache)?;
-    let table = TableName::parse(&args.table)?;
-    let cut = match &args.time {
-        Some(time) => {
-            Some(cache.resolve_moment(crate::model::Moment::parse(time, parse_local_time)?)?)
-        }
-        None => None,
-    };
-    let (moved, view) = crate::related::view_history(&cache, &table, &args.predicate, cut)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.list {
+        let source = cache.link_source()?;
+        let views = cache.views()?;
+        if views.is_empty() {
+            writeln!(
+                out,
+                "no saved views: save one with rowtrail view --table T --where EXPR --save NAME"
+            )?;
+        }
+        for view in views {
+            writeln!(out, "{}\t{}", view.name, view.link(&source))?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(name) = &args.remove {
+        anyhow::ensure!(
+            cache.remove_view(name)?,
+            "no view is saved as '{name}': list them with rowtrail view --list"
+        );
+        writeln!(out, "removed view {name}")?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let view = match &args.name {
+        Some(name) => cache
+            .views()?
+            .into_iter()
+            .find(|view| &view.name == name)
+            .ok_or_else(|| {
+                anyhow::anyhow!("no view is saved as '{name}': list them with rowtrail view --list")
+            })?,
+        None => SavedView {
+            name: args.save.clone().unwrap_or_default(),
+            tables: args
+                .table
+                .iter()
+                .map(|table| TableName::parse(table))
+                .collect::<Result<_, _>>()?,
+            predicate: args.predicate.clone().unwrap_or_default(),
+            context: args
+                .context
+                .iter()
+                .map(|pair| super::log::context_pair(pair))
+                .collect::<anyhow::Result<_>>()?,
+            changed: args.changed.clone(),
+        },
+    };
+    let format = format_of(&args.export, args.json)?;
+    let cut = match &args.time {
+        Some(time) => Some(cache.resolve_moment(Moment::parse(time, parse_local_time)?)?),
+        None => None,
+    };
+    // Checks the tables and the predicate before anything is saved.
+    let (moved, set) = crate::related::view_history(&cache, &view, cut)?;
+    if args.save.is_some() {
+        anyhow::ensure!(
+            !view.name.trim().is_empty(),
+            "--save needs a name, e.g. --save 'pro customers'"
+        );
+        cache.save_view(&view)?;
+        writeln!(out, "saved view {}", view.name)?;
+        writeln!(out, "{}", view.link(&cache.link_source()?))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if cut.is_some() {
-        for (schema, row) in view.members() {
+        for (schema, row) in set.members() {
             let image = crate::model::Image { schema, row };
             writeln!(out, "{}", super::json::image_json(&image))?;
         }
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let shown = moved.iter().rev().take(if args.limit == 0 {
-        usize::MAX
-    } else {
-        args.limit
-    });
-    if args.json {
+    let shown: Vec<&(LoggedChange, Movement)> = moved
+        .iter()
+        .rev()
+        .take(if args.limit == 0 {
+            usize::MAX
+        } else {
+            args.limit
+        })
+        .collect();
+    let entries: Vec<Entry<'_>> = shown
+        .iter()
+        .map(|(change, movement)| Entry {
+            change,
+            path: None,
+            view: Some(*movement),
+        })
+        .collect();
+    let tables: Vec<String> = view.tables.iter().map(TableName::short).collect();
+    let title = match view.name.as_str() {
+        "" => format!("{} where {}", tables.join(", "), view.predicate),
+        name => format!(
+            "View {name}: {} where {}",
+            tables.join(", "),
+            view.predicate
+        ),
+    };
+    if write_report(&mut out, &cache, &args.export, format, title, &entries)? {
+        // Written.
+    } else if format == OutputFormat::Jsonl {
         for (change, movement) in shown {
             let mut object = change_json(change);
             if let Json::Object(map) = &mut object {
@@ -241,17 +324,17 @@ pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{object}")?;
         }
     } else if moved.is_empty() {
-        writeln!(out, "no row of {table} was ever in this view")?;
+        writeln!(out, "no row of {} was ever in this view", tables.join(", "))?;
     } else {
         writeln!(
             out,
-            "{:>8}  {:<19}  {:<6}  {:<8}  {:<16}  {:<24}  CONTEXT",
-            "ID", "COMMITTED (local)", "VIEW", "OP", "KEY", "CHANGED"
+            "{:>8}  {:<19}  {:<6}  {:<8}  {:<20}  {:<16}  {:<24}  CONTEXT",
+            "ID", "COMMITTED (local)", "VIEW", "OP", "TABLE", "KEY", "CHANGED"
         )?;
         for (change, movement) in shown {
             writeln!(
                 out,
-                "{:>8}  {:<19}  {:<6}  {:<8}  {:<16}  {:<24}  {}",
+                "{:>8}  {:<19}  {:<6}  {:<8}  {:<20}  {:<16}  {:<24}  {}",
                 change.id,
                 change
                     .tx
@@ -260,8 +343,9 @@ pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
                     .format("%Y-%m-%d %H:%M:%S"),
                 movement.as_str(),
                 change.change.op,
-                change.key_text(),
-                change.changed_text(),
+                clip(&change.table.short(), 20),
+                clip(&change.key_text(), 16),
+                clip(&change.changed_text(), 24),
                 change.context_text(),
             )?;
         }

@@ -9,6 +9,7 @@ use crate::model::{LoggedChange, Op};
 use super::diff::{DiffKind, diff_change};
 use super::plan::describe_change;
 use super::related::{Step, path_text};
+use super::view::Movement;
 
 /// How a timeline is written out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +39,13 @@ impl Format {
     }
 }
 
-/// One change of the timeline, with its path when it comes from a related history.
+/// One change of the timeline, with its path when it comes from a related history, and what it
+/// did to the set when it comes from a view.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
     pub change: &'a LoggedChange,
     pub path: Option<&'a [Step]>,
+    pub view: Option<Movement>,
 }
 
 /// What the report is about, and where it came from.
@@ -70,6 +73,7 @@ pub fn csv(entries: &[Entry<'_>]) -> Result<String, csv::Error> {
         "table",
         "key",
         "path",
+        "view",
         "changed",
         "context",
         "what_changed",
@@ -88,6 +92,10 @@ pub fn csv(entries: &[Entry<'_>]) -> Result<String, csv::Error> {
             change.table.to_string(),
             change.key_text(),
             entry.path.map(path_text).unwrap_or_default(),
+            entry
+                .view
+                .map(|movement| movement.as_str().to_owned())
+                .unwrap_or_default(),
             change.changed_text(),
             change
                 .context
@@ -215,7 +223,10 @@ fn transaction_title(change: &LoggedChange) -> String {
 
 /// `update of public.orders (id)=(7) — customers 42 › orders 7`.
 fn entry_title(entry: Entry<'_>) -> String {
-    let described = describe_change(entry.change);
+    let mut described = describe_change(entry.change);
+    if let Some(movement) = entry.view {
+        described = format!("{} · {described}", movement.as_str());
+    }
     match entry.path.filter(|path| path.len() > 1) {
         Some(path) => format!("{described} — {}", path_text(path)),
         None => described,

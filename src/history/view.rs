@@ -539,6 +539,12 @@ fn like(text: &str, pattern: &str) -> bool {
     matches(&text, &pattern)
 }
 
+/// A record of a view's tables: the cache's table id and the key (or whole row, without one).
+type RecordId = (i64, Vec<Value>);
+
+/// A record's last known row under its schema version, and whether it is in the set.
+type KnownRow = (Arc<RelationSchema>, Row, bool);
+
 /// What a change did to the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Movement {
@@ -561,8 +567,8 @@ impl Movement {
 #[derive(Debug)]
 pub struct View {
     predicate: Predicate,
-    /// The last known row of every record, and whether it is in the set now.
-    rows: HashMap<Vec<Value>, (Arc<RelationSchema>, Row, bool)>,
+    /// The last known row of every record (by table and key), and whether it is in the set now.
+    rows: HashMap<RecordId, KnownRow>,
 }
 
 impl View {
@@ -578,9 +584,12 @@ impl View {
     pub fn feed(&mut self, change: &LoggedChange) -> Option<Movement> {
         let schema = &change.schema;
         if change.change.op.empties_table() {
-            let any = self.rows.values().any(|(_, _, inside)| *inside);
-            for (_, _, inside) in self.rows.values_mut() {
-                *inside = false;
+            let mut any = false;
+            for ((table, _), (_, _, inside)) in self.rows.iter_mut() {
+                if *table == change.table_id {
+                    any |= *inside;
+                    *inside = false;
+                }
             }
             return any.then_some(Movement::Leave);
         }
@@ -588,12 +597,13 @@ impl View {
             return None;
         }
         let key_now = |row: &Row| match schema.has_key() {
-            true => key_of(schema, row),
-            false => row.clone(),
+            true => (change.table_id, key_of(schema, row)),
+            false => (change.table_id, row.clone()),
         };
         let old_key = change
             .change
             .old_key(schema)
+            .map(|key| (change.table_id, key))
             .or_else(|| change.change.before.as_ref().map(key_now))
             .or_else(|| change.change.after.as_ref().map(key_now))?;
         let was_inside = self
@@ -645,14 +655,14 @@ impl View {
             .map(|(schema, row, _)| (schema.clone(), row.clone()))
             .collect();
         members.sort_by(|a, b| {
-            key_of(&a.0, &a.1)
-                .iter()
-                .map(|value| value.display().into_owned())
-                .cmp(
-                    key_of(&b.0, &b.1)
-                        .iter()
-                        .map(|value| value.display().into_owned()),
-                )
+            let order = |(schema, row): &(Arc<RelationSchema>, Row)| {
+                let key: Vec<String> = key_of(schema, row)
+                    .iter()
+                    .map(|value| value.display().into_owned())
+                    .collect();
+                (schema.table.clone(), key)
+            };
+            order(a).cmp(&order(b))
         });
         members
     }

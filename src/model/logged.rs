@@ -86,6 +86,39 @@ impl LoggedChange {
             .join(" ")
     }
 
+    /// True when the context's field (dots reach into objects: `request.user`) reads `wanted`:
+    /// a string as itself, any other value as its JSON text.
+    pub fn context_has(&self, field: &str, wanted: &str) -> bool {
+        let mut parts = field.split('.');
+        let Some(first) = parts.next() else {
+            return false;
+        };
+        let Some(mut value) = self.context.as_ref().and_then(|context| context.get(first)) else {
+            return false;
+        };
+        for part in parts {
+            match value.get(part) {
+                Some(inner) => value = inner,
+                None => return false,
+            }
+        }
+        match value {
+            serde_json::Value::String(text) => text == wanted,
+            // Numbers, booleans and objects read as their JSON text (`42`, `true`).
+            other => serde_json::to_string(other).is_ok_and(|text| text == wanted),
+        }
+    }
+
+    /// True when this change set one of these columns (see `Change::changed_columns`).
+    pub fn changed_any(&self, columns: &[String]) -> bool {
+        self.change.changed_columns().iter().any(|&index| {
+            self.schema
+                .columns
+                .get(index)
+                .is_some_and(|column| columns.contains(&column.name))
+        })
+    }
+
     /// The names of the columns an update changed, comma-separated; for a schema change, the
     /// command and what it did to the table; empty for other operations.
     pub fn changed_text(&self) -> String {

@@ -11,6 +11,7 @@ mod link;
 mod logged;
 mod moment;
 mod relation;
+mod saved_view;
 mod schema_edit;
 mod search;
 
@@ -24,6 +25,7 @@ pub use relation::{
     Column, ForeignKey, IdentityKind, RelationSchema, ReplicaIdentity, TableName, TableNameError,
     quote_ident,
 };
+pub use saved_view::{LinkSource, SavedView, ViewLinkError};
 pub use schema_edit::{SchemaEdit, schema_edits};
 pub use search::{Search, SearchError, Term};
 

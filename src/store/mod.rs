@@ -13,6 +13,7 @@ mod record;
 mod related;
 mod schema;
 mod timeline;
+mod views;
 mod writer;
 
 use std::io::Read;

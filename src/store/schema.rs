@@ -18,6 +18,7 @@ pub const TABLES: &[&str] = &[
     "changes",
     "change_minutes",
     "links",
+    "views",
 ];
 
 /// Every index a cache holds (SQLite's own `sqlite_autoindex_*` aside).
@@ -47,6 +48,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V2),
     Migration::Code(v3),
     Migration::Sql(V4),
+    Migration::Sql(V5),
 ];
 
 /// The newest format this build reads and writes.
@@ -169,6 +171,16 @@ CREATE TABLE links (
     id         INTEGER PRIMARY KEY,
     definition TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL
+);
+"#;
+
+const V5: &str = r#"
+-- Saved views (`rowtrail view --save`, the app's Views): `definition` is the view as JSON (name,
+-- tables, predicate, context, changed).
+CREATE TABLE views (
+    name       TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    saved_at   TEXT NOT NULL
 );
 "#;
 

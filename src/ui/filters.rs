@@ -54,6 +54,25 @@ impl Pick {
 const SETTLE: f64 = 0.35;
 
 impl FilterForm {
+    /// A *New view* form that starts from these filters: their table, and the context values
+    /// and changed columns picked from the facets.
+    pub fn view_form(&self) -> super::views::ViewForm {
+        let mut context = Vec::new();
+        let mut changed = Vec::new();
+        for pick in &self.picks {
+            match pick {
+                Pick::Context { field, value } => context.push(format!("{field}={value}")),
+                Pick::Changed(column) => changed.push(column.clone()),
+            }
+        }
+        super::views::ViewForm {
+            table: self.table.clone(),
+            context: context.join(", "),
+            changed: changed.join(", "),
+            ..Default::default()
+        }
+    }
+
     /// The filter, or what is wrong with what the user typed. Times are read in `zone`.
     pub fn to_filter(&self, zone: Zone) -> Result<LogFilter, String> {
         let time = |text: &str, what: &str| -> Result<_, String> {

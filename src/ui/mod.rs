@@ -22,6 +22,7 @@ mod sql_highlight;
 mod status;
 mod time_text;
 mod timeline;
+mod views;
 mod welcome;
 mod worker;
 
@@ -54,6 +55,8 @@ pub enum Message {
     DemoReady(Result<Box<Demo>, String>),
     /// The file dialog closed: the cache chosen, if any.
     Picked(Option<PathBuf>),
+    /// The recent cache of a link's database, if there is one.
+    LinkCache(Option<PathBuf>),
 }
 
 /// Why capture stopped with an error.
@@ -74,6 +77,9 @@ pub struct AppOptions {
     pub demo: Option<Demo>,
     /// The clock the app reads: the system's, or a fixed one for tests.
     pub clock: Clock,
+    /// A view to open (from a `rowtrail://` link), once a cache of its source is open; without
+    /// `cache`, the recent cache of that source is opened.
+    pub view: Option<(crate::model::SavedView, crate::model::LinkSource)>,
 }
 
 /// The window could not be opened.

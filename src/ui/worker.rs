@@ -82,6 +82,13 @@ pub enum Request {
         generation: u64,
         filter: LogFilter,
     },
+    /// The saved views and what their links name as the source.
+    Views,
+    /// Check a view (its tables, predicate and columns) and save it.
+    SaveView(crate::model::SavedView),
+    RemoveView(String),
+    /// A view's labelled timeline.
+    View(crate::model::SavedView),
 }
 
 impl Request {
@@ -206,6 +213,17 @@ pub enum Reply {
         generation: u64,
         facets: Facets,
     },
+    Views {
+        views: Vec<crate::model::SavedView>,
+        source: crate::model::LinkSource,
+    },
+    /// A view was saved (and should open), or why not.
+    ViewSaved(Result<crate::model::SavedView, String>),
+    /// A view's timeline, newest first, or why it cannot be read.
+    View {
+        name: String,
+        rows: Result<super::views::ViewRows, String>,
+    },
     /// Something failed; the app shows the message in its banner.
     Failed(String),
     /// The filter of this generation cannot run (a search names a column no table has).
@@ -325,7 +343,9 @@ impl Workers {
         let sent = self.waiting.borrow_mut().flush(|request| {
             let lane = match &request {
                 Request::BuildIndex { .. } => &self.index,
-                Request::Histogram { .. } | Request::Facets { .. } => &self.histogram,
+                Request::Histogram { .. } | Request::Facets { .. } | Request::View(_) => {
+                    &self.histogram
+                }
                 _ => &self.quick,
             };
             Delivery::of(lane.try_send(request))
@@ -510,6 +530,34 @@ fn answer(
             Reply::OpenChange(newest)
         }
         Request::Export(request) => Reply::Exported(export(cache, &request)),
+        Request::Views => Reply::Views {
+            views: cache.views().map_err(text)?,
+            source: cache.link_source().map_err(text)?,
+        },
+        Request::SaveView(view) => Reply::ViewSaved(
+            crate::related::view_history(cache, &view, Some(ChangeId(0)))
+                .map_err(|error| error.to_string())
+                .and_then(|_| cache.save_view(&view).map_err(text))
+                .map(|()| view),
+        ),
+        Request::RemoveView(name) => {
+            cache.remove_view(&name).map_err(text)?;
+            Reply::Views {
+                views: cache.views().map_err(text)?,
+                source: cache.link_source().map_err(text)?,
+            }
+        }
+        Request::View(view) => Reply::View {
+            name: view.name.clone(),
+            rows: crate::related::view_history(cache, &view, None)
+                .map(|(mut changes, _)| {
+                    let total = changes.len();
+                    changes.reverse();
+                    changes.truncate(super::views::VIEW_ROWS);
+                    super::views::ViewRows { changes, total }
+                })
+                .map_err(|error| error.to_string()),
+        },
         Request::Related(id) => {
             let Some(change) = cache.change(id).map_err(text)? else {
                 return Err(format!("change {id} is not in this cache"));
@@ -703,7 +751,11 @@ fn export(cache: &Cache, request: &super::export::ExportRequest) -> Result<Strin
             changes = cache.log(&filter).map_err(|error| text(&error))?;
             changes
                 .iter()
-                .map(|change| Entry { change, path: None })
+                .map(|change| Entry {
+                    change,
+                    path: None,
+                    view: None,
+                })
                 .collect()
         }
         ExportSource::Story(id) => {
@@ -723,6 +775,7 @@ fn export(cache: &Cache, request: &super::export::ExportRequest) -> Result<Strin
                 .map(|related| Entry {
                     change: &related.change,
                     path: Some(&related.path),
+                    view: None,
                 })
                 .collect()
         }

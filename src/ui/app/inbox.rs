@@ -83,6 +83,15 @@ impl RowtrailApp {
                             Some(result.map(|()| "The script ran and committed.".to_owned()));
                     }
                 }
+                Message::LinkCache(Some(path)) => self.commands.push(Command::OpenCache(path)),
+                Message::LinkCache(None) => {
+                    if let Some((view, source)) = self.pending_view.take() {
+                        self.banner = Some(format!(
+                            "The view '{}' is for database {} of the server with system id {}, and no recent cache holds its history: open one with rowtrail open CACHE 'LINK'",
+                            view.name, source.database, source.system_identifier
+                        ));
+                    }
+                }
                 Message::Picked(path) => {
                     self.browsing = false;
                     if let Some(path) = path {
@@ -115,8 +124,47 @@ impl RowtrailApp {
                             "rowtrail — {name}"
                         )));
                 }
+                if let Some((view, wanted)) = self.pending_view.take() {
+                    let known = crate::model::LinkSource {
+                        system_identifier: source.system_identifier.clone(),
+                        database: source.database.clone(),
+                    };
+                    if known == wanted {
+                        session.workers.send(Request::View(view.clone()));
+                        session.views.open =
+                            Some(super::super::views::OpenView { view, rows: None });
+                    } else {
+                        self.banner = Some(format!(
+                            "The view '{}' is for database {} of the server with system id {}; this cache holds the history of {}: open a cache of that database",
+                            view.name, wanted.database, wanted.system_identifier, source.display
+                        ));
+                    }
+                }
                 session.source = Some(source);
                 session.newest = session.newest.max(newest);
+            }
+            Reply::Views { views, source } => {
+                session.views.saved = views;
+                session.views.source = Some(source);
+            }
+            Reply::ViewSaved(Ok(view)) => {
+                session.views.form = None;
+                session.workers.send(Request::Views);
+                session.workers.send(Request::View(view.clone()));
+                session.views.open = Some(super::super::views::OpenView { view, rows: None });
+            }
+            Reply::ViewSaved(Err(problem)) => {
+                if let Some(form) = session.views.form.as_mut() {
+                    form.saving = false;
+                    form.problem = Some(problem);
+                }
+            }
+            Reply::View { name, rows } => {
+                if let Some(open) = session.views.open.as_mut()
+                    && open.view.name == name
+                {
+                    open.rows = Some(rows);
+                }
             }
             Reply::Overview {
                 tables,
@@ -279,6 +327,12 @@ impl RowtrailApp {
         if now - session.refreshed_at > REFRESH_SECONDS {
             session.refreshed_at = now;
             session.workers.send(Request::Overview);
+            // An open view follows new changes too, once its last reading is in.
+            if let Some(open) = &session.views.open
+                && open.rows.is_some()
+            {
+                session.workers.send(Request::View(open.view.clone()));
+            }
             // The open change's record may have new versions: read it again (the panel keeps
             // its tab and the state-at control).
             if let Some(detail) = &session.detail.detail

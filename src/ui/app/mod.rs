@@ -85,6 +85,7 @@ enum Command {
         sql: String,
     },
     CloseRestore,
+    Views(super::views::ViewsAction),
     StartDemo,
     DismissGuide,
     ToggleUtc,
@@ -119,6 +120,8 @@ pub struct RowtrailApp {
     guide: Option<String>,
     commands: Vec<Command>,
     clock: Clock,
+    /// A view from a link, opened once a cache of its source is open.
+    pending_view: Option<(crate::model::SavedView, crate::model::LinkSource)>,
 }
 
 impl RowtrailApp {
@@ -157,9 +160,12 @@ impl RowtrailApp {
             guide: None,
             commands: Vec::new(),
             clock: options.clock,
+            pending_view: options.view,
         };
-        if let Some(path) = options.cache {
-            app.apply(Command::OpenCache(path));
+        match options.cache {
+            Some(path) => app.apply(Command::OpenCache(path)),
+            None if app.pending_view.is_some() => app.find_cache_for_link(),
+            None => {}
         }
         if let Some(demo) = options.demo {
             app.adopt_demo(demo);
@@ -315,6 +321,7 @@ impl RowtrailApp {
                 }
             }
             Command::Copy(text) => self.ctx.copy_text(text),
+            Command::Views(action) => self.views_action(action),
             Command::SaveScript(path, sql) => self.save_script(path, sql),
             Command::RunScript { url, password, sql } => self.run_script(url, password, sql),
             Command::CloseRestore => {
@@ -337,6 +344,40 @@ impl RowtrailApp {
             Command::DismissBanner => self.banner = None,
             Command::DismissGuide => self.guide = None,
             Command::StartDemo => self.start_demo(),
+        }
+    }
+
+    fn views_action(&mut self, action: super::views::ViewsAction) {
+        use super::views::{OpenView, ViewsAction};
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        match action {
+            ViewsAction::Open(view) => {
+                session.workers.send(Request::View(view.clone()));
+                session.views.open = Some(OpenView { view, rows: None });
+            }
+            ViewsAction::Save(view) => {
+                if let Some(form) = session.views.form.as_mut() {
+                    form.saving = true;
+                    form.problem = None;
+                }
+                session.workers.send(Request::SaveView(view));
+            }
+            ViewsAction::Remove(name) => {
+                if session
+                    .views
+                    .open
+                    .as_ref()
+                    .is_some_and(|open| open.view.name == name)
+                {
+                    session.views.open = None;
+                }
+                session.workers.send(Request::RemoveView(name));
+            }
+            ViewsAction::Copy(link) => self.ctx.copy_text(link),
+            ViewsAction::Close => session.views.open = None,
+            ViewsAction::OpenChange(id) => self.apply(Command::Open(id)),
         }
     }
 

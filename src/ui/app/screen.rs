@@ -10,6 +10,7 @@ use super::super::histogram::HistogramAction;
 use super::super::restore::{RestoreAction, restore_ui};
 use super::super::status::{CaptureState, StatusAction, status_ui};
 use super::super::timeline::{Highlight, TimelineAction, timeline_ui};
+use super::super::views::{view_timeline_ui, views_ui};
 use super::super::welcome::{WelcomeAction, welcome_ui};
 use super::{Command, RowtrailApp};
 
@@ -145,6 +146,13 @@ impl RowtrailApp {
             .resizable(true)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
+                    let form = &session.form;
+                    let prefill = || form.view_form();
+                    if let Some(action) = views_ui(ui, &mut session.views, &session.tables, prefill)
+                    {
+                        commands.push(Command::Views(action));
+                    }
+                    ui.separator();
                     let facts = FilterFacts {
                         tables: &session.tables,
                         context_fields: &session.context_fields,
@@ -186,6 +194,19 @@ impl RowtrailApp {
                 }
             });
         egui::CentralPanel::default_margins().show(ui, |ui| {
+            if let Some(open) = &session.views.open {
+                let opened = session
+                    .detail
+                    .detail
+                    .as_ref()
+                    .map(|detail| detail.change.id);
+                if let Some(action) =
+                    view_timeline_ui(ui, open, session.views.source.as_ref(), opened, zone)
+                {
+                    commands.push(Command::Views(action));
+                }
+                return;
+            }
             match session.histogram.ui(ui, zone) {
                 Some(HistogramAction::SelectRange(from, to)) => {
                     commands.push(Command::SelectRange(from, to))

@@ -14,6 +14,7 @@ use super::super::histogram::{BUCKETS, Histogram};
 use super::super::restore::RestoreDialog;
 use super::super::time_text::Zone;
 use super::super::timeline::Timeline;
+use super::super::views::Views;
 use super::super::worker::{Request, Workers};
 use crate::store::SourceIdentity;
 
@@ -37,6 +38,7 @@ pub(super) struct Session {
     pub detail: DetailState,
     pub restore: Option<RestoreDialog>,
     pub export: Option<ExportDialog>,
+    pub views: Views,
     /// egui time of the last overview refresh while capture runs.
     pub refreshed_at: f64,
     /// egui time of the last facet count while capture runs.
@@ -52,6 +54,7 @@ impl Session {
         let workers = Workers::start(path.clone(), inbox, ctx.clone())?;
         let timeline = Timeline::new(Default::default(), 1);
         workers.send(Request::Overview);
+        workers.send(Request::Views);
         workers.send(Request::BuildIndex {
             generation: 1,
             filter: Default::default(),
@@ -77,6 +80,7 @@ impl Session {
             detail: DetailState::default(),
             restore: None,
             export: None,
+            views: Views::default(),
             refreshed_at: 0.0,
             faceted_at: 0.0,
         })

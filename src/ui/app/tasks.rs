@@ -68,6 +68,22 @@ impl RowtrailApp {
         });
     }
 
+    /// For a link opened without a cache: looks through the recent caches, on a background
+    /// thread, for the newest one of the link's database.
+    pub(super) fn find_cache_for_link(&mut self) {
+        let Some((_, wanted)) = self.pending_view.clone() else {
+            return;
+        };
+        let recent = self.settings.recent.clone();
+        self.in_background("rowtrail-link", move |_| {
+            Message::LinkCache(recent.into_iter().find(|path| {
+                crate::store::Cache::open(path)
+                    .and_then(|cache| cache.link_source())
+                    .is_ok_and(|known| known == wanted)
+            }))
+        });
+    }
+
     /// Checks a source the way capture from the app will use it: its slot and publication.
     pub(super) fn check_source(&mut self, url: String, password: Password) {
         // Resolving reads ~/.pgpass: on the doctor's thread, not this one.
