@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use crate::history::related::{Member, Related, Story, StoryError};
 use crate::history::view::{Movement, Predicate, PredicateError, View};
-use crate::model::{ChangeId, LoggedChange, SavedView};
+use crate::model::{ChangeId, LoggedChange, Moment, SavedView};
+use crate::restore::{Script, UndoTarget, undo_script};
 use crate::store::{Cache, RecordRef, StoreError};
 
 /// What a story holds and how far it reaches.
@@ -42,6 +43,10 @@ pub enum RelatedError {
         "{table} has no record with key {key}: check the key, or list the table's changes with rowtrail log --table {table}"
     )]
     NoRecord { table: String, key: String },
+    #[error(transparent)]
+    Restore(#[from] crate::restore::RestoreError),
+    #[error("nothing in the story of {record} changed after {when}: there is nothing to put back")]
+    NothingAfter { record: String, when: String },
 }
 
 /// The story of `record`, oldest change first, each with its path from the record.
@@ -75,6 +80,46 @@ pub fn related_after(
         .map(|related| related.change.id)
         .filter(|id| *id > cut)
         .collect())
+}
+
+/// The script that puts the record and every related row back as they were at `moment`: it
+/// undoes every change of the story after it, ordered so foreign keys hold. `when` names the
+/// moment in the script's title and messages.
+pub fn restore_related(
+    cache: &Cache,
+    record: &RecordRef,
+    options: &StoryOptions,
+    moment: Moment,
+    when: &str,
+    guard: bool,
+) -> Result<Script, RelatedError> {
+    let cut = cache.resolve_moment(moment)?;
+    let ids = related_after(cache, record, options, cut)?;
+    // Keys are stored as a JSON list of their values' text (`["7","2"]`).
+    let key = serde_json::from_str::<Vec<Option<String>>>(&record.key).map_or_else(
+        |_| record.key.clone(),
+        |values| {
+            values
+                .into_iter()
+                .map(|value| value.unwrap_or_else(|| "NULL".to_owned()))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    );
+    let described = format!("{} ({key})", record.table);
+    if ids.is_empty() {
+        return Err(RelatedError::NothingAfter {
+            record: described,
+            when: when.to_owned(),
+        });
+    }
+    let what = format!("{described} with its related rows to {when}");
+    Ok(undo_script(
+        cache,
+        &UndoTarget::Story { what, ids },
+        false,
+        guard,
+    )?)
 }
 
 /// Feeds the story every change of its tables up to `cut` (all without one): the changes that

@@ -1329,3 +1329,87 @@ fn choose_view_table(harness: &mut Harness<'_, RowtrailApp>, table: &str) {
         .expect("the table in the drop-down")
         .click();
 }
+
+#[test]
+fn issue13_state_at_shows_related_rows_and_the_story_puts_a_cascade_back() {
+    let db = fresh_db("app_related_restore");
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text);
+         CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers ON DELETE CASCADE, status text);
+         CREATE TABLE order_items (order_id int REFERENCES orders ON DELETE CASCADE, line int, sku text, PRIMARY KEY (order_id, line));
+         ALTER TABLE customers REPLICA IDENTITY FULL;
+         ALTER TABLE orders REPLICA IDENTITY FULL;
+         ALTER TABLE order_items REPLICA IDENTITY FULL;
+         INSERT INTO customers VALUES (42, 'Acme'), (43, 'Other');",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "INSERT INTO orders VALUES (7, 42, 'new'), (8, 43, 'new');
+         INSERT INTO order_items VALUES (7, 1, 'A'), (7, 2, 'B'), (8, 1, 'C');
+         UPDATE customers SET name = 'Acme Ltd' WHERE id = 42;",
+    );
+    db.capture_ok(&[]);
+    // A moment between the update and the delete, as the app shows times (two hours east).
+    std::thread::sleep(Duration::from_millis(1100));
+    let between = db.sql(
+        "SELECT to_char(now() AT TIME ZONE 'UTC' + interval '2 hours', 'YYYY-MM-DD HH24:MI:SS')",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    db.sql("DELETE FROM customers WHERE id = 42");
+    db.capture_ok(&[]);
+    assert_eq!(db.sql("SELECT count(*) FROM order_items"), "1");
+    let mut harness = app(&db.cache());
+    // State at, with related rows: the customer's order and items as they were.
+    open_row(&mut harness, "update  customers  id=42");
+    click_settled(&mut harness, "Record history (3)");
+    harness.run_steps(2);
+    harness.get_by_label("With related rows").click();
+    harness.run_steps(2);
+    retype(&mut harness, "At time", &between);
+    harness.key_press(egui::Key::Enter);
+    wait_for(&mut harness, "the related rows", |h| {
+        has(h, "3 related rows then:")
+    });
+    for path in [
+        "customers 42 › orders 7",
+        "customers 42 › orders 7 › order_items (7,1)",
+        "customers 42 › orders 7 › order_items (7,2)",
+    ] {
+        assert!(harness.query_by_label(path).is_some(), "{path}");
+    }
+    assert!(!has(&harness, "orders 8"), "another customer's order");
+    // From the story, the cascading delete is put back whole.
+    click_settled(&mut harness, "Change");
+    open_row(&mut harness, "delete  customers  id=42");
+    click_settled(&mut harness, "Related history");
+    let button = "Put customers 42 back as before this change";
+    wait_for(&mut harness, "the story", |h| {
+        h.query_by_label(button).is_some()
+    });
+    click_settled(&mut harness, button);
+    wait_for(&mut harness, "the script", |h| {
+        h.query_by_label("Restore script")
+            .and_then(|node| node.value())
+            .is_some_and(|script| script.contains("INSERT INTO"))
+    });
+    let script = harness.get_by_label("Restore script").value().unwrap();
+    assert!(script.contains("with its related rows"), "{script}");
+    retype(&mut harness, "Password", db.server.password().expose());
+    click_settled(&mut harness, "Run on source…");
+    wait_for(&mut harness, "the confirmation", |h| {
+        h.query_by_label("Run it").is_some()
+    });
+    click_settled(&mut harness, "Run it");
+    wait_for(&mut harness, "the run", |h| {
+        has(h, "The script ran and committed.")
+    });
+    assert_eq!(
+        db.sql("SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM customers"),
+        "42:Acme Ltd,43:Other"
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(order_id || '/' || line || ':' || sku, ',' ORDER BY order_id, line) FROM order_items"),
+        "7/1:A,7/2:B,8/1:C"
+    );
+    assert_eq!(db.sql("SELECT status FROM orders WHERE id = 7"), "new");
+}

@@ -524,7 +524,7 @@ fn a_story_exports_as_markdown_html_and_csv() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "id,committed_at,xid,op,table,key,path,changed,context,what_changed"
+        "id,committed_at,xid,op,table,key,path,view,changed,context,what_changed"
     );
     assert_eq!(lines.count(), story(&db, &[]).len());
     // A report can carry the script that undoes one of its changes.

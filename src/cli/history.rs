@@ -7,7 +7,7 @@ use crate::history::state::TableAt;
 use crate::history::{DiffKind, describe_change, diff_change};
 use crate::model::{ChangeId, LoggedChange, Op, RelationSchema, SchemaChange, TableName, Xid};
 use crate::model::{Image, Moment};
-use crate::related::{StoryOptions, related_after, related_at};
+use crate::related::{StoryOptions, related_at};
 use crate::restore::{UndoTarget, later_note, restore_script, undo_script};
 use crate::store::{Cache, KeyFilter, RecordRef};
 use anyhow::Context as _;
@@ -256,26 +256,14 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let cache = Cache::open(&args.cache.cache)?;
     let record = record(&cache, &args.record.table, &args.record.key)?;
     if args.related {
-        let cut = cache.resolve_moment(moment(&args.time)?)?;
-        let ids = related_after(&cache, &record, &StoryOptions::default(), cut)?;
-        anyhow::ensure!(
-            !ids.is_empty(),
-            "nothing in the story of {} {} changed after {}: there is nothing to put back",
-            record.table,
-            args.record.key,
-            args.time
-        );
-        let what = format!(
-            "{} {} with its related rows to {}",
-            record.table, args.record.key, args.time
-        );
-        let script = undo_script(
+        let script = crate::related::restore_related(
             &cache,
-            &UndoTarget::Story { what, ids },
-            false,
+            &record,
+            &StoryOptions::default(),
+            moment(&args.time)?,
+            &args.time,
             !args.no_guard,
-        )
-        .context("could not write the restore script")?;
+        )?;
         for later in script.stopping_changes().take(10) {
             eprintln!("warning: {}", later_note(later, true));
         }

@@ -6,7 +6,7 @@ use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, RichText};
 
 use crate::history::diff::show_value;
-use crate::history::related::{Related, path_text};
+use crate::history::related::{Member, Related, path_text};
 use crate::history::{ColumnDiff, DiffKind, TextSpan, ValueDiff, describe_change, diff_change};
 use crate::model::{ChangeId, Image, LoggedChange, Moment, Op, Search, TableName, Term, Value};
 use crate::restore::UndoTarget;
@@ -50,6 +50,10 @@ pub struct StateAt {
     pub micros: f64,
     pub text: String,
     pub result: Option<(Moment, Option<Image>)>,
+    /// Show the rows related to the record too (`at --related`).
+    pub with_related: bool,
+    /// The record and its related rows at a moment, or why they could not be read.
+    pub related: Option<(Moment, Result<Vec<Member>, String>)>,
     pub asked: Option<Moment>,
     /// A time the user typed that does not parse.
     pub error: Option<String>,
@@ -88,10 +92,8 @@ impl DetailState {
             });
         self.state_at = StateAt {
             micros: lifetime_end.timestamp_micros() as f64,
-            text: String::new(),
-            result: None,
-            asked: None,
-            error: None,
+            with_related: self.state_at.with_related,
+            ..StateAt::default()
         };
         self.detail = Some(detail);
     }
@@ -187,8 +189,9 @@ pub fn detail_ui(
             Tab::Change => action = change_ui(ui, detail, zone, search),
             Tab::History => action = history_ui(ui, detail, &mut state.state_at, zone, search),
             Tab::Related => {
-                if let Some(opened) = related_ui(ui, detail.change.id, related, zone) {
-                    action = Some(DetailAction::Open(opened));
+                // Keep the request for the story made above, if any.
+                if let Some(chosen) = related_ui(ui, detail.change.id, related, zone) {
+                    action = Some(chosen);
                 }
             }
         });
@@ -572,8 +575,8 @@ fn related_ui(
     current: ChangeId,
     related: &Option<(ChangeId, Result<Vec<Related>, String>)>,
     zone: Zone,
-) -> Option<ChangeId> {
-    let Some((_, story)) = related else {
+) -> Option<DetailAction> {
+    let Some((root_change, story)) = related else {
         ui.horizontal(|ui| {
             ui.spinner();
             ui.label("Following foreign keys…");
@@ -619,9 +622,22 @@ fn related_ui(
         let selected = change.id == current;
         let response = ui.add(egui::Button::selectable(selected, title).truncate());
         if response.clicked() && !selected {
-            opened = Some(change.id);
+            opened = Some(DetailAction::Open(change.id));
         }
         if selected {
+            if ui
+                .button(format!("Put {root} back as before this change"))
+                .on_hover_text(
+                    "A script that undoes this change and every later change of the story, \
+                     ordered so foreign keys hold (rowtrail restore --related)",
+                )
+                .clicked()
+            {
+                opened = Some(DetailAction::Script(ScriptRequest::RestoreStory {
+                    change: *root_change,
+                    moment: Moment::BeforeChange(change.id),
+                }));
+            }
             // The opened change shows what it did right here.
             let _ = diff_ui(
                 ui,
@@ -684,6 +700,60 @@ fn history_ui(
     action
 }
 
+/// The rows related to the record at the moment shown, each under its path, and the button that
+/// puts them all back; returns the moment to restore to when it is pressed.
+fn related_at_ui(ui: &mut egui::Ui, state_at: &StateAt, asked: Moment) -> Option<Moment> {
+    let (moment, members) = match &state_at.related {
+        Some((moment, members)) if *moment == asked => (*moment, members),
+        _ => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Following foreign keys…");
+            });
+            return None;
+        }
+    };
+    let members = match members {
+        Ok(members) => members,
+        Err(error) => {
+            ui.add(egui::Label::new(RichText::new(error).color(ui.visuals().warn_fg_color)).wrap());
+            return None;
+        }
+    };
+    let related: Vec<&Member> = members
+        .iter()
+        .filter(|member| member.path.len() > 1)
+        .collect();
+    ui.label(match related.len() {
+        0 => "No related rows then.".to_owned(),
+        1 => "1 related row then:".to_owned(),
+        count => format!("{count} related rows then:"),
+    });
+    for (index, member) in related.iter().enumerate() {
+        egui::CollapsingHeader::new(path_text(&member.path))
+            .id_salt(("related-at", index))
+            .show(ui, |ui| {
+                egui::Grid::new(("related-at-row", index))
+                    .num_columns(2)
+                    .show(ui, |ui| {
+                        for (column, value) in member.schema.columns.iter().zip(&member.row) {
+                            ui.label(RichText::new(&column.name).weak());
+                            ui.label(value.display());
+                            ui.end_row();
+                        }
+                    });
+            });
+    }
+    let restore = ui
+        .button("Restore with related rows")
+        .on_hover_text(
+            "A script that undoes every change of the record and its related rows after this \
+             moment, ordered so foreign keys hold (rowtrail restore --related)",
+        )
+        .clicked();
+    restore.then_some(moment)
+}
+
 /// The slider over the record's lifetime, a time field, and the record at that moment.
 fn state_at_ui(
     ui: &mut egui::Ui,
@@ -739,6 +809,20 @@ fn state_at_ui(
             }
         }
     });
+    if ui
+        .checkbox(&mut state_at.with_related, "With related rows")
+        .on_hover_text(
+            "Also the rows that point at the record (its orders, their items…) as they were then",
+        )
+        .changed()
+        && state_at.with_related
+        && moment.is_none()
+        && let Some(asked) = state_at.asked
+    {
+        // Read the moment shown again, with its related rows.
+        state_at.related = None;
+        action = Some(DetailAction::RecordAt(detail.change.id, asked));
+    }
     if let Some(error) = &state_at.error {
         ui.add(egui::Label::new(RichText::new(error).color(ui.visuals().error_fg_color)).wrap());
     } else if !state_at.text.trim().is_empty()
@@ -750,6 +834,7 @@ fn state_at_ui(
         && state_at.asked != Some(moment)
     {
         state_at.asked = Some(moment);
+        state_at.related = None;
         action = Some(DetailAction::RecordAt(detail.change.id, moment));
     }
     match &state_at.result {
@@ -783,6 +868,15 @@ fn state_at_ui(
                     }
                 });
         }
+    }
+    if state_at.with_related
+        && let Some(asked) = state_at.asked
+        && let Some(restore) = related_at_ui(ui, state_at, asked)
+    {
+        action = Some(DetailAction::Script(ScriptRequest::RestoreStory {
+            change: detail.change.id,
+            moment: restore,
+        }));
     }
     action
 }

@@ -65,6 +65,11 @@ pub enum Request {
         change: ChangeId,
         moment: Moment,
     },
+    /// The record of a change and every related row at a moment (`at --related`).
+    RelatedAt {
+        change: ChangeId,
+        moment: Moment,
+    },
     Script(ScriptRequest),
     /// The newest change at or before a time (for jumping in the timeline).
     Locate(chrono::DateTime<chrono::Utc>),
@@ -133,6 +138,11 @@ pub enum ScriptRequest {
     },
     /// Put the record of this change back as it was right after it.
     RestoreVersion(ChangeId),
+    /// Put the record of this change and every related row back as they were at the moment.
+    RestoreStory {
+        change: ChangeId,
+        moment: Moment,
+    },
 }
 
 /// Everything the detail panel shows about one change.
@@ -197,6 +207,11 @@ pub enum Reply {
         change: ChangeId,
         moment: Moment,
         image: Option<Image>,
+    },
+    RelatedAt {
+        change: ChangeId,
+        moment: Moment,
+        members: Result<Vec<crate::history::related::Member>, String>,
     },
     Script(Result<Script, String>),
     Located(ChangeId),
@@ -592,6 +607,24 @@ fn answer(
                 image: cache.record_at(&record, cut).map_err(text)?,
             }
         }
+        Request::RelatedAt { change, moment } => {
+            let Some(entry) = cache.change(change).map_err(text)? else {
+                return Err(format!("change {change} is not in this cache"));
+            };
+            let record = cache.record_of(&entry).map_err(text)?;
+            let cut = cache.resolve_moment(moment).map_err(text)?;
+            Reply::RelatedAt {
+                change,
+                moment,
+                members: crate::related::related_at(
+                    cache,
+                    &record,
+                    &crate::related::StoryOptions::default(),
+                    cut,
+                )
+                .map_err(|error| error.to_string()),
+            }
+        }
         Request::Script(request) => {
             Reply::Script(script(cache, &request).map_err(|error| error.to_string()))
         }
@@ -642,17 +675,31 @@ fn answer(
     }))
 }
 
-fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::restore::RestoreError> {
-    match request {
-        ScriptRequest::Undo { target, cascade } => undo_script(cache, target, *cascade, true),
+fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::related::RelatedError> {
+    Ok(match request {
+        ScriptRequest::Undo { target, cascade } => undo_script(cache, target, *cascade, true)?,
         ScriptRequest::RestoreVersion(id) => {
             let change = cache
                 .change(*id)?
                 .ok_or(crate::store::StoreError::UnknownChange { id: *id })?;
             let record = cache.record_of(&change)?;
-            restore_script(cache, &record, Moment::AfterChange(*id), true)
+            restore_script(cache, &record, Moment::AfterChange(*id), true)?
         }
-    }
+        ScriptRequest::RestoreStory { change, moment } => {
+            let entry = cache
+                .change(*change)?
+                .ok_or(crate::store::StoreError::UnknownChange { id: *change })?;
+            let record = cache.record_of(&entry)?;
+            crate::related::restore_related(
+                cache,
+                &record,
+                &crate::related::StoryOptions::default(),
+                *moment,
+                &moment.to_string(),
+                true,
+            )?
+        }
+    })
 }
 
 /// How many of the newest matching changes the facets count.

@@ -274,6 +274,21 @@ impl RowtrailApp {
                     state_at.result = Some((moment, image));
                 }
             }
+            Reply::RelatedAt {
+                change,
+                moment,
+                members,
+            } => {
+                let state_at = &mut session.detail.state_at;
+                let current = session
+                    .detail
+                    .detail
+                    .as_ref()
+                    .map(|detail| detail.change.id);
+                if current == Some(change) && state_at.asked == Some(moment) {
+                    state_at.related = Some((moment, members));
+                }
+            }
             Reply::Script(result) => {
                 if let Some(dialog) = session.restore.as_mut() {
                     dialog.script = match result {

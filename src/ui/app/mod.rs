@@ -304,6 +304,9 @@ impl RowtrailApp {
             Command::RecordAt(change, moment) => {
                 if let Some(session) = &self.session {
                     session.workers.send(Request::RecordAt { change, moment });
+                    if session.detail.state_at.with_related {
+                        session.workers.send(Request::RelatedAt { change, moment });
+                    }
                 }
             }
             Command::PrepareScript(request) => self.prepare_script(request),

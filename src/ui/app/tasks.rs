@@ -210,7 +210,7 @@ impl RowtrailApp {
         };
         let name = match &request {
             ScriptRequest::Undo { .. } => "undo",
-            ScriptRequest::RestoreVersion(_) => "restore",
+            ScriptRequest::RestoreVersion(_) | ScriptRequest::RestoreStory { .. } => "restore",
         };
         let directory = session
             .path
