@@ -4,9 +4,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::history::related::{Member, Related, Story, StoryError};
+use std::collections::{BTreeMap, HashSet};
+
+use crate::history::related::{Member, Related, Story, StoryError, values_of};
 use crate::history::view::{Movement, Predicate, PredicateError, View};
-use crate::model::{ChangeId, LoggedChange, Moment, SavedView};
+use crate::model::{ChangeId, LoggedChange, Moment, SavedView, TableName, Value};
 use crate::restore::{Script, UndoTarget, undo_script};
 use crate::store::{Cache, RecordRef, StoreError};
 
@@ -148,26 +150,182 @@ fn tell(
         options.up,
     )?;
     let mut told = Vec::new();
-    cache.visit_transactions_of(&story.tables(), cut, |transaction| {
-        if options
-            .until
-            .is_some_and(|until| transaction[0].tx.committed_at > until)
-        {
-            return false;
+    if let Some(candidates) = candidate_changes(cache, &story, own, cut)? {
+        let mut transaction: Vec<LoggedChange> = Vec::new();
+        for change in candidates {
+            if transaction
+                .first()
+                .is_some_and(|first| first.tx.id != change.tx.id)
+                && !tell_transaction(
+                    &mut story,
+                    options,
+                    &mut told,
+                    std::mem::take(&mut transaction),
+                )
+            {
+                return Ok((told, story));
+            }
+            transaction.push(change);
         }
-        told.extend(
-            story
-                .feed_transaction(transaction)
-                .into_iter()
-                .filter(|related| {
-                    options
-                        .since
-                        .is_none_or(|since| related.change.tx.committed_at >= since)
-                }),
-        );
-        true
+        if !transaction.is_empty() {
+            tell_transaction(&mut story, options, &mut told, transaction);
+        }
+        return Ok((told, story));
+    }
+    // The index of references could not answer: read every change of the story's tables.
+    let tables = story.tables();
+    cache.visit_transactions_of(&tables, cut, |transaction| {
+        tell_transaction(&mut story, options, &mut told, transaction)
     })?;
     Ok((told, story))
+}
+
+/// Feeds one transaction to the story and keeps what belongs within `since`; false once past
+/// `until`.
+fn tell_transaction(
+    story: &mut Story,
+    options: &StoryOptions,
+    told: &mut Vec<Related>,
+    transaction: Vec<LoggedChange>,
+) -> bool {
+    if options
+        .until
+        .is_some_and(|until| transaction[0].tx.committed_at > until)
+    {
+        return false;
+    }
+    told.extend(
+        story
+            .feed_transaction(transaction)
+            .into_iter()
+            .filter(|related| {
+                options
+                    .since
+                    .is_none_or(|since| related.change.tx.committed_at >= since)
+            }),
+    );
+    true
+}
+
+/// Every change of every row that can belong to the story, in commit order, up to `cut`: the
+/// record's own changes (`own`); the rows that ever pointed at it, found in the index of
+/// references, and the rows that ever pointed at those, to the story's depth, each with all its
+/// changes; with `--up`, the rows the record ever pointed at. Feeding these to the story gives
+/// the same story as feeding it every change of its tables, since a row that never pointed at
+/// a member cannot belong. `None` when the index cannot answer (see `Cache::referencing`), or a
+/// table of the story has no key to read its rows by.
+fn candidate_changes(
+    cache: &Cache,
+    story: &Story,
+    own: Vec<LoggedChange>,
+    cut: Option<ChangeId>,
+) -> Result<Option<Vec<LoggedChange>>, StoreError> {
+    let mut found: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
+    let mut seen: HashSet<(TableName, String)> = HashSet::new();
+    let root = own.first().map(|change| change.table.clone());
+    if let Some(first) = own.first() {
+        seen.insert((first.table.clone(), cache.record_of(first)?.key));
+    }
+    // Rows reached at the last hop, with all their changes.
+    let mut frontier: Vec<Vec<LoggedChange>> = vec![own.clone()];
+    let mut add = |record: RecordRef,
+                   found: &mut BTreeMap<ChangeId, LoggedChange>,
+                   next: &mut Vec<Vec<LoggedChange>>|
+     -> Result<(), StoreError> {
+        if !seen.insert((record.table.clone(), record.key.clone())) {
+            return Ok(());
+        }
+        let history = cache.record_history(&record)?;
+        for change in &history {
+            found.insert(change.id, change.clone());
+        }
+        next.push(history);
+        Ok(())
+    };
+    for change in &own {
+        found.insert(change.id, change.clone());
+    }
+    for _ in 0..story.depth() {
+        let mut next = Vec::new();
+        for link in story.links().iter().filter(|link| story.follows_down(link)) {
+            // The values the link's target columns held in every version of the rows reached.
+            let mut targets: Vec<Vec<Value>> = Vec::new();
+            for history in &frontier {
+                for change in history.iter().filter(|change| change.table == link.to) {
+                    for row in [&change.change.after, &change.change.before]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(values) = values_of(&change.schema, row, &link.to_columns)
+                            && !targets.contains(&values)
+                        {
+                            targets.push(values);
+                        }
+                    }
+                }
+            }
+            if targets.is_empty() {
+                continue;
+            }
+            let Some(ids) = cache.referencing(link, &targets)? else {
+                return Ok(None);
+            };
+            for id in ids {
+                let Some(change) = cache.change(id)? else {
+                    continue;
+                };
+                if !change.schema.has_key() {
+                    return Ok(None);
+                }
+                let record = cache.record_of(&change)?;
+                add(record, &mut found, &mut next)?;
+            }
+        }
+        frontier = next;
+    }
+    for link in story.up_links() {
+        let (table_ids, schema) = match cache.find_table(&link.to) {
+            Ok(found) => found,
+            Err(StoreError::UnknownTable { .. }) => continue,
+            Err(error) => return Err(error),
+        };
+        let key: Vec<&str> = schema.key_column_names().collect();
+        if key
+            != link
+                .to_columns
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        {
+            return Ok(None);
+        }
+        let mut none = Vec::new();
+        for change in own
+            .iter()
+            .filter(|change| Some(&change.table) == root.as_ref())
+        {
+            for row in [&change.change.after, &change.change.before]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(values) = values_of(&change.schema, row, &link.columns) {
+                    let record = RecordRef {
+                        table: link.to.clone(),
+                        table_ids: table_ids.clone(),
+                        key: crate::store::codec::encode_key(&values),
+                    };
+                    add(record, &mut found, &mut none)?;
+                }
+            }
+        }
+    }
+    let cut = cut.map_or(i64::MAX, |cut| cut.0);
+    Ok(Some(
+        found
+            .into_values()
+            .filter(|change| change.id.0 <= cut)
+            .collect(),
+    ))
 }
 
 /// Why a view could not be read.

@@ -193,6 +193,23 @@ impl Story {
         &self.links
     }
 
+    /// How many links the story follows down from the record.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// True when rows of `link.from` can join the story through `link`: it points from a table
+    /// below the record at the record's table or another table below it.
+    pub fn follows_down(&self, link: &Link) -> bool {
+        self.levels.get(&link.from).is_some_and(|level| *level > 0)
+            && self.levels.contains_key(&link.to)
+    }
+
+    /// The links the record's own rows point along (`--up`).
+    pub fn up_links(&self) -> &[Link] {
+        &self.up
+    }
+
     /// Takes one transaction's changes of the story's tables, in commit order, and returns those
     /// that belong to the story. Rows of a baseline are all there at once: they are known before
     /// any is judged, whatever order the tables were copied in.
@@ -528,7 +545,7 @@ fn record_key(schema: &RelationSchema, row: &Row) -> Vec<Value> {
 
 /// The row's values in `columns`; `None` when a column is missing, NULL or not known (a NULL
 /// foreign key points at nothing).
-fn values_of(schema: &RelationSchema, row: &Row, columns: &[String]) -> Option<Vec<Value>> {
+pub fn values_of(schema: &RelationSchema, row: &Row, columns: &[String]) -> Option<Vec<Value>> {
     columns
         .iter()
         .map(|column| {

@@ -10,6 +10,7 @@ pub mod codec;
 mod facets;
 mod reader;
 mod record;
+mod references;
 mod related;
 mod schema;
 mod timeline;

@@ -597,7 +597,7 @@ impl Cache {
     }
 
     /// Every schema version in the cache: its id, its table's id, and the version.
-    fn all_relations(&self) -> Result<Vec<(i64, i64, Arc<RelationSchema>)>, StoreError> {
+    pub(super) fn all_relations(&self) -> Result<Vec<(i64, i64, Arc<RelationSchema>)>, StoreError> {
         let ids: Vec<(i64, i64)> = self
             .connection
             .prepare_cached("SELECT id, table_id FROM relations ORDER BY id")

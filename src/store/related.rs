@@ -176,7 +176,7 @@ impl Cache {
     }
 }
 
-fn link_json(link: &Link) -> String {
+pub(super) fn link_json(link: &Link) -> String {
     // A struct of strings always serializes.
     serde_json::to_string(link).unwrap_or_default()
 }

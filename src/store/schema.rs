@@ -19,6 +19,8 @@ pub const TABLES: &[&str] = &[
     "change_minutes",
     "links",
     "views",
+    "ref_links",
+    "refs",
 ];
 
 /// Every index a cache holds (SQLite's own `sqlite_autoindex_*` aside).
@@ -49,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::Code(v3),
     Migration::Sql(V4),
     Migration::Sql(V5),
+    Migration::Sql(V6),
 ];
 
 /// The newest format this build reads and writes.
@@ -182,6 +185,24 @@ CREATE TABLE views (
     definition TEXT NOT NULL,
     saved_at   TEXT NOT NULL
 );
+"#;
+
+const V6: &str = r#"
+-- An index of references, for related history: for each link (a foreign key, or one a user
+-- added) the values its columns held in the before and after images of each change of the
+-- pointing table. Built when related history first needs it and extended from `indexed_to`
+-- (the newest change it covers) on each later use; it only ever repeats what `changes` holds.
+CREATE TABLE ref_links (
+    id         INTEGER PRIMARY KEY,
+    definition TEXT NOT NULL UNIQUE,   -- the link as JSON (from, columns, to, to_columns)
+    indexed_to INTEGER NOT NULL
+);
+CREATE TABLE refs (
+    link_id   INTEGER NOT NULL,
+    value     TEXT NOT NULL,           -- the link's column values, encoded like a key
+    change_id INTEGER NOT NULL,
+    PRIMARY KEY (link_id, value, change_id)
+) WITHOUT ROWID;
 "#;
 
 fn v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {

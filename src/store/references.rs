@@ -1,0 +1,164 @@
+//! The index of references: which changes of a pointing table held which values in a link's
+//! columns. Related history reads it to find the rows that ever pointed at a record without
+//! reading every change of the pointing table.
+//!
+//! Only after-images are indexed: every value a row's link columns ever held is in the after-image
+//! of the insert, baseline copy or update that gave it that value, and related history then reads
+//! every change of each row it finds. The index is built the first time a link is followed and
+//! extended from where it ended on each later use (capture never waits for it).
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::model::{ChangeId, Link, Value};
+
+use super::reader::Cache;
+use super::{SqliteContext, StoreError};
+
+/// Changes indexed per write transaction while the index is extended.
+const BATCH: i64 = 200_000;
+
+impl Cache {
+    /// The changes of `link.from` whose after-image held one of `values` in the link's columns,
+    /// oldest first. `None` when the index cannot answer (a value that is not text, or a cache
+    /// that cannot be written to): the caller then reads the pointing table whole.
+    pub fn referencing(
+        &self,
+        link: &Link,
+        values: &[Vec<Value>],
+    ) -> Result<Option<Vec<ChangeId>>, StoreError> {
+        let texts: Option<Vec<Vec<&str>>> = values
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|value| match value {
+                        Value::Text(text) => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let Some(texts) = texts else {
+            return Ok(None);
+        };
+        let link_id = match self.extend_references(link) {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(Some(Vec::new())),
+            Err(error) => {
+                tracing::warn!("the index of references cannot be extended: {error}");
+                return Ok(None);
+            }
+        };
+        let placeholders: Vec<String> = (0..link.columns.len())
+            .map(|index| format!("?{}", index + 2))
+            .collect();
+        let sql = format!(
+            "SELECT change_id FROM refs WHERE link_id = ?1 AND value = json_array({})",
+            placeholders.join(", ")
+        );
+        let mut statement = self
+            .connection()
+            .prepare_cached(&sql)
+            .context(self.path(), "reading the index of references")?;
+        let mut found = Vec::new();
+        for row in &texts {
+            let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&link_id];
+            bound.extend(row.iter().map(|text| text as &dyn rusqlite::ToSql));
+            let ids = statement
+                .query_map(bound.as_slice(), |row| row.get::<_, i64>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .context(self.path(), "reading the index of references")?;
+            found.extend(ids.into_iter().map(ChangeId));
+        }
+        found.sort();
+        found.dedup();
+        Ok(Some(found))
+    }
+
+    /// Brings the index of `link` up to the newest change; its id, or `None` when the pointing
+    /// table has no history.
+    fn extend_references(&self, link: &Link) -> Result<Option<i64>, StoreError> {
+        let table_ids = match self.find_table(&link.from) {
+            Ok((ids, _)) => ids,
+            Err(StoreError::UnknownTable { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        // Each schema version of the pointing table: where the link's columns are in its rows.
+        let mut versions: Vec<(i64, Vec<usize>)> = Vec::new();
+        for (relation_id, table_id, schema) in self.all_relations()? {
+            if !table_ids.contains(&table_id) {
+                continue;
+            }
+            let positions: Option<Vec<usize>> = link
+                .columns
+                .iter()
+                .map(|column| schema.column_index(column))
+                .collect();
+            if let Some(positions) = positions {
+                versions.push((relation_id, positions));
+            }
+        }
+        let definition = super::related::link_json(link);
+        let connection = self.connection();
+        connection
+            .execute(
+                "INSERT INTO ref_links (definition, indexed_to) VALUES (?1, 0)
+                 ON CONFLICT (definition) DO NOTHING",
+                [&definition],
+            )
+            .context(self.path(), "starting an index of references")?;
+        let (link_id, mut indexed_to): (i64, i64) = connection
+            .query_row(
+                "SELECT id, indexed_to FROM ref_links WHERE definition = ?1",
+                [&definition],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(self.path(), "reading the index of references")?;
+        let newest: i64 = connection
+            .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .context(self.path(), "reading the newest change")?
+            .unwrap_or(0);
+        while indexed_to < newest {
+            let upper = (indexed_to + BATCH).min(newest);
+            let transaction = connection
+                .unchecked_transaction()
+                .context(self.path(), "extending the index of references")?;
+            for (relation_id, positions) in &versions {
+                let values: Vec<String> = positions
+                    .iter()
+                    .map(|position| format!("json_extract(c.after, '$[{position}]')"))
+                    .collect();
+                let present: Vec<String> = values
+                    .iter()
+                    .map(|value| format!("{value} IS NOT NULL"))
+                    .collect();
+                transaction
+                    .execute(
+                        &format!(
+                            "INSERT OR IGNORE INTO refs (link_id, value, change_id)
+                             SELECT ?1, json_array({}), c.id FROM changes c
+                             WHERE c.relation_id = ?2 AND c.id > ?3 AND c.id <= ?4
+                               AND c.after IS NOT NULL AND {}",
+                            values.join(", "),
+                            present.join(" AND ")
+                        ),
+                        params![link_id, relation_id, indexed_to, upper],
+                    )
+                    .context(self.path(), "extending the index of references")?;
+            }
+            transaction
+                .execute(
+                    "UPDATE ref_links SET indexed_to = ?2 WHERE id = ?1",
+                    params![link_id, upper],
+                )
+                .context(self.path(), "extending the index of references")?;
+            transaction
+                .commit()
+                .context(self.path(), "extending the index of references")?;
+            indexed_to = upper;
+        }
+        Ok(Some(link_id))
+    }
+}
