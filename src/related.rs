@@ -220,47 +220,60 @@ fn candidate_changes(
     own: Vec<LoggedChange>,
     cut: Option<ChangeId>,
 ) -> Result<Option<Vec<LoggedChange>>, StoreError> {
-    let mut found: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
     let mut seen: HashSet<(TableName, String)> = HashSet::new();
-    let root = own.first().map(|change| change.table.clone());
     if let Some(first) = own.first() {
         seen.insert((first.table.clone(), cache.record_of(first)?.key));
     }
-    // Rows reached at the last hop, with all their changes.
-    let mut frontier: Vec<Vec<LoggedChange>> = vec![own.clone()];
+    // With --up, the values the record's own rows held, before they move into `found`.
+    let mut pointed: Vec<(TableName, Vec<Value>)> = Vec::new();
+    for link in story.up_links() {
+        for change in &own {
+            for row in [&change.change.after, &change.change.before]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(values) = values_of(&change.schema, row, &link.columns)
+                    && !pointed.contains(&(link.to.clone(), values.clone()))
+                {
+                    pointed.push((link.to.clone(), values));
+                }
+            }
+        }
+    }
+    // Every change found so far, and the ones of the rows reached at the last hop.
+    let mut frontier: Vec<ChangeId> = own.iter().map(|change| change.id).collect();
+    let mut found: BTreeMap<ChangeId, LoggedChange> =
+        own.into_iter().map(|change| (change.id, change)).collect();
     let mut add = |record: RecordRef,
                    found: &mut BTreeMap<ChangeId, LoggedChange>,
-                   next: &mut Vec<Vec<LoggedChange>>|
+                   next: &mut Vec<ChangeId>|
      -> Result<(), StoreError> {
         if !seen.insert((record.table.clone(), record.key.clone())) {
             return Ok(());
         }
-        let history = cache.record_history(&record)?;
-        for change in &history {
-            found.insert(change.id, change.clone());
+        for change in cache.record_history(&record)? {
+            next.push(change.id);
+            found.insert(change.id, change);
         }
-        next.push(history);
         Ok(())
     };
-    for change in &own {
-        found.insert(change.id, change.clone());
-    }
     for _ in 0..story.depth() {
         let mut next = Vec::new();
         for link in story.links().iter().filter(|link| story.follows_down(link)) {
             // The values the link's target columns held in every version of the rows reached.
             let mut targets: Vec<Vec<Value>> = Vec::new();
-            for history in &frontier {
-                for change in history.iter().filter(|change| change.table == link.to) {
-                    for row in [&change.change.after, &change.change.before]
-                        .into_iter()
-                        .flatten()
+            for change in frontier.iter().filter_map(|id| found.get(id)) {
+                if change.table != link.to {
+                    continue;
+                }
+                for row in [&change.change.after, &change.change.before]
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(values) = values_of(&change.schema, row, &link.to_columns)
+                        && !targets.contains(&values)
                     {
-                        if let Some(values) = values_of(&change.schema, row, &link.to_columns)
-                            && !targets.contains(&values)
-                        {
-                            targets.push(values);
-                        }
+                        targets.push(values);
                     }
                 }
             }
@@ -271,8 +284,12 @@ fn candidate_changes(
                 return Ok(None);
             };
             for id in ids {
-                let Some(change) = cache.change(id)? else {
-                    continue;
+                let change = match found.get(&id) {
+                    Some(change) => change.clone(),
+                    None => match cache.change(id)? {
+                        Some(change) => change,
+                        None => continue,
+                    },
                 };
                 if !change.schema.has_key() {
                     return Ok(None);
@@ -300,23 +317,13 @@ fn candidate_changes(
             return Ok(None);
         }
         let mut none = Vec::new();
-        for change in own
-            .iter()
-            .filter(|change| Some(&change.table) == root.as_ref())
-        {
-            for row in [&change.change.after, &change.change.before]
-                .into_iter()
-                .flatten()
-            {
-                if let Some(values) = values_of(&change.schema, row, &link.columns) {
-                    let record = RecordRef {
-                        table: link.to.clone(),
-                        table_ids: table_ids.clone(),
-                        key: crate::store::codec::encode_key(&values),
-                    };
-                    add(record, &mut found, &mut none)?;
-                }
-            }
+        for (_, values) in pointed.iter().filter(|(table, _)| *table == link.to) {
+            let record = RecordRef {
+                table: link.to.clone(),
+                table_ids: table_ids.clone(),
+                key: crate::store::codec::encode_key(values),
+            };
+            add(record, &mut found, &mut none)?;
         }
     }
     let cut = cut.map_or(i64::MAX, |cut| cut.0);
@@ -337,15 +344,61 @@ pub enum ViewError {
     Predicate(#[from] PredicateError),
 }
 
-/// A view's timeline: the changes of its tables that moved a row into the set, out of it, or
-/// within it, oldest first, as its context and changed-column filters show them (entering and
-/// leaving always show, whatever columns they changed); and the set right after change `cut`
-/// (or now).
-pub fn view_history(
+/// The newest `limit` changes of a view's timeline, newest first, found by walking its table's
+/// changes from the newest and judging each one alone (`Predicate::judge_alone`), so the first
+/// page does not wait for the whole history to be folded. Falls back to `view_history` when a
+/// change cannot be judged alone, or the view has several tables.
+pub fn view_newest(
     cache: &Cache,
     view: &SavedView,
-    cut: Option<ChangeId>,
-) -> Result<(Vec<(LoggedChange, Movement)>, View), ViewError> {
+    limit: usize,
+) -> Result<Vec<(LoggedChange, Movement)>, ViewError> {
+    const PAGE: usize = 500;
+    let predicate = check_view(cache, view)?;
+    let everything = |cache: &Cache| -> Result<_, ViewError> {
+        let (mut moved, _) = view_history(cache, view, None)?;
+        moved.reverse();
+        moved.truncate(limit);
+        Ok(moved)
+    };
+    let [table] = view.tables.as_slice() else {
+        return everything(cache);
+    };
+    let filter = crate::store::LogFilter {
+        table: Some(table.clone()),
+        ..Default::default()
+    };
+    let mut top = match cache.newest_change() {
+        Ok(newest) => newest,
+        Err(StoreError::EmptyHistory) => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut newest = Vec::new();
+    loop {
+        let page = cache.page(&filter, top, 0, PAGE)?;
+        let full = page.len() == PAGE;
+        for change in page {
+            top = ChangeId(change.id.0 - 1);
+            let Some(moved) = predicate.judge_alone(&change) else {
+                return everything(cache);
+            };
+            if let Some(movement) = moved
+                && shown_in(view, &change, movement)
+            {
+                newest.push((change, movement));
+                if newest.len() >= limit {
+                    return Ok(newest);
+                }
+            }
+        }
+        if !full || top.0 < 1 {
+            return Ok(newest);
+        }
+    }
+}
+
+/// The view's predicate, once it parses and its columns are known to the view's tables.
+pub fn check_view(cache: &Cache, view: &SavedView) -> Result<Predicate, ViewError> {
     let predicate = Predicate::parse(&view.predicate)?;
     let mut known = Vec::new();
     for table in &view.tables {
@@ -374,6 +427,30 @@ pub fn view_history(
             .into());
         }
     }
+    Ok(predicate)
+}
+
+/// True when the view's filters show this change: its context has the view's values, and an
+/// update inside the view changed one of its columns (entering and leaving always show).
+fn shown_in(view: &SavedView, change: &LoggedChange, movement: Movement) -> bool {
+    view.context
+        .iter()
+        .all(|(field, wanted)| change.context_has(field, wanted))
+        && (view.changed.is_empty()
+            || movement != Movement::Update
+            || change.changed_any(&view.changed))
+}
+
+/// A view's timeline: the changes of its tables that moved a row into the set, out of it, or
+/// within it, oldest first, as its context and changed-column filters show them (entering and
+/// leaving always show, whatever columns they changed); and the set right after change `cut`
+/// (or now).
+pub fn view_history(
+    cache: &Cache,
+    view: &SavedView,
+    cut: Option<ChangeId>,
+) -> Result<(Vec<(LoggedChange, Movement)>, View), ViewError> {
+    let predicate = check_view(cache, view)?;
     let mut set = View::new(predicate);
     let mut moved = Vec::new();
     cache.visit_transactions_of(&view.tables, cut, |transaction| {
@@ -381,14 +458,7 @@ pub fn view_history(
             let Some(movement) = set.feed(&change) else {
                 continue;
             };
-            let shown = view
-                .context
-                .iter()
-                .all(|(field, wanted)| change.context_has(field, wanted))
-                && (view.changed.is_empty()
-                    || movement != Movement::Update
-                    || change.changed_any(&view.changed));
-            if shown {
+            if shown_in(view, &change, movement) {
                 moved.push((change, movement));
             }
         }

@@ -235,8 +235,38 @@ fn query_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
         1000.0,
     ));
     rows.push(Figure::info(
-        "search, related history",
-        "not built yet (later issues)",
+        "related history: first read, building the index of references",
+        format!("{} s", report::round(figures.related_first / 1000.0)),
+    ));
+    rows.extend(targeted(
+        &format!(
+            "related history of customer 42 ({} changes in {} tables), first page",
+            count(figures.story_changes),
+            figures.story_tables
+        ),
+        &figures.related,
+        300.0,
+    ));
+    rows.extend(targeted(
+        &format!(
+            "search customer_id:42 ({} matches on the first page)",
+            figures.rare_matches
+        ),
+        &figures.rare_search,
+        200.0,
+    ));
+    rows.extend(targeted(
+        "search status:cancelled, first page",
+        &figures.common_search,
+        200.0,
+    ));
+    rows.extend(targeted(
+        &format!(
+            "view customers where plan = 'pro', first page ({} changes)",
+            count(figures.view_changes)
+        ),
+        &figures.view,
+        200.0,
     ));
     rows
 }

@@ -1,14 +1,16 @@
 //! Cache queries on a synthetic cache, through the same library calls the app and the command line
 //! make: open, timeline pages, one record's history, a record and a table at a moment, and the undo
-//! script of the 10,000-change transaction. Each is run once to warm the file cache, then repeated
-//! and reported as p50 / p99.
+//! script of the 10,000-change transaction, a customer's related history, a `column:value`
+//! search and a view. Each is run once to warm the file cache, then repeated and reported as
+//! p50 / p99.
 
 use std::path::Path;
 use std::time::Instant;
 
 use rowtrail::history::state::TableAt;
 use rowtrail::model::Moment;
-use rowtrail::model::{ChangeId, TableName, Xid};
+use rowtrail::model::{ChangeId, SavedView, Search, TableName, Xid};
+use rowtrail::related::{StoryOptions, related_history, view_newest};
 use rowtrail::restore::{UndoTarget, undo_script};
 use rowtrail::store::{Cache, KeyFilter, LogFilter};
 
@@ -48,6 +50,16 @@ pub struct QueryFigures {
     pub table_rows: usize,
     pub undo: Timing,
     pub undo_changes: usize,
+    /// The first related history read: it builds the index of references.
+    pub related_first: f64,
+    pub related: Timing,
+    pub story_changes: usize,
+    pub story_tables: usize,
+    pub rare_search: Timing,
+    pub rare_matches: usize,
+    pub common_search: Timing,
+    pub view: Timing,
+    pub view_changes: usize,
 }
 
 /// Times `runs` calls of `run`, after one untimed call that brings the pages it reads into the
@@ -143,6 +155,55 @@ pub fn measure(path: &Path, bulk: Xid, quick: bool) -> QueryFigures {
         undo_changes = script.undone.len();
         script.sql.len()
     });
+    // The hot customer's story: its own 10,000 versions, its orders, their items, its tickets.
+    let options = StoryOptions::default();
+    let started = Instant::now();
+    std::hint::black_box(related_history(&cache, &hot, &options).unwrap());
+    let related_first = millis(started.elapsed());
+    let mut story_changes = 0;
+    let mut story_tables = 0;
+    let related = time(slow_runs, |_| {
+        let mut story = related_history(&cache, &hot, &options).unwrap();
+        story_changes = story.len();
+        let mut tables: Vec<&TableName> =
+            story.iter().map(|related| &related.change.table).collect();
+        tables.sort();
+        tables.dedup();
+        story_tables = tables.len();
+        // The first page: the newest changes.
+        story.reverse();
+        story.truncate(PAGE);
+        story
+    });
+    // A search for a value few changes hold (the hot customer's orders and tickets), and for one
+    // many hold.
+    let searching = |terms: &str| LogFilter {
+        search: Some(Search::parse(terms).unwrap()),
+        ..LogFilter::default()
+    };
+    let rare = searching(&format!("customer_id:{HOT_CUSTOMER}"));
+    let mut rare_matches = 0;
+    let rare_search = time(slow_runs, |_| {
+        let page = cache.page(&rare, newest, 0, PAGE).unwrap();
+        rare_matches = page.len();
+        page
+    });
+    let common = searching("status:cancelled");
+    let common_search = time(runs, |_| cache.page(&common, newest, 0, PAGE).unwrap());
+    // A view: the customers on the pro plan, its newest changes.
+    let view = SavedView {
+        name: "pro customers".into(),
+        tables: vec![customers.clone()],
+        predicate: "plan = 'pro'".into(),
+        context: Vec::new(),
+        changed: Vec::new(),
+    };
+    let mut view_changes = 0;
+    let view_timing = time(slow_runs, |_| {
+        let newest = view_newest(&cache, &view, PAGE).unwrap();
+        view_changes = newest.len();
+        newest
+    });
     let changes: i64 = cache
         .tables()
         .unwrap()
@@ -163,5 +224,14 @@ pub fn measure(path: &Path, bulk: Xid, quick: bool) -> QueryFigures {
         table_rows,
         undo,
         undo_changes,
+        related_first,
+        related,
+        story_changes,
+        story_tables,
+        rare_search,
+        rare_matches,
+        common_search,
+        view: view_timing,
+        view_changes,
     }
 }

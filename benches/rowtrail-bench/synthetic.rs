@@ -1,7 +1,8 @@
 //! A synthetic cache of any size with a realistic shape: a shop whose orders change most, a few hot
 //! customers, an append-only event table without a key, one customer with 10,000 versions, a
-//! 100,000-row customers table, and one bulk transaction of 10,000 changes. Written through the
-//! real `CacheWriter`, as capture would.
+//! 100,000-row customers table, and one bulk transaction of 10,000 changes. Orders, their items
+//! and support tickets point at customers, orders and products by foreign keys, as in a real
+//! shop, for related history. Written through the real `CacheWriter`, as capture would.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use rowtrail::decode::image::RowChange;
 use rowtrail::decode::pgoutput::{OldRow, TupleData, TupleValue};
-use rowtrail::model::{Column, Lsn, Oid, RelationSchema, ReplicaIdentity, TableName, Value, Xid};
+use rowtrail::model::{
+    Column, ForeignKey, Lsn, Oid, RelationSchema, ReplicaIdentity, TableName, Value, Xid,
+};
 use rowtrail::store::{BaselineState, CacheWriter, CaptureState, SourceIdentity, TxMeta};
 
 /// The customer who gets 10,000 versions, for "one record at a moment".
@@ -69,9 +72,19 @@ fn schema(
     }
 }
 
-fn tables() -> [RelationSchema; 5] {
+/// `columns` of the table point at `table`'s `id`.
+fn points_at(column: &str, table: &str) -> ForeignKey {
+    ForeignKey {
+        name: format!("{column}_fkey"),
+        columns: vec![column.to_owned()],
+        referenced_table: TableName::new("public", table),
+        referenced_columns: vec!["id".to_owned()],
+    }
+}
+
+fn tables() -> [RelationSchema; 6] {
     let full = ReplicaIdentity::Full;
-    [
+    let mut tables = [
         schema(
             16_401,
             "customers",
@@ -132,7 +145,26 @@ fn tables() -> [RelationSchema; 5] {
             ],
             Vec::new(),
         ),
-    ]
+        schema(
+            16_406,
+            "tickets",
+            full,
+            vec![
+                column("id", 20, "bigint", true),
+                column("customer_id", 20, "bigint", true),
+                column("subject", 25, "text", true),
+                column("state", 25, "text", true),
+            ],
+            vec![0],
+        ),
+    ];
+    tables[2].foreign_keys = vec![points_at("customer_id", "customers")];
+    tables[3].foreign_keys = vec![
+        points_at("order_id", "orders"),
+        points_at("product_id", "products"),
+    ];
+    tables[5].foreign_keys = vec![points_at("customer_id", "customers")];
+    tables
 }
 
 fn tuple(values: &[String]) -> TupleData {
@@ -201,8 +233,8 @@ pub fn build(
         position: Lsn::ZERO,
     })?;
     let schemas: Vec<Arc<RelationSchema>> = tables().into_iter().map(Arc::new).collect();
-    let [customers, products, orders, items, events] =
-        [0, 1, 2, 3, 4].map(|index| schemas[index].oid);
+    let [customers, products, orders, items, events, tickets] =
+        [0, 1, 2, 3, 4, 5].map(|index| schemas[index].oid);
     let start: DateTime<Utc> = DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_else(Utc::now);
     let mut lsn = 0x1000_0000u64;
     for schema in &schemas {
@@ -237,6 +269,8 @@ pub fn build(
 
     let mut random = Random(rowtrail::demo::Random::new(seed));
     let mut open_orders: Vec<(u64, u64, usize, u64)> = Vec::new();
+    let mut open_tickets: Vec<(u64, u64)> = Vec::new();
+    let mut next_ticket = 1u64;
     let mut next_order = 1u64;
     let mut xid = 1000u32;
     let mut bulk = Xid(0);
@@ -373,6 +407,45 @@ pub fn build(
                             },
                         )
                     }
+                    90..=91 => {
+                        // A support ticket: opened for a (skewed) customer, or closed.
+                        if open_tickets.len() > 50 && random.below(2) == 0 {
+                            let index = random.below(open_tickets.len() as u64) as usize;
+                            let (id, customer_id) = open_tickets.swap_remove(index);
+                            let ticket = |state: &str| {
+                                [
+                                    id.to_string(),
+                                    customer_id.to_string(),
+                                    format!("question {id}"),
+                                    state.to_owned(),
+                                ]
+                            };
+                            (
+                                tickets,
+                                RowChange::Update {
+                                    old: Some(OldRow::Full(tuple(&ticket("open")))),
+                                    new: tuple(&ticket("closed")),
+                                },
+                            )
+                        } else {
+                            let id = next_ticket;
+                            next_ticket += 1;
+                            let customer_id = 1 + random.skewed(CUSTOMERS);
+                            open_tickets.push((id, customer_id));
+                            let values = [
+                                id.to_string(),
+                                customer_id.to_string(),
+                                format!("question {id}"),
+                                "open".to_owned(),
+                            ];
+                            (
+                                tickets,
+                                RowChange::Insert {
+                                    new: tuple(&values),
+                                },
+                            )
+                        }
+                    }
                     _ => {
                         let values = [
                             committed_at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
@@ -433,5 +506,6 @@ fn order_update(open: &mut [(u64, u64, usize, u64)], index: usize, status: &str)
 
 /// Where a synthetic cache of this size lives, reused between runs.
 pub fn path_for(directory: &Path, changes: u64, seed: u64) -> PathBuf {
-    directory.join(format!("synthetic-{changes}-seed{seed}.rowtrail"))
+    // v2: with foreign keys and tickets.
+    directory.join(format!("synthetic-v2-{changes}-seed{seed}.rowtrail"))
 }

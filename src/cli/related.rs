@@ -262,24 +262,36 @@ pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let format = format_of(&args.export, args.json)?;
-    let cut = match &args.time {
-        Some(time) => Some(cache.resolve_moment(Moment::parse(time, parse_local_time)?)?),
-        None => None,
-    };
-    // Checks the tables and the predicate before anything is saved.
-    let (moved, set) = crate::related::view_history(&cache, &view, cut)?;
     if args.save.is_some() {
         anyhow::ensure!(
             !view.name.trim().is_empty(),
             "--save needs a name, e.g. --save 'pro customers'"
         );
+        crate::related::check_view(&cache, &view)?;
         cache.save_view(&view)?;
         writeln!(out, "saved view {}", view.name)?;
         writeln!(out, "{}", view.link(&cache.link_source()?))?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    if cut.is_some() {
+    let cut = match &args.time {
+        Some(time) => Some(cache.resolve_moment(Moment::parse(time, parse_local_time)?)?),
+        None => None,
+    };
+    // A timeline of the newest changes is read newest first; the set at a moment, and the whole
+    // timeline, fold it all.
+    let (moved, set) = match (cut, args.limit) {
+        (None, limit) if limit > 0 => {
+            let mut newest = crate::related::view_newest(&cache, &view, limit)?;
+            newest.reverse();
+            (newest, None)
+        }
+        _ => {
+            let (moved, set) = crate::related::view_history(&cache, &view, cut)?;
+            (moved, Some(set))
+        }
+    };
+    if let (Some(_), Some(set)) = (cut, &set) {
         for (schema, row) in set.members() {
             let image = crate::model::Image { schema, row };
             writeln!(out, "{}", super::json::image_json(&image))?;

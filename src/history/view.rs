@@ -397,6 +397,46 @@ impl Predicate {
         }
     }
 
+    /// What one change did to the set, judged from its own before and after images alone: the
+    /// same answer as `View::feed` gives after every earlier change, whenever the images hold
+    /// every value the predicate reads (a stored before-image is the whole row as it was). `None`
+    /// when they do not, or when the change empties its table (what that did depends on the
+    /// whole set); `Some(None)` when it moved no row of the set.
+    pub fn judge_alone(&self, change: &LoggedChange) -> Option<Option<Movement>> {
+        let op = change.change.op;
+        if op.empties_table() {
+            return None;
+        }
+        if !op.changes_rows() {
+            return Some(None);
+        }
+        let schema = &change.schema;
+        let columns = self.columns();
+        let inside = |row: &Option<Row>| -> Option<bool> {
+            let row = row.as_ref()?;
+            let readable = columns.iter().all(|column| {
+                schema
+                    .column_index(column)
+                    .is_none_or(|index| row.get(index).is_some_and(Value::is_available))
+            });
+            readable.then(|| self.eval(schema, row) == Some(true))
+        };
+        let was_inside = match op {
+            Op::Insert | Op::Snapshot => false,
+            _ => inside(&change.change.before)?,
+        };
+        let is_inside = match op {
+            Op::Delete => false,
+            _ => inside(&change.change.after)?,
+        };
+        Some(match (was_inside, is_inside) {
+            (false, true) => Some(Movement::Enter),
+            (true, false) => Some(Movement::Leave),
+            (true, true) => Some(Movement::Update),
+            (false, false) => None,
+        })
+    }
+
     /// Whether the row is in the set: `Some(true)`, `Some(false)`, or `None` when unknown.
     pub fn eval(&self, schema: &RelationSchema, row: &Row) -> Option<bool> {
         let value = |column: &str| {
@@ -774,5 +814,93 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    /// A change of customer `id` from `before` to `after` (plans), with whole images.
+    fn plan_change(
+        number: i64,
+        op: Op,
+        id: u64,
+        before: Option<&str>,
+        after: Option<&str>,
+    ) -> LoggedChange {
+        use crate::model::{Change, ChangeId, Lsn, TransactionInfo};
+        let image =
+            |plan: &str| row(&[Some(&id.to_string()), Some(plan), Some("1.00"), None, None]);
+        LoggedChange {
+            id: ChangeId(number),
+            lsn: Lsn(number as u64),
+            tx: TransactionInfo {
+                id: number,
+                xid: None,
+                commit_lsn: Lsn(number as u64),
+                committed_at: chrono::DateTime::from_timestamp(number, 0).unwrap(),
+                origin: None,
+                is_baseline: false,
+                change_count: 1,
+            },
+            table_id: 1,
+            table: TableName::new("public", "customers"),
+            schema: Arc::new(schema()),
+            change: Change {
+                op,
+                before: before.map(image),
+                after: after.map(image),
+            },
+            context: None,
+            schema_change: None,
+            gap_from: None,
+        }
+    }
+
+    #[test]
+    fn a_change_judged_alone_moves_the_view_as_the_fold_says() {
+        let predicate = Predicate::parse("plan in ('pro', 'team') and balance > 0").unwrap();
+        let mut view = View::new(predicate.clone());
+        let plans = ["free", "pro", "team", "gone"];
+        // Customer id → its plan now; a deterministic walk of inserts, updates and deletes.
+        let mut rows: HashMap<u64, &str> = HashMap::new();
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            seed >> 33
+        };
+        let mut judged = 0;
+        for number in 1..=2_000 {
+            let id = next() % 20;
+            let plan = plans[(next() % 3) as usize];
+            let change = match rows.get(&id).copied() {
+                None => {
+                    rows.insert(id, plan);
+                    let op = if number < 30 {
+                        Op::Snapshot
+                    } else {
+                        Op::Insert
+                    };
+                    plan_change(number, op, id, None, Some(plan))
+                }
+                Some(old) if next() % 5 == 0 => {
+                    rows.remove(&id);
+                    plan_change(number, Op::Delete, id, Some(old), None)
+                }
+                Some(old) => {
+                    rows.insert(id, plan);
+                    plan_change(number, Op::Update, id, Some(old), Some(plan))
+                }
+            };
+            let alone = predicate
+                .judge_alone(&change)
+                .expect("whole images are judged alone");
+            assert_eq!(alone, view.feed(&change), "change {number}");
+            judged += usize::from(alone.is_some());
+        }
+        assert!(judged > 200, "the walk moved the view often: {judged}");
+        // A value the images do not hold, or a truncate, needs the fold.
+        let mut unknown = plan_change(1, Op::Update, 1, Some("pro"), Some("free"));
+        unknown.change.before.as_mut().unwrap()[1] = Value::Unavailable;
+        assert_eq!(predicate.judge_alone(&unknown), None);
+        let mut truncate = plan_change(2, Op::Truncate, 1, None, None);
+        truncate.change.after = None;
+        assert_eq!(predicate.judge_alone(&truncate), None);
     }
 }

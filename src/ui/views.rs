@@ -82,11 +82,10 @@ pub struct OpenView {
     pub rows: Option<Result<ViewRows, String>>,
 }
 
-/// A view's timeline as read: the newest `VIEW_ROWS` changes and how many there are.
+/// A view's timeline as read: its newest changes, at most `VIEW_ROWS`.
 #[derive(Debug)]
 pub struct ViewRows {
     pub changes: Vec<(LoggedChange, Movement)>,
-    pub total: usize,
 }
 
 /// What the user did in the views list or an open view.
@@ -292,13 +291,12 @@ pub fn view_timeline_ui(
         }
         Some(Ok(rows)) => rows,
     };
-    ui.weak(match rows.total {
+    ui.weak(match rows.changes.len() {
         0 => "No row was ever in this view.".to_owned(),
-        total if total > rows.changes.len() => format!(
-            "{total} changes entered, left or updated inside the view; the newest {} are shown",
-            rows.changes.len()
-        ),
-        total => format!("{total} changes entered, left or updated inside the view"),
+        VIEW_ROWS => {
+            format!("The newest {VIEW_ROWS} changes that entered, left or updated inside the view")
+        }
+        count => format!("{count} changes entered, left or updated inside the view"),
     });
     let row_height = 22.0;
     TableBuilder::new(ui)

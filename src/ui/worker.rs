@@ -550,7 +550,7 @@ fn answer(
             source: cache.link_source().map_err(text)?,
         },
         Request::SaveView(view) => Reply::ViewSaved(
-            crate::related::view_history(cache, &view, Some(ChangeId(0)))
+            crate::related::check_view(cache, &view)
                 .map_err(|error| error.to_string())
                 .and_then(|_| cache.save_view(&view).map_err(text))
                 .map(|()| view),
@@ -564,13 +564,8 @@ fn answer(
         }
         Request::View(view) => Reply::View {
             name: view.name.clone(),
-            rows: crate::related::view_history(cache, &view, None)
-                .map(|(mut changes, _)| {
-                    let total = changes.len();
-                    changes.reverse();
-                    changes.truncate(super::views::VIEW_ROWS);
-                    super::views::ViewRows { changes, total }
-                })
+            rows: crate::related::view_newest(cache, &view, super::views::VIEW_ROWS)
+                .map(|changes| super::views::ViewRows { changes })
                 .map_err(|error| error.to_string()),
         },
         Request::Related(id) => {
