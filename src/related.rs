@@ -244,16 +244,25 @@ fn candidate_changes(
     let mut frontier: Vec<ChangeId> = own.iter().map(|change| change.id).collect();
     let mut found: BTreeMap<ChangeId, LoggedChange> =
         own.into_iter().map(|change| (change.id, change)).collect();
-    let mut add = |record: RecordRef,
+    // Reads every change of the records not seen yet, a table at a time.
+    let mut add = |records: Vec<RecordRef>,
                    found: &mut BTreeMap<ChangeId, LoggedChange>,
                    next: &mut Vec<ChangeId>|
      -> Result<(), StoreError> {
-        if !seen.insert((record.table.clone(), record.key.clone())) {
-            return Ok(());
+        let mut by_table: BTreeMap<Vec<i64>, Vec<String>> = BTreeMap::new();
+        for record in records {
+            if seen.insert((record.table.clone(), record.key.clone())) {
+                by_table
+                    .entry(record.table_ids)
+                    .or_default()
+                    .push(record.key);
+            }
         }
-        for change in cache.record_history(&record)? {
-            next.push(change.id);
-            found.insert(change.id, change);
+        for (table_ids, keys) in by_table {
+            for change in cache.records_history(&table_ids, &keys)? {
+                next.push(change.id);
+                found.insert(change.id, change);
+            }
         }
         Ok(())
     };
@@ -283,20 +292,14 @@ fn candidate_changes(
             let Some(ids) = cache.referencing(link, &targets)? else {
                 return Ok(None);
             };
-            for id in ids {
-                let change = match found.get(&id) {
-                    Some(change) => change.clone(),
-                    None => match cache.change(id)? {
-                        Some(change) => change,
-                        None => continue,
-                    },
-                };
-                if !change.schema.has_key() {
-                    return Ok(None);
-                }
-                let record = cache.record_of(&change)?;
-                add(record, &mut found, &mut next)?;
-            }
+            let unread: Vec<ChangeId> = ids
+                .into_iter()
+                .filter(|id| !found.contains_key(id))
+                .collect();
+            let Some(records) = cache.records_of_ids(&unread)? else {
+                return Ok(None);
+            };
+            add(records, &mut found, &mut next)?;
         }
         frontier = next;
     }
@@ -316,15 +319,16 @@ fn candidate_changes(
         {
             return Ok(None);
         }
-        let mut none = Vec::new();
-        for (_, values) in pointed.iter().filter(|(table, _)| *table == link.to) {
-            let record = RecordRef {
+        let records = pointed
+            .iter()
+            .filter(|(table, _)| *table == link.to)
+            .map(|(_, values)| RecordRef {
                 table: link.to.clone(),
                 table_ids: table_ids.clone(),
                 key: crate::store::codec::encode_key(values),
-            };
-            add(record, &mut found, &mut none)?;
-        }
+            })
+            .collect();
+        add(records, &mut found, &mut Vec::new())?;
     }
     let cut = cut.map_or(i64::MAX, |cut| cut.0);
     Ok(Some(

@@ -894,3 +894,57 @@ fn a_saved_view_keeps_its_tables_filters_and_link() {
         "holds the history of database",
     );
 }
+
+#[test]
+fn a_search_for_a_foreign_key_value_reads_the_index_and_finds_what_the_images_hold() {
+    let db = shop("related_search");
+    workload(&db);
+    // Every change whose before or after image holds customer_id 2, from the images themselves.
+    let expected = |db: &TestDb| -> Vec<i64> {
+        let mut ids: Vec<i64> = support::log_json(&db.cache(), &[])
+            .iter()
+            .filter(|change| {
+                ["before", "after"]
+                    .iter()
+                    .any(|image| change[*image]["customer_id"] == "2")
+            })
+            .map(|change| change["id"].as_i64().unwrap())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let searched = |db: &TestDb| -> Vec<i64> {
+        let mut ids: Vec<i64> = db
+            .on_cache(
+                "log",
+                &["--search", "customer_id:2", "--json", "--limit", "0"],
+            )
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let found = searched(&db);
+    assert!(found.len() >= 8, "{found:?}");
+    assert_eq!(found, expected(&db));
+    let (reach, newest) = index_reach(&db);
+    assert_eq!(
+        reach.len(),
+        2,
+        "orders.customer_id and tickets.customer_id are indexed"
+    );
+    assert!(reach.iter().all(|to| *to == newest));
+    // Changes newer than the index are read from their images until the index is extended.
+    db.sql("UPDATE orders SET customer_id = 2 WHERE id = 13; UPDATE tickets SET customer_id = 1 WHERE id = 102;");
+    db.capture_ok(&["--tables", "customers,orders,order_items,tickets"]);
+    let found = searched(&db);
+    assert_eq!(found, expected(&db));
+    // A column no link covers is searched in the images.
+    let skus = db.on_cache("log", &["--search", "sku:C2", "--json"]);
+    assert_eq!(skus.lines().count(), 1, "{skus}");
+}

@@ -246,7 +246,7 @@ impl Cache {
         self.relation(id)
     }
 
-    fn relation(&self, id: i64) -> Result<Arc<RelationSchema>, StoreError> {
+    pub(super) fn relation(&self, id: i64) -> Result<Arc<RelationSchema>, StoreError> {
         if let Some(schema) = self.relations.borrow().get(&id) {
             return Ok(schema.clone());
         }
@@ -520,6 +520,7 @@ impl Cache {
                                 .map_or(String::new(), |table| format!(" named {table}"))
                         )));
                     }
+                    let indexed = self.search_by_reference(table.as_ref(), column)?;
                     let value = sql.bind(Box::new(value.clone()));
                     let alternatives: Vec<String> = by_position
                         .iter()
@@ -530,8 +531,18 @@ impl Cache {
                             )
                         })
                         .collect();
-                    sql.conditions
-                        .push(format!("({})", alternatives.join(" OR ")));
+                    let images = format!("({})", alternatives.join(" OR "));
+                    sql.conditions.push(match indexed {
+                        // Up to where the index reaches, it names the changes; newer ones are
+                        // read as they are.
+                        Some((links, covered)) => format!(
+                            "((c.id <= {covered} AND c.id IN (SELECT r.change_id FROM refs r
+                                 WHERE r.link_id IN ({}) AND r.value = json_array({value})))
+                              OR (c.id > {covered} AND {images}))",
+                            join_ids(&links)
+                        ),
+                        None => images,
+                    });
                 }
                 Term::Key(pairs) => {
                     // Whole keys are one index lookup per table; part of a key is matched by

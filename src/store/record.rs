@@ -210,6 +210,97 @@ impl Cache {
         Ok(changes.into_values().collect())
     }
 
+    /// Every change of these records of one table (keys as stored), oldest first: what
+    /// `record_history` gives for each of them, read a few hundred keys per query. A record whose
+    /// key an update changed is followed to the key it had before, and its move away is included.
+    pub fn records_history(
+        &self,
+        table_ids: &[i64],
+        keys: &[String],
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        const CHUNK: usize = 400;
+        let tables = Self::id_list(table_ids);
+        let mut found: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut pending: Vec<String> = keys.to_vec();
+        while !pending.is_empty() {
+            let batch: Vec<String> = std::mem::take(&mut pending)
+                .into_iter()
+                .filter(|key| seen.insert(key.clone()))
+                .collect();
+            for chunk in batch.chunks(CHUNK) {
+                let placeholders: Vec<String> =
+                    (1..=chunk.len()).map(|index| format!("?{index}")).collect();
+                let list = placeholders.join(",");
+                let bound: Vec<&dyn rusqlite::ToSql> = chunk
+                    .iter()
+                    .map(|key| key as &dyn rusqlite::ToSql)
+                    .collect();
+                for change in self.changes_where(
+                    &format!(
+                        "c.id IN (SELECT k.id FROM changes k WHERE k.table_id IN ({tables}) AND k.key IN ({list})
+                                  UNION ALL
+                                  SELECT m.id FROM changes m WHERE m.table_id IN ({tables})
+                                      AND m.old_key IN ({list}) AND m.old_key IS NOT NULL)"
+                    ),
+                    &bound,
+                    "",
+                )? {
+                    // Moved into one of these keys: the record's earlier life is under the old one.
+                    if let Some(old) = change.change.old_key(&change.schema) {
+                        pending.push(super::codec::encode_key(&old));
+                    }
+                    found.insert(change.id, change);
+                }
+            }
+        }
+        if let Some(first) = found.keys().next().copied() {
+            for change in self.changes_where(
+                &format!(
+                    "c.table_id IN ({tables}) AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id > ?1"
+                ),
+                &[&first.0],
+                "",
+            )? {
+                found.insert(change.id, change);
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// The records the changes with these ids are of, without reading the changes themselves;
+    /// `None` when one is of a table without a key (its rows are not records of their own).
+    pub fn records_of_ids(&self, ids: &[ChangeId]) -> Result<Option<Vec<RecordRef>>, StoreError> {
+        let mut records = Vec::new();
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(|id| id.0.to_string()).collect();
+            let rows: Vec<(i64, i64, String)> = self
+                .connection()
+                .prepare(&format!(
+                    "SELECT relation_id, table_id, key FROM changes WHERE id IN ({})",
+                    list.join(",")
+                ))
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                        .collect()
+                })
+                .context(self.path(), "reading changes")?;
+            for (relation_id, table_id, key) in rows {
+                let schema = self.relation(relation_id)?;
+                if !schema.has_key() {
+                    return Ok(None);
+                }
+                records.push(RecordRef {
+                    table: schema.table.clone(),
+                    table_ids: vec![table_id],
+                    key,
+                });
+            }
+        }
+        Ok(Some(records))
+    }
+
     /// Updates that moved a record into `key`, with the key it came from, for ids in (lower, upper).
     fn moves_into(
         &self,

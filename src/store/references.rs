@@ -2,10 +2,12 @@
 //! columns. Related history reads it to find the rows that ever pointed at a record without
 //! reading every change of the pointing table.
 //!
-//! Only after-images are indexed: every value a row's link columns ever held is in the after-image
-//! of the insert, baseline copy or update that gave it that value, and related history then reads
-//! every change of each row it finds. The index is built the first time a link is followed and
-//! extended from where it ended on each later use (capture never waits for it).
+//! Both images are indexed (an update's before-image holds the columns it changed), so the index
+//! answers "which changes held this value" exactly as a `column:value` search means it; related
+//! history only needs the after-images (every value a row's link columns ever held is in the
+//! after-image of the change that gave it), and then reads every change of each row it finds.
+//! The index is built the first time a link is followed or searched, and extended from where it
+//! ended on each later use (capture never waits for it).
 
 use rusqlite::{OptionalExtension, params};
 
@@ -74,6 +76,63 @@ impl Cache {
         Ok(Some(found))
     }
 
+    /// For a `column:value` search (of `table`, when given): the links whose index answers it,
+    /// and the newest change all of them cover, when every table with that column has a link on
+    /// that column alone (a foreign key like `orders.customer_id`). `None` when one does not, or
+    /// the index cannot be extended: the search then reads the images themselves.
+    pub(super) fn search_by_reference(
+        &self,
+        table: Option<&crate::model::TableName>,
+        column: &str,
+    ) -> Result<Option<(Vec<i64>, i64)>, StoreError> {
+        let links: Vec<Link> = self
+            .links()?
+            .into_iter()
+            .filter(|link| link.columns.len() == 1 && link.columns[0] == column)
+            .filter(|link| table.is_none_or(|table| link.from == *table))
+            .collect();
+        let mut with_column: Vec<crate::model::TableName> = Vec::new();
+        for (_, _, schema) in self.all_relations()? {
+            if table.is_none_or(|table| schema.table == *table)
+                && schema.column_index(column).is_some()
+                && !with_column.contains(&schema.table)
+            {
+                with_column.push(schema.table.clone());
+            }
+        }
+        if with_column.is_empty()
+            || !with_column
+                .iter()
+                .all(|table| links.iter().any(|link| link.from == *table))
+        {
+            return Ok(None);
+        }
+        let mut ids = Vec::new();
+        let mut covered = i64::MAX;
+        for link in links.iter().filter(|link| with_column.contains(&link.from)) {
+            match self.extend_references(link) {
+                Ok(Some(id)) => {
+                    ids.push(id);
+                    let reach: i64 = self
+                        .connection()
+                        .query_row(
+                            "SELECT indexed_to FROM ref_links WHERE id = ?1",
+                            [id],
+                            |row| row.get(0),
+                        )
+                        .context(self.path(), "reading the index of references")?;
+                    covered = covered.min(reach);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!("the index of references cannot be extended: {error}");
+                    return Ok(None);
+                }
+            }
+        }
+        Ok((!ids.is_empty()).then_some((ids, covered)))
+    }
+
     /// Brings the index of `link` up to the newest change; its id, or `None` when the pointing
     /// table has no history.
     fn extend_references(&self, link: &Link) -> Result<Option<i64>, StoreError> {
@@ -99,20 +158,30 @@ impl Cache {
         }
         let definition = super::related::link_json(link);
         let connection = self.connection();
-        connection
-            .execute(
-                "INSERT INTO ref_links (definition, indexed_to) VALUES (?1, 0)
-                 ON CONFLICT (definition) DO NOTHING",
-                [&definition],
-            )
-            .context(self.path(), "starting an index of references")?;
-        let (link_id, mut indexed_to): (i64, i64) = connection
-            .query_row(
-                "SELECT id, indexed_to FROM ref_links WHERE definition = ?1",
-                [&definition],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .context(self.path(), "reading the index of references")?;
+        let known = |connection: &rusqlite::Connection| {
+            connection
+                .query_row(
+                    "SELECT id, indexed_to FROM ref_links WHERE definition = ?1",
+                    [&definition],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .optional()
+                .context(self.path(), "reading the index of references")
+        };
+        // Written only when the link is new or the index is behind: most reads write nothing.
+        let (link_id, mut indexed_to) = match known(connection)? {
+            Some(known) => known,
+            None => {
+                connection
+                    .execute(
+                        "INSERT INTO ref_links (definition, indexed_to) VALUES (?1, 0)
+                         ON CONFLICT (definition) DO NOTHING",
+                        [&definition],
+                    )
+                    .context(self.path(), "starting an index of references")?;
+                known(connection)?.ok_or_else(|| self.damaged("an index of references".into()))?
+            }
+        };
         let newest: i64 = connection
             .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |row| {
                 row.get(0)
@@ -126,27 +195,41 @@ impl Cache {
                 .unchecked_transaction()
                 .context(self.path(), "extending the index of references")?;
             for (relation_id, positions) in &versions {
-                let values: Vec<String> = positions
-                    .iter()
-                    .map(|position| format!("json_extract(c.after, '$[{position}]')"))
-                    .collect();
-                let present: Vec<String> = values
-                    .iter()
-                    .map(|value| format!("{value} IS NOT NULL"))
-                    .collect();
-                transaction
-                    .execute(
-                        &format!(
-                            "INSERT OR IGNORE INTO refs (link_id, value, change_id)
-                             SELECT ?1, json_array({}), c.id FROM changes c
-                             WHERE c.relation_id = ?2 AND c.id > ?3 AND c.id <= ?4
-                               AND c.after IS NOT NULL AND {}",
-                            values.join(", "),
-                            present.join(" AND ")
-                        ),
-                        params![link_id, relation_id, indexed_to, upper],
-                    )
-                    .context(self.path(), "extending the index of references")?;
+                // An update's before-image holds only the columns it changed, by position.
+                let images = [
+                    ("c.after", "'$[{}]'", "c.after IS NOT NULL"),
+                    (
+                        "c.before",
+                        "CASE c.op WHEN 'U' THEN '$.\"{}\"' ELSE '$[{}]' END",
+                        "c.before IS NOT NULL",
+                    ),
+                ];
+                for (image, path, present) in images {
+                    let values: Vec<String> = positions
+                        .iter()
+                        .map(|position| {
+                            let path = path.replace("{}", &position.to_string());
+                            format!("json_extract({image}, {path})")
+                        })
+                        .collect();
+                    let known: Vec<String> = values
+                        .iter()
+                        .map(|value| format!("{value} IS NOT NULL"))
+                        .collect();
+                    transaction
+                        .execute(
+                            &format!(
+                                "INSERT OR IGNORE INTO refs (link_id, value, change_id)
+                                 SELECT ?1, json_array({}), c.id FROM changes c
+                                 WHERE c.relation_id = ?2 AND c.id > ?3 AND c.id <= ?4
+                                   AND {present} AND {}",
+                                values.join(", "),
+                                known.join(" AND ")
+                            ),
+                            params![link_id, relation_id, indexed_to, upper],
+                        )
+                        .context(self.path(), "extending the index of references")?;
+                }
             }
             transaction
                 .execute(
