@@ -1254,6 +1254,10 @@ fn issue13_make_a_view_and_see_its_labelled_timeline_then_reopen_it_from_its_lin
     wait_for(&mut harness, "the view again", |h| {
         has(h, "3 changes entered, left or updated inside the view")
     });
+    click_settled(&mut harness, "Copy link");
+    wait_for(&mut harness, "the copy", |h| {
+        has(h, "Copied: rowtrail open CACHE 'LINK' reopens this view")
+    });
     // Its link reopens it in a new app, as `rowtrail open CACHE LINK` does.
     let link = {
         let cache = rowtrail::store::Cache::open(&db.cache()).unwrap();

@@ -80,6 +80,8 @@ fn split_list(text: &str) -> impl Iterator<Item = &str> {
 pub struct OpenView {
     pub view: SavedView,
     pub rows: Option<Result<ViewRows, String>>,
+    /// Its link was just copied (said beside the button).
+    pub copied: bool,
 }
 
 /// A view's timeline as read: its newest changes, at most `VIEW_ROWS`.
@@ -272,6 +274,9 @@ pub fn view_timeline_ui(
         {
             action = Some(ViewsAction::Copy(view.link(source)));
         }
+        if open.copied {
+            ui.weak("Copied: rowtrail open CACHE 'LINK' reopens this view");
+        }
         if ui.button("Delete view").clicked() {
             action = Some(ViewsAction::Remove(view.name.clone()));
         }
@@ -296,7 +301,10 @@ pub fn view_timeline_ui(
         VIEW_ROWS => {
             format!("The newest {VIEW_ROWS} changes that entered, left or updated inside the view")
         }
-        count => format!("{count} changes entered, left or updated inside the view"),
+        count => format!(
+            "{} entered, left or updated inside the view",
+            super::filters::changes_text(count as u64)
+        ),
     });
     let row_height = 22.0;
     TableBuilder::new(ui)

@@ -690,7 +690,12 @@ fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::relat
                 &record,
                 &crate::related::StoryOptions::default(),
                 *moment,
-                &moment.to_string(),
+                &match moment {
+                    Moment::BeforeChange(id) => format!("just before change {id}"),
+                    Moment::AfterChange(id) => format!("just after change {id}"),
+                    Moment::Time(time) => time.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string(),
+                    Moment::Lsn(lsn) => format!("WAL position {lsn}"),
+                },
                 true,
             )?
         }

@@ -131,8 +131,11 @@ impl RowtrailApp {
                     };
                     if known == wanted {
                         session.workers.send(Request::View(view.clone()));
-                        session.views.open =
-                            Some(super::super::views::OpenView { view, rows: None });
+                        session.views.open = Some(super::super::views::OpenView {
+                            view,
+                            rows: None,
+                            copied: false,
+                        });
                     } else {
                         self.banner = Some(format!(
                             "The view '{}' is for database {} of the server with system id {}; this cache holds the history of {}: open a cache of that database",
@@ -151,7 +154,11 @@ impl RowtrailApp {
                 session.views.form = None;
                 session.workers.send(Request::Views);
                 session.workers.send(Request::View(view.clone()));
-                session.views.open = Some(super::super::views::OpenView { view, rows: None });
+                session.views.open = Some(super::super::views::OpenView {
+                    view,
+                    rows: None,
+                    copied: false,
+                });
             }
             Reply::ViewSaved(Err(problem)) => {
                 if let Some(form) = session.views.form.as_mut() {

@@ -358,7 +358,11 @@ impl RowtrailApp {
         match action {
             ViewsAction::Open(view) => {
                 session.workers.send(Request::View(view.clone()));
-                session.views.open = Some(OpenView { view, rows: None });
+                session.views.open = Some(OpenView {
+                    view,
+                    rows: None,
+                    copied: false,
+                });
             }
             ViewsAction::Save(view) => {
                 if let Some(form) = session.views.form.as_mut() {
@@ -378,7 +382,12 @@ impl RowtrailApp {
                 }
                 session.workers.send(Request::RemoveView(name));
             }
-            ViewsAction::Copy(link) => self.ctx.copy_text(link),
+            ViewsAction::Copy(link) => {
+                if let Some(open) = session.views.open.as_mut() {
+                    open.copied = true;
+                }
+                self.ctx.copy_text(link);
+            }
             ViewsAction::Close => session.views.open = None,
             ViewsAction::OpenChange(id) => self.apply(Command::Open(id)),
         }
