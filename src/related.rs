@@ -132,6 +132,16 @@ fn tell(
     options: &StoryOptions,
     cut: Option<ChangeId>,
 ) -> Result<(Vec<Related>, Story), RelatedError> {
+    // One bound for every read, so changes captured meanwhile are all out of the story.
+    let cut = match cut {
+        Some(cut) => Some(cut),
+        None => match cache.newest_change() {
+            Ok(newest) => Some(newest),
+            Err(StoreError::EmptyHistory) => None,
+            Err(error) => return Err(error.into()),
+        },
+    };
+    // Changes after the bound are left out when the story is fed, below.
     let own = cache.record_history(record)?;
     let Some(newest) = own.last() else {
         return Err(RelatedError::NoRecord {
@@ -220,9 +230,11 @@ fn candidate_changes(
     own: Vec<LoggedChange>,
     cut: Option<ChangeId>,
 ) -> Result<Option<Vec<LoggedChange>>, StoreError> {
-    let mut seen: HashSet<(TableName, String)> = HashSet::new();
+    // Records by the cache's table (a table dropped and created again is another table) and key.
+    let mut seen: HashSet<(Vec<i64>, String)> = HashSet::new();
     if let Some(first) = own.first() {
-        seen.insert((first.table.clone(), cache.record_of(first)?.key));
+        let record = cache.record_of(first)?;
+        seen.insert((record.table_ids, record.key));
     }
     // With --up, the values the record's own rows held, before they move into `found`.
     let mut pointed: Vec<(TableName, Vec<Value>)> = Vec::new();
@@ -251,7 +263,7 @@ fn candidate_changes(
      -> Result<(), StoreError> {
         let mut by_table: BTreeMap<Vec<i64>, Vec<String>> = BTreeMap::new();
         for record in records {
-            if seen.insert((record.table.clone(), record.key.clone())) {
+            if seen.insert((record.table_ids.clone(), record.key.clone())) {
                 by_table
                     .entry(record.table_ids)
                     .or_default()
@@ -351,7 +363,8 @@ pub enum ViewError {
 /// The newest `limit` changes of a view's timeline, newest first, found by walking its table's
 /// changes from the newest and judging each one alone (`Predicate::judge_alone`), so the first
 /// page does not wait for the whole history to be folded. Falls back to `view_history` when a
-/// change cannot be judged alone, or the view has several tables.
+/// change cannot be judged alone, or the view has several tables, or its table several schema
+/// versions.
 pub fn view_newest(
     cache: &Cache,
     view: &SavedView,
@@ -365,9 +378,14 @@ pub fn view_newest(
         moved.truncate(limit);
         Ok(moved)
     };
+    // A change is judged alone under its own schema version; the fold judged the row before it
+    // under the version it was last seen with. They agree while the table has one version.
     let [table] = view.tables.as_slice() else {
         return everything(cache);
     };
+    if cache.schema_version_count(table)? > 1 {
+        return everything(cache);
+    }
     let filter = crate::store::LogFilter {
         table: Some(table.clone()),
         ..Default::default()

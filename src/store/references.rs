@@ -6,8 +6,9 @@
 //! answers "which changes held this value" exactly as a `column:value` search means it; related
 //! history only needs the after-images (every value a row's link columns ever held is in the
 //! after-image of the change that gave it), and then reads every change of each row it finds.
-//! The index is built the first time a link is followed or searched, and extended from where it
-//! ended on each later use (capture never waits for it).
+//! Related history builds the index the first time it follows a link and extends it from where
+//! it ended on each later read, in batches of its own write transactions (capture, which writes
+//! too, waits at most for one batch); a search only reads it.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -78,8 +79,8 @@ impl Cache {
 
     /// For a `column:value` search (of `table`, when given): the links whose index answers it,
     /// and the newest change all of them cover, when every table with that column has a link on
-    /// that column alone (a foreign key like `orders.customer_id`). `None` when one does not, or
-    /// the index cannot be extended: the search then reads the images themselves.
+    /// that column alone (a foreign key like `orders.customer_id`) and related history has built
+    /// its index. `None` otherwise: the search then reads the images themselves.
     pub(super) fn search_by_reference(
         &self,
         table: Option<&crate::model::TableName>,
@@ -107,28 +108,25 @@ impl Cache {
         {
             return Ok(None);
         }
+        // The index as it stands: a search never writes (the changes above where it reaches are
+        // read from their images); related history builds and extends it.
         let mut ids = Vec::new();
         let mut covered = i64::MAX;
         for link in links.iter().filter(|link| with_column.contains(&link.from)) {
-            match self.extend_references(link) {
-                Ok(Some(id)) => {
-                    ids.push(id);
-                    let reach: i64 = self
-                        .connection()
-                        .query_row(
-                            "SELECT indexed_to FROM ref_links WHERE id = ?1",
-                            [id],
-                            |row| row.get(0),
-                        )
-                        .context(self.path(), "reading the index of references")?;
-                    covered = covered.min(reach);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!("the index of references cannot be extended: {error}");
-                    return Ok(None);
-                }
-            }
+            let known: Option<(i64, i64)> = self
+                .connection()
+                .query_row(
+                    "SELECT id, indexed_to FROM ref_links WHERE definition = ?1",
+                    [super::related::link_json(link)],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .context(self.path(), "reading the index of references")?;
+            let Some((id, reach)) = known else {
+                return Ok(None);
+            };
+            ids.push(id);
+            covered = covered.min(reach);
         }
         Ok((!ids.is_empty()).then_some((ids, covered)))
     }
@@ -136,6 +134,16 @@ impl Cache {
     /// Brings the index of `link` up to the newest change; its id, or `None` when the pointing
     /// table has no history.
     fn extend_references(&self, link: &Link) -> Result<Option<i64>, StoreError> {
+        // The newest change first: a table or schema version stored after it has no changes at or
+        // below it, so every change indexed below belongs to a version read next.
+        let newest: i64 = self
+            .connection()
+            .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .context(self.path(), "reading the newest change")?
+            .unwrap_or(0);
         let table_ids = match self.find_table(&link.from) {
             Ok((ids, _)) => ids,
             Err(StoreError::UnknownTable { .. }) => return Ok(None),
@@ -182,13 +190,7 @@ impl Cache {
                 known(connection)?.ok_or_else(|| self.damaged("an index of references".into()))?
             }
         };
-        let newest: i64 = connection
-            .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |row| {
-                row.get(0)
-            })
-            .optional()
-            .context(self.path(), "reading the newest change")?
-            .unwrap_or(0);
+
         while indexed_to < newest {
             let upper = (indexed_to + BATCH).min(newest);
             let transaction = connection
@@ -196,21 +198,20 @@ impl Cache {
                 .context(self.path(), "extending the index of references")?;
             for (relation_id, positions) in &versions {
                 // An update's before-image holds only the columns it changed, by position.
+                // An update's before-image holds only the columns it changed: the others are as
+                // in its after-image.
                 let images = [
-                    ("c.after", "'$[{}]'", "c.after IS NOT NULL"),
+                    ("json_extract(c.after, '$[{}]')", "c.after IS NOT NULL"),
                     (
-                        "c.before",
-                        "CASE c.op WHEN 'U' THEN '$.\"{}\"' ELSE '$[{}]' END",
+                        "CASE c.op WHEN 'U' THEN coalesce(json_extract(c.before, '$.\"{}\"'), json_extract(c.after, '$[{}]'))
+                         ELSE json_extract(c.before, '$[{}]') END",
                         "c.before IS NOT NULL",
                     ),
                 ];
-                for (image, path, present) in images {
+                for (value, present) in images {
                     let values: Vec<String> = positions
                         .iter()
-                        .map(|position| {
-                            let path = path.replace("{}", &position.to_string());
-                            format!("json_extract({image}, {path})")
-                        })
+                        .map(|position| value.replace("{}", &position.to_string()))
                         .collect();
                     let known: Vec<String> = values
                         .iter()

@@ -72,6 +72,24 @@ impl Cache {
         Ok(columns)
     }
 
+    /// How many schema versions the tables of this name have had.
+    pub fn schema_version_count(&self, table: &TableName) -> Result<usize, StoreError> {
+        let (ids, _) = self.find_table(table)?;
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let count: i64 = self
+            .connection()
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM relations WHERE table_id IN ({})",
+                    list.join(",")
+                ),
+                [],
+                |row| row.get(0),
+            )
+            .context(self.path(), "reading schema versions")?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
     /// The links users added (`rowtrail link`), oldest first.
     pub fn user_links(&self) -> Result<Vec<Link>, StoreError> {
         let definitions: Vec<String> = self

@@ -216,7 +216,11 @@ impl CacheWriter {
                  INSERT INTO change_minutes (table_id, op, minute, count)
                      SELECT c.table_id, c.op, t.committed_at / 60000000, count(*)
                      FROM changes c JOIN transactions t ON t.id = c.tx_id GROUP BY 1, 2, 3;
-                 UPDATE tables SET change_count = (SELECT count(*) FROM changes c WHERE c.table_id = tables.id);",
+                 UPDATE tables SET change_count = (SELECT count(*) FROM changes c WHERE c.table_id = tables.id);
+                 -- Ids of discarded changes will be used again: the index of references forgets them.
+                 DELETE FROM refs WHERE change_id > (SELECT coalesce(max(id), 0) FROM changes);
+                 UPDATE ref_links SET indexed_to =
+                     min(indexed_to, (SELECT coalesce(max(id), 0) FROM changes));",
             )
             .context(&self.path, "discarding an incomplete baseline")?;
         self.commit_sqlite()?;

@@ -185,7 +185,7 @@ pub fn views_ui(
                                 .desired_width(150.0),
                         )
                         .labelled_by(label.id);
-                    if submitted(ui, &predicate) {
+                    if submitted(ui, &predicate) && !form.saving {
                         match form.to_view() {
                             Ok(view) => action = Some(ViewsAction::Save(view)),
                             Err(problem) => form.problem = Some(problem),

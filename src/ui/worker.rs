@@ -236,7 +236,7 @@ pub enum Reply {
     ViewSaved(Result<crate::model::SavedView, String>),
     /// A view's timeline, newest first, or why it cannot be read.
     View {
-        name: String,
+        view: crate::model::SavedView,
         rows: Result<super::views::ViewRows, String>,
     },
     /// Something failed; the app shows the message in its banner.
@@ -563,10 +563,10 @@ fn answer(
             }
         }
         Request::View(view) => Reply::View {
-            name: view.name.clone(),
             rows: crate::related::view_newest(cache, &view, super::views::VIEW_ROWS)
                 .map(|changes| super::views::ViewRows { changes })
                 .map_err(|error| error.to_string()),
+            view,
         },
         Request::Related(id) => {
             let Some(change) = cache.change(id).map_err(text)? else {
@@ -603,21 +603,25 @@ fn answer(
             }
         }
         Request::RelatedAt { change, moment } => {
-            let Some(entry) = cache.change(change).map_err(text)? else {
-                return Err(format!("change {change} is not in this cache"));
-            };
-            let record = cache.record_of(&entry).map_err(text)?;
-            let cut = cache.resolve_moment(moment).map_err(text)?;
-            Reply::RelatedAt {
-                change,
-                moment,
-                members: crate::related::related_at(
+            // Every failure is shown where the rows would be (a moment before history began).
+            let members = (|| {
+                let entry = cache
+                    .change(change)?
+                    .ok_or(crate::store::StoreError::UnknownChange { id: change })?;
+                let record = cache.record_of(&entry)?;
+                let cut = cache.resolve_moment(moment)?;
+                crate::related::related_at(
                     cache,
                     &record,
                     &crate::related::StoryOptions::default(),
                     cut,
                 )
-                .map_err(|error| error.to_string()),
+            })()
+            .map_err(|error: crate::related::RelatedError| error.to_string());
+            Reply::RelatedAt {
+                change,
+                moment,
+                members,
             }
         }
         Request::Script(request) => {

@@ -166,9 +166,9 @@ impl RowtrailApp {
                     form.problem = Some(problem);
                 }
             }
-            Reply::View { name, rows } => {
+            Reply::View { view, rows } => {
                 if let Some(open) = session.views.open.as_mut()
-                    && open.view.name == name
+                    && open.view == view
                 {
                     open.rows = Some(rows);
                 }
