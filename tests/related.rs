@@ -933,7 +933,10 @@ fn a_search_for_a_foreign_key_value_reads_the_index_and_finds_what_the_images_ho
     let found = searched(&db);
     assert!(found.len() >= 8, "{found:?}");
     assert_eq!(found, expected(&db));
-    assert!(index_reach(&db).0.is_empty(), "a search does not write the cache");
+    assert!(
+        index_reach(&db).0.is_empty(),
+        "a search does not write the cache"
+    );
     // A story builds the index (orders.customer_id, tickets.customer_id, order_items.order_id);
     // the search then reads it, with the same result.
     story(&db, &[]);
