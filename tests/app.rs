@@ -1382,6 +1382,20 @@ fn issue13_state_at_shows_related_rows_and_the_story_puts_a_cascade_back() {
         assert!(harness.query_by_label(path).is_some(), "{path}");
     }
     assert!(!has(&harness, "orders 8"), "another customer's order");
+    // The whole entity back to that moment: a script that undoes the delete and its cascade.
+    click_settled(&mut harness, "Restore with related rows");
+    wait_for(&mut harness, "the moment's script", |h| {
+        h.query_by_label("Restore script")
+            .and_then(|node| node.value())
+            .is_some_and(|script| script.contains("with its related rows to"))
+    });
+    let script = harness.get_by_label("Restore script").value().unwrap();
+    assert!(
+        script.contains("INSERT INTO \"public\".\"order_items\""),
+        "{script}"
+    );
+    click_settled(&mut harness, "Close");
+    harness.run_steps(2);
     // From the story, the cascading delete is put back whole.
     click_settled(&mut harness, "Change");
     open_row(&mut harness, "delete  customers  id=42");
