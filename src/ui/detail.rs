@@ -72,6 +72,15 @@ pub enum DetailAction {
 }
 
 impl DetailState {
+    /// True when the change shown is `change` and the state-at control last asked for `moment`:
+    /// an answer for anything else arrived too late and is dropped.
+    pub fn state_at_asked(&self, change: ChangeId, moment: Moment) -> bool {
+        self.detail
+            .as_ref()
+            .is_some_and(|detail| detail.change.id == change)
+            && self.state_at.asked == Some(moment)
+    }
+
     /// Shows a freshly loaded change, keeping the tab. The change shown already (read again
     /// because its record changed) keeps the state-at control as it was.
     pub fn show(&mut self, detail: Box<Detail>) {

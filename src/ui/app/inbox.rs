@@ -271,14 +271,8 @@ impl RowtrailApp {
                 moment,
                 image,
             } => {
-                let state_at = &mut session.detail.state_at;
-                let current = session
-                    .detail
-                    .detail
-                    .as_ref()
-                    .map(|detail| detail.change.id);
-                if current == Some(change) && state_at.asked == Some(moment) {
-                    state_at.result = Some((moment, image));
+                if session.detail.state_at_asked(change, moment) {
+                    session.detail.state_at.result = Some((moment, image));
                 }
             }
             Reply::RelatedAt {
@@ -286,14 +280,8 @@ impl RowtrailApp {
                 moment,
                 members,
             } => {
-                let state_at = &mut session.detail.state_at;
-                let current = session
-                    .detail
-                    .detail
-                    .as_ref()
-                    .map(|detail| detail.change.id);
-                if current == Some(change) && state_at.asked == Some(moment) {
-                    state_at.related = Some((moment, members));
+                if session.detail.state_at_asked(change, moment) {
+                    session.detail.state_at.related = Some((moment, members));
                 }
             }
             Reply::Script(result) => {
