@@ -39,16 +39,21 @@ fn shop(label: &str) -> TestDb {
 }
 
 fn app(cache: &Path) -> Harness<'static, RowtrailApp> {
-    let cache = cache.to_owned();
+    app_with(AppOptions {
+        cache: Some(cache.to_owned()),
+        ..options()
+    })
+}
+
+/// A fresh app started with these options.
+fn app_with(options: AppOptions) -> Harness<'static, RowtrailApp> {
+    let mut options = Some(options);
     Harness::builder()
         .with_size(egui::Vec2::new(1400.0, 900.0))
         .build_eframe(move |creation| {
             RowtrailApp::fresh(
                 creation.egui_ctx.clone(),
-                AppOptions {
-                    cache: Some(cache),
-                    ..options()
-                },
+                options.take().unwrap_or_default(),
             )
         })
 }
@@ -1222,13 +1227,7 @@ fn issue13_make_a_view_and_see_its_labelled_timeline_then_reopen_it_from_its_lin
     db.capture_ok(&[]);
     let mut harness = app(&db.cache());
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 5);
-    click_settled(&mut harness, "New view…");
-    harness.run_steps(2);
-    retype(&mut harness, "Name", "dear products");
-    choose_view_table(&mut harness, "products");
-    harness.run_steps(2);
-    retype(&mut harness, "Where", "price > 100");
-    click_settled(&mut harness, "Save view");
+    save_new_view(&mut harness, "dear products", "products", "price > 100");
     wait_for(&mut harness, "the view's timeline", |h| {
         has(h, "3 changes entered, left or updated inside the view")
     });
@@ -1266,34 +1265,20 @@ fn issue13_make_a_view_and_see_its_labelled_timeline_then_reopen_it_from_its_lin
     };
     let cache = db.cache();
     let view = rowtrail::model::SavedView::parse_link(&link).unwrap();
-    let mut linked = Harness::builder()
-        .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(move |creation| {
-            RowtrailApp::fresh(
-                creation.egui_ctx.clone(),
-                AppOptions {
-                    cache: Some(cache),
-                    view: Some(view),
-                    ..options()
-                },
-            )
-        });
+    let mut linked = app_with(AppOptions {
+        cache: Some(cache),
+        view: Some(view),
+        ..options()
+    });
     wait_for(&mut linked, "the linked view", |h| {
         has(h, "3 changes entered, left or updated inside the view")
     });
     // Without a cache, and none of its database among the recent ones, the app says so.
     let view = rowtrail::model::SavedView::parse_link(&link).unwrap();
-    let mut lost = Harness::builder()
-        .with_size(egui::Vec2::new(1400.0, 900.0))
-        .build_eframe(move |creation| {
-            RowtrailApp::fresh(
-                creation.egui_ctx.clone(),
-                AppOptions {
-                    view: Some(view),
-                    ..options()
-                },
-            )
-        });
+    let mut lost = app_with(AppOptions {
+        view: Some(view),
+        ..options()
+    });
     wait_for(&mut lost, "the banner", |h| {
         has(h, "no recent cache holds its history")
     });
@@ -1304,13 +1289,7 @@ fn issue13_make_a_view_and_see_its_labelled_timeline_then_reopen_it_from_its_lin
     });
     wait_for(&mut harness, "the timeline", |h| rows(h).len() == 5);
     // A bad predicate is said in the form, and nothing is saved.
-    click_settled(&mut harness, "New view…");
-    harness.run_steps(2);
-    retype(&mut harness, "Name", "broken");
-    choose_view_table(&mut harness, "products");
-    harness.run_steps(2);
-    retype(&mut harness, "Where", "colour = 'red'");
-    click_settled(&mut harness, "Save view");
+    save_new_view(&mut harness, "broken", "products", "colour = 'red'");
     wait_for(&mut harness, "the form's problem", |h| {
         has(h, "never had a column colour")
     });
@@ -1430,4 +1409,15 @@ fn issue13_state_at_shows_related_rows_and_the_story_puts_a_cascade_back() {
         "7/1:A,7/2:B,8/1:C"
     );
     assert_eq!(db.sql("SELECT status FROM orders WHERE id = 7"), "new");
+}
+
+/// Fills the *New view* form (name, table, predicate) and presses Save view.
+fn save_new_view(harness: &mut Harness<'_, RowtrailApp>, name: &str, table: &str, predicate: &str) {
+    click_settled(harness, "New view…");
+    harness.run_steps(2);
+    retype(harness, "Name", name);
+    choose_view_table(harness, table);
+    harness.run_steps(2);
+    retype(harness, "Where", predicate);
+    click_settled(harness, "Save view");
 }
