@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     rowtrail::cli::init_logging(cli.verbose);
     match rowtrail::cli::run(cli) {
         Ok(code) => code,
+        Err(error) if rowtrail::cli::output_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)

@@ -493,6 +493,16 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// True when the error is only that whoever read the output stopped reading (`rowtrail log |
+/// head`): what they wanted was printed, so it is no failure.
+pub fn output_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Some(command) = cli.command else {
