@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::history::related::{Member, Related, Story, StoryError, values_of};
+use crate::history::related::{Member, Related, Story, StoryError, root_step, values_of};
 use crate::history::view::{Movement, Predicate, PredicateError, View};
 use crate::model::{ChangeId, LoggedChange, Moment, SavedView, TableName, Value};
 use crate::restore::{Script, UndoTarget, undo_script};
@@ -57,7 +57,42 @@ pub fn related_history(
     record: &RecordRef,
     options: &StoryOptions,
 ) -> Result<Vec<Related>, RelatedError> {
-    Ok(tell(cache, record, options, None)?.0)
+    Ok(tell(cache, record, options, None, Reading::Whole)?.told)
+}
+
+/// The newest `limit` changes of the story of `record`, newest first: `related_history`'s last
+/// page, read faster. The record's own versions (a busy record has thousands) are folded from
+/// their outlines, and only those on the page are read whole.
+pub fn related_newest(
+    cache: &Cache,
+    record: &RecordRef,
+    options: &StoryOptions,
+    limit: usize,
+) -> Result<Vec<Related>, RelatedError> {
+    if let Some(page) = newest_by_ids(cache, record, options, limit)? {
+        return Ok(page);
+    }
+    let Told {
+        mut told, outlined, ..
+    } = tell(cache, record, options, None, Reading::Outline)?;
+    told.reverse();
+    told.truncate(limit);
+    let wanted: Vec<ChangeId> = told
+        .iter()
+        .map(|related| related.change.id)
+        .filter(|id| outlined.contains(id))
+        .collect();
+    let mut whole: BTreeMap<ChangeId, LoggedChange> = cache
+        .changes_of_ids(&wanted)?
+        .into_iter()
+        .map(|change| (change.id, change))
+        .collect();
+    for related in &mut told {
+        if let Some(change) = whole.remove(&related.change.id) {
+            related.change = change;
+        }
+    }
+    Ok(told)
 }
 
 /// The record and every related row as they were right after change `cut`, nearest first.
@@ -67,7 +102,117 @@ pub fn related_at(
     options: &StoryOptions,
     cut: ChangeId,
 ) -> Result<Vec<Member>, RelatedError> {
-    Ok(tell(cache, record, options, Some(cut))?.1.members())
+    Ok(tell(cache, record, options, Some(cut), Reading::Whole)?
+        .story
+        .members())
+}
+
+/// `related_newest` for the common case, without reading the record's own versions at all: the
+/// record never changed key, and every link to it names it by its key. Then all the story needs
+/// of the record is that key (the rule makes every one of its changes a member), so the story is
+/// the record's changes, known by their ids from the record index, and the changes of the rows
+/// that point at it, folded; only the page's changes are read whole. `None` when the case does
+/// not hold (with `--up`, `--since` or `--until` too), so the caller tells the story in full.
+fn newest_by_ids(
+    cache: &Cache,
+    record: &RecordRef,
+    options: &StoryOptions,
+    limit: usize,
+) -> Result<Option<Vec<Related>>, RelatedError> {
+    if options.up || options.since.is_some() || options.until.is_some() {
+        return Ok(None);
+    }
+    let Some(own) = cache.record_change_ids(record)? else {
+        return Ok(None);
+    };
+    let links = cache.links()?;
+    let to_root: Vec<&[String]> = links
+        .iter()
+        .filter(|link| link.to == record.table)
+        .map(|link| link.to_columns.as_slice())
+        .collect();
+    if cache
+        .key_columns_of(&record.table_ids)?
+        .iter()
+        .any(|key| to_root.iter().any(|columns| *columns != key.as_slice()))
+    {
+        return Ok(None);
+    }
+    // One bound for every read, as in `tell`.
+    let cut = match cache.newest_change() {
+        Ok(newest) => newest,
+        Err(StoreError::EmptyHistory) => ChangeId(0),
+        Err(error) => return Err(error.into()),
+    };
+    let own: Vec<ChangeId> = own.into_iter().filter(|id| *id <= cut).collect();
+    let Some(newest) = own
+        .last()
+        .map(|id| cache.change(*id))
+        .transpose()?
+        .flatten()
+    else {
+        return Err(RelatedError::NoRecord {
+            table: record.table.to_string(),
+            key: record.key.clone(),
+        });
+    };
+    let root_key = newest.change.key(&newest.schema);
+    let root = root_step(&newest.schema, &root_key);
+    let mut story = Story::new(record.table.clone(), root_key, links, options.depth, false)?;
+    // The newest version stands for all of them: it gives the key the rows point at.
+    let Some(candidates) = candidate_changes(cache, &story, vec![newest], Some(cut))? else {
+        return Ok(None);
+    };
+    let told = fold(&mut story, options, candidates);
+    // The page: the newest of the record's own changes and of the others that belong.
+    let mut page: Vec<Option<Related>> = Vec::new();
+    let mut ids: Vec<ChangeId> = Vec::new();
+    let (mut own, mut told) = (own.into_iter().rev().peekable(), told.into_iter().rev());
+    let mut next_told = told.next();
+    while page.len() < limit {
+        let own_next = own.peek().copied();
+        match (own_next, &next_told) {
+            (Some(id), Some(related)) if related.change.id == id => {
+                own.next();
+                page.push(next_told.take());
+                next_told = told.next();
+            }
+            (Some(id), Some(related)) if related.change.id > id => {
+                page.push(next_told.take());
+                next_told = told.next();
+            }
+            (Some(id), _) => {
+                own.next();
+                ids.push(id);
+                page.push(None);
+            }
+            (None, Some(_)) => {
+                page.push(next_told.take());
+                next_told = told.next();
+            }
+            (None, None) => break,
+        }
+    }
+    // Read oldest first; the page is newest first.
+    let mut whole = cache.changes_of_ids(&ids)?.into_iter().rev();
+    page.into_iter()
+        .map(|entry| match entry {
+            Some(related) => Ok(related),
+            None => whole
+                .next()
+                .map(|change| Related {
+                    change,
+                    path: vec![root.clone()],
+                })
+                .ok_or_else(|| {
+                    RelatedError::Store(StoreError::Damaged {
+                        path: cache.path().to_owned(),
+                        what: "a change of the record vanished while read".to_owned(),
+                    })
+                }),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// The changes of the story after change `cut`: what `restore --related` undoes.
@@ -77,7 +222,8 @@ pub fn related_after(
     options: &StoryOptions,
     cut: ChangeId,
 ) -> Result<Vec<ChangeId>, RelatedError> {
-    Ok(related_history(cache, record, options)?
+    Ok(tell(cache, record, options, None, Reading::Outline)?
+        .told
         .into_iter()
         .map(|related| related.change.id)
         .filter(|id| *id > cut)
@@ -124,14 +270,34 @@ pub fn restore_related(
     )?)
 }
 
-/// Feeds the story every change of its tables up to `cut` (all without one): the changes that
-/// belong, oldest first, and the story as it stands at the end.
+/// How a story reads the record's own changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Whole, images and all: the record's state is needed (`related_at`, `--up`).
+    Whole,
+    /// As outlines (`Cache::record_outline`) where that tells the same story: every link to the
+    /// record names it by its key, so its key is all the story reads of it.
+    Outline,
+}
+
+/// What `tell` found.
+struct Told {
+    /// The changes that belong, oldest first.
+    told: Vec<Related>,
+    /// The story as it stands at the end.
+    story: Story,
+    /// The changes of `told` that are outlines of the record's own changes.
+    outlined: HashSet<ChangeId>,
+}
+
+/// Feeds the story every change of its tables up to `cut` (all without one).
 fn tell(
     cache: &Cache,
     record: &RecordRef,
     options: &StoryOptions,
     cut: Option<ChangeId>,
-) -> Result<(Vec<Related>, Story), RelatedError> {
+    reading: Reading,
+) -> Result<Told, RelatedError> {
     // One bound for every read, so changes captured meanwhile are all out of the story.
     let cut = match cut {
         Some(cut) => Some(cut),
@@ -142,7 +308,30 @@ fn tell(
         },
     };
     // Changes after the bound are left out when the story is fed, below.
-    let own = cache.record_history(record)?;
+    let links = cache.links()?;
+    let mut own = match reading {
+        Reading::Outline if !options.up => cache.record_outline(record)?,
+        _ => cache.record_history(record)?,
+    };
+    let mut outlined = HashSet::new();
+    if reading == Reading::Outline && !options.up {
+        let by_key = own.iter().all(|change| {
+            let key: Vec<&str> = change.schema.key_column_names().collect();
+            links
+                .iter()
+                .filter(|link| link.to == record.table)
+                .all(|link| {
+                    link.to_columns
+                        .iter()
+                        .map(String::as_str)
+                        .eq(key.iter().copied())
+                })
+        });
+        match by_key {
+            true => outlined = own.iter().map(|change| change.id).collect(),
+            false => own = cache.record_history(record)?,
+        }
+    }
     let Some(newest) = own.last() else {
         return Err(RelatedError::NoRecord {
             table: record.table.to_string(),
@@ -155,39 +344,51 @@ fn tell(
     let mut story = Story::new(
         record.table.clone(),
         root_key,
-        cache.links()?,
+        links,
         options.depth,
         options.up,
     )?;
-    let mut told = Vec::new();
     if let Some(candidates) = candidate_changes(cache, &story, own, cut)? {
-        let mut transaction: Vec<LoggedChange> = Vec::new();
-        for change in candidates {
-            if transaction
-                .first()
-                .is_some_and(|first| first.tx.id != change.tx.id)
-                && !tell_transaction(
-                    &mut story,
-                    options,
-                    &mut told,
-                    std::mem::take(&mut transaction),
-                )
-            {
-                return Ok((told, story));
-            }
-            transaction.push(change);
-        }
-        if !transaction.is_empty() {
-            tell_transaction(&mut story, options, &mut told, transaction);
-        }
-        return Ok((told, story));
+        let told = fold(&mut story, options, candidates);
+        return Ok(Told {
+            told,
+            story,
+            outlined,
+        });
     }
+    let mut told = Vec::new();
     // The index of references could not answer: read every change of the story's tables.
     let tables = story.tables();
+    // Those changes are whole, the record's own among them.
     cache.visit_transactions_of(&tables, cut, |transaction| {
         tell_transaction(&mut story, options, &mut told, transaction)
     })?;
-    Ok((told, story))
+    Ok(Told {
+        told,
+        story,
+        outlined: HashSet::new(),
+    })
+}
+
+/// Feeds the story `changes` (in commit order), a transaction at a time: the changes that belong,
+/// within `since` and `until`.
+fn fold(story: &mut Story, options: &StoryOptions, changes: Vec<LoggedChange>) -> Vec<Related> {
+    let mut told = Vec::new();
+    let mut transaction: Vec<LoggedChange> = Vec::new();
+    for change in changes {
+        if transaction
+            .first()
+            .is_some_and(|first| first.tx.id != change.tx.id)
+            && !tell_transaction(story, options, &mut told, std::mem::take(&mut transaction))
+        {
+            return told;
+        }
+        transaction.push(change);
+    }
+    if !transaction.is_empty() {
+        tell_transaction(story, options, &mut told, transaction);
+    }
+    told
 }
 
 /// Feeds one transaction to the story and keeps what belongs within `since`; false once past

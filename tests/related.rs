@@ -208,6 +208,27 @@ fn a_customers_story_holds_exactly_what_the_rule_says() {
     assert_eq!(told, truth);
     let (reach, newest) = index_reach(&db);
     assert!(reach.iter().all(|to| *to == newest), "{reach:?} {newest}");
+    // A page of the story is its newest changes, exactly.
+    let whole = story(&db, &[]);
+    for limit in [1, 3, 10] {
+        let page: Vec<serde_json::Value> = db
+            .on_cache(
+                "related",
+                &[
+                    "--table",
+                    "customers",
+                    "--key",
+                    r#"{"id": 2}"#,
+                    "--json",
+                    "--limit",
+                    &limit.to_string(),
+                ],
+            )
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(page, whole[..limit], "--limit {limit}");
+    }
 }
 
 #[test]
@@ -321,6 +342,102 @@ fn a_link_the_schema_lacks_is_followed_like_a_foreign_key() {
     );
     let refused = rowtrail(&args(&["--table", "accounts", "--key", r#"{"id": 1}"#]));
     assert_clean_failure(&refused, 2, "no table points at public.accounts");
+}
+
+/// A page of a story (`--limit N`) folds the record's own versions from their outlines and
+/// reads only the page's changes whole: it must be exactly the newest N of the whole story, key
+/// changes of the record, partial before images and links to other columns included.
+#[test]
+fn a_page_of_a_story_is_the_newest_of_the_whole_story() {
+    let db = fresh_db("related_page");
+    db.sql(
+        "CREATE TABLE accounts (id int PRIMARY KEY, code text UNIQUE, name text);
+         CREATE TABLE invoices (id int PRIMARY KEY, account_id int REFERENCES accounts ON UPDATE CASCADE ON DELETE CASCADE, total int);",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "INSERT INTO accounts VALUES (1, 'a', 'Ann'), (2, 'b', 'Bo');
+         INSERT INTO invoices VALUES (5, 1, 10), (6, 2, 20);
+         UPDATE accounts SET name = 'Ann B' WHERE id = 1;
+         UPDATE invoices SET total = 11 WHERE id = 5;
+         UPDATE accounts SET id = 10 WHERE id = 1;
+         INSERT INTO invoices VALUES (7, 10, 30);
+         UPDATE accounts SET name = 'Ann C' WHERE id = 10;
+         UPDATE invoices SET account_id = 2 WHERE id = 7;
+         UPDATE accounts SET name = 'Ann D' WHERE id = 10;
+         UPDATE accounts SET name = 'Bo 2' WHERE id = 2;
+         UPDATE accounts SET name = 'Bo 3' WHERE id = 2;",
+    );
+    db.capture_ok(&[]);
+    let read = |key: &str, limit: &str, extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec![
+            "--table", "accounts", "--key", key, "--json", "--limit", limit,
+        ];
+        args.extend(extra);
+        db.on_cache("related", &args)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let whole = read(r#"{"id": 10}"#, "0", &[]);
+    let ops: Vec<(&str, &str)> = whole
+        .iter()
+        .map(|change| {
+            (
+                change["table"].as_str().unwrap(),
+                change["op"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|(table, _)| *table == "accounts").count(),
+        5,
+        "the account's insert, three updates and its key change: {ops:?}"
+    );
+    assert!(ops.contains(&("invoices", "update")), "{ops:?}");
+    for limit in [1, 2, 3, 5, 8, 100] {
+        let page = read(r#"{"id": 10}"#, &limit.to_string(), &[]);
+        let newest: Vec<serde_json::Value> = whole.iter().take(limit).cloned().collect();
+        assert_eq!(page, newest, "--limit {limit}");
+    }
+    // An account that never changed key: its page is read from its change ids, the invoice
+    // that moved to it included; and with --since (read the full way) it is the same.
+    let whole = read(r#"{"id": 2}"#, "0", &[]);
+    assert_eq!(
+        whole.len(),
+        5,
+        "insert, invoice 6, invoice 7 moved in, two updates: {whole:?}"
+    );
+    for limit in [1, 2, 3, 4, 9] {
+        let page = read(r#"{"id": 2}"#, &limit.to_string(), &[]);
+        let newest: Vec<serde_json::Value> = whole.iter().take(limit).cloned().collect();
+        assert_eq!(page, newest, "--limit {limit}");
+        let since = read(
+            r#"{"id": 2}"#,
+            &limit.to_string(),
+            &["--since", "2000-01-01 00:00:00"],
+        );
+        assert_eq!(since, newest, "--limit {limit} --since");
+    }
+    // A table that points at the account by another column than its key: the page reads the
+    // account whole, and is still the newest of the story.
+    db.sql(
+        "CREATE TABLE notes (id int PRIMARY KEY, account_code text REFERENCES accounts (code) ON UPDATE CASCADE, body text);
+         INSERT INTO notes VALUES (1, 'a', 'hi');
+         UPDATE accounts SET code = 'a2' WHERE id = 10;
+         UPDATE notes SET body = 'hello' WHERE id = 1;",
+    );
+    db.capture_ok(&[]);
+    let whole = read(r#"{"id": 10}"#, "0", &[]);
+    assert!(
+        whole.iter().any(|change| change["table"] == "notes"),
+        "{whole:?}"
+    );
+    for limit in [1, 2, 4, 100] {
+        let page = read(r#"{"id": 10}"#, &limit.to_string(), &[]);
+        let newest: Vec<serde_json::Value> = whole.iter().take(limit).cloned().collect();
+        assert_eq!(page, newest, "--limit {limit}");
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::history::parse_local_time;
 use crate::history::related::{Related, Step, path_text};
 use crate::history::view::Movement;
 use crate::model::{Link, LoggedChange, Moment, SavedView, TableName};
-use crate::related::{StoryOptions, related_history};
+use crate::related::{StoryOptions, related_history, related_newest};
 use crate::store::Cache;
 
 use super::history::key_filter;
@@ -32,11 +32,14 @@ pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
     let format = format_of(&args.export, args.json)?;
     let cache = Cache::open(&args.cache.cache)?;
     let record = cache.record(&TableName::parse(&args.record.table)?, &key)?;
-    let mut story = related_history(&cache, &record, &options)?;
-    story.reverse();
-    if args.limit > 0 {
-        story.truncate(args.limit);
-    }
+    let story = match args.limit {
+        0 => {
+            let mut story = related_history(&cache, &record, &options)?;
+            story.reverse();
+            story
+        }
+        limit => related_newest(&cache, &record, &options, limit)?,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let entries: Vec<Entry<'_>> = story

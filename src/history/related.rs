@@ -523,8 +523,8 @@ pub struct Member {
     pub row: Row,
 }
 
-/// The root's step when only its key is known.
-fn root_step(schema: &RelationSchema, key: &[Value]) -> Step {
+/// The root record's step when only its key is known: its table and key.
+pub fn root_step(schema: &RelationSchema, key: &[Value]) -> Step {
     Step {
         table: schema.table.clone(),
         key: schema

@@ -94,6 +94,23 @@ pub fn encode(change: &Change) -> EncodedImages {
     }
 }
 
+/// One stored value: text, null, or bytes in hex.
+fn read_value(json: &Json) -> Result<Value, CodecError> {
+    match json {
+        Json::String(text) => Ok(Value::Text(text.clone())),
+        Json::Null => Ok(Value::Null),
+        Json::Object(object) if object.len() == 1 => object
+            .get("x")
+            .and_then(Json::as_str)
+            .and_then(bytes_from_hex)
+            .map(Value::Bytes)
+            .ok_or_else(|| {
+                CodecError(format!("unexpected value {}", Json::Object(object.clone())))
+            }),
+        other => Err(CodecError(format!("unexpected value {other}"))),
+    }
+}
+
 pub fn decode(op: Op, images: &EncodedImages) -> Result<Change, CodecError> {
     if matches!(op, Op::Ddl | Op::Gap) {
         // No row images; `after` holds what happened (see store::reader).
@@ -122,19 +139,6 @@ pub fn decode(op: Op, images: &EncodedImages) -> Result<Change, CodecError> {
                     .collect()
             })
             .unwrap_or_default()
-    };
-    let read_value = |json: &Json| match json {
-        Json::String(text) => Ok(Value::Text(text.clone())),
-        Json::Null => Ok(Value::Null),
-        Json::Object(object) if object.len() == 1 => object
-            .get("x")
-            .and_then(Json::as_str)
-            .and_then(bytes_from_hex)
-            .map(Value::Bytes)
-            .ok_or_else(|| {
-                CodecError(format!("unexpected value {}", Json::Object(object.clone())))
-            }),
-        other => Err(CodecError(format!("unexpected value {other}"))),
     };
     let read_row = |text: &str, marked: &[usize]| -> Result<Row, CodecError> {
         let Json::Array(items) = parse(text)? else {
@@ -189,6 +193,14 @@ fn mark(row: &mut Row, indexes: &[usize]) {
 /// The canonical text of a key (a JSON array of the key values), used to index and find records.
 pub fn encode_key(key: &[Value]) -> String {
     Json::Array(key.iter().map(value_json).collect()).to_string()
+}
+
+/// The key values back from their canonical text (`encode_key`).
+pub fn decode_key(text: &str) -> Result<Vec<Value>, CodecError> {
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Array(items)) => items.iter().map(read_value).collect(),
+        _ => Err(CodecError(format!("key {text} is not an array"))),
+    }
 }
 
 #[cfg(test)]
@@ -308,5 +320,8 @@ mod tests {
             encode_key(&[Value::text("7"), Value::Null]),
             r#"["7",null]"#
         );
+        let key = vec![Value::text("7"), Value::Null, Value::Bytes(vec![0xe9])];
+        assert_eq!(decode_key(&encode_key(&key)).unwrap(), key);
+        assert!(decode_key(r#"{"7":1}"#).is_err());
     }
 }

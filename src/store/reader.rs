@@ -10,8 +10,8 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::model::{
-    ChangeId, LoggedChange, Lsn, Op, RelationSchema, SchemaChange, Search, TableName, Term,
-    TransactionInfo, Value, Xid,
+    Change, ChangeId, LoggedChange, Lsn, Op, RelationSchema, Row, SchemaChange, Search, TableName,
+    Term, TransactionInfo, Value, Xid,
 };
 
 use super::codec::{self, EncodedImages};
@@ -646,6 +646,68 @@ impl Cache {
         Ok(changes)
     }
 
+    /// Outlines of the changes matching an SQL condition over `changes c`: everything but the
+    /// row images and the context, read from the stored keys alone. An outline's images hold the
+    /// record's key columns (the key before an update that changed it in `before`) and mark every
+    /// other column unavailable (schema changes and gaps are read whole). For folds that only
+    /// need to know which record changed, and when, over thousands of changes; read the full
+    /// change by id for anything shown.
+    pub(crate) fn outlines_where(
+        &self,
+        condition: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        let sql = format!("{OUTLINE_SELECT} WHERE {condition}");
+        let mut statement = self
+            .connection
+            .prepare_cached(&sql)
+            .context(&self.path, "reading changes")?;
+        let rows = statement
+            .query_map(params, OutlineRow::read)
+            .context(&self.path, "reading changes")?;
+        let mut changes = Vec::new();
+        for row in rows {
+            let row = row.context(&self.path, "reading changes")?;
+            changes.push(self.outline(row)?);
+        }
+        Ok(changes)
+    }
+
+    fn outline(&self, row: OutlineRow) -> Result<LoggedChange, StoreError> {
+        let op = op_from_code(&row.stored.op)
+            .ok_or_else(|| self.damaged(format!("unknown op {}", row.stored.op)))?;
+        if matches!(op, Op::Ddl | Op::Gap) {
+            // What happened is in the images: read the whole change (they are rare).
+            let id = ChangeId(row.stored.id);
+            return self
+                .change(id)?
+                .ok_or_else(|| self.damaged(format!("change {id} vanished while read")));
+        }
+        let schema = self.relation(row.stored.relation_id)?;
+        let image = |key: &str| -> Result<Row, StoreError> {
+            let values = codec::decode_key(key).map_err(|error| self.damaged(error.to_string()))?;
+            let mut image = vec![Value::Unavailable; schema.columns.len()];
+            for (&index, value) in schema.key.iter().zip(values) {
+                if let Some(slot) = image.get_mut(index) {
+                    *slot = value;
+                }
+            }
+            Ok(image)
+        };
+        let (before, after) = match op {
+            Op::Insert | Op::Snapshot => (None, Some(image(&row.key)?)),
+            Op::Update => (
+                row.old_key.as_deref().map(image).transpose()?,
+                Some(image(&row.key)?),
+            ),
+            Op::Delete => (Some(image(&row.key)?), None),
+            _ => (None, None),
+        };
+        let mut change = self.hydrate(row.stored)?;
+        change.change = Change { op, before, after };
+        Ok(change)
+    }
+
     pub(crate) fn connection(&self) -> &Connection {
         &self.connection
     }
@@ -767,6 +829,29 @@ const CHANGE_SELECT: &str =
      FROM changes c
      JOIN transactions t ON t.id = c.tx_id
      LEFT JOIN contexts ctx ON ctx.id = c.context_id";
+
+/// `CHANGE_SELECT` without the images and the context, and with the stored keys.
+const OUTLINE_SELECT: &str = "SELECT c.id, c.lsn, c.relation_id, c.op, NULL, NULL, NULL, NULL,
+        t.xid, t.commit_lsn, t.committed_at, t.origin, t.is_baseline, c.tx_id, t.change_count,
+        c.table_id, c.key, c.old_key
+     FROM changes c
+     JOIN transactions t ON t.id = c.tx_id";
+
+struct OutlineRow {
+    stored: StoredRow,
+    key: String,
+    old_key: Option<String>,
+}
+
+impl OutlineRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            stored: StoredRow::read(row)?,
+            key: row.get(16)?,
+            old_key: row.get(17)?,
+        })
+    }
+}
 
 struct StoredRow {
     id: i64,

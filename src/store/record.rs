@@ -20,6 +20,10 @@ use super::{SqliteContext, StoreError};
 /// The key a truncate is stored under: it belongs to no record.
 const NO_KEY: &str = "[]";
 
+/// Reads the changes matching an SQL condition over `changes c` (whole, or as outlines).
+type ReadChanges<'a> =
+    dyn Fn(&str, &[&dyn rusqlite::ToSql]) -> Result<Vec<LoggedChange>, StoreError> + 'a;
+
 /// A record of one table, by its key as stored (`["7"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordRef {
@@ -172,6 +176,73 @@ impl Cache {
     /// Every version of a record, oldest first: its changes under its key, under the keys it had
     /// before updates changed its key, a final move to another key, and truncates of its table.
     pub fn record_history(&self, record: &RecordRef) -> Result<Vec<LoggedChange>, StoreError> {
+        self.record_versions(record, &|condition, params| {
+            self.changes_where(condition, params, "")
+        })
+    }
+
+    /// `record_history` as outlines (`Cache::outlines_where`): which changes, not their images.
+    pub fn record_outline(&self, record: &RecordRef) -> Result<Vec<LoggedChange>, StoreError> {
+        self.record_versions(record, &|condition, params| {
+            self.outlines_where(condition, params)
+        })
+    }
+
+    /// The ids of the row changes (inserts, updates, deletes, baseline rows) of a record that
+    /// never moved: read from the record index alone, without a row of `changes`. `None` when an
+    /// update ever moved a record into or out of its key (read `record_outline` then).
+    pub fn record_change_ids(
+        &self,
+        record: &RecordRef,
+    ) -> Result<Option<Vec<ChangeId>>, StoreError> {
+        let tables = Self::table_condition(&record.table_ids);
+        let moved = |condition: &str| -> Result<bool, StoreError> {
+            self.connection()
+                .prepare_cached(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM changes c WHERE {tables} AND {condition})"
+                ))
+                .and_then(|mut statement| statement.query_row([&record.key], |row| row.get(0)))
+                .context(self.path(), "following key changes")
+        };
+        if moved("c.key = ?1 AND c.old_key IS NOT NULL")? || moved("c.old_key = ?1")? {
+            return Ok(None);
+        }
+        let ids: Vec<i64> = self
+            .connection()
+            .prepare_cached(&format!(
+                "SELECT c.id FROM changes c WHERE {tables} AND c.key = ?1
+                     AND c.op IN ('I', 'U', 'D', 'S')
+                 ORDER BY c.id"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_map([&record.key], |row| row.get(0))?
+                    .collect()
+            })
+            .context(self.path(), "reading a record's history")?;
+        Ok(Some(ids.into_iter().map(ChangeId).collect()))
+    }
+
+    /// The changes with these ids, oldest first.
+    pub fn changes_of_ids(&self, ids: &[ChangeId]) -> Result<Vec<LoggedChange>, StoreError> {
+        let mut changes = Vec::new();
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(|id| id.0.to_string()).collect();
+            changes.extend(self.changes_where(
+                &format!("c.id IN ({})", list.join(",")),
+                &[],
+                "ORDER BY c.id",
+            )?);
+        }
+        changes.sort_by_key(|change| change.id);
+        Ok(changes)
+    }
+
+    fn record_versions(
+        &self,
+        record: &RecordRef,
+        read: &ReadChanges<'_>,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
         let tables = Self::table_condition(&record.table_ids);
         let mut changes: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
         let mut pending = vec![(record.key.clone(), i64::MAX)];
@@ -180,10 +251,9 @@ impl Cache {
             if !seen.insert((key.clone(), upper)) {
                 continue;
             }
-            for change in self.changes_where(
+            for change in read(
                 &format!("{tables} AND c.key = ?1 AND c.id < ?2"),
                 &[&key, &upper],
-                "",
             )? {
                 changes.insert(change.id, change);
             }
@@ -191,18 +261,16 @@ impl Cache {
                 pending.push((old_key, id));
             }
         }
-        for change in self.changes_where(
+        for change in read(
             &format!("{tables} AND c.old_key = ?1 AND c.old_key IS NOT NULL"),
             &[&record.key],
-            "",
         )? {
             changes.insert(change.id, change);
         }
         if let Some(first) = changes.keys().next().copied() {
-            for change in self.changes_where(
+            for change in read(
                 &format!("{tables} AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id > ?1"),
                 &[&first.0],
-                "",
             )? {
                 changes.insert(change.id, change);
             }

@@ -72,6 +72,18 @@ impl Cache {
         Ok(columns)
     }
 
+    /// The key columns of every schema version of these tables, each set once.
+    pub fn key_columns_of(&self, table_ids: &[i64]) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        for (_, table_id, schema) in self.all_relations()? {
+            let key: Vec<String> = schema.key_column_names().map(str::to_owned).collect();
+            if table_ids.contains(&table_id) && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
     /// How many schema versions the tables of this name have had.
     pub fn schema_version_count(&self, table: &TableName) -> Result<usize, StoreError> {
         let (ids, _) = self.find_table(table)?;

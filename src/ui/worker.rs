@@ -576,17 +576,13 @@ fn answer(
                 .record_of(&change)
                 .map_err(|error| error.to_string())
                 .and_then(|record| {
-                    crate::related::related_history(
+                    crate::related::related_newest(
                         cache,
                         &record,
                         &crate::related::StoryOptions::default(),
+                        RELATED_ROWS,
                     )
                     .map_err(|error| error.to_string())
-                })
-                .map(|mut story| {
-                    story.reverse();
-                    story.truncate(RELATED_ROWS);
-                    story
                 });
             Reply::Related { change: id, story }
         }
