@@ -6,13 +6,13 @@
 //! Architecture invariant: the position confirmed to the server is always one the cache has
 //! durably stored, so a crash at any moment loses nothing and stores nothing twice.
 
-mod catalog;
+pub(crate) mod catalog;
 pub mod conninfo;
 pub mod doctor;
 mod encoding;
 pub mod error;
 pub mod schema_log;
-mod session;
+pub(crate) mod session;
 mod setup;
 mod sink;
 mod stream;
@@ -197,6 +197,12 @@ pub async fn run(
     let mut writer = tokio::task::spawn_blocking(move || CacheWriter::open(&cache_path, &source))
         .await
         .map_err(|_| CaptureError::WriterGone)??;
+    if writer.import_state()?.is_some() {
+        return Err(StoreError::ImportedCache {
+            path: options.cache.clone(),
+        }
+        .into());
+    }
     let state = writer.capture_state()?;
     if let Some(state) = &state
         && state.slot != options.slot

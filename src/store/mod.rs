@@ -86,6 +86,10 @@ pub enum StoreError {
         cached: String,
         given: String,
     },
+    #[error(
+        "{} holds an import from an audit store (rowtrail import), not a capture: capture into a new cache file", .path.display()
+    )]
+    ImportedCache { path: PathBuf },
     #[error("could not read {}: {cause}; check the path and its permissions", .path.display())]
     Io {
         path: PathBuf,
@@ -578,6 +582,46 @@ pub(crate) fn read_capture_state(
         )
         .optional()
         .context(path, "reading the capture state")
+}
+
+/// Where an import from an audit store resumes, and what that store does not record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportState {
+    /// The store's format (`pg-audit-trigger`, ...).
+    pub format: String,
+    /// Where it reads, for people; never a password.
+    pub source: String,
+    /// The format's own resume position, as JSON.
+    pub cursor: String,
+    /// What the store does not record, one sentence each (shown in the app and by `log`).
+    pub lacking: Vec<String>,
+}
+
+pub(crate) fn read_import_state(
+    connection: &Connection,
+    path: &Path,
+) -> Result<Option<ImportState>, StoreError> {
+    let row: Option<(String, String, String, String)> = connection
+        .query_row(
+            "SELECT format, source, cursor, lacking FROM import_state WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()
+        .context(path, "reading the import state")?;
+    row.map(|(format, source, cursor, lacking)| {
+        let lacking = serde_json::from_str(&lacking).map_err(|error| StoreError::Damaged {
+            path: path.to_owned(),
+            what: format!("the import state: {error}"),
+        })?;
+        Ok(ImportState {
+            format,
+            source,
+            cursor,
+            lacking,
+        })
+    })
+    .transpose()
 }
 
 #[cfg(test)]

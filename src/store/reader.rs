@@ -712,6 +712,12 @@ impl Cache {
         &self.connection
     }
 
+    /// Where the import that fed this cache resumes, and what its store does not record; `None`
+    /// for a captured cache.
+    pub fn import_state(&self) -> Result<Option<super::ImportState>, StoreError> {
+        super::read_import_state(&self.connection, &self.path)
+    }
+
     /// One change by id.
     pub fn change(&self, id: ChangeId) -> Result<Option<LoggedChange>, StoreError> {
         Ok(self.changes_where("c.id = ?1", &[&id.0], "")?.pop())

@@ -21,6 +21,7 @@ pub const TABLES: &[&str] = &[
     "views",
     "ref_links",
     "refs",
+    "import_state",
 ];
 
 /// Every index a cache holds (SQLite's own `sqlite_autoindex_*` aside).
@@ -52,6 +53,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V4),
     Migration::Sql(V5),
     Migration::Sql(V6),
+    Migration::Sql(V7),
 ];
 
 /// The newest format this build reads and writes.
@@ -203,6 +205,19 @@ CREATE TABLE refs (
     change_id INTEGER NOT NULL,
     PRIMARY KEY (link_id, value, change_id)
 ) WITHOUT ROWID;
+"#;
+
+const V7: &str = r#"
+-- Where an import from an audit store resumes (`rowtrail import`). One row once an import began;
+-- a cache is fed either by capture (capture_state) or by one import, never both.
+CREATE TABLE import_state (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    format     TEXT NOT NULL,   -- pg-audit-trigger, bemi, ...
+    source     TEXT NOT NULL,   -- where it reads, for people; never a password
+    cursor     TEXT NOT NULL,   -- the format's own resume position, as JSON
+    lacking    TEXT NOT NULL,   -- what the store does not record, as a JSON list of sentences
+    updated_at TEXT NOT NULL
+);
 "#;
 
 fn v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {

@@ -19,7 +19,8 @@ use crate::model::{Change, Context, Lsn, Oid, Op, RelationSchema, Row, Xid};
 
 use super::codec::{self, EncodedImages};
 use super::{
-    BaselineState, CaptureState, SourceIdentity, SqliteContext, StoreError, op_code, op_from_code,
+    BaselineState, CaptureState, ImportState, SourceIdentity, SqliteContext, StoreError, op_code,
+    op_from_code,
 };
 
 /// The facts of a source transaction known when it begins.
@@ -129,6 +130,48 @@ impl CacheWriter {
 
     pub fn capture_state(&self) -> Result<Option<CaptureState>, StoreError> {
         super::read_capture_state(&self.connection, &self.path)
+    }
+
+    /// Where an import into this cache resumes (`None` before the first, or for a captured cache).
+    pub fn import_state(&self) -> Result<Option<ImportState>, StoreError> {
+        super::read_import_state(&self.connection, &self.path)
+    }
+
+    /// Records where the import resumes, in the SQLite transaction of the changes staged so far:
+    /// both become durable at the next [`CacheWriter::flush`], or neither.
+    pub fn set_import_state(&mut self, state: &ImportState) -> Result<(), StoreError> {
+        self.ensure_sqlite_tx()?;
+        let lacking = serde_json::Value::from(state.lacking.clone()).to_string();
+        self.connection
+            .prepare_cached(
+                "INSERT INTO import_state (id, format, source, cursor, lacking, updated_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET format = ?1, source = ?2, cursor = ?3,
+                     lacking = ?4, updated_at = ?5",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    state.format,
+                    state.source,
+                    state.cursor,
+                    lacking,
+                    Utc::now().to_rfc3339()
+                ])
+            })
+            .context(&self.path, "recording where the import resumes")?;
+        Ok(())
+    }
+
+    /// Stores one change an audit store recorded, with images as complete as the store has them
+    /// (values it did not record are `Value::Unavailable`).
+    pub fn imported_change(
+        &mut self,
+        lsn: Lsn,
+        oid: Oid,
+        change: &Change,
+    ) -> Result<(), StoreError> {
+        let current = self.current(oid)?;
+        self.insert_change(lsn, &current, change)
     }
 
     /// Records which slot and publication feed this cache, and the baseline state, at once.
