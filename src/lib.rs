@@ -12,6 +12,7 @@ pub mod cli;
 pub mod decode;
 pub mod demo;
 pub mod history;
+pub mod import;
 pub mod local_pg;
 pub mod model;
 pub mod related;

@@ -13,7 +13,7 @@ use crate::capture::{self, CaptureEvent, CaptureOptions, Observer};
 
 use super::{CaptureArgs, DoctorArgs, TeardownArgs, table_list};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,7 +78,10 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let (stop_sender, stop) = watch::channel(false);
     let summary = runtime.block_on(async move {
-        tokio::spawn(stop_on_signals(stop_sender));
+        tokio::spawn(stop_on_signals(
+            stop_sender,
+            "quitting now; the unconfirmed rest is sent again on the next capture",
+        ));
         capture::run(options, printer(), stop).await
     })?;
     eprintln!(
@@ -88,9 +91,9 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// First SIGINT/SIGTERM: stop after the current transaction. Second: leave at once (nothing
-/// unconfirmed is lost; the server sends it again next time).
-async fn stop_on_signals(stop: watch::Sender<bool>) {
+/// First SIGINT/SIGTERM: stop after the current transaction. Second: leave at once, saying
+/// `quitting` (nothing unconfirmed is lost: capture and import go on from what is durable).
+pub(super) async fn stop_on_signals(stop: watch::Sender<bool>, quitting: &'static str) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
@@ -109,7 +112,7 @@ async fn stop_on_signals(stop: watch::Sender<bool>) {
             let _ = stop.send(true);
         }
     }
-    eprintln!("quitting now; the unconfirmed rest is sent again on the next capture");
+    eprintln!("{quitting}");
     std::process::exit(130);
 }
 

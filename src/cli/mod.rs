@@ -7,6 +7,7 @@
 mod capture;
 mod demo;
 mod history;
+mod import;
 mod json;
 mod log;
 mod related;
@@ -47,6 +48,8 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Drop the replication slot (and publication) capture created.
     Teardown(TeardownArgs),
+    /// Import the history an audit store already keeps (the wiki's audit trigger) into a cache.
+    Import(ImportArgs),
     /// List captured changes, newest first.
     Log(LogArgs),
     /// Show one change: what it changed, its transaction and context.
@@ -127,6 +130,41 @@ pub struct CaptureArgs {
     /// same cache; its history then has a gap from where it ended
     #[arg(long)]
     pub new_baseline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The database that holds the audit store: a URL or key=value string, as --source of
+    /// capture (PG* variables and ~/.pgpass fill what it leaves out).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub from: String,
+    /// The store's format: pg-audit-trigger (the PostgreSQL wiki's audit.logged_actions).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_audit_format)]
+    pub format: crate::import::AuditFormat,
+    /// The cache file to write (created if missing; an import goes on where it stopped).
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+    /// Keep importing new rows as they appear, until stopped (Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// A row that cannot be read: stop there (what came before stays), or skip it and count it.
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "stop")]
+    pub on_error: OnErrorArg,
+}
+
+fn parse_audit_format(text: &str) -> Result<crate::import::AuditFormat, String> {
+    text.parse()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnErrorArg {
+    Stop,
+    Skip,
 }
 
 #[derive(Debug, Args)]
@@ -516,6 +554,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::demo(args),
         Command::Doctor(args) => capture::doctor(args),
         Command::Capture(args) => capture::capture(args),
+        Command::Import(args) => import::import(args),
         Command::Teardown(args) => capture::teardown(args),
         Command::Log(args) => log::log(args),
         Command::Show(args) => history::show(args),

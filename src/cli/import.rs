@@ -1,0 +1,68 @@
+//! `import`: history an audit store already keeps, into a cache.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use crate::capture::ConnectionSpec;
+use crate::capture::conninfo::ProcessEnvironment;
+use crate::import::{self, ImportOptions, ImportSummary, OnError};
+
+use super::capture::{runtime, stop_on_signals};
+use super::{ImportArgs, OnErrorArg};
+
+pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let options = ImportOptions {
+        from: ConnectionSpec::resolve(&args.from, &ProcessEnvironment)?,
+        format: args.format,
+        cache: args.cache.clone(),
+        follow: args.follow,
+        on_error: match args.on_error {
+            OnErrorArg::Stop => OnError::Stop,
+            OnErrorArg::Skip => OnError::Skip,
+        },
+    };
+    let (stop_sender, stop) = watch::channel(false);
+    // With --follow, a line whenever the totals move.
+    let shown = Mutex::new(ImportSummary::default());
+    let follow = args.follow;
+    let progress = move |summary: &ImportSummary| {
+        if let Ok(mut shown) = shown.lock()
+            && follow
+            && *shown != *summary
+        {
+            eprintln!("{}", totals(summary));
+            *shown = summary.clone();
+        }
+    };
+    let summary = runtime()?.block_on(async move {
+        tokio::spawn(stop_on_signals(
+            stop_sender,
+            "quitting now; the next import goes on after the last batch it saved",
+        ));
+        import::run(options, stop, &progress).await
+    })?;
+    eprintln!("{} into {}", totals(&summary), args.cache.display());
+    if summary.statement_only > 0 {
+        eprintln!(
+            "{} statement-level entries have no rows to import (tables audited with audit_rows = false)",
+            summary.statement_only
+        );
+    }
+    if summary.skipped > 0 {
+        eprintln!(
+            "skipped {} rows that could not be read; the first: {}",
+            summary.skipped,
+            summary.first_skipped.join("; ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn totals(summary: &ImportSummary) -> String {
+    format!(
+        "imported {} changes in {} transactions",
+        summary.changes, summary.transactions
+    )
+}
