@@ -1421,3 +1421,46 @@ fn save_new_view(harness: &mut Harness<'_, RowtrailApp>, name: &str, table: &str
     retype(harness, "Where", predicate);
     click_settled(harness, "Save view");
 }
+
+/// A cache imported from the wiki audit trigger opens like a captured one, says in the status bar
+/// that it was imported, and on hover what its store does not record; its changes show their
+/// diff and who made them.
+#[test]
+fn issue14_an_imported_cache_says_so_and_what_its_store_lacks() {
+    let db = fresh_db("app_import");
+    db.sql(include_str!("support/audit_trigger.sql"));
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, plan text);
+         CREATE TRIGGER audit_trigger_row AFTER INSERT OR UPDATE OR DELETE ON customers
+             FOR EACH ROW EXECUTE PROCEDURE audit.if_modified_func('true');
+         INSERT INTO customers VALUES (1, 'Acme', 'free');
+         UPDATE customers SET plan = 'pro' WHERE id = 1;",
+    );
+    let cache = db.dir.path().join("imported.rowtrail");
+    let output = support::rowtrail(&[
+        "import".to_owned(),
+        "--from".to_owned(),
+        db.url(),
+        "--format".to_owned(),
+        "pg-audit-trigger".to_owned(),
+        "--cache".to_owned(),
+        cache.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut harness = app(&cache);
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 2);
+    assert!(has(&harness, "imported (pg-audit-trigger)"));
+    harness.get_by_label("imported (pg-audit-trigger)").hover();
+    wait_for(&mut harness, "the import's hover text", |h| {
+        has(h, "What that store does not record")
+    });
+    assert!(has(&harness, "no commit times"));
+    open_row(&mut harness, "update  customers  id=1");
+    for text in ["plan", "free", "pro", "UPDATE customers SET plan"] {
+        assert!(has(&harness, text), "{text} is shown");
+    }
+}

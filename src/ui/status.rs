@@ -224,6 +224,7 @@ fn state_ui(
 pub fn status_ui(
     ui: &mut egui::Ui,
     source: &str,
+    import: Option<&crate::store::ImportState>,
     status: &CaptureStatus,
     zone: Zone,
 ) -> Option<StatusAction> {
@@ -252,6 +253,9 @@ pub fn status_ui(
         ui.with_layout(
             egui::Layout::left_to_right(egui::Align::Center).with_main_wrap(true),
             |ui| {
+                if let Some(import) = import {
+                    import_ui(ui, import);
+                }
                 if let Some(chosen) = state_ui(ui, source, status, zone) {
                     action = Some(chosen);
                 }
@@ -259,4 +263,22 @@ pub fn status_ui(
         );
     });
     action
+}
+
+/// Says the history was imported from an audit store, and what that store does not record, the
+/// way a table whose updates lack old values is marked *partial*.
+fn import_ui(ui: &mut egui::Ui, import: &crate::store::ImportState) {
+    let mut lacking = format!(
+        "Imported from {} ({}). What that store does not record:",
+        import.source, import.format
+    );
+    for fact in &import.lacking {
+        lacking.push_str("\n• ");
+        lacking.push_str(fact);
+    }
+    ui.label(
+        egui::RichText::new(format!("imported ({})", import.format))
+            .color(ui.visuals().warn_fg_color),
+    )
+    .on_hover_text(lacking);
 }

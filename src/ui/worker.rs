@@ -162,6 +162,8 @@ pub enum Reply {
         path: PathBuf,
         source: SourceIdentity,
         newest: Option<ChangeId>,
+        /// The import that fed the cache, when an import did.
+        import: Option<crate::store::ImportState>,
     },
     Overview {
         tables: Vec<TableSummary>,
@@ -406,14 +408,16 @@ fn serve(
             match Cache::open(path).and_then(|opened| {
                 let source = opened.source()?;
                 let newest = opened.newest_change().ok();
-                Ok((opened, source, newest))
+                let import = opened.import_state()?;
+                Ok((opened, source, newest, import))
             }) {
-                Ok((opened, source, newest)) => {
+                Ok((opened, source, newest, import)) => {
                     cache = Some(opened);
                     reply(Reply::Opened {
                         path: path.clone(),
                         source,
                         newest,
+                        import,
                     });
                 }
                 Err(error) => reply(Reply::Failed(error.to_string())),

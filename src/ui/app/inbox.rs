@@ -112,7 +112,9 @@ impl RowtrailApp {
                 path,
                 source,
                 newest,
+                import,
             } => {
+                session.import = import;
                 if session.source.is_none() {
                     self.settings.remember(&path);
                     let name = path.file_name().map_or_else(

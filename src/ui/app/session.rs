@@ -22,6 +22,8 @@ use crate::store::SourceIdentity;
 pub(super) struct Session {
     pub path: PathBuf,
     pub source: Option<SourceIdentity>,
+    /// The import that fed the cache (`rowtrail import`), when an import did.
+    pub import: Option<crate::store::ImportState>,
     pub workers: Workers,
     pub tables: Vec<TableSummary>,
     pub context_fields: Vec<String>,
@@ -66,6 +68,7 @@ impl Session {
         Ok(Self {
             path,
             source: None,
+            import: None,
             workers,
             tables: Vec::new(),
             context_fields: Vec::new(),
