@@ -315,3 +315,50 @@ fn bad_stores_and_rows_get_one_clear_line() {
         "holds an import from an audit store",
     );
 }
+
+/// An import killed in the middle of a long history, again and again, then run to the end,
+/// holds every change once: where it resumes is committed with each batch of changes.
+#[test]
+fn an_import_killed_mid_way_resumes_exactly_where_it_stopped() {
+    let db = shop("import_kill");
+    db.sql(
+        "DO $$ BEGIN
+           FOR i IN 1..3000 LOOP
+             INSERT INTO orders VALUES (i, NULL, 'new', NULL, NULL);
+             IF i % 3 = 0 THEN UPDATE orders SET status = 'paid' WHERE id = i - 1; END IF;
+             COMMIT;
+           END LOOP;
+         END $$;",
+    );
+    db.capture_ok(&["--tables", "customers,orders,lines"]);
+    let imported: PathBuf = db.dir.path().join("killed.rowtrail");
+    let mut kills = 0;
+    // Longer and longer runs, so some are killed half done however fast this build is.
+    for delay in [150, 300, 450, 600, 900, 1500, 2500, 4000] {
+        let mut child = rowtrail_command()
+            .args(import_args(&db, &imported, &[]))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        } else {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let stored: i64 = rusqlite::Connection::open(&imported)
+                .and_then(|cache| {
+                    cache.query_row("SELECT count(*) FROM transactions", [], |row| row.get(0))
+                })
+                .unwrap_or(0);
+            if (1..3000).contains(&stored) {
+                kills += 1;
+            }
+        }
+        child.wait().unwrap();
+    }
+    import_ok(&db, &imported);
+    assert!(kills >= 1, "at least one import was killed half done");
+    assert_same_history(&imported, &db.cache());
+    assert_eq!(transactions(&imported).len(), 3000);
+}
