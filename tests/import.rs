@@ -362,3 +362,111 @@ fn an_import_killed_mid_way_resumes_exactly_where_it_stopped() {
     assert_same_history(&imported, &db.cache());
     assert_eq!(transactions(&imported).len(), 3000);
 }
+
+/// A psql session kept open, to hold a transaction while others commit.
+struct Session {
+    child: std::process::Child,
+    marks: PathBuf,
+    count: usize,
+}
+
+impl Session {
+    fn open(db: &TestDb) -> Self {
+        let child = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &db.url()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let marks = db.dir.path().join(format!("session-{}", child.id()));
+        Self {
+            child,
+            marks,
+            count: 0,
+        }
+    }
+
+    /// Runs SQL in the session and waits until psql has carried it out.
+    fn run(&mut self, sql: &str) {
+        use std::io::Write;
+        self.count += 1;
+        let mark = format!("{}-{}", self.marks.display(), self.count);
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}\n\\! touch {mark}").unwrap();
+        stdin.flush().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(30), || Path::new(&mark).exists()),
+            "psql ran {sql}"
+        );
+    }
+}
+
+/// A transaction that commits while an older one is still running is imported in the same round
+/// as the ones that committed before it: two transactions that changed the same row keep their
+/// order whatever their ids, and a store's ignored columns are unavailable, not gone; a column
+/// dropped inside a transaction keeps the values the rows before the drop had.
+#[test]
+fn order_ignored_columns_and_a_column_dropped_mid_transaction() {
+    let db = shop("import_order");
+    db.sql("INSERT INTO customers (id, name) VALUES (1, 'start')");
+    let mut later = Session::open(&db);
+    let mut open = Session::open(&db);
+    // The second writer takes its transaction id first.
+    later.run("BEGIN; INSERT INTO lines VALUES (1, 1, 'x');");
+    // An older transaction stays open through the import.
+    open.run("BEGIN; SELECT txid_current();");
+    // The first writer, with a newer id, changes the row and commits.
+    db.sql("UPDATE customers SET name = 'first' WHERE id = 1");
+    later.run("UPDATE customers SET name = 'second' WHERE id = 1; COMMIT;");
+    let imported: PathBuf = db.dir.path().join("order.rowtrail");
+    import_ok(&db, &imported);
+    let names: Vec<String> = log_json(&imported, &["--table", "customers"])
+        .iter()
+        .map(|change| change["after"]["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(names, ["start", "first", "second"]);
+    open.run("COMMIT;");
+    // Ignored columns, and a drop inside a transaction.
+    db.sql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text, secret text, old text);
+         CREATE TRIGGER audit_trigger_row AFTER INSERT OR UPDATE OR DELETE ON notes
+             FOR EACH ROW EXECUTE PROCEDURE audit.if_modified_func('true', '{secret}');
+         INSERT INTO notes VALUES (1, 'a', 's1', 'o1');
+         BEGIN; UPDATE notes SET body = 'b' WHERE id = 1; ALTER TABLE notes DROP COLUMN old;
+                UPDATE notes SET body = 'c' WHERE id = 1; COMMIT;",
+    );
+    import_ok(&db, &imported);
+    let mut notes = log_json(&imported, &["--table", "notes"]);
+    // The drop is noticed, as capture notices a shape change it has no record of.
+    let noticed: Vec<serde_json::Value> = notes
+        .iter()
+        .filter(|change| change["op"] == "ddl")
+        .cloned()
+        .collect();
+    assert_eq!(noticed.len(), 1, "{notes:?}");
+    assert_eq!(noticed[0]["ddl"]["edits"][0], "dropped column old");
+    notes.retain(|change| change["op"] != "ddl");
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert_eq!(notes[0]["after"]["old"], "o1");
+    assert_eq!(notes[1]["before"]["old"], "o1", "{:?}", notes[1]);
+    assert_eq!(notes[1]["after"]["body"], "b");
+    assert_eq!(notes[2]["after"]["body"], "c");
+    assert!(notes[2]["after"].get("old").is_none(), "{:?}", notes[2]);
+    for note in &notes {
+        assert_eq!(note["key"]["id"], "1");
+        assert!(
+            note["unavailable"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|column| column == "secret"),
+            "{note:?}"
+        );
+    }
+    drop(later.child.stdin.take());
+    drop(open.child.stdin.take());
+    later.child.wait().unwrap();
+    open.child.wait().unwrap();
+    // Capture agrees on everything but the store's ignored and dropped columns.
+    db.capture_ok(&["--tables", "customers,orders,lines"]);
+}

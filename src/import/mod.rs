@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::capture::session::SqlSession;
 use crate::capture::{CaptureError, ConnectionSpec, catalog, tls};
-use crate::model::{Change, Context, Lsn, Oid, Op, RelationSchema, Row, TableName, Value, Xid};
+use crate::model::{Change, Context, Lsn, Op, RelationSchema, Row, TableName, Value, Xid};
 use crate::store::{CacheWriter, ImportState, SourceIdentity, StoreError, TxMeta};
 
 use audit_trigger::{AuditRow, Entry};
@@ -171,18 +171,31 @@ pub enum ImportError {
         from: String,
         given: String,
     },
+    #[error(
+        "another import is writing {} at the same time: let one import run per cache (stop the other, or use --follow in one place only)", .path.display()
+    )]
+    Concurrent { path: PathBuf },
     #[error("the import position stored in {} is damaged ({why}): import into a new cache file", .path.display())]
     Cursor { why: String, path: PathBuf },
 }
 
-/// Where an import of `audit.logged_actions` resumes. Every transaction whose id is below
-/// `from_txid` is imported. While a range is being imported, `to_txid` is its end and
-/// `done_through` the last event of the last transaction written (transactions are written in
-/// order of their last event).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Where an import of `audit.logged_actions` resumes. Every transaction whose id is below `below`
+/// is imported, and so is every one in `done` (ids at or above it).
+///
+/// A round imports what a snapshot of the store sees as ended (`txid_visible_in_snapshot`) and is
+/// not imported yet. All of that committed before the snapshot, and whatever a later round
+/// imports committed after it (or was still running then), so rounds keep commit order; inside a
+/// round, transactions go in order of their last event, which keeps the order of any two that
+/// changed the same row (the second waited for the first to commit). While a round is under way,
+/// `snapshot` is its snapshot and `done_through` the last event of the last transaction written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct TriggerCursor {
-    from_txid: i64,
-    to_txid: Option<i64>,
+    below: i64,
+    #[serde(default)]
+    done: Vec<i64>,
+    #[serde(default)]
+    snapshot: Option<String>,
+    #[serde(default)]
     done_through: Option<i64>,
 }
 
@@ -221,6 +234,7 @@ pub async fn run(
     }
     let format = options.format.name();
     let mut cursor = TriggerCursor::default();
+    let mut saved = None;
     if let Some(state) = writer.import_state()? {
         if state.format != format {
             return Err(ImportError::OtherImport {
@@ -234,6 +248,7 @@ pub async fn run(
             why: error.to_string(),
             path: options.cache.clone(),
         })?;
+        saved = Some(state.cursor);
     }
     let mut import = Import {
         session,
@@ -244,25 +259,20 @@ pub async fn run(
         next_position: 0,
         summary: ImportSummary::default(),
         options: options.clone(),
+        saved,
     };
     import.next_position = import.writer.history_end()?.map_or(1, |end| end.0 + 1);
     loop {
-        let upto = match cursor.to_txid {
-            Some(upto) => upto,
-            None => import.finished_below().await?,
+        let snapshot = match cursor.snapshot.clone() {
+            Some(snapshot) => snapshot,
+            None => import.snapshot().await?,
         };
-        if upto > cursor.from_txid {
-            cursor.to_txid = Some(upto);
-            import.range(&mut cursor, &stop, progress).await?;
-            if *stop.borrow() {
-                break;
-            }
+        cursor.snapshot = Some(snapshot.clone());
+        import.round(&mut cursor, &stop, progress).await?;
+        if *stop.borrow() {
+            break;
         }
-        cursor = TriggerCursor {
-            from_txid: upto.max(cursor.from_txid),
-            to_txid: None,
-            done_through: None,
-        };
+        cursor = import.after_round(&snapshot).await?;
         import.save(&cursor)?;
         progress(&import.summary);
         if !options.follow || *stop.borrow() {
@@ -348,23 +358,60 @@ struct Import {
     next_position: u64,
     summary: ImportSummary,
     options: ImportOptions,
+    /// The cursor as this import last read or wrote it.
+    saved: Option<String>,
 }
 
 impl Import {
-    /// The oldest transaction id still running: every transaction below it has ended, so its
-    /// audit rows are all there and none will follow.
-    async fn finished_below(&self) -> Result<i64, ImportError> {
+    /// The store's snapshot now, as text (`xmin:xmax:running,...`).
+    async fn snapshot(&self) -> Result<String, ImportError> {
         Ok(self
             .session
             .query_one(
-                "reading the oldest running transaction",
-                "SELECT txid_snapshot_xmin(txid_current_snapshot())",
+                "reading which transactions have ended",
+                "SELECT txid_current_snapshot()::text",
                 &[],
             )
             .await?
             .get(0))
     }
 
+    /// The cursor once every transaction `snapshot` sees as ended is imported: below its oldest
+    /// running transaction, everything; at or above it, the ended ones that left rows.
+    async fn after_round(&self, snapshot: &str) -> Result<TriggerCursor, ImportError> {
+        let below: i64 = self
+            .session
+            .query_one(
+                "reading which transactions have ended",
+                "SELECT txid_snapshot_xmin($1::text::txid_snapshot)",
+                &[&snapshot],
+            )
+            .await?
+            .get(0);
+        let done: Vec<i64> = self
+            .session
+            .query(
+                "reading which transactions have ended",
+                "SELECT DISTINCT transaction_id FROM audit.logged_actions
+                 WHERE transaction_id >= $1
+                   AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
+                 ORDER BY 1",
+                &[&below, &snapshot],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        Ok(TriggerCursor {
+            below,
+            done,
+            snapshot: None,
+            done_through: None,
+        })
+    }
+
+    /// Commits the staged changes with `cursor`, unless another import moved the cursor since
+    /// this one last saw it (then nothing of this batch is kept).
     fn save(&mut self, cursor: &TriggerCursor) -> Result<(), ImportError> {
         let state = ImportState {
             format: self.options.format.name().to_owned(),
@@ -375,31 +422,43 @@ impl Import {
             })?,
             lacking: self.options.format.lacking(),
         };
-        self.writer.set_import_state(&state)?;
+        if !self
+            .writer
+            .set_import_state(self.saved.as_deref(), &state)?
+        {
+            self.writer.rollback()?;
+            return Err(ImportError::Concurrent {
+                path: self.options.cache.clone(),
+            });
+        }
         self.writer.flush()?;
+        self.saved = Some(state.cursor);
         Ok(())
     }
 
-    /// Imports the transactions with ids in the cursor's range, in order of their last event,
-    /// a batch per SQLite commit, resuming after `done_through`.
-    async fn range(
+    /// Imports the transactions the cursor's snapshot sees as ended and that are not imported
+    /// yet, in order of their last event, a batch per SQLite commit, resuming after
+    /// `done_through`.
+    async fn round(
         &mut self,
         cursor: &mut TriggerCursor,
         stop: &watch::Receiver<bool>,
         progress: &(dyn Fn(&ImportSummary) + Sync),
     ) -> Result<(), ImportError> {
-        let upto = cursor.to_txid.unwrap_or(cursor.from_txid);
-        // Each transaction of the range: its id, first and last event.
+        // Each transaction of the round: its id, first and last event.
         let transactions: Vec<(i64, i64, i64)> = self
             .session
             .query(
                 "listing audited transactions",
                 "SELECT transaction_id, min(event_id), max(event_id) FROM audit.logged_actions
-                 WHERE transaction_id >= $1 AND transaction_id < $2
-                 GROUP BY transaction_id HAVING max(event_id) > $3 ORDER BY 3",
+                 WHERE transaction_id >= $1
+                   AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
+                   AND transaction_id <> ALL($3)
+                 GROUP BY transaction_id HAVING max(event_id) > $4 ORDER BY 3",
                 &[
-                    &cursor.from_txid,
-                    &upto,
+                    &cursor.below,
+                    &cursor.snapshot,
+                    &cursor.done,
                     &cursor.done_through.unwrap_or(i64::MIN),
                 ],
             )
@@ -456,7 +515,8 @@ impl Import {
                         hstore_to_json(row_data)::text, hstore_to_json(changed_fields)::text,
                         statement_only, session_user_name, application_name, client_addr::text,
                         client_query,
-                        (extract(epoch FROM action_tstamp_clk) * 1000000)::int8
+                        CASE WHEN isfinite(action_tstamp_clk)
+                             THEN (extract(epoch FROM action_tstamp_clk) * 1000000)::int8 END
                  FROM audit.logged_actions
                  WHERE event_id BETWEEN $2 AND $3 AND transaction_id = ANY($1)
                  ORDER BY event_id",
@@ -466,19 +526,21 @@ impl Import {
         Ok(rows
             .iter()
             .map(|row| AuditRow {
+                // Columns the wiki's table declares NOT NULL are read as optional all the same:
+                // a store of another make may hold NULLs, which become errors of their row.
                 event_id: row.get(0),
-                schema_name: row.get(1),
-                table_name: row.get(2),
+                schema_name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                table_name: row.get::<_, Option<String>>(2).unwrap_or_default(),
                 transaction_id: row.get(3),
-                action: row.get(4),
+                action: row.get::<_, Option<String>>(4).unwrap_or_default(),
                 row_data: row.get(5),
                 changed_fields: row.get(6),
-                statement_only: row.get(7),
+                statement_only: row.get::<_, Option<bool>>(7).unwrap_or(false),
                 session_user_name: row.get(8),
                 application_name: row.get(9),
                 client_addr: row.get(10),
                 client_query: row.get(11),
-                clock_micros: row.get(12),
+                clock_micros: row.get::<_, Option<i64>>(12).unwrap_or(i64::MIN),
             })
             .collect())
     }
@@ -512,11 +574,11 @@ impl Import {
         }
         let committed_at = DateTime::<Utc>::from_timestamp_micros(committed_micros)
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        // Schema versions first: registering one inside the transaction would also record a
-        // schema change entry, which the store did not see.
-        let mut oids = Vec::with_capacity(changes.len());
+        // The catalog of each table, read before the transaction is written.
         for (change, _) in &changes {
-            oids.push(self.register(change).await?);
+            self.catalog
+                .get(&self.session, self.server_version_num, &change.table)
+                .await?;
         }
         let commit_position = self.next_position + changes.len() as u64;
         self.writer.begin(TxMeta {
@@ -526,19 +588,17 @@ impl Import {
             is_baseline: false,
         })?;
         let mut context_now: Option<Context> = None;
-        for ((change, context), oid) in changes.into_iter().zip(oids) {
+        for (change, context) in changes {
             let position = Lsn(self.next_position);
             self.next_position += 1;
+            let schema = self.register(&change, position)?;
+            let oid = schema.oid;
             if context.is_some() && context != context_now {
                 if let Some(context) = &context {
                     self.writer.set_context(context)?;
                 }
                 context_now = context;
             }
-            let schema = self.registered.get(&change.table).cloned();
-            let Some(schema) = schema else {
-                continue;
-            };
             match change.op {
                 ImportedOp::Truncate => {
                     self.writer.truncate(position, &[oid])?;
@@ -569,43 +629,35 @@ impl Import {
     }
 
     /// Makes the schema version of the change's row the current one of its table.
-    async fn register(&mut self, change: &ImportedChange) -> Result<Oid, ImportError> {
-        let catalog = self
-            .catalog
-            .get(&self.session, self.server_version_num, &change.table)
-            .await?
-            .cloned();
+    /// Makes the schema version of the change's row the current one of its table, and returns
+    /// it. A new shape inside the history is recorded as a schema change noticed, as capture
+    /// records one it notices without the schema log.
+    fn register(
+        &mut self,
+        change: &ImportedChange,
+        position: Lsn,
+    ) -> Result<RelationSchema, ImportError> {
+        let catalog = self.catalog.known(&change.table);
         let names: Vec<&str> = match change.after.as_ref().or(change.before.as_ref()) {
             Some(fields) => fields.iter().map(|(name, _)| name.as_str()).collect(),
             // A truncate: the table as last seen, else as the catalog has it.
             None => {
                 if let Some(schema) = self.registered.get(&change.table) {
-                    return Ok(schema.oid);
+                    return Ok(schema.clone());
                 }
-                catalog
-                    .as_ref()
-                    .map(|schema| {
-                        schema
-                            .columns
-                            .iter()
-                            .map(|column| column.name.as_str())
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                Vec::new()
             }
         };
-        let schema = schemas::shape(&change.table, catalog.as_ref(), &names);
-        let oid = schema.oid;
+        let schema = schemas::shape(&change.table, catalog, &names);
         let known = self
             .registered
             .get(&change.table)
             .is_some_and(|current| current.same_shape(&schema));
         if !known {
-            let position = Lsn(self.next_position);
             self.writer.register_relation(schema.clone(), position)?;
-            self.registered.insert(change.table.clone(), schema);
+            self.registered.insert(change.table.clone(), schema.clone());
         }
-        Ok(oid)
+        Ok(schema)
     }
 }
 

@@ -22,6 +22,11 @@ pub struct CatalogSchemas {
 }
 
 impl CatalogSchemas {
+    /// The table as the catalog has it, if `get` looked it up before.
+    pub fn known(&self, table: &TableName) -> Option<&RelationSchema> {
+        self.known.get(table).and_then(Option::as_ref)
+    }
+
     /// The table as the catalog has it now, looked up once.
     pub async fn get(
         &mut self,
@@ -61,10 +66,11 @@ async fn lookup(
     Ok(Some(build_schema(&message, &details)))
 }
 
-/// The schema version of a row whose image has these columns: the catalog's, when the names are
-/// its columns; else the catalog's columns the row has, in the catalog's order, then the ones it
-/// does not know as `text` (a column dropped since, or added after the change), keeping the key
-/// and foreign keys whose columns are all there. Without the catalog, every column is `text`.
+/// The schema version of a row whose image has these columns: the catalog's (its columns the row
+/// lacks are then unavailable in it, as the columns the audit trigger was told to ignore), with
+/// the columns the catalog does not know added as `text` (a column dropped since). Without the
+/// catalog, the row's columns, all `text`, and no key. Every column counts as sent whole: the
+/// store keeps whole rows.
 pub fn shape(
     table: &TableName,
     catalog: Option<&RelationSchema>,
@@ -91,39 +97,16 @@ pub fn shape(
             key_read_later: false,
         };
     };
-    let same = names.len() == catalog.columns.len()
-        && catalog
-            .columns
-            .iter()
-            .all(|column| names.contains(&column.name.as_str()));
     let mut schema = catalog.clone();
     schema.replica_identity = ReplicaIdentity::Full;
     for column in &mut schema.columns {
         column.in_replica_identity = true;
     }
-    if same {
-        return schema;
-    }
-    let key_names: Vec<String> = catalog.key_column_names().map(str::to_owned).collect();
-    schema
-        .columns
-        .retain(|column| names.contains(&column.name.as_str()));
     for name in names {
         if catalog.column_index(name).is_none() {
             schema.columns.push(text_column(name));
         }
     }
-    schema.key = key_names
-        .iter()
-        .map(|name| schema.column_index(name))
-        .collect::<Option<Vec<usize>>>()
-        .unwrap_or_default();
-    schema.foreign_keys.retain(|foreign| {
-        foreign
-            .columns
-            .iter()
-            .all(|column| names.contains(&column.as_str()))
-    });
     schema
 }
 
@@ -183,17 +166,15 @@ mod tests {
     }
 
     #[test]
-    fn a_row_of_another_shape_keeps_what_it_can() {
+    fn a_row_of_another_shape_keeps_the_catalogs_columns_and_adds_its_own() {
         let table = TableName::new("public", "orders");
+        // `customer_id` ignored by the trigger, `gone` dropped since.
         let schema = shape(&table, Some(&catalog()), &["id", "qty", "gone"]);
         let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["id", "qty", "gone"]);
-        assert_eq!(schema.columns[2].type_name, "text");
+        assert_eq!(names, ["id", "customer_id", "qty", "gone"]);
+        assert_eq!(schema.columns[3].type_name, "text");
         assert_eq!(schema.key, vec![0]);
-        assert!(schema.foreign_keys.is_empty(), "customer_id is not there");
-        let keyless = shape(&table, Some(&catalog()), &["customer_id", "qty"]);
-        assert!(keyless.key.is_empty());
-        assert_eq!(keyless.foreign_keys.len(), 1);
+        assert_eq!(schema.foreign_keys.len(), 1);
     }
 
     #[test]

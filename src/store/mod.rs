@@ -593,7 +593,7 @@ pub struct ImportState {
     pub source: String,
     /// The format's own resume position, as JSON.
     pub cursor: String,
-    /// What the store does not record, one sentence each (shown in the app and by `log`).
+    /// What the store does not record, one sentence each (shown in the app).
     pub lacking: Vec<String>,
 }
 

@@ -138,9 +138,20 @@ impl CacheWriter {
     }
 
     /// Records where the import resumes, in the SQLite transaction of the changes staged so far:
-    /// both become durable at the next [`CacheWriter::flush`], or neither.
-    pub fn set_import_state(&mut self, state: &ImportState) -> Result<(), StoreError> {
+    /// both become durable at the next [`CacheWriter::flush`], or neither. `expected` is the
+    /// cursor this import last read or wrote: when the cache holds another, another import wrote
+    /// it meanwhile, and nothing is recorded (false; the caller drops what it staged).
+    pub fn set_import_state(
+        &mut self,
+        expected: Option<&str>,
+        state: &ImportState,
+    ) -> Result<bool, StoreError> {
+        // The write lock is held from here to the commit: no other import writes in between.
         self.ensure_sqlite_tx()?;
+        let stored = super::read_import_state(&self.connection, &self.path)?;
+        if stored.as_ref().map(|stored| stored.cursor.as_str()) != expected {
+            return Ok(false);
+        }
         let lacking = serde_json::Value::from(state.lacking.clone()).to_string();
         self.connection
             .prepare_cached(
@@ -159,7 +170,7 @@ impl CacheWriter {
                 ])
             })
             .context(&self.path, "recording where the import resumes")?;
-        Ok(())
+        Ok(true)
     }
 
     /// Stores one change an audit store recorded, with images as complete as the store has them
