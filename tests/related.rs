@@ -89,6 +89,11 @@ fn workload(db: &TestDb) {
 }
 
 fn story(db: &TestDb, extra: &[&str]) -> Vec<serde_json::Value> {
+    story_page(db, "0", extra)
+}
+
+/// The newest `limit` changes of customer 2's story (`0`: all of it), newest first.
+fn story_page(db: &TestDb, limit: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec![
         "--table",
         "customers",
@@ -96,7 +101,7 @@ fn story(db: &TestDb, extra: &[&str]) -> Vec<serde_json::Value> {
         r#"{"id": 2}"#,
         "--json",
         "--limit",
-        "0",
+        limit,
     ];
     args.extend(extra);
     db.on_cache("related", &args)
@@ -211,22 +216,7 @@ fn a_customers_story_holds_exactly_what_the_rule_says() {
     // A page of the story is its newest changes, exactly.
     let whole = story(&db, &[]);
     for limit in [1, 3, 10] {
-        let page: Vec<serde_json::Value> = db
-            .on_cache(
-                "related",
-                &[
-                    "--table",
-                    "customers",
-                    "--key",
-                    r#"{"id": 2}"#,
-                    "--json",
-                    "--limit",
-                    &limit.to_string(),
-                ],
-            )
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
+        let page = story_page(&db, &limit.to_string(), &[]);
         assert_eq!(page, whole[..limit], "--limit {limit}");
     }
 }
