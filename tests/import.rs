@@ -28,9 +28,31 @@ fn audit(db: &TestDb, table: &str) {
     ));
 }
 
+/// Our own SQL for what Bemi's worker writes (and the Debezium events it reads).
+const BEMI: &str = include_str!("support/bemi.sql");
+/// Our own SQL for supa_audit's documented layout.
+const SUPA_AUDIT: &str = include_str!("support/supa_audit.sql");
+
+/// The audit stores a test database can be given.
+#[derive(Clone, Copy, PartialEq)]
+enum Kept {
+    Trigger,
+    Bemi,
+    SupaAudit,
+}
+
 fn shop(label: &str) -> TestDb {
+    shop_with(label, Kept::Trigger)
+}
+
+/// Three tables of every type, kept by `kept`, with capture's baseline taken before any change.
+fn shop_with(label: &str, kept: Kept) -> TestDb {
     let db = fresh_db(label);
-    db.sql(AUDIT_TRIGGER);
+    db.sql(match kept {
+        Kept::Trigger => AUDIT_TRIGGER,
+        Kept::Bemi => BEMI,
+        Kept::SupaAudit => SUPA_AUDIT,
+    });
     db.sql(
         "CREATE TABLE customers (id int PRIMARY KEY, name text, vip boolean, since timestamptz,
                                  profile jsonb, balance numeric(12,2), tags text[]);
@@ -39,7 +61,16 @@ fn shop(label: &str) -> TestDb {
          CREATE TABLE lines (order_id bigint, line int, sku text, PRIMARY KEY (order_id, line));",
     );
     for table in ["customers", "orders", "lines"] {
-        audit(&db, table);
+        match kept {
+            Kept::Trigger => audit(&db, table),
+            Kept::Bemi => drop(db.sql(&format!(
+                "CREATE TRIGGER bemi AFTER INSERT OR UPDATE OR DELETE ON {table}
+                     FOR EACH ROW EXECUTE FUNCTION bemi_capture();
+                 CREATE TRIGGER bemi_truncate AFTER TRUNCATE ON {table}
+                     FOR EACH STATEMENT EXECUTE FUNCTION bemi_capture();"
+            ))),
+            Kept::SupaAudit => drop(db.sql(&format!("SELECT audit.enable_tracking('{table}')"))),
+        }
     }
     // The reference: capture from the WAL, its (empty) baseline taken before any change.
     db.capture_ok(&["--tables", "customers,orders,lines"]);
@@ -70,24 +101,20 @@ fn run_workload(db: &TestDb, statements: &[&str]) {
 
 /// Fails with the first transaction where the two histories differ.
 fn assert_same_history(imported: &Path, captured: &Path) {
-    let (imported, captured) = (transactions(imported), transactions(captured));
-    for (index, (one, two)) in imported.iter().zip(&captured).enumerate() {
-        assert_eq!(one, two, "transaction {index} differs (imported, captured)");
-    }
-    assert_eq!(
-        imported.len(),
-        captured.len(),
-        "transactions imported and captured"
-    );
+    assert_same_history_lacking(imported, captured, &Lacks::default());
 }
 
 fn import_args(db: &TestDb, cache: &Path, extra: &[&str]) -> Vec<String> {
+    import_args_as("pg-audit-trigger", &db.url(), cache, extra)
+}
+
+fn import_args_as(format: &str, from: &str, cache: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "import".to_owned(),
         "--from".to_owned(),
-        db.url(),
+        from.to_owned(),
         "--format".to_owned(),
-        "pg-audit-trigger".to_owned(),
+        format.to_owned(),
         "--cache".to_owned(),
         cache.to_str().unwrap().to_owned(),
     ];
@@ -96,7 +123,11 @@ fn import_args(db: &TestDb, cache: &Path, extra: &[&str]) -> Vec<String> {
 }
 
 fn import_ok(db: &TestDb, cache: &Path) -> String {
-    let output = rowtrail(&import_args(db, cache, &[]));
+    import_ok_as("pg-audit-trigger", &db.url(), cache)
+}
+
+fn import_ok_as(format: &str, from: &str, cache: &Path) -> String {
+    let output = rowtrail(&import_args_as(format, from, cache, &[]));
     assert!(
         output.status.success(),
         "import failed: {}",
@@ -105,30 +136,75 @@ fn import_ok(db: &TestDb, cache: &Path) -> String {
     String::from_utf8(output.stderr).unwrap()
 }
 
-/// The history as transactions (by xid, in order), each a sorted list of its changes without
-/// the facts a store lacks: table, op, key, before, after, unavailable.
-fn transactions(cache: &Path) -> Vec<(u64, Vec<String>)> {
-    let mut by_tx: Vec<(u64, Vec<String>)> = Vec::new();
+/// The history as transactions (in order, with their xids), each a sorted list of its changes
+/// without the facts a store lacks: table, op, key, before, after, unavailable.
+fn transactions(cache: &Path) -> Vec<(Option<u64>, Vec<String>)> {
+    transactions_lacking(cache, &Lacks::default())
+}
+
+/// What a store does not record, left out of a comparison.
+#[derive(Default)]
+struct Lacks {
+    /// Transaction ids.
+    xids: bool,
+    /// The key of these tables (no catalog, no id column).
+    keys_of: &'static [&'static str],
+    /// The old rows of these tables (no key to tell Debezium's fillers from values).
+    before_of: &'static [&'static str],
+}
+
+fn transactions_lacking(cache: &Path, lacks: &Lacks) -> Vec<(Option<u64>, Vec<String>)> {
+    let mut by_tx: Vec<(String, Option<u64>, Vec<String>)> = Vec::new();
     for change in log_json(cache, &[]) {
         if change["op"] == "snapshot" || change["op"] == "ddl" {
             continue;
         }
-        let xid = change["xid"].as_u64().unwrap();
+        let commit = change["commit_lsn"].as_str().unwrap().to_owned();
+        let xid = change["xid"].as_u64().filter(|_| !lacks.xids);
+        let table = change["table"].as_str().unwrap();
+        let key = if lacks.keys_of.contains(&table) {
+            serde_json::Value::Null
+        } else {
+            change["key"].clone()
+        };
+        let before = if lacks.before_of.contains(&table) {
+            serde_json::Value::Null
+        } else {
+            change["before"].clone()
+        };
         let text = serde_json::json!({
-            "table": change["table"], "op": change["op"], "key": change["key"],
-            "before": change["before"], "after": change["after"],
+            "table": change["table"], "op": change["op"], "key": key,
+            "before": before, "after": change["after"],
             "unavailable": change["unavailable"],
         })
         .to_string();
         match by_tx.last_mut() {
-            Some((last, changes)) if *last == xid => changes.push(text),
-            _ => by_tx.push((xid, vec![text])),
+            Some((last, _, changes)) if *last == commit => changes.push(text),
+            _ => by_tx.push((commit, xid, vec![text])),
         }
     }
-    for (_, changes) in &mut by_tx {
-        changes.sort();
-    }
     by_tx
+        .into_iter()
+        .map(|(_, xid, mut changes)| {
+            changes.sort();
+            (xid, changes)
+        })
+        .collect()
+}
+
+/// Fails with the first transaction where the two histories differ, leaving out what the
+/// imported store lacks.
+fn assert_same_history_lacking(imported: &Path, captured: &Path, lacks: &Lacks) {
+    let imported = transactions_lacking(imported, lacks);
+    let captured = transactions_lacking(captured, lacks);
+    for (index, (one, two)) in imported.iter().zip(&captured).enumerate() {
+        assert_eq!(one, two, "transaction {index} differs (imported, captured)");
+    }
+    assert_eq!(
+        imported.len(),
+        captured.len(),
+        "transactions imported and captured"
+    );
 }
 
 #[test]
@@ -469,4 +545,281 @@ fn order_ignored_columns_and_a_column_dropped_mid_transaction() {
     open.child.wait().unwrap();
     // Capture agrees on everything but the store's ignored and dropped columns.
     db.capture_ok(&["--tables", "customers,orders,lines"]);
+}
+
+/// Bemi's `changes`, filled as its worker fills it (values in Debezium's encoding, before-images
+/// only where pgoutput sends them), imports as capture stores the same workload, with the
+/// application's context.
+#[test]
+fn bemis_changes_import_as_capture_stores_the_same_workload() {
+    let db = shop_with("import_bemi", Kept::Bemi);
+    run_workload(&db, WORKLOAD);
+    db.sql(
+        "BEGIN; SET LOCAL bemi.context = '{\"user\": \"ann\", \"endpoint\": \"PUT /orders\"}';
+                UPDATE orders SET status = 'sent' WHERE id = 10; COMMIT",
+    );
+    db.capture_ok(&["--tables", "customers,orders,lines"]);
+    let imported: PathBuf = db.dir.path().join("bemi.rowtrail");
+    let said = import_ok_as("bemi", &db.url(), &imported);
+    assert!(
+        said.contains("imported 19 changes in 11 transactions"),
+        "{said}"
+    );
+    assert_same_history(&imported, &db.cache());
+    let last = log_json(&imported, &["--table", "orders"]).pop().unwrap();
+    assert_eq!(last["context"]["user"], "ann", "{last:?}");
+    // Types come from the catalog beside the store: the undo script is typed, and puts the
+    // customer back when run.
+    let update = log_json(&imported, &["--table", "customers"])
+        .into_iter()
+        .find(|change| change["op"] == "update" && change["key"]["id"] == "1")
+        .unwrap();
+    let restore = rowtrail(&[
+        "undo".to_owned(),
+        "--cache".to_owned(),
+        imported.to_str().unwrap().to_owned(),
+        "--change".to_owned(),
+        update["id"].to_string(),
+    ]);
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let sql = String::from_utf8(restore.stdout).unwrap();
+    assert!(sql.contains("'10.50'::numeric(12,2)"), "{sql}");
+    db.sql(&sql);
+    assert_eq!(
+        db.sql("SELECT name, balance, profile FROM customers WHERE id = 1")
+            .trim(),
+        "Ann|10.50|{\"a\": [1, 2]}"
+    );
+    // Again: only the restore is new.
+    let again = import_ok_as("bemi", &db.url(), &imported);
+    assert!(
+        again.contains("imported 1 changes in 1 transactions"),
+        "{again}"
+    );
+    let nothing = import_ok_as("bemi", &db.url(), &imported);
+    assert!(
+        nothing.contains("imported 0 changes in 0 transactions"),
+        "{nothing}"
+    );
+}
+
+/// Debezium's events, with their schema part from a file and without it from standard input,
+/// import as capture stores the same workload; the types come from the schema part.
+#[test]
+fn debezium_events_import_as_capture_stores_the_same_workload() {
+    let db = shop_with("import_debezium", Kept::Bemi);
+    run_workload(&db, WORKLOAD);
+    db.capture_ok(&["--tables", "customers,orders,lines"]);
+    let with_schema = db.sql(
+        "SELECT jsonb_build_object('schema', debezium_schema(rel), 'payload', event)::text
+         FROM debezium_events ORDER BY n",
+    );
+    let file = db.dir.path().join("events.jsonl");
+    // A tombstone after the delete, as Kafka keeps them, and a heartbeat.
+    let mut lines: Vec<&str> = with_schema.lines().collect();
+    lines.insert(3, "null");
+    lines.insert(5, r#"{"ts_ms": 1704164645000}"#);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let imported: PathBuf = db.dir.path().join("debezium.rowtrail");
+    let said = import_ok_as("debezium", file.to_str().unwrap(), &imported);
+    assert!(
+        said.contains("imported 18 changes in 10 transactions"),
+        "{said}"
+    );
+    // Without the catalog, a table's key is its id column: lines has none, so its old rows
+    // keep Debezium's fillers (nulls outside the key) where capture knows the values.
+    let lacks = Lacks {
+        xids: false,
+        keys_of: &["lines"],
+        before_of: &["lines"],
+    };
+    assert_same_history_lacking(&imported, &db.cache(), &lacks);
+    let restore = rowtrail(&[
+        "undo".to_owned(),
+        "--cache".to_owned(),
+        imported.to_str().unwrap().to_owned(),
+        "--change".to_owned(),
+        log_json(&imported, &["--table", "customers"])
+            .iter()
+            .find(|change| change["op"] == "update" && change["key"]["id"] == "1")
+            .unwrap()["id"]
+            .to_string(),
+    ]);
+    let sql = String::from_utf8(restore.stdout).unwrap();
+    assert!(sql.contains("'10.50'::numeric"), "{sql}");
+    // The same file again: everything is already there.
+    let again = import_ok_as("debezium", file.to_str().unwrap(), &imported);
+    assert!(
+        again.contains("imported 0 changes in 0 transactions"),
+        "{again}"
+    );
+    // Without the schema part, from standard input: the same changes, values as sent.
+    let payloads = db.sql("SELECT event::text FROM debezium_events ORDER BY n");
+    let piped: PathBuf = db.dir.path().join("piped.rowtrail");
+    let mut child = rowtrail_command()
+        .args(import_args_as("debezium", "-", &piped, &[]))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(payloads.as_bytes()).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("imported 18 changes in 10 transactions"),
+        "{said}"
+    );
+    let orders = log_json(&piped, &["--table", "orders"]);
+    assert_eq!(orders[0]["after"]["status"], "new");
+    assert_eq!(orders[0]["key"]["id"], "10");
+}
+
+/// supa_audit's `record_version` imports as capture stores the same workload; it keeps no
+/// transaction ids, so those are left out of the comparison.
+#[test]
+fn supa_audit_imports_as_capture_stores_the_same_workload() {
+    let db = shop_with("import_supa", Kept::SupaAudit);
+    run_workload(&db, WORKLOAD);
+    db.capture_ok(&["--tables", "customers,orders,lines"]);
+    let imported: PathBuf = db.dir.path().join("supa.rowtrail");
+    let said = import_ok_as("supa-audit", &db.url(), &imported);
+    assert!(
+        said.contains("imported 18 changes in 10 transactions"),
+        "{said}"
+    );
+    let lacks = Lacks {
+        xids: true,
+        ..Lacks::default()
+    };
+    assert_same_history_lacking(&imported, &db.cache(), &lacks);
+}
+
+/// A transaction that holds a low record_version id commits after higher ids were imported: the
+/// next import takes it, once; a rolled-back id is not waited for forever.
+#[test]
+fn supa_audit_rows_committed_late_are_imported_once() {
+    let db = shop_with("import_supa_late", Kept::SupaAudit);
+    db.sql("INSERT INTO customers (id, name) VALUES (1, 'start')");
+    let mut late = Session::open(&db);
+    late.run("BEGIN; INSERT INTO orders (id, status) VALUES (1, 'late');");
+    db.sql("INSERT INTO orders (id, status) VALUES (2, 'early')");
+    db.sql("BEGIN; INSERT INTO orders (id, status) VALUES (3, 'never'); ROLLBACK");
+    db.sql("INSERT INTO orders (id, status) VALUES (4, 'after')");
+    let imported: PathBuf = db.dir.path().join("late.rowtrail");
+    import_ok_as("supa-audit", &db.url(), &imported);
+    let statuses = |cache: &Path| -> Vec<String> {
+        log_json(cache, &["--table", "orders"])
+            .iter()
+            .map(|change| change["after"]["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(statuses(&imported), ["early", "after"]);
+    late.run("COMMIT;");
+    import_ok_as("supa-audit", &db.url(), &imported);
+    assert_eq!(statuses(&imported), ["early", "after", "late"]);
+    db.sql("INSERT INTO orders (id, status) VALUES (5, 'last')");
+    import_ok_as("supa-audit", &db.url(), &imported);
+    import_ok_as("supa-audit", &db.url(), &imported);
+    assert_eq!(statuses(&imported), ["early", "after", "late", "last"]);
+    let cursor: String = rusqlite::Connection::open(&imported)
+        .unwrap()
+        .query_row("SELECT cursor FROM import_state", [], |row| row.get(0))
+        .unwrap();
+    assert!(
+        cursor.contains("\"holes\":[]"),
+        "the rolled-back id is forgotten: {cursor}"
+    );
+    drop(late.child.stdin.take());
+    late.child.wait().unwrap();
+}
+
+/// Each new format's bad input: one clear line naming the row or line and the field; with
+/// --on-error skip the rest is imported and the skipped rows counted.
+#[test]
+fn bad_rows_of_every_format_get_one_clear_line() {
+    // Bemi: an operation it does not write.
+    let db = shop_with("import_bad_formats", Kept::Bemi);
+    db.sql("INSERT INTO customers (id, name) VALUES (1, 'a')");
+    db.sql("ALTER TABLE changes DROP CONSTRAINT changes_operation_check");
+    db.sql("UPDATE changes SET operation = 'UPSERT'");
+    db.sql("INSERT INTO customers (id, name) VALUES (2, 'b')");
+    let cache = db.dir.path().join("bemi.rowtrail");
+    let stopped = rowtrail(&import_args_as("bemi", &db.url(), &cache, &[]));
+    assert_clean_failure(&stopped, 2, "operation is \"UPSERT\"");
+    let skipped = rowtrail(&import_args_as(
+        "bemi",
+        &db.url(),
+        &cache,
+        &["--on-error", "skip"],
+    ));
+    let said = String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{said}");
+    assert!(
+        said.contains("imported 1 changes") && said.contains("skipped 1 rows"),
+        "{said}"
+    );
+    // Debezium: a line that is not JSON, and an unknown op.
+    let file = db.dir.path().join("bad.jsonl");
+    let good = db.sql("SELECT event::text FROM debezium_events ORDER BY n");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{{not json\n{{\"op\":\"x\",\"source\":{{\"schema\":\"public\",\"table\":\"t\",\"ts_ms\":1}}}}\n",
+            good.trim()
+        ),
+    )
+    .unwrap();
+    let events = db.dir.path().join("events.rowtrail");
+    let stopped = rowtrail(&import_args_as(
+        "debezium",
+        file.to_str().unwrap(),
+        &events,
+        &[],
+    ));
+    assert_clean_failure(&stopped, 2, "line 3: the line is not JSON");
+    // The first transaction stays; the second was still open at the bad line, which may have
+    // been part of it, so it waits for a run that reads past the line.
+    assert_eq!(log_json(&events, &[]).len(), 1, "what came before stays");
+    let skipped = rowtrail(&import_args_as(
+        "debezium",
+        file.to_str().unwrap(),
+        &events,
+        &["--on-error", "skip"],
+    ));
+    let said = String::from_utf8_lossy(&skipped.stderr);
+    assert!(said.contains("skipped 2 rows"), "{said}");
+    assert!(said.contains("line 4: op is \"x\""), "{said}");
+    let missing = rowtrail(&import_args_as("debezium", "/no/such/file", &events, &[]));
+    assert_clean_failure(&missing, 2, "cannot read /no/such/file");
+    let database = rowtrail(&import_args_as("debezium", &db.url(), &events, &[]));
+    assert_clean_failure(&database, 2, "debezium reads a file of events");
+    // supa_audit: no table, then a table of another shape.
+    let none = rowtrail(&import_args_as(
+        "supa-audit",
+        &db.url(),
+        &db.dir.path().join("supa.rowtrail"),
+        &[],
+    ));
+    assert_clean_failure(
+        &none,
+        2,
+        "has no audit.record_version table of the supa-audit layout",
+    );
+    db.sql("CREATE SCHEMA audit; CREATE TABLE audit.record_version (id bigint, op text)");
+    let shape = rowtrail(&import_args_as(
+        "supa-audit",
+        &db.url(),
+        &db.dir.path().join("supa.rowtrail"),
+        &[],
+    ));
+    assert_clean_failure(&shape, 2, "it has no column ts");
 }

@@ -7,14 +7,22 @@ use tokio::sync::watch;
 
 use crate::capture::ConnectionSpec;
 use crate::capture::conninfo::ProcessEnvironment;
-use crate::import::{self, ImportOptions, ImportSummary, OnError};
+use crate::import::{self, ImportOptions, ImportSummary, OnError, Origin};
 
 use super::capture::{runtime, stop_on_signals};
 use super::{ImportArgs, OnErrorArg};
 
 pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let url = args.from.starts_with("postgres://") || args.from.starts_with("postgresql://");
+    let from = if !args.format.reads_a_file() || url {
+        Origin::Database(ConnectionSpec::resolve(&args.from, &ProcessEnvironment)?)
+    } else if args.from == "-" {
+        Origin::Stdin
+    } else {
+        Origin::File(args.from.clone().into())
+    };
     let options = ImportOptions {
-        from: ConnectionSpec::resolve(&args.from, &ProcessEnvironment)?,
+        from,
         format: args.format,
         cache: args.cache.clone(),
         follow: args.follow,
@@ -46,7 +54,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     eprintln!("{} into {}", totals(&summary), args.cache.display());
     if summary.statement_only > 0 {
         eprintln!(
-            "{} statement-level entries have no rows to import (tables audited with audit_rows = false)",
+            "{} entries have no rows to import (statement-level audit rows, messages)",
             summary.statement_only
         );
     }

@@ -135,15 +135,18 @@ pub struct CaptureArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The database that holds the audit store: a URL or key=value string, as --source of
-    /// capture (PG* variables and ~/.pgpass fill what it leaves out).
+    /// capture (PG* variables and ~/.pgpass fill what it leaves out). For debezium, a file of
+    /// events, or - for standard input.
     #[arg(
         long,
-        value_name = "URL",
+        value_name = "URL|FILE",
         default_value = "",
         hide_default_value = true
     )]
     pub from: String,
-    /// The store's format: pg-audit-trigger (the PostgreSQL wiki's audit.logged_actions).
+    /// The store's format: pg-audit-trigger (the PostgreSQL wiki's audit.logged_actions),
+    /// bemi (Bemi's changes table), supa-audit (supa_audit's audit.record_version), or
+    /// debezium (Debezium's change events, one JSON object per line).
     #[arg(long, value_name = "FORMAT", value_parser = parse_audit_format)]
     pub format: crate::import::AuditFormat,
     /// The cache file to write (created if missing; an import goes on where it stopped).

@@ -69,6 +69,74 @@ impl PriorRow<'_> {
     }
 }
 
+/// Completes the images of a change an audit store recorded, as [`complete_images`] completes
+/// capture's: an update without its old row gets the key from the new row, values the store did
+/// not record in an old row come from the record's last known row, and values missing from a
+/// new row (a TOASTed value the event did not carry) from the old row. Values the store never
+/// records (the columns a trigger ignores) stay unavailable.
+pub fn complete_imported(
+    schema: &RelationSchema,
+    change: Change,
+    prior: Option<PriorRow<'_>>,
+) -> Change {
+    let fill_from_prior = |mut row: Row| {
+        for (index, value) in row.iter_mut().enumerate() {
+            let column = schema.columns.get(index).map(|column| column.name.as_str());
+            if !value.is_available()
+                && let (Some(prior), Some(name)) = (prior.as_ref(), column)
+                && let Some(known) = prior.value(name)
+            {
+                *value = known.clone();
+            }
+        }
+        row
+    };
+    match change.op {
+        Op::Update => {
+            let Some(after) = change.after else {
+                return Change {
+                    op: Op::Update,
+                    before: change.before,
+                    after: None,
+                };
+            };
+            let before = change.before.unwrap_or_else(|| {
+                after
+                    .iter()
+                    .enumerate()
+                    .map(|(index, value)| match schema.key.contains(&index) {
+                        true => value.clone(),
+                        false => Value::Unavailable,
+                    })
+                    .collect()
+            });
+            let before = fill_from_prior(before);
+            let after = after
+                .into_iter()
+                .zip(&before)
+                .map(|(value, old)| {
+                    if value.is_available() {
+                        value
+                    } else {
+                        old.clone()
+                    }
+                })
+                .collect();
+            Change {
+                op: Op::Update,
+                before: Some(before),
+                after: Some(after),
+            }
+        }
+        Op::Delete => Change {
+            op: Op::Delete,
+            before: change.before.map(fill_from_prior),
+            after: None,
+        },
+        _ => change,
+    }
+}
+
 /// Completes the images of one row change.
 pub fn complete_images(
     schema: &RelationSchema,

@@ -8,13 +8,23 @@
 //! - `session_user_name`, `application_name`, `client_addr`, `client_query` say who and how.
 //!
 //! Columns the trigger was told to leave out (`ignored_cols`) are missing from both hstores:
-//! they become unavailable values, never NULL. Pure: rows in, changes out.
+//! they become unavailable values, never NULL. The mapping (`entry_of`, `context_of`) is pure;
+//! `import` walks the table in commit order.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
+use tokio::sync::watch;
 
 use crate::model::{Context, TableName};
+use crate::store::SourceIdentity;
 
-use super::{Fields, ImportedChange, ImportedOp, RowError};
+use super::sink::{ImportedTransaction, Sink};
+use super::{
+    AuditFormat, BATCH_TRANSACTIONS, Fields, ImportError, ImportOptions, ImportSummary,
+    ImportedChange, ImportedOp, RowError, Store, wait_for_more,
+};
 
 /// One row of `audit.logged_actions`, as read (hstores as JSON objects of text).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +71,8 @@ pub fn entry_of(row: &AuditRow) -> Result<Entry, RowError> {
                 op: ImportedOp::Truncate,
                 before: None,
                 after: None,
+                key: Vec::new(),
+                types: Vec::new(),
             }));
         }
         other => {
@@ -98,6 +110,8 @@ pub fn entry_of(row: &AuditRow) -> Result<Entry, RowError> {
         op,
         before,
         after,
+        key: Vec::new(),
+        types: Vec::new(),
     }))
 }
 
@@ -115,6 +129,248 @@ pub fn context_of(row: &AuditRow) -> Option<Context> {
         }
     }
     (!context.is_empty()).then_some(context)
+}
+
+/// Where an import of `audit.logged_actions` resumes. Every transaction whose id is below `below`
+/// is imported, and so is every one in `done` (ids at or above it).
+///
+/// A round imports what a snapshot of the store sees as ended (`txid_visible_in_snapshot`) and is
+/// not imported yet. All of that committed before the snapshot, and whatever a later round
+/// imports committed after it (or was still running then), so rounds keep commit order; inside a
+/// round, transactions go in order of their last event, which keeps the order of any two that
+/// changed the same row (the second waited for the first to commit). While a round is under way,
+/// `snapshot` is its snapshot and `done_through` the last event of the last transaction written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct TriggerCursor {
+    below: i64,
+    #[serde(default)]
+    done: Vec<i64>,
+    #[serde(default)]
+    snapshot: Option<String>,
+    #[serde(default)]
+    done_through: Option<i64>,
+}
+
+/// The columns the import reads, and their types.
+const COLUMNS: &[(&str, &str)] = &[
+    ("event_id", "bigint"),
+    ("schema_name", "text"),
+    ("table_name", "text"),
+    ("transaction_id", "bigint"),
+    ("action", "text"),
+    ("row_data", "hstore"),
+    ("changed_fields", "hstore"),
+    ("statement_only", "boolean"),
+    ("action_tstamp_clk", "timestamp with time zone"),
+    ("session_user_name", "text"),
+    ("application_name", "text"),
+    ("client_addr", "inet"),
+    ("client_query", "text"),
+];
+
+/// Imports `audit.logged_actions` into the cache, round after round with `--follow`.
+pub(super) async fn import(
+    store: &Store,
+    options: &ImportOptions,
+    source: &SourceIdentity,
+    mut stop: watch::Receiver<bool>,
+    progress: &(dyn Fn(&ImportSummary) + Sync),
+) -> Result<ImportSummary, ImportError> {
+    store
+        .check_table(AuditFormat::PgAuditTrigger, "audit.logged_actions", COLUMNS)
+        .await?;
+    let mut sink = Sink::open(options, source)?;
+    let mut cursor: TriggerCursor = sink.cursor()?;
+    loop {
+        let snapshot = match cursor.snapshot.clone() {
+            Some(snapshot) => snapshot,
+            None => store.snapshot().await?,
+        };
+        cursor.snapshot = Some(snapshot.clone());
+        round(store, &mut sink, &mut cursor, &stop, progress).await?;
+        if *stop.borrow() {
+            break;
+        }
+        cursor = after_round(store, &snapshot).await?;
+        sink.save(&cursor)?;
+        progress(&sink.summary);
+        if !wait_for_more(options, &mut stop).await {
+            break;
+        }
+    }
+    Ok(sink.summary)
+}
+
+/// The cursor once every transaction `snapshot` sees as ended is imported: below its oldest
+/// running transaction, everything; at or above it, the ended ones that left rows.
+async fn after_round(store: &Store, snapshot: &str) -> Result<TriggerCursor, ImportError> {
+    let below: i64 = store
+        .session
+        .query_one(
+            "reading which transactions have ended",
+            "SELECT txid_snapshot_xmin($1::text::txid_snapshot)",
+            &[&snapshot],
+        )
+        .await?
+        .get(0);
+    let done: Vec<i64> = store
+        .session
+        .query(
+            "reading which transactions have ended",
+            "SELECT DISTINCT transaction_id FROM audit.logged_actions
+             WHERE transaction_id >= $1
+               AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
+             ORDER BY 1",
+            &[&below, &snapshot],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    Ok(TriggerCursor {
+        below,
+        done,
+        snapshot: None,
+        done_through: None,
+    })
+}
+
+/// Imports the transactions the cursor's snapshot sees as ended and that are not imported yet,
+/// in order of their last event, a batch per SQLite commit, resuming after `done_through`.
+async fn round(
+    store: &Store,
+    sink: &mut Sink,
+    cursor: &mut TriggerCursor,
+    stop: &watch::Receiver<bool>,
+    progress: &(dyn Fn(&ImportSummary) + Sync),
+) -> Result<(), ImportError> {
+    // Each transaction of the round: its id, first and last event.
+    let transactions: Vec<(i64, i64, i64)> = store
+        .session
+        .query(
+            "listing audited transactions",
+            "SELECT transaction_id, min(event_id), max(event_id) FROM audit.logged_actions
+             WHERE transaction_id >= $1
+               AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
+               AND transaction_id <> ALL($3)
+             GROUP BY transaction_id HAVING max(event_id) > $4 ORDER BY 3",
+            &[
+                &cursor.below,
+                &cursor.snapshot,
+                &cursor.done,
+                &cursor.done_through.unwrap_or(i64::MIN),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    for batch in transactions.chunks(BATCH_TRANSACTIONS) {
+        let ids: Vec<i64> = batch.iter().map(|(txid, _, _)| *txid).collect();
+        let first = batch.iter().map(|(_, first, _)| *first).min().unwrap_or(0);
+        let last = batch.iter().map(|(_, _, last)| *last).max().unwrap_or(0);
+        let rows = read_rows(store, &ids, first, last).await?;
+        let mut by_tx: HashMap<i64, Vec<AuditRow>> = HashMap::new();
+        for row in rows {
+            by_tx
+                .entry(row.transaction_id.unwrap_or_default())
+                .or_default()
+                .push(row);
+        }
+        for (txid, _, last_event) in batch {
+            let rows = by_tx.remove(txid).unwrap_or_default();
+            let written = write_transaction(store, sink, *txid, rows).await;
+            if let Err(error) = written {
+                // A bad row is found before its transaction is written: keep what came before.
+                if matches!(error, ImportError::BadRow(_)) {
+                    sink.save(cursor)?;
+                }
+                return Err(error);
+            }
+            cursor.done_through = Some(*last_event);
+        }
+        sink.save(cursor)?;
+        progress(&sink.summary);
+        if *stop.borrow() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn read_rows(
+    store: &Store,
+    transactions: &[i64],
+    first: i64,
+    last: i64,
+) -> Result<Vec<AuditRow>, ImportError> {
+    let rows = store
+        .session
+        .query(
+            "reading audit rows",
+            "SELECT event_id, schema_name, table_name, transaction_id, action,
+                    hstore_to_json(row_data)::text, hstore_to_json(changed_fields)::text,
+                    statement_only, session_user_name, application_name, client_addr::text,
+                    client_query,
+                    CASE WHEN isfinite(action_tstamp_clk)
+                         THEN (extract(epoch FROM action_tstamp_clk) * 1000000)::int8 END
+             FROM audit.logged_actions
+             WHERE event_id BETWEEN $2 AND $3 AND transaction_id = ANY($1)
+             ORDER BY event_id",
+            &[&transactions, &first, &last],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| AuditRow {
+            // Columns the wiki's table declares NOT NULL are read as optional all the same:
+            // a store of another make may hold NULLs, which become errors of their row.
+            event_id: row.get(0),
+            schema_name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+            table_name: row.get::<_, Option<String>>(2).unwrap_or_default(),
+            transaction_id: row.get(3),
+            action: row.get::<_, Option<String>>(4).unwrap_or_default(),
+            row_data: row.get(5),
+            changed_fields: row.get(6),
+            statement_only: row.get::<_, Option<bool>>(7).unwrap_or(false),
+            session_user_name: row.get(8),
+            application_name: row.get(9),
+            client_addr: row.get(10),
+            client_query: row.get(11),
+            clock_micros: row.get::<_, Option<i64>>(12).unwrap_or(i64::MIN),
+        })
+        .collect())
+}
+
+/// Writes one audit transaction as a cache transaction: its changes in event order, the context
+/// of each row that has one, its time the clock time of its last row.
+async fn write_transaction(
+    store: &Store,
+    sink: &mut Sink,
+    txid: i64,
+    rows: Vec<AuditRow>,
+) -> Result<(), ImportError> {
+    let mut changes = Vec::new();
+    let mut committed_micros = i64::MIN;
+    for row in &rows {
+        committed_micros = committed_micros.max(row.clock_micros);
+        match entry_of(row) {
+            Ok(Entry::Change(change)) => changes.push((change, context_of(row))),
+            Ok(Entry::StatementOnly) => sink.summary.statement_only += 1,
+            Err(error) => sink.bad_row(error)?,
+        }
+    }
+    // The catalog of each table, read before the transaction is written.
+    for (change, _) in &changes {
+        sink.catalog_schema(&store.session, store.server_version_num, &change.table)
+            .await?;
+    }
+    sink.write(ImportedTransaction {
+        xid: Some((txid & 0xffff_ffff) as u32),
+        committed_at: DateTime::<Utc>::from_timestamp_micros(committed_micros)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        changes,
+    })
 }
 
 /// An hstore read as a JSON object of text (`hstore_to_json`): column names and values, NULL

@@ -69,30 +69,45 @@ async fn lookup(
 /// The schema version of a row whose image has these columns: the catalog's (its columns the row
 /// lacks are then unavailable in it, as the columns the audit trigger was told to ignore), with
 /// the columns the catalog does not know added as `text` (a column dropped since). Without the
-/// catalog, the row's columns, all `text`, and no key. Every column counts as sent whole: the
-/// store keeps whole rows.
+/// catalog, the row's columns, all `text`, keyed by the columns the store names as the key
+/// (`key`, if the row has them all), else by none. Every column counts as sent whole: the store
+/// keeps whole rows.
 pub fn shape(
     table: &TableName,
     catalog: Option<&RelationSchema>,
     names: &[&str],
+    key: &[String],
+    types: &[(String, String)],
 ) -> RelationSchema {
-    let text_column = |name: &str| Column {
-        name: name.to_owned(),
-        type_oid: TEXT,
-        base_type_oid: TEXT,
-        type_modifier: -1,
-        type_name: "text".to_owned(),
-        in_replica_identity: true,
-        identity: None,
-        attnum: None,
+    // A column the store gives a type (Debezium's schema part), else text.
+    let text_column = |name: &str| {
+        let type_name = types
+            .iter()
+            .find(|(column, _)| column == name)
+            .map_or("text", |(_, type_name)| type_name.as_str());
+        let oid = oid_of(type_name);
+        Column {
+            name: name.to_owned(),
+            type_oid: oid,
+            base_type_oid: oid,
+            type_modifier: -1,
+            type_name: if oid == TEXT { "text" } else { type_name }.to_owned(),
+            in_replica_identity: true,
+            identity: None,
+            attnum: None,
+        }
     };
     let Some(catalog) = catalog else {
+        let key: Option<Vec<usize>> = key
+            .iter()
+            .map(|column| names.iter().position(|name| name == column))
+            .collect();
         return RelationSchema {
             oid: synthetic_oid(table),
             table: table.clone(),
             replica_identity: ReplicaIdentity::Full,
             columns: names.iter().map(|name| text_column(name)).collect(),
-            key: Vec::new(),
+            key: key.unwrap_or_default(),
             foreign_keys: Vec::new(),
             key_read_later: false,
         };
@@ -108,6 +123,30 @@ pub fn shape(
         }
     }
     schema
+}
+
+/// The oid of a built-in type a store may name (text for any other).
+fn oid_of(type_name: &str) -> Oid {
+    match type_name {
+        "boolean" => 16,
+        "bytea" => 17,
+        "bigint" => 20,
+        "smallint" => 21,
+        "integer" => 23,
+        "real" => 700,
+        "double precision" => 701,
+        "numeric" => 1700,
+        "date" => 1082,
+        "time" => 1083,
+        "timestamp" => 1114,
+        "timestamptz" => 1184,
+        "interval" => 1186,
+        "timetz" => 1266,
+        "uuid" => 2950,
+        "jsonb" => 3802,
+        "text[]" => 1009,
+        _ => TEXT,
+    }
 }
 
 /// An oid for a table the catalog does not have: stable for its name, and in the upper half of
@@ -158,7 +197,13 @@ mod tests {
     #[test]
     fn a_row_with_the_catalogs_columns_has_its_types_and_key() {
         let table = TableName::new("public", "orders");
-        let schema = shape(&table, Some(&catalog()), &["qty", "id", "customer_id"]);
+        let schema = shape(
+            &table,
+            Some(&catalog()),
+            &["qty", "id", "customer_id"],
+            &[],
+            &[],
+        );
         assert_eq!(schema.columns.len(), 3);
         assert_eq!(schema.key, vec![0]);
         assert_eq!(schema.columns[2].type_name, "integer");
@@ -169,7 +214,7 @@ mod tests {
     fn a_row_of_another_shape_keeps_the_catalogs_columns_and_adds_its_own() {
         let table = TableName::new("public", "orders");
         // `customer_id` ignored by the trigger, `gone` dropped since.
-        let schema = shape(&table, Some(&catalog()), &["id", "qty", "gone"]);
+        let schema = shape(&table, Some(&catalog()), &["id", "qty", "gone"], &[], &[]);
         let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "customer_id", "qty", "gone"]);
         assert_eq!(schema.columns[3].type_name, "text");
@@ -180,11 +225,29 @@ mod tests {
     #[test]
     fn without_the_catalog_columns_are_text_and_the_oid_is_stable() {
         let table = TableName::new("public", "dropped");
-        let one = shape(&table, None, &["a", "b"]);
-        let two = shape(&table, None, &["a", "b"]);
+        let one = shape(&table, None, &["a", "b"], &[], &[]);
+        let two = shape(&table, None, &["a", "b"], &[], &[]);
         assert_eq!(one.oid, two.oid);
         assert!(one.oid >= 0x8000_0000);
         assert!(one.key.is_empty());
         assert!(one.columns.iter().all(|column| column.type_oid == TEXT));
+        let keyed = shape(&table, None, &["a", "id"], &["id".to_owned()], &[]);
+        assert_eq!(keyed.key, vec![1]);
+        let unkeyed = shape(&table, None, &["a"], &["id".to_owned()], &[]);
+        assert!(unkeyed.key.is_empty(), "a key the row lacks is no key");
+        let typed = shape(
+            &table,
+            None,
+            &["n"],
+            &[],
+            &[("n".to_owned(), "integer".to_owned())],
+        );
+        assert_eq!(
+            (
+                typed.columns[0].type_oid,
+                typed.columns[0].type_name.as_str()
+            ),
+            (23, "integer")
+        );
     }
 }

@@ -14,8 +14,8 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::decode::ddl::TableEvent;
-use crate::decode::image::{PriorRow, RowChange, complete_images};
-use crate::model::{Change, Context, Lsn, Oid, Op, RelationSchema, Row, Xid};
+use crate::decode::image::{PriorRow, RowChange, complete_images, complete_imported};
+use crate::model::{Change, Context, Lsn, Oid, Op, RelationSchema, Row, Value, Xid};
 
 use super::codec::{self, EncodedImages};
 use super::{
@@ -182,7 +182,38 @@ impl CacheWriter {
         change: &Change,
     ) -> Result<(), StoreError> {
         let current = self.current(oid)?;
-        self.insert_change(lsn, &current, change)
+        let schema = &current.schema;
+        let incomplete = |row: &Option<Row>| {
+            row.as_ref()
+                .is_none_or(|row| row.iter().any(|value| !value.is_available()))
+        };
+        let needs_prior = match change.op {
+            Op::Update => incomplete(&change.before),
+            Op::Delete => incomplete(&change.before),
+            _ => false,
+        };
+        let prior = match needs_prior && schema.has_key() {
+            true => {
+                let image = match change.op {
+                    Op::Update if change.before.is_none() => change.after.as_ref(),
+                    _ => change.before.as_ref(),
+                };
+                let key = image.map(|row| crate::model::key_of(schema, row));
+                match key {
+                    Some(key) if key.iter().all(Value::is_available) => {
+                        self.prior_row(current.table_id, &codec::encode_key(&key))?
+                    }
+                    _ => None,
+                }
+            }
+            false => None,
+        };
+        let prior = prior.as_ref().map(|(schema, row)| PriorRow {
+            schema: schema.as_ref(),
+            row,
+        });
+        let complete = complete_imported(schema, change.clone(), prior);
+        self.insert_change(lsn, &current, &complete)
     }
 
     /// Records which slot and publication feed this cache, and the baseline state, at once.
