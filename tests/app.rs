@@ -1464,3 +1464,82 @@ fn issue14_an_imported_cache_says_so_and_what_its_store_lacks() {
         assert!(has(&harness, text), "{text} is shown");
     }
 }
+
+/// *Open audit database…* on the welcome screen finds the audit stores a database keeps, says
+/// what each holds, imports the one chosen and opens it; from the connect dialog it takes the
+/// URL along, and a database without a store says so.
+#[test]
+fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
+    let db = fresh_db("app_audit_open");
+    db.sql(include_str!("support/supa_audit.sql"));
+    db.sql(include_str!("support/bemi.sql"));
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, plan text);
+         SELECT audit.enable_tracking('customers');
+         CREATE TRIGGER bemi AFTER INSERT OR UPDATE OR DELETE ON customers
+             FOR EACH ROW EXECUTE FUNCTION bemi_capture();
+         INSERT INTO customers VALUES (1, 'Acme', 'free');
+         UPDATE customers SET plan = 'pro' WHERE id = 1;",
+    );
+    let cache = db.dir.path().join("from-app.rowtrail");
+    let mut harness = empty_app();
+    harness.get_by_label("Open audit database…").click();
+    wait_for(&mut harness, "the audit dialog", |h| {
+        h.query_by_label("Audit database URL").is_some()
+    });
+    harness.get_by_label("Audit database URL").focus();
+    harness.step();
+    harness
+        .get_by_label("Audit database URL")
+        .type_text(&db.url());
+    harness.step();
+    harness.get_by_label("Look for audit stores").click();
+    wait_for(&mut harness, "the stores found", |h| has(h, "Found"));
+    assert!(has(&harness, "bemi — changes: 2 rows about 1 tables"));
+    assert!(has(
+        &harness,
+        "supa-audit — audit.record_version: 2 rows about 1 tables"
+    ));
+    assert!(has(&harness, "public.customers (2)"));
+    click_settled(
+        &mut harness,
+        "supa-audit — audit.record_version: 2 rows about 1 tables",
+    );
+    harness.run_steps(2);
+    retype(
+        &mut harness,
+        "Cache file for the import",
+        &cache.display().to_string(),
+    );
+    click_settled(&mut harness, "Import and open");
+    wait_for(&mut harness, "the imported timeline", |h| {
+        rows(h).len() == 2
+    });
+    assert!(has(&harness, "imported (supa-audit)"));
+    assert!(has(&harness, "Imported 2 changes in 2 transactions"));
+    open_row(&mut harness, "update  customers  id=1");
+    for text in ["plan", "free", "pro"] {
+        assert!(has(&harness, text), "{text} is shown");
+    }
+    // From the connect dialog, for a database that keeps no audit store.
+    let plain = fresh_db("app_audit_none");
+    harness.get_by_label("Connect…").click();
+    wait_for(&mut harness, "the connect dialog", |h| {
+        h.query_by_label("Connection URL").is_some()
+    });
+    harness.get_by_label("Connection URL").focus();
+    harness.step();
+    harness
+        .get_by_label("Connection URL")
+        .type_text(&plain.url());
+    harness.step();
+    click_settled(&mut harness, "Open audit database…");
+    wait_for(&mut harness, "the audit dialog", |h| {
+        h.query_by_label("Audit database URL").is_some()
+    });
+    click_settled(&mut harness, "Look for audit stores");
+    wait_for(&mut harness, "the look", |h| has(h, "No audit store found"));
+    click_settled(&mut harness, "Close");
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Audit database URL").is_none());
+}

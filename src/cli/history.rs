@@ -47,8 +47,12 @@ fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
     let mut text = format!("change {}: {}\n", entry.id, describe_change(entry));
     let time = entry.tx.committed_at.format("%Y-%m-%d %H:%M:%S%.6f UTC");
     match (with_transaction, entry.tx.xid) {
-        (_, None) => text.push_str(&format!(
+        _ if entry.tx.is_baseline => text.push_str(&format!(
             "  baseline: the row as capture first found it, at {time}\n"
+        )),
+        // An audit store that keeps no transaction ids (supa_audit).
+        (_, None) => text.push_str(&format!(
+            "  committed {time} in a transaction whose id the audit store did not record\n"
         )),
         (true, Some(xid)) => text.push_str(&format!(
             "  committed {time} in transaction {xid} ({} change{}), lsn {}\n",

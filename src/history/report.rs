@@ -212,8 +212,9 @@ fn transactions<'a>(entries: &'a [Entry<'a>]) -> Vec<Vec<Entry<'a>>> {
 fn transaction_title(change: &LoggedChange) -> String {
     let time = change.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC");
     let what = match change.tx.xid {
+        _ if change.tx.is_baseline => "baseline (the rows as capture first found them)".to_owned(),
         Some(xid) => format!("transaction {xid}"),
-        None => "baseline (the rows as capture first found them)".to_owned(),
+        None => "transaction (id not recorded by the audit store)".to_owned(),
     };
     match change.context_text().as_str() {
         "" => format!("{time} · {what}"),

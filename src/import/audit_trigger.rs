@@ -151,8 +151,14 @@ struct TriggerCursor {
     done_through: Option<i64>,
 }
 
+/// The store's table.
+pub(super) const TABLE: &str = "audit.logged_actions";
+
+/// Each audited table and how many rows the store holds for it, most first.
+pub(super) const TABLES_SQL: &str = "SELECT schema_name || '.' || table_name, count(*) FROM audit.logged_actions GROUP BY 1 ORDER BY 2 DESC, 1";
+
 /// The columns the import reads, and their types.
-const COLUMNS: &[(&str, &str)] = &[
+pub(super) const COLUMNS: &[(&str, &str)] = &[
     ("event_id", "bigint"),
     ("schema_name", "text"),
     ("table_name", "text"),
@@ -177,7 +183,7 @@ pub(super) async fn import(
     progress: &(dyn Fn(&ImportSummary) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     store
-        .check_table(AuditFormat::PgAuditTrigger, "audit.logged_actions", COLUMNS)
+        .check_table(AuditFormat::PgAuditTrigger, TABLE, COLUMNS)
         .await?;
     let mut sink = Sink::open(options, source)?;
     let mut cursor: TriggerCursor = sink.cursor()?;

@@ -26,8 +26,15 @@ use super::{
     ImportedChange, ImportedOp, RowError, Store, wait_for_more,
 };
 
+/// The store's table.
+pub(super) const TABLE: &str = "changes";
+
+/// Each audited table and how many rows the store holds for it, most first.
+pub(super) const TABLES_SQL: &str =
+    "SELECT schema || '.' || \"table\", count(*) FROM changes GROUP BY 1 ORDER BY 2 DESC, 1";
+
 /// The columns the import reads, and their types.
-const COLUMNS: &[(&str, &str)] = &[
+pub(super) const COLUMNS: &[(&str, &str)] = &[
     ("id", "uuid"),
     ("primary_key", "character varying|text"),
     ("before", "jsonb"),
@@ -197,9 +204,7 @@ pub(super) async fn import(
     mut stop: watch::Receiver<bool>,
     progress: &(dyn Fn(&ImportSummary) + Sync),
 ) -> Result<ImportSummary, ImportError> {
-    store
-        .check_table(AuditFormat::Bemi, "changes", COLUMNS)
-        .await?;
+    store.check_table(AuditFormat::Bemi, TABLE, COLUMNS).await?;
     let mut sink = Sink::open(options, source)?;
     let mut cursor: BemiCursor = sink.cursor()?;
     // With --follow, the newest transaction waits a round: the worker may still be writing it.

@@ -270,6 +270,85 @@ pub async fn run(
     }
 }
 
+/// The columns an import reads, and their types.
+type Columns = &'static [(&'static str, &'static str)];
+
+/// An audit store found in a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundStore {
+    pub format: AuditFormat,
+    /// Its table.
+    pub table: &'static str,
+    /// Each audited table and how many rows the store holds for it, most first.
+    pub tables: Vec<(String, i64)>,
+}
+
+impl FoundStore {
+    pub fn rows(&self) -> i64 {
+        self.tables.iter().map(|(_, rows)| rows).sum()
+    }
+}
+
+/// Looks for every audit store rowtrail reads in the database `spec` names (a table of the
+/// layout, with the columns the import reads), and says what each holds. Returns the database's
+/// name too.
+pub async fn detect(spec: &ConnectionSpec) -> Result<(String, Vec<FoundStore>), ImportError> {
+    let tls = tls::client_config(&spec.tls).map_err(CaptureError::from)?;
+    let session = SqlSession::connect(spec, tls).await?;
+    let facts = catalog::server_facts(&session).await?;
+    let store = Store {
+        session,
+        server_version_num: facts.version_num,
+        database: facts.database.clone(),
+    };
+    let candidates: [(AuditFormat, &'static str, Columns, &str); 3] = [
+        (
+            AuditFormat::PgAuditTrigger,
+            audit_trigger::TABLE,
+            audit_trigger::COLUMNS,
+            audit_trigger::TABLES_SQL,
+        ),
+        (
+            AuditFormat::Bemi,
+            bemi::TABLE,
+            bemi::COLUMNS,
+            bemi::TABLES_SQL,
+        ),
+        (
+            AuditFormat::SupaAudit,
+            supa_audit::TABLE,
+            supa_audit::COLUMNS,
+            supa_audit::TABLES_SQL,
+        ),
+    ];
+    let mut found = Vec::new();
+    for (format, table, columns, tables_sql) in candidates {
+        match store.check_table(format, table, columns).await {
+            Ok(()) => {}
+            Err(ImportError::NoStore { .. }) => continue,
+            Err(error) => return Err(error),
+        }
+        let tables = store
+            .session
+            .query("counting the audit store's rows", tables_sql, &[])
+            .await?
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<_, Option<String>>(0).unwrap_or_default(),
+                    row.get::<_, i64>(1),
+                )
+            })
+            .collect();
+        found.push(FoundStore {
+            format,
+            table,
+            tables,
+        });
+    }
+    Ok((facts.database, found))
+}
+
 /// A store in a PostgreSQL database.
 pub struct Store {
     pub session: SqlSession,

@@ -26,8 +26,14 @@ use super::{
     RowError, Store, wait_for_more,
 };
 
+/// The store's table.
+pub(super) const TABLE: &str = "audit.record_version";
+
+/// Each audited table and how many rows the store holds for it, most first.
+pub(super) const TABLES_SQL: &str = "SELECT table_schema || '.' || table_name, count(*) FROM audit.record_version GROUP BY 1 ORDER BY 2 DESC, 1";
+
 /// The columns the import reads, and their types.
-const COLUMNS: &[(&str, &str)] = &[
+pub(super) const COLUMNS: &[(&str, &str)] = &[
     ("id", "bigint"),
     ("op", "audit.operation|text"),
     ("ts", "timestamp with time zone"),
@@ -208,7 +214,7 @@ pub(super) async fn import(
     progress: &(dyn Fn(&ImportSummary) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     store
-        .check_table(AuditFormat::SupaAudit, "audit.record_version", COLUMNS)
+        .check_table(AuditFormat::SupaAudit, TABLE, COLUMNS)
         .await?;
     let who = store
         .session

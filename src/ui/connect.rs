@@ -35,6 +35,11 @@ pub enum ConnectAction {
         cache: PathBuf,
     },
     Copy(String),
+    /// Import this database's audit store instead (the URL and password go along).
+    OpenAudit {
+        url: String,
+        password: Password,
+    },
     Close,
 }
 
@@ -167,9 +172,20 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
             }
         }
         ui.separator();
-        if ui.button("Close").clicked() {
-            action = Some(ConnectAction::Close);
-        }
+        ui.horizontal(|ui| {
+            if ui.button("Close").clicked() {
+                action = Some(ConnectAction::Close);
+            }
+            let audit = ui
+                .button("Open audit database…")
+                .on_hover_text("This database already keeps history in an audit table: import it instead of capturing");
+            if audit.clicked() {
+                action = Some(ConnectAction::OpenAudit {
+                    url: dialog.url.clone(),
+                    password: dialog.password.clone(),
+                });
+            }
+        });
     });
     if modal.should_close() {
         action = Some(ConnectAction::Close);

@@ -213,13 +213,15 @@ pub fn detail_ui(
 fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone) {
     let time = change.tx.committed_at;
     ui.add(egui::Label::new(format!("{} ({})", precise(time, zone), ago(time, zone.now))).wrap());
+    let changes = changes_text(change.tx.change_count.max(0) as u64);
     match change.tx.xid {
+        _ if change.tx.is_baseline => ui.label("baseline: the row as capture first found it"),
         Some(xid) => ui.label(format!(
-            "transaction {xid} · {} · lsn {}",
-            changes_text(change.tx.change_count.max(0) as u64),
+            "transaction {xid} · {changes} · lsn {}",
             change.lsn
         )),
-        None => ui.label("baseline: the row as capture first found it"),
+        // An audit store that keeps no transaction ids (supa_audit).
+        None => ui.label(format!("transaction (id not recorded) · {changes}")),
     };
 }
 

@@ -1,4 +1,4 @@
-//! The desktop app (eframe/egui): welcome and connect screens, the timeline with its histogram and
+//! The desktop app (eframe/egui): welcome, connect and audit-import screens, the timeline with its histogram and
 //! filters, a change's detail and history, and restore scripts.
 //!
 //! Architecture invariant: only this module imports egui, and it never touches SQLite or
@@ -9,6 +9,7 @@
 //! carried out after drawing (`app::RowtrailApp::apply`).
 
 mod app;
+mod audit_import;
 mod capture_task;
 mod connect;
 mod detail;
@@ -53,6 +54,17 @@ pub enum Message {
     /// A script was saved (the notice to show) or not (why, and what to do).
     ScriptSaved(Result<String, String>),
     DemoReady(Result<Box<Demo>, String>),
+    /// What a look for audit stores found, and the database's name when the string resolved.
+    AuditFound {
+        found: Result<Vec<crate::import::FoundStore>, String>,
+        database: Option<String>,
+    },
+    /// An import from an audit database ended: its cache, where from, and what it did.
+    Imported {
+        cache: PathBuf,
+        from: String,
+        result: Result<crate::import::ImportSummary, String>,
+    },
     /// The file dialog closed: the cache chosen, if any.
     Picked(Option<PathBuf>),
     /// The recent cache of a link's database, if there is one.

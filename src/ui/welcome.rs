@@ -1,4 +1,5 @@
-//! The welcome screen: connect a database, try the demo, open a cache file, or pick a recent cache.
+//! The welcome screen: connect a database, open an audit database, try the demo, open a cache
+//! file, or pick a recent cache.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,8 @@ pub enum WelcomeAction {
     /// Choose a cache file in the desktop's file dialog.
     Browse,
     Connect,
+    /// Import a database's existing audit store.
+    OpenAudit,
     Demo,
 }
 
@@ -32,9 +35,20 @@ pub fn welcome_ui(
         ui.heading(RichText::new("rowtrail").size(32.0));
         ui.label("The history of the data in your PostgreSQL database: what changed, when, by whom, and how to put it back.");
         ui.add_space(24.0);
-        if ui.button(RichText::new("Connect a database…").size(16.0)).clicked() {
-            action = Some(WelcomeAction::Connect);
-        }
+        ui.horizontal(|ui| {
+            // Centred: the row is as wide as its two buttons.
+            let width = 430.0_f32.min(ui.available_width());
+            ui.add_space(((ui.available_width() - width) / 2.0).max(0.0));
+            if ui.button(RichText::new("Connect a database…").size(16.0)).clicked() {
+                action = Some(WelcomeAction::Connect);
+            }
+            let audit = ui
+                .button(RichText::new("Open audit database…").size(16.0))
+                .on_hover_text("A database that already keeps history in an audit table (the wiki's audit trigger, Bemi, supa_audit): import it");
+            if audit.clicked() {
+                action = Some(WelcomeAction::OpenAudit);
+            }
+        });
         ui.add_space(8.0);
         match demo_starting {
             true => {

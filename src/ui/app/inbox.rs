@@ -4,6 +4,7 @@
 use crate::capture::CaptureEvent;
 
 use super::super::Message;
+use super::super::audit_import::summary_line;
 use super::super::capture_task::CaptureTask;
 use super::super::connect::default_cache_path;
 use super::super::restore::ScriptState;
@@ -92,6 +93,29 @@ impl RowtrailApp {
                         ));
                     }
                 }
+                Message::AuditFound { found, database } => {
+                    if let Some(dialog) = self.audit.as_mut() {
+                        dialog.take_found(found, database);
+                    }
+                }
+                Message::Imported {
+                    cache,
+                    from,
+                    result,
+                } => match result {
+                    Ok(summary) => {
+                        self.audit = None;
+                        self.banner = Some(summary_line(&summary, &from));
+                        self.commands.push(Command::OpenCache(cache));
+                    }
+                    Err(error) => match self.audit.as_mut() {
+                        Some(dialog) => {
+                            dialog.importing = false;
+                            dialog.error = Some(error);
+                        }
+                        None => self.banner = Some(error),
+                    },
+                },
                 Message::Picked(path) => {
                     self.browsing = false;
                     if let Some(path) = path {

@@ -17,6 +17,7 @@ use crate::demo::Demo;
 use crate::model::Moment;
 use crate::model::{ChangeId, TableName};
 
+use super::audit_import::AuditDialog;
 use super::capture_task::{CaptureStart, CaptureTask};
 use super::connect::ConnectDialog;
 use super::settings::Settings;
@@ -37,6 +38,22 @@ enum Command {
     CloseCache,
     ShowConnect,
     CloseConnect,
+    /// The audit-import dialog, with what was typed to connect.
+    ShowAudit {
+        url: String,
+        password: Password,
+    },
+    CloseAudit,
+    LookForAuditStores {
+        url: String,
+        password: Password,
+    },
+    ImportAudit {
+        url: String,
+        password: Password,
+        format: crate::import::AuditFormat,
+        cache: PathBuf,
+    },
     CheckSource {
         url: String,
         password: Password,
@@ -103,6 +120,7 @@ pub struct RowtrailApp {
     /// The file dialog is open.
     browsing: bool,
     connect: Option<ConnectDialog>,
+    audit: Option<AuditDialog>,
     session: Option<Session>,
     capture: Option<CaptureTask>,
     status: CaptureStatus,
@@ -148,6 +166,7 @@ impl RowtrailApp {
             welcome: Welcome::default(),
             browsing: false,
             connect: None,
+            audit: None,
             session: None,
             capture: None,
             status: CaptureStatus::default(),
@@ -197,6 +216,20 @@ impl RowtrailApp {
             }
             Command::ShowConnect => self.connect = Some(ConnectDialog::default()),
             Command::CloseConnect => self.connect = None,
+            Command::ShowAudit { url, password } => {
+                self.connect = None;
+                self.audit = Some(AuditDialog::with_login(url, password));
+            }
+            Command::CloseAudit => self.audit = None,
+            Command::LookForAuditStores { url, password } => {
+                self.look_for_audit_stores(url, password)
+            }
+            Command::ImportAudit {
+                url,
+                password,
+                format,
+                cache,
+            } => self.import_audit(url, password, format, cache),
             Command::CheckSource { url, password } => self.check_source(url, password),
             Command::StartCapture {
                 url,

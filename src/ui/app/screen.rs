@@ -2,6 +2,7 @@
 //! status bar, filters, detail, histogram and timeline), and the dialogs. What the user asks for
 //! is collected as `Command`s.
 
+use super::super::audit_import::{AuditAction, audit_ui};
 use super::super::connect::{ConnectAction, connect_ui};
 use super::super::detail::{DetailAction, detail_ui};
 use super::super::export::{ExportAction, export_ui};
@@ -89,6 +90,10 @@ impl RowtrailApp {
                 Some(WelcomeAction::Open(path)) => self.commands.push(Command::OpenCache(path)),
                 Some(WelcomeAction::Browse) => self.commands.push(Command::BrowseCache),
                 Some(WelcomeAction::Connect) => self.commands.push(Command::ShowConnect),
+                Some(WelcomeAction::OpenAudit) => self.commands.push(Command::ShowAudit {
+                    url: String::new(),
+                    password: Default::default(),
+                }),
                 Some(WelcomeAction::Demo) => self.commands.push(Command::StartDemo),
                 None => {}
             }
@@ -249,6 +254,29 @@ impl RowtrailApp {
                 }),
                 Some(ConnectAction::Copy(text)) => self.commands.push(Command::Copy(text)),
                 Some(ConnectAction::Close) => self.commands.push(Command::CloseConnect),
+                Some(ConnectAction::OpenAudit { url, password }) => {
+                    self.commands.push(Command::ShowAudit { url, password })
+                }
+                None => {}
+            }
+        }
+        if let Some(dialog) = self.audit.as_mut() {
+            match audit_ui(ctx, dialog) {
+                Some(AuditAction::Look { url, password }) => self
+                    .commands
+                    .push(Command::LookForAuditStores { url, password }),
+                Some(AuditAction::Import {
+                    url,
+                    password,
+                    format,
+                    cache,
+                }) => self.commands.push(Command::ImportAudit {
+                    url,
+                    password,
+                    format,
+                    cache,
+                }),
+                Some(AuditAction::Close) => self.commands.push(Command::CloseAudit),
                 None => {}
             }
         }

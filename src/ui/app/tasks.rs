@@ -106,6 +106,73 @@ impl RowtrailApp {
         });
     }
 
+    /// Looks for audit stores in the database `url` names, on a background thread.
+    pub(super) fn look_for_audit_stores(&mut self, url: String, password: Password) {
+        self.in_background("rowtrail-audit-look", move |runtime| {
+            let spec = match resolve(&url, &password) {
+                Ok(spec) => spec,
+                Err(error) => {
+                    return Message::AuditFound {
+                        found: Err(error),
+                        database: None,
+                    };
+                }
+            };
+            match runtime.block_on(crate::import::detect(&spec)) {
+                Ok((database, found)) => Message::AuditFound {
+                    found: Ok(found),
+                    database: Some(database),
+                },
+                Err(error) => Message::AuditFound {
+                    found: Err(error.to_string()),
+                    database: Some(spec.dbname),
+                },
+            }
+        });
+    }
+
+    /// Imports the audit store of `format` into `cache` on a background thread; the cache
+    /// opens when it is done.
+    pub(super) fn import_audit(
+        &mut self,
+        url: String,
+        password: Password,
+        format: crate::import::AuditFormat,
+        cache: PathBuf,
+    ) {
+        self.in_background("rowtrail-import", move |runtime| {
+            let spec = resolve(&url, &password);
+            // As people read it: never the password.
+            let from = spec.as_ref().map(ToString::to_string).unwrap_or_default();
+            let result = spec.and_then(|spec| {
+                if let Some(parent) = cache.parent() {
+                    crate::store::create_private_dir(parent).map_err(|error| {
+                        format!(
+                            "could not create {}: {error}; choose a cache file in a folder you can write",
+                            parent.display()
+                        )
+                    })?;
+                }
+                let options = crate::import::ImportOptions {
+                    from: crate::import::Origin::Database(spec),
+                    format,
+                    cache: cache.clone(),
+                    follow: false,
+                    on_error: crate::import::OnError::Skip,
+                };
+                let (_stop, stopped) = tokio::sync::watch::channel(false);
+                runtime
+                    .block_on(crate::import::run(options, stopped, &|_| {}))
+                    .map_err(|error| error.to_string())
+            });
+            Message::Imported {
+                cache,
+                from,
+                result,
+            }
+        });
+    }
+
     pub(super) fn start_capture(
         &mut self,
         url: String,

@@ -380,7 +380,9 @@ fn changed_ranges(search: &Search, table: &TableName, text: &str) -> Vec<std::op
 fn transaction_name(row: &Row) -> String {
     match row.xid {
         Some(xid) => xid.to_string(),
-        None => "baseline".to_owned(),
+        None if row.op == Op::Snapshot => "baseline".to_owned(),
+        // An audit store that keeps no transaction ids.
+        None => "no id".to_owned(),
     }
 }
 

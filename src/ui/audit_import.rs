@@ -1,0 +1,237 @@
+//! The *Open audit database* dialog: a database that already keeps history in an audit store
+//! (the wiki's audit trigger, Bemi, supa_audit). It looks for the stores rowtrail reads, shows
+//! what each holds, and imports the chosen one into a cache, which then opens.
+
+use std::path::PathBuf;
+
+use egui::RichText;
+
+use crate::capture::conninfo::Password;
+use crate::import::{FoundStore, ImportSummary};
+
+/// The dialog's state.
+#[derive(Debug, Default)]
+pub struct AuditDialog {
+    pub url: String,
+    pub password: Password,
+    pub looking: bool,
+    /// What the last look found (or why it could not look).
+    pub found: Option<Result<Vec<FoundStore>, String>>,
+    /// The database looked at, for the cache's name.
+    pub database: Option<String>,
+    pub choice: usize,
+    pub cache: String,
+    pub importing: bool,
+    /// Why the last import failed.
+    pub error: Option<String>,
+}
+
+/// What the user asked of the dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditAction {
+    Look {
+        url: String,
+        password: Password,
+    },
+    Import {
+        url: String,
+        password: Password,
+        format: crate::import::AuditFormat,
+        cache: PathBuf,
+    },
+    Close,
+}
+
+impl AuditDialog {
+    /// The dialog with what the connect dialog already has typed.
+    pub fn with_login(url: String, password: Password) -> Self {
+        Self {
+            url,
+            password,
+            ..Self::default()
+        }
+    }
+
+    /// Takes what a look found, and suggests a cache file for the first store.
+    pub fn take_found(&mut self, found: Result<Vec<FoundStore>, String>, database: Option<String>) {
+        self.looking = false;
+        self.choice = 0;
+        self.error = None;
+        self.database = database;
+        self.found = Some(found);
+        self.suggest_cache();
+    }
+
+    fn suggest_cache(&mut self) {
+        let (Some(database), Some(Ok(found))) = (&self.database, &self.found) else {
+            return;
+        };
+        if let Some(store) = found.get(self.choice) {
+            let name = format!("{database}-{}", store.format.name());
+            self.cache = super::connect::default_cache_path(&name)
+                .display()
+                .to_string();
+        }
+    }
+}
+
+/// A line saying what an import did, for the banner.
+pub fn summary_line(summary: &ImportSummary, from: &str) -> String {
+    let mut line = format!(
+        "Imported {} changes in {} transactions from {from}.",
+        summary.changes, summary.transactions
+    );
+    if summary.skipped > 0 {
+        line.push_str(&format!(
+            " Skipped {} rows that could not be read; the first: {}",
+            summary.skipped,
+            summary.first_skipped.join("; ")
+        ));
+    }
+    line
+}
+
+pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAction> {
+    let mut action = None;
+    let modal = egui::Modal::new(egui::Id::unique("audit-dialog")).show(ctx, |ui| {
+        ui.set_width(ctx.content_rect().width().min(900.0) - 80.0);
+        ui.heading("Open an audit database");
+        ui.add(
+            egui::Label::new(
+                "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit): rowtrail imports it into a cache, with nothing to install on the database.",
+            )
+            .wrap(),
+        );
+        egui::Grid::new("audit-fields").num_columns(2).show(ui, |ui| {
+            let label = ui.label("Audit database URL");
+            ui.add(
+                egui::TextEdit::singleline(&mut dialog.url)
+                    .desired_width(480.0)
+                    .hint_text("postgres://user@host:5432/db"),
+            )
+            .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label("Audit database password");
+            ui.add(
+                egui::TextEdit::singleline(dialog.password.as_mut_string())
+                    .password(true)
+                    .desired_width(240.0)
+                    .hint_text("empty: ~/.pgpass or PGPASSWORD"),
+            )
+            .labelled_by(label.id);
+            ui.end_row();
+        });
+        let busy = dialog.looking || dialog.importing;
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!busy, egui::Button::new("Look for audit stores"))
+                .clicked()
+            {
+                dialog.looking = true;
+                action = Some(AuditAction::Look {
+                    url: dialog.url.clone(),
+                    password: dialog.password.clone(),
+                });
+            }
+            if dialog.looking {
+                ui.spinner();
+                ui.label("Looking…");
+            }
+        });
+        let error_color = ui.visuals().error_fg_color;
+        match &dialog.found {
+            None => {}
+            Some(Err(error)) => {
+                ui.add(egui::Label::new(RichText::new(error).color(error_color)).wrap());
+            }
+            Some(Ok(found)) if found.is_empty() => {
+                ui.add(
+                    egui::Label::new(
+                        RichText::new(
+                            "No audit store found: no audit.logged_actions (the wiki's audit trigger), no changes table of Bemi's layout, no audit.record_version (supa_audit). To capture this database's own changes, use Connect a database instead.",
+                        )
+                        .color(error_color),
+                    )
+                    .wrap(),
+                );
+            }
+            Some(Ok(found)) => {
+                let found = found.clone();
+                ui.label(RichText::new("Found").strong());
+                let mut chosen = dialog.choice;
+                for (index, store) in found.iter().enumerate() {
+                    let text = format!(
+                        "{} — {}: {} rows about {} tables",
+                        store.format.name(),
+                        store.table,
+                        crate::ui::thousands(store.rows().max(0) as u64),
+                        store.tables.len()
+                    );
+                    ui.radio_value(&mut chosen, index, text);
+                    ui.indent(("audited", index), |ui| {
+                        let shown: Vec<String> = store
+                            .tables
+                            .iter()
+                            .take(8)
+                            .map(|(table, rows)| format!("{table} ({rows})"))
+                            .collect();
+                        let more = store.tables.len().saturating_sub(shown.len());
+                        let mut line = shown.join(", ");
+                        if more > 0 {
+                            line.push_str(&format!(" and {more} more"));
+                        }
+                        ui.add(egui::Label::new(RichText::new(line).weak()).wrap());
+                    });
+                }
+                if chosen != dialog.choice {
+                    dialog.choice = chosen;
+                    dialog.suggest_cache();
+                }
+                ui.horizontal(|ui| {
+                    let label = ui.label("Cache file for the import");
+                    ui.add(egui::TextEdit::singleline(&mut dialog.cache).desired_width(420.0))
+                        .labelled_by(label.id);
+                });
+                let ready = !busy && !dialog.cache.trim().is_empty();
+                ui.horizontal(|ui| {
+                    if ui
+                        .add_enabled(ready, egui::Button::new("Import and open"))
+                        .clicked()
+                        && let Some(store) = found.get(dialog.choice)
+                    {
+                        dialog.importing = true;
+                        dialog.error = None;
+                        action = Some(AuditAction::Import {
+                            url: dialog.url.clone(),
+                            password: dialog.password.clone(),
+                            format: store.format,
+                            cache: PathBuf::from(dialog.cache.trim()),
+                        });
+                    }
+                    if dialog.importing {
+                        ui.spinner();
+                        ui.label("Importing…");
+                    }
+                });
+                ui.label(
+                    RichText::new(
+                        "An import goes on where it stopped: importing into the same cache again adds only what is new. rowtrail import --follow keeps a cache current.",
+                    )
+                    .weak()
+                    .small(),
+                );
+            }
+        }
+        if let Some(error) = &dialog.error {
+            ui.add(egui::Label::new(RichText::new(error).color(error_color)).wrap());
+        }
+        ui.separator();
+        if ui.button("Close").clicked() {
+            action = Some(AuditAction::Close);
+        }
+    });
+    if modal.should_close() && !dialog.importing {
+        action = Some(AuditAction::Close);
+    }
+    action
+}
