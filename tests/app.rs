@@ -1495,28 +1495,44 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
     harness.step();
     harness.get_by_label("Look for audit stores").click();
     wait_for(&mut harness, "the stores found", |h| has(h, "Found"));
-    assert!(has(&harness, "bemi — changes: 2 rows about 1 tables"));
+    assert!(has(&harness, "bemi — changes: 2 rows about 1 table"));
     assert!(has(
         &harness,
-        "supa-audit — audit.record_version: 2 rows about 1 tables"
+        "supa-audit — audit.record_version: 2 rows about 1 table"
     ));
     assert!(has(&harness, "public.customers (2)"));
     click_settled(
         &mut harness,
-        "supa-audit — audit.record_version: 2 rows about 1 tables",
+        "supa-audit — audit.record_version: 2 rows about 1 table",
     );
     harness.run_steps(2);
+    let suggested = |h: &Harness<'_, RowtrailApp>| {
+        h.get_by_label("Cache file for the import")
+            .accesskit_node()
+            .value()
+            .unwrap_or_default()
+    };
+    assert!(suggested(&harness).ends_with("-supa-audit.rowtrail"));
     retype(
         &mut harness,
         "Cache file for the import",
         &cache.display().to_string(),
     );
+    // A path typed stays when another store is chosen.
+    click_settled(&mut harness, "bemi — changes: 2 rows about 1 table");
+    click_settled(
+        &mut harness,
+        "supa-audit — audit.record_version: 2 rows about 1 table",
+    );
+    harness.run_steps(2);
+    assert_eq!(suggested(&harness), cache.display().to_string());
     click_settled(&mut harness, "Import and open");
     wait_for(&mut harness, "the imported timeline", |h| {
         rows(h).len() == 2
     });
     assert!(has(&harness, "imported (supa-audit)"));
     assert!(has(&harness, "Imported 2 changes in 2 transactions"));
+    assert!(has(&harness, "Dismiss"));
     open_row(&mut harness, "update  customers  id=1");
     for text in ["plan", "free", "pro"] {
         assert!(has(&harness, text), "{text} is shown");

@@ -32,6 +32,8 @@ fn audit(db: &TestDb, table: &str) {
 const BEMI: &str = include_str!("support/bemi.sql");
 /// Our own SQL for supa_audit's documented layout.
 const SUPA_AUDIT: &str = include_str!("support/supa_audit.sql");
+/// Our own SQL for what PaperTrail writes (its `versions`, YAML objects and changes).
+const PAPER_TRAIL: &str = include_str!("support/paper_trail.sql");
 
 /// The audit stores a test database can be given.
 #[derive(Clone, Copy, PartialEq)]
@@ -39,6 +41,7 @@ enum Kept {
     Trigger,
     Bemi,
     SupaAudit,
+    PaperTrail,
 }
 
 fn shop(label: &str) -> TestDb {
@@ -52,6 +55,7 @@ fn shop_with(label: &str, kept: Kept) -> TestDb {
         Kept::Trigger => AUDIT_TRIGGER,
         Kept::Bemi => BEMI,
         Kept::SupaAudit => SUPA_AUDIT,
+        Kept::PaperTrail => PAPER_TRAIL,
     });
     db.sql(
         "CREATE TABLE customers (id int PRIMARY KEY, name text, vip boolean, since timestamptz,
@@ -70,6 +74,12 @@ fn shop_with(label: &str, kept: Kept) -> TestDb {
                      FOR EACH STATEMENT EXECUTE FUNCTION bemi_capture();"
             ))),
             Kept::SupaAudit => drop(db.sql(&format!("SELECT audit.enable_tracking('{table}')"))),
+            // PaperTrail needs an id column: lines has none.
+            Kept::PaperTrail if table == "lines" => {}
+            Kept::PaperTrail => drop(db.sql(&format!(
+                "CREATE TRIGGER paper_trail AFTER INSERT OR UPDATE OR DELETE ON {table}
+                     FOR EACH ROW EXECUTE FUNCTION paper_trail_version();"
+            ))),
         }
     }
     // The reference: capture from the WAL, its (empty) baseline taken before any change.
@@ -151,6 +161,8 @@ struct Lacks {
     keys_of: &'static [&'static str],
     /// The old rows of these tables (no key to tell Debezium's fillers from values).
     before_of: &'static [&'static str],
+    /// The store keeps only these tables (empty: all).
+    only: &'static [&'static str],
 }
 
 fn transactions_lacking(cache: &Path, lacks: &Lacks) -> Vec<(Option<u64>, Vec<String>)> {
@@ -162,6 +174,9 @@ fn transactions_lacking(cache: &Path, lacks: &Lacks) -> Vec<(Option<u64>, Vec<St
         let commit = change["commit_lsn"].as_str().unwrap().to_owned();
         let xid = change["xid"].as_u64().filter(|_| !lacks.xids);
         let table = change["table"].as_str().unwrap();
+        if !lacks.only.is_empty() && !lacks.only.contains(&table) {
+            continue;
+        }
         let key = if lacks.keys_of.contains(&table) {
             serde_json::Value::Null
         } else {
@@ -388,6 +403,7 @@ fn follow_killed_and_restarted(kept: Kept, format: &str) {
             xids: false,
             keys_of: &["lines"],
             before_of: &["lines"],
+            ..Lacks::default()
         },
         _ => Lacks::default(),
     };
@@ -707,6 +723,7 @@ fn debezium_events_import_as_capture_stores_the_same_workload() {
         xids: false,
         keys_of: &["lines"],
         before_of: &["lines"],
+        ..Lacks::default()
     };
     assert_same_history_lacking(&imported, &db.cache(), &lacks);
     let restore = rowtrail(&[
@@ -893,4 +910,81 @@ fn bad_rows_of_every_format_get_one_clear_line() {
         &[],
     ));
     assert_clean_failure(&shape, 2, "it has no column ts");
+}
+
+/// PaperTrail's `versions`, written as its YAML serializer writes them, import as capture stores
+/// the same workload for the tables it versions (it needs an id column, so lines is not), with
+/// whodunnit as the context; a model whose table Rails' naming does not find is named with
+/// --table-of, and a Ruby object it cannot read is an error of its row.
+#[test]
+fn paper_trails_versions_import_as_capture_stores_the_same_workload() {
+    let db = shop_with("import_paper_trail", Kept::PaperTrail);
+    run_workload(&db, WORKLOAD);
+    db.sql(
+        "BEGIN; SET LOCAL paper_trail.whodunnit = 'ann';
+                UPDATE orders SET status = 'sent', note = 'rush' WHERE id = 10; COMMIT",
+    );
+    db.capture_ok(&["--tables", "customers,orders,lines"]);
+    let imported: PathBuf = db.dir.path().join("paper_trail.rowtrail");
+    let said = import_ok_as("paper-trail", &db.url(), &imported);
+    assert!(
+        said.contains("imported 12 changes in 8 transactions"),
+        "{said}"
+    );
+    let lacks = Lacks {
+        xids: true,
+        only: &["customers", "orders"],
+        ..Lacks::default()
+    };
+    assert_same_history_lacking(&imported, &db.cache(), &lacks);
+    let last = log_json(&imported, &["--table", "orders"]).pop().unwrap();
+    assert_eq!(last["context"]["whodunnit"], "ann", "{last:?}");
+    // The undo script is typed and puts the customer back.
+    let update = log_json(&imported, &["--table", "customers"])
+        .into_iter()
+        .find(|change| change["op"] == "update" && change["key"]["id"] == "1")
+        .unwrap();
+    let restore = rowtrail(&[
+        "undo".to_owned(),
+        "--cache".to_owned(),
+        imported.to_str().unwrap().to_owned(),
+        "--change".to_owned(),
+        update["id"].to_string(),
+    ]);
+    let sql = String::from_utf8(restore.stdout).unwrap();
+    assert!(sql.contains("'10.50'::numeric(12,2)"), "{sql}");
+    db.sql(&sql);
+    assert_eq!(
+        db.sql("SELECT name, balance FROM customers WHERE id = 1")
+            .trim(),
+        "Ann|10.50"
+    );
+    // A model named otherwise, and a Ruby object that cannot be read.
+    db.sql(
+        "CREATE TABLE shop_notes (id int PRIMARY KEY, body text);
+         INSERT INTO versions (item_type, item_id, event, object, object_changes, created_at)
+         VALUES ('Memo', 1, 'create', NULL, E'---\nid:\n-\n- 1\nbody:\n-\n- \"hi\"\n', now()),
+                ('Memo', 1, 'update', E'---\nid: 1\nbody: !ruby/object:Money\n  cents: 1\n',
+                 E'---\nbody:\n- x\n- y\n', now());",
+    );
+    let unnamed = rowtrail(&import_args_as("paper-trail", &db.url(), &imported, &[]));
+    assert_clean_failure(
+        &unnamed,
+        2,
+        "item_type is \"Memo\", and no table memos was found",
+    );
+    let named = rowtrail(&import_args_as(
+        "paper-trail",
+        &db.url(),
+        &imported,
+        &["--table-of", "Memo=public.shop_notes"],
+    ));
+    assert_clean_failure(&named, 2, "tagged !ruby/object:Money");
+    let notes = log_json(&imported, &["--table", "shop_notes"]);
+    assert_eq!(
+        notes.len(),
+        1,
+        "the create before the bad row stays: {notes:?}"
+    );
+    assert_eq!(notes[0]["after"]["body"], "hi");
 }

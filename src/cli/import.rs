@@ -26,6 +26,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         format: args.format,
         cache: args.cache.clone(),
         follow: args.follow,
+        table_of: args.table_of.clone(),
         on_error: match args.on_error {
             OnErrorArg::Stop => OnError::Stop,
             OnErrorArg::Skip => OnError::Skip,

@@ -146,7 +146,8 @@ pub struct ImportArgs {
     pub from: String,
     /// The store's format: pg-audit-trigger (the PostgreSQL wiki's audit.logged_actions),
     /// bemi (Bemi's changes table), supa-audit (supa_audit's audit.record_version), or
-    /// debezium (Debezium's change events, one JSON object per line).
+    /// paper-trail (PaperTrail's versions), or debezium (Debezium's change events, one JSON
+    /// object per line).
     #[arg(long, value_name = "FORMAT", value_parser = parse_audit_format)]
     pub format: crate::import::AuditFormat,
     /// The cache file to write (created if missing; an import goes on where it stopped).
@@ -158,6 +159,21 @@ pub struct ImportArgs {
     /// A row that cannot be read: stop there (what came before stays), or skip it and count it.
     #[arg(long, value_enum, value_name = "WHAT", default_value = "stop")]
     pub on_error: OnErrorArg,
+    /// For paper-trail: the table of a model whose table Rails' naming does not find
+    /// (MODEL=SCHEMA.TABLE; repeat for more).
+    #[arg(long, value_name = "MODEL=TABLE", value_parser = parse_table_of)]
+    pub table_of: Vec<(String, String)>,
+}
+
+fn parse_table_of(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((model, table)) if !model.trim().is_empty() && !table.trim().is_empty() => {
+            Ok((model.trim().to_owned(), table.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "{text:?} is not MODEL=TABLE: write it as --table-of OrderLine=public.order_lines"
+        )),
+    }
 }
 
 fn parse_audit_format(text: &str) -> Result<crate::import::AuditFormat, String> {

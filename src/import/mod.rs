@@ -13,6 +13,7 @@ pub mod audit_trigger;
 pub mod bemi;
 pub mod debezium;
 pub mod debezium_values;
+pub mod paper_trail;
 pub mod schemas;
 pub mod sequence;
 pub mod sink;
@@ -76,6 +77,8 @@ pub enum AuditFormat {
     SupaAudit,
     /// Debezium change events, one JSON object per line.
     Debezium,
+    /// PaperTrail's `versions` table (Ruby on Rails).
+    PaperTrail,
 }
 
 impl AuditFormat {
@@ -83,6 +86,7 @@ impl AuditFormat {
         AuditFormat::PgAuditTrigger,
         AuditFormat::Bemi,
         AuditFormat::SupaAudit,
+        AuditFormat::PaperTrail,
         AuditFormat::Debezium,
     ];
 
@@ -92,6 +96,7 @@ impl AuditFormat {
             Self::Bemi => "bemi",
             Self::SupaAudit => "supa-audit",
             Self::Debezium => "debezium",
+            Self::PaperTrail => "paper-trail",
         }
     }
 
@@ -124,6 +129,15 @@ impl AuditFormat {
                 "no transaction ids: changes with the same transaction time (ts) are taken as one transaction",
                 "no commit times: a transaction's time is its start time (ts)",
                 "no commit order: transactions are ordered by their last record_version id, which keeps the order of transactions that changed the same rows",
+                catalog_now,
+            ],
+            Self::PaperTrail => &[
+                own_positions,
+                "no transaction ids: versions with the same transaction_id are one transaction, and without that column each version is a transaction of its own",
+                "no commit times: a transaction's time is the created_at of its last version",
+                "no commit order: versions are ordered by id, which keeps the order of changes to the same record",
+                "only the state before each change (object): the state after is its object_changes over it, else the record's next version, or the table as it is now for the newest",
+                "only what the application saved through its models: changes made in SQL or with update_columns are not in it",
                 catalog_now,
             ],
             Self::Debezium => &[
@@ -179,6 +193,8 @@ pub struct ImportOptions {
     /// Keep importing new rows until stopped.
     pub follow: bool,
     pub on_error: OnError,
+    /// PaperTrail: the table of each model its naming does not find (`Model`, `schema.table`).
+    pub table_of: Vec<(String, String)>,
 }
 
 /// What an import did.
@@ -266,6 +282,10 @@ pub async fn run(
             let (store, source) = Store::connect(&options).await?;
             supa_audit::import(&store, &options, &source, stop, progress).await
         }
+        AuditFormat::PaperTrail => {
+            let (store, source) = Store::connect(&options).await?;
+            paper_trail::import(&store, &options, &source, stop, progress).await
+        }
         AuditFormat::Debezium => debezium::import(&options, stop, progress).await,
     }
 }
@@ -301,7 +321,7 @@ pub async fn detect(spec: &ConnectionSpec) -> Result<(String, Vec<FoundStore>), 
         server_version_num: facts.version_num,
         database: facts.database.clone(),
     };
-    let candidates: [(AuditFormat, &'static str, Columns, &str); 3] = [
+    let candidates: [(AuditFormat, &'static str, Columns, &str); 4] = [
         (
             AuditFormat::PgAuditTrigger,
             audit_trigger::TABLE,
@@ -319,6 +339,12 @@ pub async fn detect(spec: &ConnectionSpec) -> Result<(String, Vec<FoundStore>), 
             supa_audit::TABLE,
             supa_audit::COLUMNS,
             supa_audit::TABLES_SQL,
+        ),
+        (
+            AuditFormat::PaperTrail,
+            paper_trail::TABLE,
+            paper_trail::COLUMNS,
+            paper_trail::TABLES_SQL,
         ),
     ];
     let mut found = Vec::new();

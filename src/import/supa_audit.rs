@@ -127,7 +127,7 @@ pub fn context_of(row: &RecordVersion) -> Option<Context> {
 }
 
 /// An image read as `[[column, JSON type, text], ...]`, each value in PostgreSQL's text form.
-fn fields_of(pairs: &str, catalog: Option<&RelationSchema>) -> Result<Fields, String> {
+pub(super) fn fields_of(pairs: &str, catalog: Option<&RelationSchema>) -> Result<Fields, String> {
     let Ok(Json::Array(pairs)) = serde_json::from_str::<Json>(pairs) else {
         return Err(format!("is not a JSON object: {pairs}"));
     };

@@ -21,6 +21,9 @@ pub struct AuditDialog {
     pub database: Option<String>,
     pub choice: usize,
     pub cache: String,
+    /// The cache field holds the dialog's suggestion (not something typed): choosing another
+    /// store suggests again.
+    pub cache_suggested: bool,
     pub importing: bool,
     /// Why the last import failed.
     pub error: Option<String>,
@@ -66,25 +69,36 @@ impl AuditDialog {
         let (Some(database), Some(Ok(found))) = (&self.database, &self.found) else {
             return;
         };
+        if !self.cache.is_empty() && !self.cache_suggested {
+            return;
+        }
         if let Some(store) = found.get(self.choice) {
             let name = format!("{database}-{}", store.format.name());
             self.cache = super::connect::default_cache_path(&name)
                 .display()
                 .to_string();
+            self.cache_suggested = true;
         }
     }
 }
 
-/// A line saying what an import did, for the banner.
+/// `1 change`, `2 changes`, `12,345 changes`.
+fn count(number: u64, one: &str, many: &str) -> String {
+    let word = if number == 1 { one } else { many };
+    format!("{} {word}", crate::ui::thousands(number))
+}
+
+/// A line saying what an import did, for the notice.
 pub fn summary_line(summary: &ImportSummary, from: &str) -> String {
     let mut line = format!(
-        "Imported {} changes in {} transactions from {from}.",
-        summary.changes, summary.transactions
+        "Imported {} in {} from {from}.",
+        count(summary.changes, "change", "changes"),
+        count(summary.transactions, "transaction", "transactions")
     );
     if summary.skipped > 0 {
         line.push_str(&format!(
-            " Skipped {} rows that could not be read; the first: {}",
-            summary.skipped,
+            " Skipped {} that could not be read; the first: {}",
+            count(summary.skipped, "row", "rows"),
             summary.first_skipped.join("; ")
         ));
     }
@@ -96,20 +110,23 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
     let modal = egui::Modal::new(egui::Id::unique("audit-dialog")).show(ctx, |ui| {
         ui.set_width(ctx.content_rect().width().min(900.0) - 80.0);
         ui.heading("Open an audit database");
+        let mut entered = false;
         ui.add(
             egui::Label::new(
-                "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit): rowtrail imports it into a cache, with nothing to install on the database.",
+                "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit, PaperTrail): rowtrail imports it into a cache, with nothing to install on the database.",
             )
             .wrap(),
         );
         egui::Grid::new("audit-fields").num_columns(2).show(ui, |ui| {
             let label = ui.label("Audit database URL");
-            ui.add(
-                egui::TextEdit::singleline(&mut dialog.url)
-                    .desired_width(480.0)
-                    .hint_text("postgres://user@host:5432/db"),
-            )
-            .labelled_by(label.id);
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut dialog.url)
+                        .desired_width(480.0)
+                        .hint_text("postgres://user@host:5432/db"),
+                )
+                .labelled_by(label.id);
+            entered = super::fields::submitted(ui, &field);
             ui.end_row();
             let label = ui.label("Audit database password");
             ui.add(
@@ -122,12 +139,15 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
             ui.end_row();
         });
         let busy = dialog.looking || dialog.importing;
+        let typed = !dialog.url.trim().is_empty();
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(!busy, egui::Button::new("Look for audit stores"))
-                .clicked()
-            {
+            let look = ui
+                .add_enabled(!busy && typed, egui::Button::new("Look for audit stores"))
+                .on_disabled_hover_text("Type the URL of the database that holds the audit store");
+            if look.clicked() || (entered && !busy && typed) {
                 dialog.looking = true;
+                dialog.found = None;
+                dialog.error = None;
                 action = Some(AuditAction::Look {
                     url: dialog.url.clone(),
                     password: dialog.password.clone(),
@@ -148,7 +168,7 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                 ui.add(
                     egui::Label::new(
                         RichText::new(
-                            "No audit store found: no audit.logged_actions (the wiki's audit trigger), no changes table of Bemi's layout, no audit.record_version (supa_audit). To capture this database's own changes, use Connect a database instead.",
+                            "No audit store found: no audit.logged_actions (the wiki's audit trigger), no changes table of Bemi's layout, no audit.record_version (supa_audit), no versions table of PaperTrail's. To capture this database's own changes, use Connect a database instead.",
                         )
                         .color(error_color),
                     )
@@ -161,11 +181,11 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                 let mut chosen = dialog.choice;
                 for (index, store) in found.iter().enumerate() {
                     let text = format!(
-                        "{} — {}: {} rows about {} tables",
+                        "{} — {}: {} about {}",
                         store.format.name(),
                         store.table,
-                        crate::ui::thousands(store.rows().max(0) as u64),
-                        store.tables.len()
+                        count(store.rows().max(0) as u64, "row", "rows"),
+                        count(store.tables.len() as u64, "table", "tables")
                     );
                     ui.radio_value(&mut chosen, index, text);
                     ui.indent(("audited", index), |ui| {
@@ -173,7 +193,9 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                             .tables
                             .iter()
                             .take(8)
-                            .map(|(table, rows)| format!("{table} ({rows})"))
+                            .map(|(table, rows)| {
+                                format!("{table} ({})", crate::ui::thousands((*rows).max(0) as u64))
+                            })
                             .collect();
                         let more = store.tables.len().saturating_sub(shown.len());
                         let mut line = shown.join(", ");
@@ -189,13 +211,18 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                 }
                 ui.horizontal(|ui| {
                     let label = ui.label("Cache file for the import");
-                    ui.add(egui::TextEdit::singleline(&mut dialog.cache).desired_width(420.0))
+                    let field = ui
+                        .add(egui::TextEdit::singleline(&mut dialog.cache).desired_width(560.0))
                         .labelled_by(label.id);
+                    if field.changed() {
+                        dialog.cache_suggested = false;
+                    }
                 });
                 let ready = !busy && !dialog.cache.trim().is_empty();
                 ui.horizontal(|ui| {
                     if ui
                         .add_enabled(ready, egui::Button::new("Import and open"))
+                        .on_disabled_hover_text("Name the cache file to import into")
                         .clicked()
                         && let Some(store) = found.get(dialog.choice)
                     {

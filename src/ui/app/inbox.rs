@@ -105,7 +105,7 @@ impl RowtrailApp {
                 } => match result {
                     Ok(summary) => {
                         self.audit = None;
-                        self.banner = Some(summary_line(&summary, &from));
+                        self.notice = Some(summary_line(&summary, &from));
                         self.commands.push(Command::OpenCache(cache));
                     }
                     Err(error) => match self.audit.as_mut() {

@@ -108,6 +108,7 @@ enum Command {
     ToggleUtc,
     ToggleGrouped,
     DismissBanner,
+    DismissNotice,
 }
 
 /// The rowtrail desktop app.
@@ -131,6 +132,8 @@ pub struct RowtrailApp {
     /// The capture started last, to start it again (Retry, or a new baseline after a gap).
     last_capture: Option<(CaptureStart, PathBuf)>,
     banner: Option<String>,
+    /// News that is not a problem (what an import did), shown until dismissed.
+    notice: Option<String>,
     /// The demo this app shows, ended when the app closes.
     demo: Option<Demo>,
     demo_starting: bool,
@@ -174,6 +177,7 @@ impl RowtrailApp {
             source_login: None,
             last_capture: None,
             banner: None,
+            notice: None,
             demo: None,
             demo_starting: false,
             guide: None,
@@ -211,6 +215,7 @@ impl RowtrailApp {
             Command::BrowseCache => self.browse_cache(),
             Command::CloseCache => {
                 self.session = None;
+                self.notice = None;
                 self.ctx
                     .send_viewport_cmd(egui::ViewportCommand::Title("rowtrail".to_owned()));
             }
@@ -378,6 +383,7 @@ impl RowtrailApp {
                 }
             }
             Command::DismissBanner => self.banner = None,
+            Command::DismissNotice => self.notice = None,
             Command::DismissGuide => self.guide = None,
             Command::StartDemo => self.start_demo(),
         }

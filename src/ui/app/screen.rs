@@ -37,6 +37,16 @@ impl RowtrailApp {
                 });
             });
         }
+        if let Some(notice) = self.notice.clone() {
+            egui::Panel::top("notice").show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    if ui.small_button("Dismiss").clicked() {
+                        self.commands.push(Command::DismissNotice);
+                    }
+                    ui.add(egui::Label::new(notice.as_str()).wrap());
+                });
+            });
+        }
         if let Some(guide) = self.guide.clone() {
             egui::Panel::top("guide").show(ui, |ui| {
                 ui.horizontal_wrapped(|ui| {

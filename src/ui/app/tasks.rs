@@ -159,6 +159,7 @@ impl RowtrailApp {
                     cache: cache.clone(),
                     follow: false,
                     on_error: crate::import::OnError::Skip,
+                    table_of: Vec::new(),
                 };
                 let (_stop, stopped) = tokio::sync::watch::channel(false);
                 runtime
