@@ -1,5 +1,5 @@
 //! The *Open audit database* dialog: a database that already keeps history in an audit store
-//! (the wiki's audit trigger, Bemi, supa_audit). It looks for the stores rowtrail reads, shows
+//! (the wiki's audit trigger, Bemi, supa_audit, PaperTrail). It looks for the stores rowtrail reads, shows
 //! what each holds, and imports the chosen one into a cache, which then opens.
 
 use std::path::PathBuf;
