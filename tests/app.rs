@@ -1460,7 +1460,13 @@ fn issue14_an_imported_cache_says_so_and_what_its_store_lacks() {
     });
     assert!(has(&harness, "no commit times"));
     open_row(&mut harness, "update  customers  id=1");
-    for text in ["plan", "free", "pro", "UPDATE customers SET plan"] {
+    for text in [
+        "plan",
+        "free",
+        "pro",
+        "UPDATE customers SET plan",
+        "import position",
+    ] {
         assert!(has(&harness, text), "{text} is shown");
     }
 }

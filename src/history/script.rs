@@ -288,7 +288,7 @@ fn guarded(statement: String, guard: bool, record: &str, reason: &str, problem: 
     }
     let message = format!("rowtrail guard: {record} {problem} ({reason}); nothing was changed");
     let body = format!(
-        "BEGIN\n  {statement};\n  IF NOT FOUND THEN\n    RAISE EXCEPTION USING MESSAGE = {},\n      HINT = 'The row changed after the cache last saw it: capture again and review its history.';\n  END IF;\nEND",
+        "BEGIN\n  {statement};\n  IF NOT FOUND THEN\n    RAISE EXCEPTION USING MESSAGE = {},\n      HINT = 'The row changed after the cache last saw it: bring the cache up to date (capture or import again) and review its history.';\n  END IF;\nEND",
         quote_literal(&message)
     );
     format!("DO {};\n", dollar_quote(&body))
@@ -396,7 +396,7 @@ BEGIN
 ''); DROP TABLE x; -- ünï'::text AND "amount" IS NOT DISTINCT FROM '2.5000'::numeric(12,4);
   IF NOT FOUND THEN
     RAISE EXCEPTION USING MESSAGE = 'rowtrail guard: sch"ema.ta''ble; DROP TABLE x (id)=(1) no longer holds what the cache last saw (undo change 7 (update)); nothing was changed',
-      HINT = 'The row changed after the cache last saw it: capture again and review its history.';
+      HINT = 'The row changed after the cache last saw it: bring the cache up to date (capture or import again) and review its history.';
   END IF;
 END
 $rowtrail1$;

@@ -27,6 +27,8 @@ pub struct AuditDialog {
     pub importing: bool,
     /// Why the last import failed.
     pub error: Option<String>,
+    /// The URL field takes the keyboard when the dialog opens.
+    pub focus_url: bool,
 }
 
 /// What the user asked of the dialog.
@@ -51,6 +53,7 @@ impl AuditDialog {
         Self {
             url,
             password,
+            focus_url: true,
             ..Self::default()
         }
     }
@@ -126,6 +129,9 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                         .hint_text("postgres://user@host:5432/db"),
                 )
                 .labelled_by(label.id);
+            if std::mem::take(&mut dialog.focus_url) {
+                field.request_focus();
+            }
             entered = super::fields::submitted(ui, &field);
             ui.end_row();
             let label = ui.label("Audit database password");

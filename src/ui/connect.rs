@@ -19,6 +19,8 @@ pub struct ConnectDialog {
     /// Tables to capture, as offered by the last check.
     pub tables: Vec<(TableName, bool)>,
     pub cache: String,
+    /// The URL field takes the keyboard when the dialog opens.
+    pub focus_url: bool,
 }
 
 /// What the user asked of the dialog.
@@ -83,12 +85,16 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
             .num_columns(2)
             .show(ui, |ui| {
                 let label = ui.label("Connection URL");
-                ui.add(
-                    egui::TextEdit::singleline(&mut dialog.url)
-                        .desired_width(480.0)
-                        .hint_text("postgres://user@host:5432/db?sslmode=require"),
-                )
-                .labelled_by(label.id);
+                let field = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut dialog.url)
+                            .desired_width(480.0)
+                            .hint_text("postgres://user@host:5432/db?sslmode=require"),
+                    )
+                    .labelled_by(label.id);
+                if std::mem::take(&mut dialog.focus_url) {
+                    field.request_focus();
+                }
                 ui.end_row();
                 let label = ui.label("Password");
                 ui.add(

@@ -41,6 +41,9 @@ pub struct DetailState {
     pub related: Option<(ChangeId, Result<Vec<Related>, String>)>,
     /// The change whose related history was asked for and has not arrived.
     pub related_asked: Option<ChangeId>,
+    /// The cache was imported from an audit store: its positions are the import's own numbers,
+    /// not WAL positions.
+    pub imported: bool,
 }
 
 /// The state-at control: a moment within the record's lifetime and what the record was then.
@@ -195,7 +198,7 @@ pub fn detail_ui(
     egui::ScrollArea::vertical()
         .id_salt("detail")
         .show(ui, |ui| match tab {
-            Tab::Change => action = change_ui(ui, detail, zone, search),
+            Tab::Change => action = change_ui(ui, detail, zone, search, state.imported),
             Tab::History => action = history_ui(ui, detail, &mut state.state_at, zone, search),
             Tab::Related => {
                 // Keep the request for the story made above, if any.
@@ -210,12 +213,16 @@ pub fn detail_ui(
     action
 }
 
-fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone) {
+fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone, imported: bool) {
     let time = change.tx.committed_at;
     ui.add(egui::Label::new(format!("{} ({})", precise(time, zone), ago(time, zone.now))).wrap());
     let changes = changes_text(change.tx.change_count.max(0) as u64);
     match change.tx.xid {
         _ if change.tx.is_baseline => ui.label("baseline: the row as capture first found it"),
+        Some(xid) if imported => ui.label(format!(
+            "transaction {xid} · {changes} · import position {}",
+            change.lsn.0
+        )),
         Some(xid) => ui.label(format!(
             "transaction {xid} · {changes} · lsn {}",
             change.lsn
@@ -230,10 +237,11 @@ fn change_ui(
     detail: &Detail,
     zone: Zone,
     search: Option<&Search>,
+    imported: bool,
 ) -> Option<DetailAction> {
     let mut action = None;
     let change = &detail.change;
-    when_ui(ui, change, zone);
+    when_ui(ui, change, zone, imported);
     if let Some(context) = &change.context {
         egui::Grid::new("context")
             .num_columns(2)

@@ -219,7 +219,12 @@ impl RowtrailApp {
                 self.ctx
                     .send_viewport_cmd(egui::ViewportCommand::Title("rowtrail".to_owned()));
             }
-            Command::ShowConnect => self.connect = Some(ConnectDialog::default()),
+            Command::ShowConnect => {
+                self.connect = Some(ConnectDialog {
+                    focus_url: true,
+                    ..ConnectDialog::default()
+                })
+            }
             Command::CloseConnect => self.connect = None,
             Command::ShowAudit { url, password } => {
                 self.connect = None;

@@ -195,6 +195,7 @@ impl RowtrailApp {
             .size_range(DETAIL_MIN..=(width * DETAIL_SHARE.1).max(DETAIL_MIN))
             .resizable(true)
             .show(ui, |ui| {
+                session.detail.imported = session.import.is_some();
                 match detail_ui(ui, &mut session.detail, zone, search.as_ref()) {
                     Some(DetailAction::Open(id)) => commands.push(Command::Open(id)),
                     Some(DetailAction::RecordAt(change, moment)) => {
