@@ -988,3 +988,67 @@ fn paper_trails_versions_import_as_capture_stores_the_same_workload() {
     );
     assert_eq!(notes[0]["after"]["body"], "hi");
 }
+
+/// A followed file whose transaction is written in two parts, a few seconds apart: the import
+/// waits for the rest (for the next transaction or the end of the input) instead of taking the
+/// first part for the whole and dropping the rest.
+#[test]
+fn a_debezium_transaction_written_in_two_parts_is_imported_whole() {
+    let db = shop_with("import_debezium_parts", Kept::Bemi);
+    db.sql("BEGIN; INSERT INTO customers (id, name) VALUES (1, 'a'), (2, 'b'); COMMIT");
+    db.sql("INSERT INTO customers (id, name) VALUES (3, 'c')");
+    let events: Vec<String> = db
+        .sql("SELECT event::text FROM debezium_events ORDER BY n")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(events.len(), 3);
+    let file = db.dir.path().join("parts.jsonl");
+    std::fs::write(&file, format!("{}\n", events[0])).unwrap();
+    let imported = db.dir.path().join("parts.rowtrail");
+    let mut child = rowtrail_command()
+        .args(import_args_as(
+            "debezium",
+            file.to_str().unwrap(),
+            &imported,
+            &["--follow"],
+        ))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Longer than the quiet second after which what was read is saved.
+    std::thread::sleep(Duration::from_millis(2_500));
+    {
+        use std::io::Write;
+        let mut appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        writeln!(appended, "{}\n{}", events[1], events[2]).unwrap();
+    }
+    let count = || {
+        imported
+            .exists()
+            .then(|| log_json(&imported, &[]).len())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || count() >= 2),
+        "the first transaction came in"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let changes = log_json(&imported, &[]);
+    let first: Vec<&serde_json::Value> = changes
+        .iter()
+        .filter(|change| change["key"]["id"] == "1" || change["key"]["id"] == "2")
+        .collect();
+    assert_eq!(first.len(), 2, "{changes:?}");
+    assert_eq!(
+        first[0]["commit_lsn"], first[1]["commit_lsn"],
+        "one transaction"
+    );
+    // Started again, the rest of the file comes in once.
+    import_ok_as("debezium", file.to_str().unwrap(), &imported);
+    assert_eq!(log_json(&imported, &[]).len(), 3);
+}

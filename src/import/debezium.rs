@@ -11,8 +11,9 @@
 //! - `source.txId` groups events into transactions, in the order they come (Debezium sends
 //!   them in commit order); `source.ts_us` or `ts_ms` is the commit time. Transaction metadata
 //!   events (`status` `BEGIN` / `END`), where the connector sends them, close a transaction at
-//!   once; otherwise a transaction ends where the next one starts, at the end of the input, or
-//!   when the input has been quiet for a second.
+//!   once; otherwise a transaction ends where the next one starts or at the end of the input
+//!   (when the input is quiet for a second, what was read whole is saved; the transaction
+//!   still open waits for its rest).
 //! - Kafka tombstones (`null`) and heartbeats are skipped.
 //!
 //! Parsing (`event_of`, `change_of`) is pure; `import` reads the lines and writes through the
@@ -164,7 +165,7 @@ pub fn event_of(line_number: u64, line: &str) -> Result<Event, RowError> {
             source
                 .get("ts_ms")
                 .and_then(Json::as_i64)
-                .map(|ms| ms * 1000)
+                .and_then(|ms| ms.checked_mul(1000))
         })
         .ok_or_else(|| error("source.ts_ms", "is missing".to_owned()))?;
     let mut image = |name: &str| -> Result<Option<Map<String, Json>>, RowError> {
@@ -320,10 +321,15 @@ struct EventCursor {
 }
 
 impl EventCursor {
-    fn imported(&self, at: i64, txid: Option<i64>) -> bool {
+    /// Whether a transaction was imported: the one the cursor names, or, while the input is
+    /// still being replayed up to where the last run stopped, any committed before it.
+    fn imported(&self, at: i64, txid: Option<i64>, replaying: bool) -> bool {
         match self.at {
             None => false,
-            Some(last) => at < last || (at == last && txid.is_some_and(|t| self.done.contains(&t))),
+            Some(last) => {
+                (replaying && at < last)
+                    || (at == last && txid.is_some_and(|t| self.done.contains(&t)))
+            }
         }
     }
 
@@ -378,17 +384,23 @@ pub(super) async fn import(
     std::thread::spawn(move || read_lines(origin, follow, stopped, sender));
     let mut open = Open::default();
     let mut written = 0usize;
+    // Commit times are not in commit order everywhere (a snapshot's reads carry the time they
+    // were read): transactions before the cursor's time are skipped only until the first one
+    // it does not cover.
+    let mut replaying = cursor.at.is_some();
     let mut line_number = 0u64;
     loop {
         let next = tokio::select! {
             line = lines.recv() => Some(line),
             _ = tokio::time::sleep(QUIET) => None,
-            _ = stop.changed() => break,
+            // A stop that can no longer come (its sender gone) leaves this branch out.
+            Ok(()) = stop.changed() => break,
         };
         match next {
-            // The input is quiet: what was read is whole, and is saved.
+            // The input is quiet: the transactions read whole are saved. The open one waits
+            // for its end, the next transaction, or the end of the input: the rest of it may
+            // still come.
             None => {
-                finish(&mut sink, &mut cursor, &mut open, &mut written)?;
                 sink.save(&cursor)?;
                 progress(&sink.summary);
                 written = 0;
@@ -414,7 +426,14 @@ pub(super) async fn import(
                         continue;
                     }
                 };
-                let outcome = take(&mut sink, &mut cursor, &mut open, &mut written, event);
+                let outcome = take(
+                    &mut sink,
+                    &mut cursor,
+                    &mut open,
+                    &mut written,
+                    &mut replaying,
+                    event,
+                );
                 if let Err(error) = outcome {
                     sink.save(&cursor)?;
                     return Err(error);
@@ -428,7 +447,13 @@ pub(super) async fn import(
         }
     }
     if !*stop.borrow() {
-        finish(&mut sink, &mut cursor, &mut open, &mut written)?;
+        finish(
+            &mut sink,
+            &mut cursor,
+            &mut open,
+            &mut written,
+            &mut replaying,
+        )?;
     }
     sink.save(&cursor)?;
     Ok(sink.summary)
@@ -440,14 +465,15 @@ fn take(
     cursor: &mut EventCursor,
     open: &mut Open,
     written: &mut usize,
+    replaying: &mut bool,
     event: Event,
 ) -> Result<(), ImportError> {
     match event {
         Event::Nothing => {}
-        Event::Boundary { end: false, .. } => finish(sink, cursor, open, written)?,
+        Event::Boundary { end: false, .. } => finish(sink, cursor, open, written, replaying)?,
         Event::Boundary { end: true, txid } => {
             if open.txid == txid || txid.is_none() {
-                finish(sink, cursor, open, written)?;
+                finish(sink, cursor, open, written, replaying)?;
             }
         }
         Event::Message {
@@ -457,7 +483,7 @@ fn take(
         } => {
             if prefix == CONTEXT_PREFIX {
                 if open.txid != txid {
-                    finish(sink, cursor, open, written)?;
+                    finish(sink, cursor, open, written, replaying)?;
                     open.txid = txid;
                 }
                 open.context = match serde_json::from_slice::<Json>(&content) {
@@ -472,7 +498,7 @@ fn take(
             let continues = open.txid == change.txid
                 && (open.changes.is_empty() || open.committed_us == change.committed_us);
             if !continues {
-                finish(sink, cursor, open, written)?;
+                finish(sink, cursor, open, written, replaying)?;
             }
             open.txid = change.txid;
             open.committed_us = change.committed_us;
@@ -489,11 +515,13 @@ fn finish(
     cursor: &mut EventCursor,
     open: &mut Open,
     written: &mut usize,
+    replaying: &mut bool,
 ) -> Result<(), ImportError> {
     let open = std::mem::take(open);
-    if open.changes.is_empty() || cursor.imported(open.committed_us, open.txid) {
+    if open.changes.is_empty() || cursor.imported(open.committed_us, open.txid, *replaying) {
         return Ok(());
     }
+    *replaying = false;
     let mut changes = Vec::with_capacity(open.changes.len());
     for (event, context) in &open.changes {
         match change_of(event) {

@@ -94,7 +94,13 @@ impl Kind {
             let close = name[open..].find(')')? + open;
             name[open + 1..close].trim().parse().ok()
         };
-        let (base, _) = name.split_once('(').unwrap_or((name, ""));
+        // The name without its modifier: `timestamp(3) with time zone` is a timestamptz.
+        let base = match (name.find('('), name.find(')')) {
+            (Some(open), Some(close)) if open < close => {
+                format!("{}{}", name[..open].trim_end(), &name[close + 1..])
+            }
+            _ => name.to_owned(),
+        };
         match base.trim() {
             "boolean" => Kind::Bool,
             "smallint" | "integer" | "bigint" | "oid" => Kind::Integer,
@@ -213,14 +219,18 @@ pub fn decode(value: &Json, kind: &Kind) -> Result<Decoded, String> {
         (Kind::Date, Json::Number(days)) => {
             let days = days.as_i64().ok_or_else(wrong)?;
             NaiveDate::from_ymd_opt(1970, 1, 1)
-                .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(days)))
+                .and_then(|epoch| epoch.checked_add_signed(chrono::TimeDelta::try_days(days)?))
                 .ok_or_else(wrong)?
                 .format("%Y-%m-%d")
                 .to_string()
         }
         (Kind::Timestamp { millis }, Json::Number(number)) => {
             let count = number.as_i64().ok_or_else(wrong)?;
-            let micros = if *millis { count * 1000 } else { count };
+            let micros = if *millis {
+                count.checked_mul(1000).ok_or_else(wrong)?
+            } else {
+                count
+            };
             let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(wrong)?;
             format!(
                 "{}{}",
@@ -240,7 +250,11 @@ pub fn decode(value: &Json, kind: &Kind) -> Result<Decoded, String> {
         }
         (Kind::Time { millis }, Json::Number(number)) => {
             let count = number.as_i64().ok_or_else(wrong)?;
-            let micros = if *millis { count * 1000 } else { count };
+            let micros = if *millis {
+                count.checked_mul(1000).ok_or_else(wrong)?
+            } else {
+                count
+            };
             if micros == 86_400_000_000 {
                 "24:00:00".to_owned()
             } else {
@@ -388,6 +402,10 @@ fn numeric_text(value: &Json, scale: Option<u32>) -> Option<String> {
 
 /// A decimal from its unscaled value (big-endian two's complement, in base64) and scale.
 fn unscaled_text(base64_bytes: &str, scale: u32) -> Option<String> {
+    // PostgreSQL's numeric keeps at most 16,383 digits after the point.
+    if scale > 16_383 {
+        return None;
+    }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(base64_bytes)
         .ok()?;
@@ -441,12 +459,22 @@ fn array_text(items: &[Json], element: &Kind) -> Result<String, String> {
             item => match decode(item, element)? {
                 Decoded::Null => "NULL".to_owned(),
                 Decoded::Unavailable => return Err(format!("holds {UNAVAILABLE} in an array")),
-                Decoded::Text(text) => quoted_element(&text),
+                Decoded::Text(text) => quoted_element(&element_text(element, text)),
             },
         };
         parts.push(part);
     }
     Ok(format!("{{{}}}", parts.join(",")))
+}
+
+/// An element's text inside an array: a boolean is `t` or `f` there (PostgreSQL prints
+/// `{t,f}`; only a lone boolean is turned into `true` by the text form capture stores).
+pub(super) fn element_text(element: &Kind, text: String) -> String {
+    match (element, text.as_str()) {
+        (Kind::Bool, "true") => "t".to_owned(),
+        (Kind::Bool, "false") => "f".to_owned(),
+        _ => text,
+    }
 }
 
 /// An array element as PostgreSQL prints it: quoted where it must be.
@@ -563,6 +591,24 @@ mod tests {
             "{{1,2},{3,4}}"
         );
         assert_eq!(text(json!(true), Kind::Bool), "true");
+        assert_eq!(
+            text(json!([true, false, null]), Kind::of_type_name("boolean[]")),
+            "{t,f,NULL}"
+        );
+        assert_eq!(
+            Kind::of_type_name("timestamp(3) with time zone"),
+            Kind::TimestampTz
+        );
+        assert_eq!(Kind::of_type_name("time(2) with time zone"), Kind::TimeTz);
+        assert!(decode(&json!(200_000_000_000_000_i64), &Kind::Date).is_err());
+        assert!(decode(&json!(i64::MAX), &Kind::Timestamp { millis: true }).is_err());
+        assert!(
+            decode(
+                &json!({"scale": 4_000_000_000_u64, "value": "AQ=="}),
+                &Kind::Numeric(None)
+            )
+            .is_err()
+        );
         assert_eq!(text(json!({"a": 1}), Kind::Unknown), r#"{"a":1}"#);
         assert_eq!(decode(&json!(null), &Kind::Text).unwrap(), Decoded::Null);
         assert_eq!(

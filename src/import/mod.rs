@@ -4,7 +4,7 @@
 //!
 //! Each format has a pure part that turns what its store holds into [`ImportedChange`]s, and a
 //! reader that walks its store in commit order (`audit_trigger`, `bemi`, `supa_audit`,
-//! `debezium`). Every format writes through one [`sink::Sink`]: positions of the import's own,
+//! `paper_trail`, `debezium`). Every format writes through one [`sink::Sink`]: positions of the import's own,
 //! schema versions from the catalog beside the store (or from the rows), and where the import
 //! resumes written in the same SQLite transaction as the changes, so an import stopped at any
 //! point (a kill included) goes on exactly where it left off.
@@ -128,14 +128,14 @@ impl AuditFormat {
                 own_positions,
                 "no transaction ids: changes with the same transaction time (ts) are taken as one transaction",
                 "no commit times: a transaction's time is its start time (ts)",
-                "no commit order: transactions are ordered by their last record_version id, which keeps the order of transactions that changed the same rows",
+                "no commit order: transactions are ordered by their last record_version id, which keeps the order of transactions that changed the same rows (rows of a transaction that committed while an import was reading come after the rows read before them)",
                 catalog_now,
             ],
             Self::PaperTrail => &[
                 own_positions,
                 "no transaction ids: versions with the same transaction_id are one transaction, and without that column each version is a transaction of its own",
                 "no commit times: a transaction's time is the created_at of its last version",
-                "no commit order: versions are ordered by id, which keeps the order of changes to the same record",
+                "no commit order: versions are ordered by id, which keeps the order of changes to the same record (versions of a transaction that committed while an import was reading come after the versions read before them)",
                 "only the state before each change (object): the state after is its object_changes over it, else the record's next version, or the table as it is now for the newest",
                 "only what the application saved through its models: changes made in SQL or with update_columns are not in it",
                 catalog_now,
@@ -491,7 +491,8 @@ async fn wait_for_more(options: &ImportOptions, stop: &mut watch::Receiver<bool>
     }
     tokio::select! {
         _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
-        _ = stop.changed() => {}
+        // A stop that can no longer come (its sender gone) leaves this branch out.
+        Ok(()) = stop.changed() => {}
     }
     !*stop.borrow()
 }

@@ -342,9 +342,10 @@ fn decimal_text(text: &str, scale: Option<u32>) -> String {
         None => (false, text.trim()),
     };
     let (mantissa, exponent) = match body.split_once(['e', 'E']) {
+        // Beyond numeric's range (131,072 digits before the point, 16,383 after): as written.
         Some((mantissa, exponent)) => match exponent.parse::<i64>() {
-            Ok(exponent) => (mantissa, exponent),
-            Err(_) => return text.to_owned(),
+            Ok(exponent) if exponent.abs() <= 140_000 => (mantissa, exponent),
+            _ => return text.to_owned(),
         },
         None => (body, 0),
     };
@@ -411,7 +412,9 @@ fn array_text(node: &Node, element: &Kind) -> Result<String, String> {
             Node::Seq(_) => array_text(item, element)?,
             item => match text_of(item, element, "")? {
                 None => "NULL".to_owned(),
-                Some(text) => debezium_values::quoted_element(&text),
+                Some(text) => {
+                    debezium_values::quoted_element(&debezium_values::element_text(element, text))
+                }
             },
         });
     }
@@ -826,9 +829,7 @@ impl Reader<'_> {
                  WHERE c.oid = to_regclass($1)",
                 &[&wanted],
             )
-            .await
-            .ok()
-            .flatten()
+            .await?
             .map(|row| TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)));
         self.tables.push((model.to_owned(), found.clone()));
         Ok(found)
@@ -1004,6 +1005,10 @@ mod tests {
         assert_eq!(decimal_text("0.0", Some(2)), "0.00");
         assert_eq!(decimal_text("0.1125e2", None), "11.25");
         assert_eq!(decimal_text("12", Some(0)), "12");
+        assert_eq!(
+            decimal_text("0.1e9223372036854775807", Some(2)),
+            "0.1e9223372036854775807"
+        );
     }
 
     #[test]

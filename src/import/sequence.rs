@@ -1,5 +1,5 @@
 //! Where an import resumes in a store that numbers its rows from a sequence (supa_audit's
-//! `record_version.id`), and nothing else says when they committed.
+//! `record_version.id`, PaperTrail's `versions.id`), and nothing else says when they committed.
 //!
 //! A sequence hands out numbers when rows are written, not when they commit: while one
 //! transaction holding number 5 is still running, number 6 may already be visible. So the

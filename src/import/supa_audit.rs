@@ -129,7 +129,7 @@ pub fn context_of(row: &RecordVersion) -> Option<Context> {
 /// An image read as `[[column, JSON type, text], ...]`, each value in PostgreSQL's text form.
 pub(super) fn fields_of(pairs: &str, catalog: Option<&RelationSchema>) -> Result<Fields, String> {
     let Ok(Json::Array(pairs)) = serde_json::from_str::<Json>(pairs) else {
-        return Err(format!("is not a JSON object: {pairs}"));
+        return Err(format!("is not a list of columns and values: {pairs}"));
     };
     let mut fields = Vec::with_capacity(pairs.len());
     for pair in pairs {
@@ -198,6 +198,7 @@ fn array_text(items: &[Json], element: &Kind) -> String {
             Json::String(text) => {
                 super::debezium_values::quoted_element(&text_of(element, "string", text))
             }
+            Json::Bool(flag) => super::debezium_values::element_text(element, flag.to_string()),
             Json::Number(number) => text_of(element, "number", &number.to_string()),
             other => super::debezium_values::quoted_element(&other.to_string()),
         })
