@@ -835,17 +835,19 @@ impl Reader<'_> {
         Ok(found)
     }
 
-    /// The record as its table holds it now, as `[[column, JSON type, text], ...]`.
+    /// The record as its table holds it now, as `[[column, JSON type, text], ...]`. The id is
+    /// cast to the key's type (`key_type`, as the catalog names it), so the key's index finds it.
     async fn current(
         &self,
         table: &TableName,
         key: &str,
+        key_type: &str,
         id: &str,
     ) -> Result<Option<String>, ImportError> {
         let sql = format!(
             "SELECT (SELECT json_agg(json_build_array(e.key, json_typeof(e.value), e.value #>> '{{}}'))
                      FROM json_each(row_to_json(t)) e)::text
-             FROM {} t WHERE t.{}::text = $1",
+             FROM {} t WHERE t.{} = $1::text::{key_type}",
             quote_table(table),
             quote_ident(key)
         );
@@ -925,8 +927,10 @@ async fn write_rows(
                 && let Some(schema) = &catalog
                 && let [key] = schema.key.as_slice()
             {
-                let key = schema.columns[*key].name.clone();
-                version.current = reader.current(&table, &key, &version.item_id).await?;
+                let column = &schema.columns[*key];
+                version.current = reader
+                    .current(&table, &column.name, &column.type_name, &version.item_id)
+                    .await?;
             }
             match change_of(version, &table, catalog.as_ref()) {
                 Ok(change) => changes.push((change, context_of(version))),
