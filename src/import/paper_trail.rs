@@ -23,16 +23,17 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
 use serde_json::{Map, Value as Json};
 use tokio::sync::watch;
+use tokio_postgres::types::ToSql;
 
 use crate::model::{Context, RelationSchema, TableName};
 use crate::store::SourceIdentity;
 
 use super::debezium_values::{self, Kind};
-use super::sequence::SequenceCursor;
+use super::sequence::{NumberedRows, SequenceCursor, import_rounds};
 use super::sink::{ImportedTransaction, Sink};
 use super::{
     AuditFormat, Fields, ImportError, ImportOptions, ImportSummary, ImportedChange, ImportedOp,
-    RowError, Store, wait_for_more,
+    RowError, Store,
 };
 
 /// The store's table.
@@ -55,9 +56,6 @@ pub(super) const COLUMNS: &[(&str, &str)] = &[
         "timestamp without time zone|timestamp with time zone",
     ),
 ];
-
-/// Rows read per page (and per SQLite commit).
-const PAGE_ROWS: i64 = 2_000;
 
 /// A value as a YAML or JSON document holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -667,7 +665,7 @@ pub(super) async fn import(
     store: &Store,
     options: &ImportOptions,
     source: &SourceIdentity,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     progress: &(dyn Fn(&ImportSummary) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     store
@@ -686,64 +684,16 @@ pub(super) async fn import(
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let reader = Reader {
+    let mut reader = Reader {
         store,
         changes: optional.iter().any(|name| name == "object_changes"),
         transactions: optional.iter().any(|name| name == "transaction_id"),
         options,
         tables: Vec::new(),
     };
-    let mut reader = reader;
     let mut sink = Sink::open(options, source)?;
-    let mut cursor: SequenceCursor = sink.cursor()?;
-    loop {
-        let xmin_before = snapshot_bound(store, "txid_snapshot_xmin").await?;
-        let (lows, highs) = cursor.hole_bounds();
-        if !lows.is_empty() {
-            let rows = reader
-                .rows(
-                    "JOIN unnest($1::int8[], $2::int8[]) AS h(lo, hi) ON v.id BETWEEN h.lo AND h.hi",
-                    &[&lows, &highs],
-                )
-                .await?;
-            write_rows(&mut reader, &mut sink, &mut cursor, rows).await?;
-            sink.save(&cursor)?;
-        }
-        loop {
-            let rows = reader
-                .rows(
-                    "WHERE v.id > $1 ORDER BY v.id LIMIT $2",
-                    &[&cursor.through, &PAGE_ROWS],
-                )
-                .await?;
-            let full = rows.len() as i64 == PAGE_ROWS;
-            write_rows(&mut reader, &mut sink, &mut cursor, rows).await?;
-            sink.save(&cursor)?;
-            progress(&sink.summary);
-            if !full || *stop.borrow() {
-                break;
-            }
-        }
-        let xmax_after = snapshot_bound(store, "txid_snapshot_xmax").await?;
-        cursor.round_ended(xmin_before, xmax_after);
-        sink.save(&cursor)?;
-        if *stop.borrow() || !wait_for_more(options, &mut stop).await {
-            break;
-        }
-    }
+    import_rounds(&mut reader, store, &mut sink, options, stop, progress).await?;
     Ok(sink.summary)
-}
-
-async fn snapshot_bound(store: &Store, function: &str) -> Result<i64, ImportError> {
-    Ok(store
-        .session
-        .query_one(
-            "reading which transactions have ended",
-            &format!("SELECT {function}(txid_current_snapshot())"),
-            &[],
-        )
-        .await?
-        .get(0))
 }
 
 struct Reader<'a> {
@@ -756,11 +706,15 @@ struct Reader<'a> {
     tables: Vec<(String, Option<TableName>)>,
 }
 
-impl Reader<'_> {
+impl NumberedRows for Reader<'_> {
+    type Row = Version;
+    const ID: &'static str = "v.id";
+    const PAGE_ROWS: i64 = 2_000;
+
     async fn rows(
-        &self,
+        &mut self,
         filter: &str,
-        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        parameters: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Version>, ImportError> {
         let changes = if self.changes {
             "v.object_changes::text"
@@ -806,6 +760,17 @@ impl Reader<'_> {
         Ok(versions)
     }
 
+    async fn write(
+        &mut self,
+        sink: &mut Sink,
+        cursor: &mut SequenceCursor,
+        versions: Vec<Version>,
+    ) -> Result<(), ImportError> {
+        write_rows(self, sink, cursor, versions).await
+    }
+}
+
+impl Reader<'_> {
     /// The table of a model: named with `--table-of`, else by Rails' naming, if the catalog
     /// has it.
     async fn table_of(&mut self, model: &str) -> Result<Option<TableName>, ImportError> {

@@ -7,10 +7,17 @@
 //! yet, each with the newest transaction that could still fill it (`until`, the `xmax` of a
 //! snapshot taken after the read that found it). A hole is read again every round, and once a
 //! snapshot taken before a round's read has moved past `until`, every transaction that could
-//! have filled it has ended: a hole still empty then was rolled back, and is forgotten. Pure:
-//! the reads are the caller's.
+//! have filled it has ended: a hole still empty then was rolled back, and is forgotten.
+//!
+//! The cursor is pure; [`import_rounds`] drives it over a store (holes first, then pages
+//! after `through`, then the round's end), for every format that numbers its rows this way.
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_postgres::types::ToSql;
+
+use super::sink::Sink;
+use super::{ImportError, ImportOptions, ImportSummary, Store, wait_for_more};
 
 /// Numbers `lo..=hi` not imported, and when they may be forgotten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +84,99 @@ impl SequenceCursor {
     pub fn hole_bounds(&self) -> (Vec<i64>, Vec<i64>) {
         self.holes.iter().map(|hole| (hole.lo, hole.hi)).unzip()
     }
+}
+
+/// A store table whose rows are numbered from a sequence: how to read its rows and write them.
+pub(super) trait NumberedRows {
+    type Row;
+
+    /// The row number's column as [`NumberedRows::rows`]' query names it (`r.id`).
+    const ID: &'static str;
+
+    /// Rows read per page (and per SQLite commit).
+    const PAGE_ROWS: i64;
+
+    /// The rows `filter` (a clause after `FROM`, over [`NumberedRows::ID`]) selects, by number.
+    async fn rows(
+        &mut self,
+        filter: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Self::Row>, ImportError>;
+
+    /// Drops from a full page the rows of a transaction that may go on in the next page (kept
+    /// when it fills the page). By default every row is kept.
+    fn keep_whole_transactions(&self, _rows: &mut Vec<Self::Row>) {}
+
+    /// Writes rows (read in number order) into the cache, noting each in `cursor`.
+    async fn write(
+        &mut self,
+        sink: &mut Sink,
+        cursor: &mut SequenceCursor,
+        rows: Vec<Self::Row>,
+    ) -> Result<(), ImportError>;
+}
+
+/// Imports a numbered table round after round (with `--follow`, until stopped): each round
+/// reads the holes again, then every page after `through`, and saves the cursor with each
+/// page's changes.
+pub(super) async fn import_rounds<R: NumberedRows>(
+    reader: &mut R,
+    store: &Store,
+    sink: &mut Sink,
+    options: &ImportOptions,
+    mut stop: watch::Receiver<bool>,
+    progress: &(dyn Fn(&ImportSummary) + Sync),
+) -> Result<(), ImportError> {
+    let mut cursor: SequenceCursor = sink.cursor()?;
+    loop {
+        let xmin_before = snapshot_bound(store, "txid_snapshot_xmin").await?;
+        // Rows that filled holes: transactions that committed since they were skipped.
+        let (lows, highs) = cursor.hole_bounds();
+        if !lows.is_empty() {
+            let filter = format!(
+                "JOIN unnest($1::int8[], $2::int8[]) AS h(lo, hi) ON {} BETWEEN h.lo AND h.hi",
+                R::ID
+            );
+            let rows = reader.rows(&filter, &[&lows, &highs]).await?;
+            reader.write(sink, &mut cursor, rows).await?;
+            sink.save(&cursor)?;
+        }
+        let filter = format!("WHERE {id} > $1 ORDER BY {id} LIMIT $2", id = R::ID);
+        loop {
+            let mut rows = reader
+                .rows(&filter, &[&cursor.through, &R::PAGE_ROWS])
+                .await?;
+            let full = rows.len() as i64 == R::PAGE_ROWS;
+            if full {
+                reader.keep_whole_transactions(&mut rows);
+            }
+            reader.write(sink, &mut cursor, rows).await?;
+            sink.save(&cursor)?;
+            progress(&sink.summary);
+            if !full || *stop.borrow() {
+                break;
+            }
+        }
+        let xmax_after = snapshot_bound(store, "txid_snapshot_xmax").await?;
+        cursor.round_ended(xmin_before, xmax_after);
+        sink.save(&cursor)?;
+        if *stop.borrow() || !wait_for_more(options, &mut stop).await {
+            return Ok(());
+        }
+    }
+}
+
+/// `txid_snapshot_xmin` or `txid_snapshot_xmax` of the store's snapshot now.
+async fn snapshot_bound(store: &Store, function: &str) -> Result<i64, ImportError> {
+    Ok(store
+        .session
+        .query_one(
+            "reading which transactions have ended",
+            &format!("SELECT {function}(txid_current_snapshot())"),
+            &[],
+        )
+        .await?
+        .get(0))
 }
 
 #[cfg(test)]

@@ -14,16 +14,17 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 use tokio::sync::watch;
+use tokio_postgres::types::ToSql;
 
 use crate::model::{Context, RelationSchema, TableName};
 use crate::store::SourceIdentity;
 
 use super::debezium_values::Kind;
-use super::sequence::SequenceCursor;
+use super::sequence::{NumberedRows, SequenceCursor, import_rounds};
 use super::sink::{ImportedTransaction, Sink};
 use super::{
     AuditFormat, Fields, ImportError, ImportOptions, ImportSummary, ImportedChange, ImportedOp,
-    RowError, Store, wait_for_more,
+    RowError, Store,
 };
 
 /// The store's table.
@@ -42,9 +43,6 @@ pub(super) const COLUMNS: &[(&str, &str)] = &[
     ("record", "jsonb"),
     ("old_record", "jsonb"),
 ];
-
-/// Rows read per page (and per SQLite commit).
-const PAGE_ROWS: i64 = 5_000;
 
 /// One row of `audit.record_version`, as read: images as `[[column, JSON type, text], ...]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,7 +209,7 @@ pub(super) async fn import(
     store: &Store,
     options: &ImportOptions,
     source: &SourceIdentity,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     progress: &(dyn Fn(&ImportSummary) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     store
@@ -228,56 +226,9 @@ pub(super) async fn import(
         )
         .await?
         .get::<_, bool>(0);
-    let reader = Reader { store, who };
+    let mut reader = Reader { store, who };
     let mut sink = Sink::open(options, source)?;
-    let mut cursor: SequenceCursor = sink.cursor()?;
-    loop {
-        let xmin_before = reader.snapshot_bound("txid_snapshot_xmin").await?;
-        // Rows that filled holes: transactions that committed since they were skipped.
-        let (lows, highs) = cursor.hole_bounds();
-        if !lows.is_empty() {
-            let rows = reader
-                .rows(
-                    "JOIN unnest($1::int8[], $2::int8[]) AS h(lo, hi) ON r.id BETWEEN h.lo AND h.hi",
-                    &[&lows, &highs],
-                )
-                .await?;
-            write_rows(&reader, &mut sink, &mut cursor, rows).await?;
-            sink.save(&cursor)?;
-        }
-        loop {
-            let mut rows = reader
-                .rows(
-                    "WHERE r.id > $1 ORDER BY r.id LIMIT $2",
-                    &[&cursor.through, &PAGE_ROWS],
-                )
-                .await?;
-            let full = rows.len() as i64 == PAGE_ROWS;
-            // A transaction that may go on in the next page waits for it, unless it fills the
-            // page (then it is split).
-            if full && let Some(last_ts) = rows.last().map(|row| row.ts) {
-                let kept = rows
-                    .iter()
-                    .rposition(|row| row.ts != last_ts)
-                    .map_or(0, |i| i + 1);
-                if kept > 0 {
-                    rows.truncate(kept);
-                }
-            }
-            write_rows(&reader, &mut sink, &mut cursor, rows).await?;
-            sink.save(&cursor)?;
-            progress(&sink.summary);
-            if !full || *stop.borrow() {
-                break;
-            }
-        }
-        let xmax_after = reader.snapshot_bound("txid_snapshot_xmax").await?;
-        cursor.round_ended(xmin_before, xmax_after);
-        sink.save(&cursor)?;
-        if *stop.borrow() || !wait_for_more(options, &mut stop).await {
-            break;
-        }
-    }
+    import_rounds(&mut reader, store, &mut sink, options, stop, progress).await?;
     Ok(sink.summary)
 }
 
@@ -287,25 +238,16 @@ struct Reader<'a> {
     who: bool,
 }
 
-impl Reader<'_> {
-    async fn snapshot_bound(&self, function: &str) -> Result<i64, ImportError> {
-        Ok(self
-            .store
-            .session
-            .query_one(
-                "reading which transactions have ended",
-                &format!("SELECT {function}(txid_current_snapshot())"),
-                &[],
-            )
-            .await?
-            .get(0))
-    }
+impl NumberedRows for Reader<'_> {
+    type Row = RecordVersion;
+    const ID: &'static str = "r.id";
+    const PAGE_ROWS: i64 = 5_000;
 
     /// The rows `filter` selects, in `id` order.
     async fn rows(
-        &self,
+        &mut self,
         filter: &str,
-        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        parameters: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<RecordVersion>, ImportError> {
         let who = if self.who {
             "r.auth_uid::text, r.auth_role::text"
@@ -350,9 +292,32 @@ impl Reader<'_> {
         rows.sort_by_key(|row| row.id);
         Ok(rows)
     }
+
+    /// A page ends inside the transaction of its last `ts`: that transaction waits for the
+    /// next page, unless it fills the page (then it is split).
+    fn keep_whole_transactions(&self, rows: &mut Vec<RecordVersion>) {
+        if let Some(last_ts) = rows.last().map(|row| row.ts) {
+            let kept = rows
+                .iter()
+                .rposition(|row| row.ts != last_ts)
+                .map_or(0, |i| i + 1);
+            if kept > 0 {
+                rows.truncate(kept);
+            }
+        }
+    }
+
+    /// Writes rows in `id` order, each run of rows with the same `ts` as one transaction.
+    async fn write(
+        &mut self,
+        sink: &mut Sink,
+        cursor: &mut SequenceCursor,
+        rows: Vec<RecordVersion>,
+    ) -> Result<(), ImportError> {
+        write_rows(self, sink, cursor, rows).await
+    }
 }
 
-/// Writes rows in `id` order, each run of rows with the same `ts` as one transaction.
 async fn write_rows(
     reader: &Reader<'_>,
     sink: &mut Sink,
