@@ -20,10 +20,11 @@ use tokio::sync::watch;
 use crate::model::{Context, TableName};
 use crate::store::SourceIdentity;
 
+use super::rounds::{TransactionLog, import_rounds};
 use super::sink::{ImportedTransaction, Sink};
 use super::{
-    AuditFormat, BATCH_TRANSACTIONS, Fields, ImportError, ImportOptions, ImportSummary,
-    ImportedChange, ImportedOp, RowError, Store, wait_for_more,
+    AuditFormat, Fields, ImportError, ImportOptions, ImportSummary, ImportedChange, ImportedOp,
+    RowError, Store,
 };
 
 /// One row of `audit.logged_actions`, as read (hstores as JSON objects of text).
@@ -131,26 +132,6 @@ pub fn context_of(row: &AuditRow) -> Option<Context> {
     (!context.is_empty()).then_some(context)
 }
 
-/// Where an import of `audit.logged_actions` resumes. Every transaction whose id is below `below`
-/// is imported, and so is every one in `done` (ids at or above it).
-///
-/// A round imports what a snapshot of the store sees as ended (`txid_visible_in_snapshot`) and is
-/// not imported yet. All of that committed before the snapshot, and whatever a later round
-/// imports committed after it (or was still running then), so rounds keep commit order; inside a
-/// round, transactions go in order of their last event, which keeps the order of any two that
-/// changed the same row (the second waited for the first to commit). While a round is under way,
-/// `snapshot` is its snapshot and `done_through` the last event of the last transaction written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct TriggerCursor {
-    below: i64,
-    #[serde(default)]
-    done: Vec<i64>,
-    #[serde(default)]
-    snapshot: Option<String>,
-    #[serde(default)]
-    done_through: Option<i64>,
-}
-
 /// The store's table.
 pub(super) const TABLE: &str = "audit.logged_actions";
 
@@ -179,129 +160,68 @@ pub(super) async fn import(
     store: &Store,
     options: &ImportOptions,
     source: &SourceIdentity,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     progress: &(dyn Fn(&ImportSummary) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     store
         .check_table(AuditFormat::PgAuditTrigger, TABLE, COLUMNS)
         .await?;
     let mut sink = Sink::open(options, source)?;
-    let mut cursor: TriggerCursor = sink.cursor()?;
-    loop {
-        let snapshot = match cursor.snapshot.clone() {
-            Some(snapshot) => snapshot,
-            None => store.snapshot().await?,
-        };
-        cursor.snapshot = Some(snapshot.clone());
-        round(store, &mut sink, &mut cursor, &stop, progress).await?;
-        if *stop.borrow() {
-            break;
-        }
-        cursor = after_round(store, &snapshot).await?;
-        sink.save(&cursor)?;
-        progress(&sink.summary);
-        if !wait_for_more(options, &mut stop).await {
-            break;
-        }
-    }
+    import_rounds(
+        &mut LoggedActions { store },
+        store,
+        &mut sink,
+        options,
+        stop,
+        progress,
+    )
+    .await?;
     Ok(sink.summary)
 }
 
-/// The cursor once every transaction `snapshot` sees as ended is imported: below its oldest
-/// running transaction, everything; at or above it, the ended ones that left rows.
-async fn after_round(store: &Store, snapshot: &str) -> Result<TriggerCursor, ImportError> {
-    let below: i64 = store
-        .session
-        .query_one(
-            "reading which transactions have ended",
-            "SELECT txid_snapshot_xmin($1::text::txid_snapshot)",
-            &[&snapshot],
-        )
-        .await?
-        .get(0);
-    let done: Vec<i64> = store
-        .session
-        .query(
-            "reading which transactions have ended",
-            "SELECT DISTINCT transaction_id FROM audit.logged_actions
-             WHERE transaction_id >= $1
-               AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
-             ORDER BY 1",
-            &[&below, &snapshot],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    Ok(TriggerCursor {
-        below,
-        done,
-        snapshot: None,
-        done_through: None,
-    })
+struct LoggedActions<'a> {
+    store: &'a Store,
 }
 
-/// Imports the transactions the cursor's snapshot sees as ended and that are not imported yet,
-/// in order of their last event, a batch per SQLite commit, resuming after `done_through`.
-async fn round(
-    store: &Store,
-    sink: &mut Sink,
-    cursor: &mut TriggerCursor,
-    stop: &watch::Receiver<bool>,
-    progress: &(dyn Fn(&ImportSummary) + Sync),
-) -> Result<(), ImportError> {
-    // Each transaction of the round: its id, first and last event.
-    let transactions: Vec<(i64, i64, i64)> = store
-        .session
-        .query(
-            "listing audited transactions",
-            "SELECT transaction_id, min(event_id), max(event_id) FROM audit.logged_actions
-             WHERE transaction_id >= $1
-               AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
-               AND transaction_id <> ALL($3)
-             GROUP BY transaction_id HAVING max(event_id) > $4 ORDER BY 3",
-            &[
-                &cursor.below,
-                &cursor.snapshot,
-                &cursor.done,
-                &cursor.done_through.unwrap_or(i64::MIN),
-            ],
-        )
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect();
-    for batch in transactions.chunks(BATCH_TRANSACTIONS) {
-        let ids: Vec<i64> = batch.iter().map(|(txid, _, _)| *txid).collect();
-        let first = batch.iter().map(|(_, first, _)| *first).min().unwrap_or(0);
-        let last = batch.iter().map(|(_, _, last)| *last).max().unwrap_or(0);
-        let rows = read_rows(store, &ids, first, last).await?;
+impl TransactionLog for LoggedActions<'_> {
+    type Row = AuditRow;
+
+    const TRANSACTIONS_SQL: &'static str =
+        "SELECT transaction_id, min(event_id), max(event_id) FROM audit.logged_actions
+         WHERE transaction_id >= $1
+           AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
+           AND transaction_id <> ALL($3)
+         GROUP BY transaction_id HAVING max(event_id) > $4 ORDER BY 3";
+
+    const ENDED_SQL: &'static str = "SELECT DISTINCT transaction_id FROM audit.logged_actions
+         WHERE transaction_id >= $1
+           AND txid_visible_in_snapshot(transaction_id, $2::text::txid_snapshot)
+         ORDER BY 1";
+
+    async fn read(
+        &mut self,
+        transactions: &[i64],
+        first: i64,
+        last: i64,
+    ) -> Result<HashMap<i64, Vec<AuditRow>>, ImportError> {
         let mut by_tx: HashMap<i64, Vec<AuditRow>> = HashMap::new();
-        for row in rows {
+        for row in read_rows(self.store, transactions, first, last).await? {
             by_tx
                 .entry(row.transaction_id.unwrap_or_default())
                 .or_default()
                 .push(row);
         }
-        for (txid, _, last_event) in batch {
-            let rows = by_tx.remove(txid).unwrap_or_default();
-            let written = write_transaction(store, sink, *txid, rows).await;
-            if let Err(error) = written {
-                // A bad row is found before its transaction is written: keep what came before.
-                if matches!(error, ImportError::BadRow(_)) {
-                    sink.save(cursor)?;
-                }
-                return Err(error);
-            }
-            cursor.done_through = Some(*last_event);
-        }
-        sink.save(cursor)?;
-        progress(&sink.summary);
-        if *stop.borrow() {
-            break;
-        }
+        Ok(by_tx)
     }
-    Ok(())
+
+    async fn write(
+        &mut self,
+        sink: &mut Sink,
+        txid: i64,
+        rows: Vec<AuditRow>,
+    ) -> Result<(), ImportError> {
+        write_transaction(self.store, sink, txid, rows).await
+    }
 }
 
 async fn read_rows(

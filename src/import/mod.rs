@@ -14,6 +14,7 @@ pub mod bemi;
 pub mod debezium;
 pub mod debezium_values;
 pub mod paper_trail;
+mod rounds;
 pub mod schemas;
 pub mod sequence;
 pub mod sink;
