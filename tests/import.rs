@@ -34,6 +34,8 @@ const BEMI: &str = include_str!("support/bemi.sql");
 const SUPA_AUDIT: &str = include_str!("support/supa_audit.sql");
 /// Our own SQL for what PaperTrail writes (its `versions`, YAML objects and changes).
 const PAPER_TRAIL: &str = include_str!("support/paper_trail.sql");
+/// Our own SQL for pgMemento 0.7's documented layout (its log tables and triggers).
+const PGMEMENTO: &str = include_str!("support/pgmemento.sql");
 
 /// The audit stores a test database can be given.
 #[derive(Clone, Copy, PartialEq)]
@@ -42,6 +44,7 @@ enum Kept {
     Bemi,
     SupaAudit,
     PaperTrail,
+    PgMemento,
 }
 
 fn shop(label: &str) -> TestDb {
@@ -56,6 +59,7 @@ fn shop_with(label: &str, kept: Kept) -> TestDb {
         Kept::Bemi => BEMI,
         Kept::SupaAudit => SUPA_AUDIT,
         Kept::PaperTrail => PAPER_TRAIL,
+        Kept::PgMemento => PGMEMENTO,
     });
     db.sql(
         "CREATE TABLE customers (id int PRIMARY KEY, name text, vip boolean, since timestamptz,
@@ -74,6 +78,11 @@ fn shop_with(label: &str, kept: Kept) -> TestDb {
                      FOR EACH STATEMENT EXECUTE FUNCTION bemi_capture();"
             ))),
             Kept::SupaAudit => drop(db.sql(&format!("SELECT audit.enable_tracking('{table}')"))),
+            // orders logs new data too; the others only old data (pgMemento's default).
+            Kept::PgMemento => drop(db.sql(&format!(
+                "SELECT pgmemento.create_table_audit('{table}', 'public', 'pgmemento_audit_id', true, {})",
+                table == "orders"
+            ))),
             // PaperTrail needs an id column: lines has none.
             Kept::PaperTrail if table == "lines" => {}
             Kept::PaperTrail => drop(db.sql(&format!(
@@ -300,6 +309,11 @@ fn a_followed_import_killed_and_started_again_holds_every_change_once() {
 #[test]
 fn a_followed_bemi_import_killed_and_started_again_holds_every_change_once() {
     follow_killed_and_restarted(Kept::Bemi, "bemi");
+}
+
+#[test]
+fn a_followed_pgmemento_import_killed_and_started_again_holds_every_change_once() {
+    follow_killed_and_restarted(Kept::PgMemento, "pgmemento");
 }
 
 #[test]
@@ -789,6 +803,62 @@ fn supa_audit_imports_as_capture_stores_the_same_workload() {
         ..Lacks::default()
     };
     assert_same_history_lacking(&imported, &db.cache(), &lacks);
+}
+
+/// pgMemento's log imports as capture stores the same workload: rows rebuilt from the changed
+/// columns an UPDATE keeps, the later history and the table as it is now (an INSERT's row too,
+/// where the table logs no new data), with the real transaction ids and who as the context.
+#[test]
+fn pgmementos_log_imports_as_capture_stores_the_same_workload() {
+    let db = shop_with("import_pgmemento", Kept::PgMemento);
+    db.sql("SET pgmemento.session_info = '{\"client_user\": \"ann\"}'");
+    run_workload(&db, WORKLOAD);
+    db.capture_ok(&["--tables", "customers,orders,lines"]);
+    let imported: PathBuf = db.dir.path().join("pgmemento.rowtrail");
+    let said = import_ok_as("pgmemento", &db.url(), &imported);
+    assert!(
+        said.contains("imported 18 changes in 10 transactions"),
+        "{said}"
+    );
+    assert_same_history(&imported, &db.cache());
+    let first = &log_json(&imported, &["--table", "customers"])[0];
+    assert_eq!(first["context"]["user_name"], "postgres", "{first}");
+    // Found by a look at the database, with its rows per table.
+    let spec = rowtrail::capture::ConnectionSpec::resolve(
+        &db.url(),
+        &rowtrail::capture::conninfo::ProcessEnvironment,
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stores = runtime.block_on(rowtrail::import::detect(&spec)).unwrap().1;
+    let found = stores
+        .iter()
+        .find(|store| store.format == rowtrail::import::AuditFormat::PgMemento)
+        .expect("the pgMemento store is found");
+    assert_eq!(found.rows(), 19, "{:?}", found.tables);
+    // A row whose event is not a change pgMemento logs: its row and field, or skipped.
+    db.sql("INSERT INTO customers (id, name) VALUES (40, 'x')");
+    db.sql(
+        "UPDATE pgmemento.table_event_log SET op_id = 42
+         WHERE id = (SELECT max(id) FROM pgmemento.table_event_log)",
+    );
+    db.sql("INSERT INTO customers (id, name) VALUES (41, 'y')");
+    let stopped = rowtrail(&import_args_as("pgmemento", &db.url(), &imported, &[]));
+    assert_clean_failure(&stopped, 2, "op_id of its event is 42");
+    let skipped = rowtrail(&import_args_as(
+        "pgmemento",
+        &db.url(),
+        &imported,
+        &["--on-error", "skip"],
+    ));
+    let said = String::from_utf8_lossy(&skipped.stderr);
+    assert!(
+        said.contains("imported 1 changes") && said.contains("skipped 1 rows"),
+        "{said}"
+    );
 }
 
 /// A transaction that holds a low record_version id commits after higher ids were imported: the

@@ -145,9 +145,9 @@ pub struct ImportArgs {
     )]
     pub from: String,
     /// The store's format: pg-audit-trigger (the PostgreSQL wiki's audit.logged_actions),
-    /// bemi (Bemi's changes table), supa-audit (supa_audit's audit.record_version), or
-    /// paper-trail (PaperTrail's versions), or debezium (Debezium's change events, one JSON
-    /// object per line).
+    /// bemi (Bemi's changes table), supa-audit (supa_audit's audit.record_version),
+    /// pgmemento (pgMemento's row_log), paper-trail (PaperTrail's versions), or debezium
+    /// (Debezium's change events, one JSON object per line).
     #[arg(long, value_name = "FORMAT", value_parser = parse_audit_format)]
     pub format: crate::import::AuditFormat,
     /// The cache file to write (created if missing; an import goes on where it stopped).

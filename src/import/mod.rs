@@ -4,7 +4,7 @@
 //!
 //! Each format has a pure part that turns what its store holds into [`ImportedChange`]s, and a
 //! reader that walks its store in commit order (`audit_trigger`, `bemi`, `supa_audit`,
-//! `paper_trail`, `debezium`). Every format writes through one [`sink::Sink`]: positions of the import's own,
+//! `pgmemento`, `paper_trail`, `debezium`). Every format writes through one [`sink::Sink`]: positions of the import's own,
 //! schema versions from the catalog beside the store (or from the rows), and where the import
 //! resumes written in the same SQLite transaction as the changes, so an import stopped at any
 //! point (a kill included) goes on exactly where it left off.
@@ -14,6 +14,7 @@ pub mod bemi;
 pub mod debezium;
 pub mod debezium_values;
 pub mod paper_trail;
+pub mod pgmemento;
 mod rounds;
 pub mod schemas;
 pub mod sequence;
@@ -80,6 +81,8 @@ pub enum AuditFormat {
     Debezium,
     /// PaperTrail's `versions` table (Ruby on Rails).
     PaperTrail,
+    /// pgMemento (`pgmemento.transaction_log`, `table_event_log`, `row_log`).
+    PgMemento,
 }
 
 impl AuditFormat {
@@ -87,6 +90,7 @@ impl AuditFormat {
         AuditFormat::PgAuditTrigger,
         AuditFormat::Bemi,
         AuditFormat::SupaAudit,
+        AuditFormat::PgMemento,
         AuditFormat::PaperTrail,
         AuditFormat::Debezium,
     ];
@@ -98,6 +102,7 @@ impl AuditFormat {
             Self::SupaAudit => "supa-audit",
             Self::Debezium => "debezium",
             Self::PaperTrail => "paper-trail",
+            Self::PgMemento => "pgmemento",
         }
     }
 
@@ -139,6 +144,14 @@ impl AuditFormat {
                 "no commit order: versions are ordered by id, which keeps the order of changes to the same record (versions of a transaction that committed while an import was reading come after the versions read before them)",
                 "only the state before each change (object): the state after is its object_changes over it, else the record's next version, or the table as it is now for the newest",
                 "only what the application saved through its models: changes made in SQL or with update_columns are not in it",
+                catalog_now,
+            ],
+            Self::PgMemento => &[
+                own_positions,
+                "no commit times: a transaction's time is the start of its last statement (stmt_time)",
+                "no commit order: transactions are ordered by their last row_log id, which keeps the order of transactions that changed the same rows",
+                "an UPDATE's old values only for the columns it changed (and its new values only where the table logs new data), an INSERT's row only where the table logs new data: whole rows are rebuilt backwards from the table as it is now through the later changes",
+                "one change where a statement changed a row twice (pgMemento merges them)",
                 catalog_now,
             ],
             Self::Debezium => &[
@@ -287,6 +300,10 @@ pub async fn run(
             let (store, source) = Store::connect(&options).await?;
             paper_trail::import(&store, &options, &source, stop, progress).await
         }
+        AuditFormat::PgMemento => {
+            let (store, source) = Store::connect(&options).await?;
+            pgmemento::import(&store, &options, &source, stop, progress).await
+        }
         AuditFormat::Debezium => debezium::import(&options, stop, progress).await,
     }
 }
@@ -322,7 +339,7 @@ pub async fn detect(spec: &ConnectionSpec) -> Result<(String, Vec<FoundStore>), 
         server_version_num: facts.version_num,
         database: facts.database.clone(),
     };
-    let candidates: [(AuditFormat, &'static str, Columns, &str); 4] = [
+    let candidates: [(AuditFormat, &'static str, Columns, &str); 5] = [
         (
             AuditFormat::PgAuditTrigger,
             audit_trigger::TABLE,
@@ -340,6 +357,12 @@ pub async fn detect(spec: &ConnectionSpec) -> Result<(String, Vec<FoundStore>), 
             supa_audit::TABLE,
             supa_audit::COLUMNS,
             supa_audit::TABLES_SQL,
+        ),
+        (
+            AuditFormat::PgMemento,
+            pgmemento::TABLE,
+            pgmemento::COLUMNS,
+            pgmemento::TABLES_SQL,
         ),
         (
             AuditFormat::PaperTrail,

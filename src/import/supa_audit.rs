@@ -124,27 +124,48 @@ pub fn context_of(row: &RecordVersion) -> Option<Context> {
     (!context.is_empty()).then_some(context)
 }
 
+/// One column of a `to_jsonb` image as read: its name, JSON type, and text (`#>> '{}'`).
+pub(super) type Triple = (String, String, Option<String>);
+
 /// An image read as `[[column, JSON type, text], ...]`, each value in PostgreSQL's text form.
 pub(super) fn fields_of(pairs: &str, catalog: Option<&RelationSchema>) -> Result<Fields, String> {
+    Ok(fields_from(&triples_of(pairs)?, catalog))
+}
+
+/// The columns of an image read as `[[column, JSON type, text], ...]`.
+pub(super) fn triples_of(pairs: &str) -> Result<Vec<Triple>, String> {
     let Ok(Json::Array(pairs)) = serde_json::from_str::<Json>(pairs) else {
         return Err(format!("is not a list of columns and values: {pairs}"));
     };
-    let mut fields = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let (Some(name), Some(json_type)) = (pair[0].as_str(), pair[1].as_str()) else {
-            return Err(format!("holds {pair}, not a column and its value"));
-        };
-        let kind = catalog
-            .and_then(|schema| schema.column_index(name).map(|i| &schema.columns[i]))
-            .map_or(Kind::Unknown, Kind::of_column);
-        let value = match pair[2].as_str() {
-            None => None,
-            Some(_) if json_type == "null" => None,
-            Some(text) => Some(text_of(&kind, json_type, text)),
-        };
-        fields.push((name.to_owned(), value));
-    }
-    Ok(fields)
+    pairs
+        .into_iter()
+        .map(|pair| match (pair[0].as_str(), pair[1].as_str()) {
+            (Some(name), Some(json_type)) => Ok((
+                name.to_owned(),
+                json_type.to_owned(),
+                pair[2].as_str().map(str::to_owned),
+            )),
+            _ => Err(format!("holds {pair}, not a column and its value")),
+        })
+        .collect()
+}
+
+/// An image's columns, each value in PostgreSQL's text form for its column's type.
+pub(super) fn fields_from(triples: &[Triple], catalog: Option<&RelationSchema>) -> Fields {
+    triples
+        .iter()
+        .map(|(name, json_type, text)| {
+            let kind = catalog
+                .and_then(|schema| schema.column_index(name).map(|i| &schema.columns[i]))
+                .map_or(Kind::Unknown, Kind::of_column);
+            let value = match text {
+                None => None,
+                Some(_) if json_type == "null" => None,
+                Some(text) => Some(text_of(&kind, json_type, text)),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// A `to_jsonb` value (its JSON type and text) as PostgreSQL prints it for `kind`.

@@ -1,5 +1,5 @@
 //! The *Open audit database* dialog: a database that already keeps history in an audit store
-//! (the wiki's audit trigger, Bemi, supa_audit, PaperTrail). It looks for the stores rowtrail reads, shows
+//! (the wiki's audit trigger, Bemi, supa_audit, pgMemento, PaperTrail). It looks for the stores rowtrail reads, shows
 //! what each holds, and imports the chosen one into a cache, which then opens.
 
 use std::path::PathBuf;
@@ -116,7 +116,7 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
         let mut entered = false;
         ui.add(
             egui::Label::new(
-                "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit, PaperTrail): rowtrail imports it into a cache, with nothing to install on the database.",
+                "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit, pgMemento, PaperTrail): rowtrail imports it into a cache, with nothing to install on the database.",
             )
             .wrap(),
         );
@@ -174,7 +174,7 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                 ui.add(
                     egui::Label::new(
                         RichText::new(
-                            "No audit store found: no audit.logged_actions (the wiki's audit trigger), no changes table of Bemi's layout, no audit.record_version (supa_audit), no versions table of PaperTrail's. To capture this database's own changes, use Connect a database instead.",
+                            "No audit store found: no audit.logged_actions (the wiki's audit trigger), no changes table of Bemi's layout, no audit.record_version (supa_audit), no pgmemento.row_log, no versions table of PaperTrail's. To capture this database's own changes, use Connect a database instead.",
                         )
                         .color(error_color),
                     )

@@ -44,7 +44,7 @@ pub fn welcome_ui(
             }
             let audit = ui
                 .button(RichText::new("Open audit database…").size(16.0))
-                .on_hover_text("A database that already keeps history in an audit table (the wiki's audit trigger, Bemi, supa_audit, PaperTrail): import it");
+                .on_hover_text("A database that already keeps history in an audit table (the wiki's audit trigger, Bemi, supa_audit, pgMemento, PaperTrail): import it");
             if audit.clicked() {
                 action = Some(WelcomeAction::OpenAudit);
             }
