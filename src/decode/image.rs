@@ -69,6 +69,33 @@ impl PriorRow<'_> {
     }
 }
 
+/// `row` with each unavailable value taken from the record's last known row, where it has one.
+fn fill_from_prior(schema: &RelationSchema, prior: Option<&PriorRow<'_>>, mut row: Row) -> Row {
+    for (index, value) in row.iter_mut().enumerate() {
+        let column = schema.columns.get(index).map(|column| column.name.as_str());
+        if !value.is_available()
+            && let (Some(prior), Some(name)) = (prior, column)
+            && let Some(known) = prior.value(name)
+        {
+            *value = known.clone();
+        }
+    }
+    row
+}
+
+/// The old row of an update sent without one: the key did not change, so the new row's key
+/// identifies it; its other values are not known.
+fn key_only(schema: &RelationSchema, new_row: &Row) -> Row {
+    new_row
+        .iter()
+        .enumerate()
+        .map(|(index, value)| match schema.key.contains(&index) {
+            true => value.clone(),
+            false => Value::Unavailable,
+        })
+        .collect()
+}
+
 /// Completes the images of a change an audit store recorded, as [`complete_images`] completes
 /// capture's: an update without its old row gets the key from the new row, values the store did
 /// not record in an old row come from the record's last known row, and values missing from a
@@ -79,18 +106,7 @@ pub fn complete_imported(
     change: Change,
     prior: Option<PriorRow<'_>>,
 ) -> Change {
-    let fill_from_prior = |mut row: Row| {
-        for (index, value) in row.iter_mut().enumerate() {
-            let column = schema.columns.get(index).map(|column| column.name.as_str());
-            if !value.is_available()
-                && let (Some(prior), Some(name)) = (prior.as_ref(), column)
-                && let Some(known) = prior.value(name)
-            {
-                *value = known.clone();
-            }
-        }
-        row
-    };
+    let fill_from_prior = |row: Row| fill_from_prior(schema, prior.as_ref(), row);
     match change.op {
         Op::Update => {
             let Some(after) = change.after else {
@@ -100,16 +116,7 @@ pub fn complete_imported(
                     after: None,
                 };
             };
-            let before = change.before.unwrap_or_else(|| {
-                after
-                    .iter()
-                    .enumerate()
-                    .map(|(index, value)| match schema.key.contains(&index) {
-                        true => value.clone(),
-                        false => Value::Unavailable,
-                    })
-                    .collect()
-            });
+            let before = change.before.unwrap_or_else(|| key_only(schema, &after));
             let before = fill_from_prior(before);
             let after = after
                 .into_iter()
@@ -143,18 +150,7 @@ pub fn complete_images(
     change: &RowChange,
     prior: Option<PriorRow<'_>>,
 ) -> Result<Change, DecodeError> {
-    let fill_from_prior = |mut row: Row| {
-        for (index, value) in row.iter_mut().enumerate() {
-            let column = schema.columns.get(index).map(|column| column.name.as_str());
-            if !value.is_available()
-                && let (Some(prior), Some(name)) = (prior.as_ref(), column)
-                && let Some(known) = prior.value(name)
-            {
-                *value = known.clone();
-            }
-        }
-        row
-    };
+    let fill_from_prior = |row: Row| fill_from_prior(schema, prior.as_ref(), row);
     match change {
         RowChange::Insert { new } => Ok(Change {
             op: Op::Insert,
@@ -166,14 +162,7 @@ pub fn complete_images(
             let before = match old {
                 Some(old) => old_image(schema, old)?,
                 // No old row: the key did not change, so the new key identifies the old row.
-                None => new_row
-                    .iter()
-                    .enumerate()
-                    .map(|(index, value)| match schema.key.contains(&index) {
-                        true => value.clone(),
-                        false => Value::Unavailable,
-                    })
-                    .collect(),
+                None => key_only(schema, &new_row),
             };
             let before = fill_from_prior(before);
             let after = new_row
