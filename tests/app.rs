@@ -1543,6 +1543,29 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
     for text in ["plan", "free", "pro"] {
         assert!(has(&harness, text), "{text} is shown");
     }
+    click_settled(&mut harness, "Dismiss");
+    harness.run_steps(2);
+    assert!(!has(&harness, "Imported 2 changes"), "the notice is gone");
+    // New rows in the store: imported with the login typed for it, and the cache reopened.
+    db.sql("UPDATE customers SET plan = 'team' WHERE id = 1");
+    click_settled(&mut harness, "Import new rows");
+    wait_for(&mut harness, "the new row imported", |h| rows(h).len() == 3);
+    assert!(has(&harness, "Imported 1 change in 1 transaction"));
+    // The connect dialog says when a database already keeps its history in a store.
+    harness.get_by_label("Connect…").click();
+    wait_for(&mut harness, "the connect dialog", |h| {
+        h.query_by_label("Connection URL").is_some()
+    });
+    harness.get_by_label("Connection URL").focus();
+    harness.step();
+    harness.get_by_label("Connection URL").type_text(&db.url());
+    harness.step();
+    click_settled(&mut harness, "Check");
+    wait_for(&mut harness, "the checks and the stores", |h| {
+        has(h, "This database already keeps history in")
+    });
+    assert!(has(&harness, "audit.record_version (supa-audit, 3 rows)"));
+    click_settled(&mut harness, "Close");
     // From the connect dialog, for a database that keeps no audit store.
     let plain = fresh_db("app_audit_none");
     harness.get_by_label("Connect…").click();

@@ -44,6 +44,8 @@ pub enum AuditAction {
         format: crate::import::AuditFormat,
         cache: PathBuf,
     },
+    /// Choose the cache file in the desktop's save dialog, starting from this path.
+    BrowseCache(String),
     Close,
 }
 
@@ -113,37 +115,24 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
     let modal = egui::Modal::new(egui::Id::unique("audit-dialog")).show(ctx, |ui| {
         ui.set_width(ctx.content_rect().width().min(900.0) - 80.0);
         ui.heading("Open an audit database");
-        let mut entered = false;
         ui.add(
             egui::Label::new(
                 "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit, pgMemento, PaperTrail): rowtrail imports it into a cache, with nothing to install on the database.",
             )
             .wrap(),
         );
-        egui::Grid::new("audit-fields").num_columns(2).show(ui, |ui| {
-            let label = ui.label("Audit database URL");
-            let field = ui
-                .add(
-                    egui::TextEdit::singleline(&mut dialog.url)
-                        .desired_width(480.0)
-                        .hint_text("postgres://user@host:5432/db"),
-                )
-                .labelled_by(label.id);
-            if std::mem::take(&mut dialog.focus_url) {
-                field.request_focus();
-            }
-            entered = super::fields::submitted(ui, &field);
-            ui.end_row();
-            let label = ui.label("Audit database password");
-            ui.add(
-                egui::TextEdit::singleline(dialog.password.as_mut_string())
-                    .password(true)
-                    .desired_width(240.0)
-                    .hint_text("empty: ~/.pgpass or PGPASSWORD"),
-            )
-            .labelled_by(label.id);
-            ui.end_row();
-        });
+        let entered = super::fields::login_grid(
+            ui,
+            &super::fields::LoginLabels {
+                grid: "audit-fields",
+                url: "Audit database URL",
+                url_hint: "postgres://user@host:5432/db",
+                password: "Audit database password",
+            },
+            &mut dialog.url,
+            &mut dialog.password,
+            &mut dialog.focus_url,
+        );
         let busy = dialog.looking || dialog.importing;
         let typed = !dialog.url.trim().is_empty();
         ui.horizontal(|ui| {
@@ -222,6 +211,9 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                         .labelled_by(label.id);
                     if field.changed() {
                         dialog.cache_suggested = false;
+                    }
+                    if ui.button("Browse…").clicked() {
+                        action = Some(AuditAction::BrowseCache(dialog.cache.clone()));
                     }
                 });
                 let ready = !busy && !dialog.cache.trim().is_empty();

@@ -21,6 +21,8 @@ pub struct ConnectDialog {
     pub cache: String,
     /// The URL field takes the keyboard when the dialog opens.
     pub focus_url: bool,
+    /// Audit stores the last check found in the database.
+    pub stores: Vec<crate::import::FoundStore>,
 }
 
 /// What the user asked of the dialog.
@@ -37,6 +39,8 @@ pub enum ConnectAction {
         cache: PathBuf,
     },
     Copy(String),
+    /// Choose the cache file in the desktop's save dialog, starting from this path.
+    BrowseCache(String),
     /// Import this database's audit store instead (the URL and password go along).
     OpenAudit {
         url: String,
@@ -81,41 +85,27 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
     let modal = egui::Modal::new(egui::Id::unique("connect-dialog")).show(ctx, |ui| {
         ui.set_width(ctx.content_rect().width().min(900.0) - 80.0);
         ui.heading("Connect a database");
-        egui::Grid::new("connect-fields")
-            .num_columns(2)
-            .show(ui, |ui| {
-                let label = ui.label("Connection URL");
-                let field = ui
-                    .add(
-                        egui::TextEdit::singleline(&mut dialog.url)
-                            .desired_width(480.0)
-                            .hint_text("postgres://user@host:5432/db?sslmode=require"),
-                    )
-                    .labelled_by(label.id);
-                if std::mem::take(&mut dialog.focus_url) {
-                    field.request_focus();
-                }
-                ui.end_row();
-                let label = ui.label("Password");
-                ui.add(
-                    egui::TextEdit::singleline(dialog.password.as_mut_string())
-                        .password(true)
-                        .desired_width(240.0)
-                        .hint_text("empty: ~/.pgpass or PGPASSWORD"),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-            });
+        // Enter in the URL field checks, as the Check button does.
+        let entered = super::fields::login_grid(
+            ui,
+            &super::fields::LoginLabels {
+                grid: "connect-fields",
+                url: "Connection URL",
+                url_hint: "postgres://user@host:5432/db?sslmode=require",
+                password: "Password",
+            },
+            &mut dialog.url,
+            &mut dialog.password,
+            &mut dialog.focus_url,
+        );
         ui.label(
             RichText::new("The password stays in memory; it is never saved.")
                 .weak()
                 .small(),
         );
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(!dialog.checking, egui::Button::new("Check"))
-                .clicked()
-            {
+            let check = ui.add_enabled(!dialog.checking, egui::Button::new("Check"));
+            if check.clicked() || (entered && !dialog.checking) {
                 dialog.checking = true;
                 action = Some(ConnectAction::Check {
                     url: dialog.url.clone(),
@@ -152,6 +142,9 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                     let label = ui.label("Cache file");
                     ui.add(egui::TextEdit::singleline(&mut dialog.cache).desired_width(420.0))
                         .labelled_by(label.id);
+                    if ui.button("Browse…").clicked() {
+                        action = Some(ConnectAction::BrowseCache(dialog.cache.clone()));
+                    }
                 });
                 let chosen: Vec<TableName> = dialog
                     .tables
@@ -176,6 +169,30 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                     });
                 }
             }
+        }
+        if !dialog.stores.is_empty() {
+            let found: Vec<String> = dialog
+                .stores
+                .iter()
+                .map(|store| {
+                    format!(
+                        "{} ({}, {} rows)",
+                        store.table,
+                        store.format.name(),
+                        crate::ui::thousands(store.rows().max(0) as u64)
+                    )
+                })
+                .collect();
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!(
+                        "This database already keeps history in {}: Open audit database… imports it, with nothing to set up.",
+                        found.join(", ")
+                    ))
+                    .color(ui.visuals().warn_fg_color),
+                )
+                .wrap(),
+            );
         }
         ui.separator();
         ui.horizontal(|ui| {

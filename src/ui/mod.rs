@@ -49,6 +49,8 @@ pub enum Message {
     Doctor {
         report: Result<Report, String>,
         database: Option<String>,
+        /// Audit stores the database already keeps (to point to *Open audit database…*).
+        stores: Vec<crate::import::FoundStore>,
     },
     ScriptRan(Result<(), String>),
     /// A script was saved (the notice to show) or not (why, and what to do).
@@ -63,10 +65,14 @@ pub enum Message {
     Imported {
         cache: PathBuf,
         from: String,
+        /// The URL and password typed for it: the database beside the store is the source.
+        login: (String, crate::capture::conninfo::Password),
         result: Result<crate::import::ImportSummary, String>,
     },
     /// The file dialog closed: the cache chosen, if any.
     Picked(Option<PathBuf>),
+    /// The file dialog for a new cache closed: where it goes, if chosen.
+    PickedNew(Option<PathBuf>),
     /// The recent cache of a link's database, if there is one.
     LinkCache(Option<PathBuf>),
 }

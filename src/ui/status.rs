@@ -134,6 +134,8 @@ pub enum StatusAction {
     /// Start it again with a new baseline, after a gap in the history.
     NewBaseline,
     ToggleUtc,
+    /// Import what the audit store holds that the cache does not yet.
+    ImportAgain,
 }
 
 /// The source, what capture is doing, and what it retains.
@@ -253,8 +255,10 @@ pub fn status_ui(
         ui.with_layout(
             egui::Layout::left_to_right(egui::Align::Center).with_main_wrap(true),
             |ui| {
-                if let Some(import) = import {
-                    import_ui(ui, import);
+                if let Some(import) = import
+                    && import_ui(ui, import)
+                {
+                    action = Some(StatusAction::ImportAgain);
                 }
                 if let Some(chosen) = state_ui(ui, source, status, zone) {
                     action = Some(chosen);
@@ -266,8 +270,9 @@ pub fn status_ui(
 }
 
 /// Says the history was imported from an audit store, and what that store does not record, the
-/// way a table whose updates lack old values is marked *partial*.
-fn import_ui(ui: &mut egui::Ui, import: &crate::store::ImportState) {
+/// way a table whose updates lack old values is marked *partial*; for a store in a database,
+/// offers to import its new rows (true when asked).
+fn import_ui(ui: &mut egui::Ui, import: &crate::store::ImportState) -> bool {
     let mut lacking = format!(
         "Imported from {} ({}). What that store does not record:",
         import.source, import.format
@@ -281,4 +286,16 @@ fn import_ui(ui: &mut egui::Ui, import: &crate::store::ImportState) {
             .color(ui.visuals().warn_fg_color),
     )
     .on_hover_text(lacking);
+    let in_a_database = import
+        .format
+        .parse::<crate::import::AuditFormat>()
+        .is_ok_and(|format| !format.reads_a_file());
+    in_a_database
+        && ui
+            .button("Import new rows")
+            .on_hover_text(format!(
+                "Import what {} holds that this cache does not have yet",
+                import.source
+            ))
+            .clicked()
 }

@@ -41,7 +41,11 @@ impl RowtrailApp {
                     };
                 }
                 Message::BackgroundFailed(reason) => self.banner = Some(reason),
-                Message::Doctor { report, database } => {
+                Message::Doctor {
+                    report,
+                    database,
+                    stores,
+                } => {
                     if let Some(dialog) = self.connect.as_mut() {
                         // A source that passed its checks gets a cache path to suggest.
                         if report.is_ok()
@@ -51,6 +55,7 @@ impl RowtrailApp {
                             dialog.cache = default_cache_path(&database).display().to_string();
                         }
                         dialog.take_report(report);
+                        dialog.stores = stores;
                     }
                 }
                 Message::ScriptSaved(result) => {
@@ -101,10 +106,17 @@ impl RowtrailApp {
                 Message::Imported {
                     cache,
                     from,
+                    login: (url, password),
                     result,
                 } => match result {
                     Ok(summary) => {
                         self.audit = None;
+                        // The store sits in the source database: *Run on source* goes there.
+                        self.source_login = Some(super::SourceLogin {
+                            url,
+                            password,
+                            cache: cache.clone(),
+                        });
                         self.notice = Some(summary_line(&summary, &from));
                         self.commands.push(Command::OpenCache(cache));
                     }
@@ -116,6 +128,18 @@ impl RowtrailApp {
                         None => self.banner = Some(error),
                     },
                 },
+                Message::PickedNew(path) => {
+                    self.browsing = false;
+                    if let Some(path) = path {
+                        let path = path.display().to_string();
+                        if let Some(dialog) = self.audit.as_mut() {
+                            dialog.cache = path;
+                            dialog.cache_suggested = false;
+                        } else if let Some(dialog) = self.connect.as_mut() {
+                            dialog.cache = path;
+                        }
+                    }
+                }
                 Message::Picked(path) => {
                     self.browsing = false;
                     if let Some(path) = path {

@@ -35,6 +35,8 @@ enum Command {
     OpenCache(PathBuf),
     /// Choose a cache file in the desktop's file dialog.
     BrowseCache,
+    /// Choose where a new cache goes (for a capture or an import), starting from `0`.
+    BrowseNewCache(String),
     CloseCache,
     ShowConnect,
     CloseConnect,
@@ -44,6 +46,8 @@ enum Command {
         password: Password,
     },
     CloseAudit,
+    /// Import the open cache's audit store again (what is new).
+    ImportAgain,
     LookForAuditStores {
         url: String,
         password: Password,
@@ -112,6 +116,14 @@ enum Command {
 }
 
 /// The rowtrail desktop app.
+/// The source a capture or import started in this app reads, and the cache it writes.
+#[derive(Clone)]
+struct SourceLogin {
+    url: String,
+    password: Password,
+    cache: PathBuf,
+}
+
 pub struct RowtrailApp {
     settings: Settings,
     inbox: Receiver<Message>,
@@ -127,8 +139,9 @@ pub struct RowtrailApp {
     status: CaptureStatus,
     /// The cache a capture started here writes to; opened once capture has created it.
     capturing_into: Option<PathBuf>,
-    /// Where and how to reach the source of the capture started here (the password stays in memory).
-    source_login: Option<(String, Password)>,
+    /// Where and how to reach the source of the capture or import started here, and the cache
+    /// it feeds (the password stays in memory). Offered to *Run on source* for that cache only.
+    source_login: Option<SourceLogin>,
     /// The capture started last, to start it again (Retry, or a new baseline after a gap).
     last_capture: Option<(CaptureStart, PathBuf)>,
     banner: Option<String>,
@@ -213,6 +226,7 @@ impl RowtrailApp {
                 }
             }
             Command::BrowseCache => self.browse_cache(),
+            Command::BrowseNewCache(current) => self.browse_new_cache(current),
             Command::CloseCache => {
                 self.session = None;
                 self.notice = None;
@@ -231,6 +245,7 @@ impl RowtrailApp {
                 self.audit = Some(AuditDialog::with_login(url, password));
             }
             Command::CloseAudit => self.audit = None,
+            Command::ImportAgain => self.import_again(),
             Command::LookForAuditStores { url, password } => {
                 self.look_for_audit_stores(url, password)
             }
@@ -251,7 +266,7 @@ impl RowtrailApp {
                 if let (Some((start, cache)), Some(login)) =
                     (self.last_capture.clone(), self.source_login.clone())
                 {
-                    self.launch_capture(start, cache, login, new_baseline);
+                    self.launch_capture(start, cache, (login.url, login.password), new_baseline);
                 }
             }
             Command::StopCapture => {

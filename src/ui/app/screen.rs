@@ -88,6 +88,7 @@ impl RowtrailApp {
                 .commands
                 .push(Command::RestartCapture { new_baseline: true }),
             Some(StatusAction::ToggleUtc) => self.commands.push(Command::ToggleUtc),
+            Some(StatusAction::ImportAgain) => self.commands.push(Command::ImportAgain),
             None => {}
         }
     }
@@ -265,6 +266,9 @@ impl RowtrailApp {
                 }),
                 Some(ConnectAction::Copy(text)) => self.commands.push(Command::Copy(text)),
                 Some(ConnectAction::Close) => self.commands.push(Command::CloseConnect),
+                Some(ConnectAction::BrowseCache(current)) => {
+                    self.commands.push(Command::BrowseNewCache(current))
+                }
                 Some(ConnectAction::OpenAudit { url, password }) => {
                     self.commands.push(Command::ShowAudit { url, password })
                 }
@@ -288,6 +292,9 @@ impl RowtrailApp {
                     cache,
                 }),
                 Some(AuditAction::Close) => self.commands.push(Command::CloseAudit),
+                Some(AuditAction::BrowseCache(current)) => {
+                    self.commands.push(Command::BrowseNewCache(current))
+                }
                 None => {}
             }
         }

@@ -9,11 +9,12 @@ use crate::demo::{Demo, DemoOptions, Pace};
 use crate::model::TableName;
 
 use super::super::Message;
+use super::super::audit_import::AuditDialog;
 use super::super::capture_task::{CaptureStart, CaptureTask, resolve};
 use super::super::restore::{RestoreDialog, ScriptState};
 use super::super::status::{CaptureState, CaptureStatus};
 use super::super::worker::{Request, ScriptRequest};
-use super::{Command, RowtrailApp};
+use super::{Command, RowtrailApp, SourceLogin};
 
 impl RowtrailApp {
     /// Runs `work` on a short-lived thread with its own runtime and sends its message back.
@@ -68,6 +69,28 @@ impl RowtrailApp {
         });
     }
 
+    /// Opens the desktop's save dialog for a new cache file, starting where `current` points;
+    /// the open dialog (import or connect) takes the answer.
+    pub(super) fn browse_new_cache(&mut self, current: String) {
+        if self.browsing {
+            return;
+        }
+        self.browsing = true;
+        let current = PathBuf::from(current.trim());
+        self.in_background("rowtrail-file-dialog", move |_| {
+            let mut dialog = rfd::FileDialog::new()
+                .set_title("Cache file to write")
+                .add_filter("rowtrail caches", &["rowtrail"]);
+            if let Some(parent) = current.parent().filter(|parent| parent.is_dir()) {
+                dialog = dialog.set_directory(parent);
+            }
+            if let Some(name) = current.file_name() {
+                dialog = dialog.set_file_name(name.to_string_lossy());
+            }
+            Message::PickedNew(dialog.save_file())
+        });
+    }
+
     /// For a link opened without a cache: looks through the recent caches, on a background
     /// thread, for the newest one of the link's database.
     pub(super) fn find_cache_for_link(&mut self) {
@@ -94,16 +117,67 @@ impl RowtrailApp {
                     return Message::Doctor {
                         report: Err(error),
                         database: None,
+                        stores: Vec::new(),
                     };
                 }
             };
             let slot = capture::slot_for_database(&spec.dbname);
             let report = runtime.block_on(doctor::run(&spec, None, &slot, "rowtrail"));
+            // A database that already keeps history in an audit store: say so (a look that
+            // fails says nothing; the checks above already speak for the connection).
+            let stores = match &report {
+                Ok(_) => runtime
+                    .block_on(crate::import::detect(&spec))
+                    .map(|(_, found)| found)
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
             Message::Doctor {
                 report: report.map_err(|error| error.to_string()),
                 database: Some(spec.dbname),
+                stores,
             }
         });
+    }
+
+    /// Imports the open cache's store again: with the login typed for it in this app, at once;
+    /// else through the audit dialog, filled in with the store's address and this cache.
+    pub(super) fn import_again(&mut self) {
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        let Some(format) = session
+            .import
+            .as_ref()
+            .and_then(|import| import.format.parse::<crate::import::AuditFormat>().ok())
+        else {
+            return;
+        };
+        let cache = session.path.clone();
+        match self
+            .source_login
+            .as_ref()
+            .filter(|login| login.cache == cache)
+        {
+            Some(login) => {
+                let (url, password) = (login.url.clone(), login.password.clone());
+                self.notice = Some(format!(
+                    "Importing new rows from {}…",
+                    url_for_display(&url)
+                ));
+                self.import_audit(url, password, format, cache);
+            }
+            None => {
+                let url = session
+                    .import
+                    .as_ref()
+                    .map(|import| url_for_display(&import.source))
+                    .unwrap_or_default();
+                let mut dialog = AuditDialog::with_login(url, Password::default());
+                dialog.cache = cache.display().to_string();
+                self.audit = Some(dialog);
+            }
+        }
     }
 
     /// Looks for audit stores in the database `url` names, on a background thread.
@@ -169,6 +243,7 @@ impl RowtrailApp {
             Message::Imported {
                 cache,
                 from,
+                login: (url, password),
                 result,
             }
         });
@@ -212,12 +287,17 @@ impl RowtrailApp {
         new_baseline: bool,
     ) {
         self.last_capture = Some((start.clone(), cache.clone()));
+        let (url, password) = login;
         match CaptureTask::start(start, new_baseline, self.outbox.clone(), self.ctx.clone()) {
             Ok(task) => {
                 self.capture = Some(task);
                 self.status = CaptureStatus::default();
                 self.status.state = CaptureState::Starting;
-                self.source_login = Some(login);
+                self.source_login = Some(SourceLogin {
+                    url,
+                    password,
+                    cache: cache.clone(),
+                });
                 self.session = None;
                 self.capturing_into = Some(cache);
                 self.connect = None;
@@ -271,8 +351,13 @@ impl RowtrailApp {
             return;
         };
         // Where to run it: the capture's own connection string, else the source the cache names.
-        let source_hint = match (&self.source_login, &session.source) {
-            (Some((url, _)), _) => url.clone(),
+        // (The login typed for a capture or import of this very cache only.)
+        let login = self
+            .source_login
+            .as_ref()
+            .filter(|login| login.cache == session.path);
+        let source_hint = match (login, &session.source) {
+            (Some(login), _) => login.url.clone(),
             (None, Some(source)) => url_for_display(&source.display),
             (None, None) => String::new(),
         };
@@ -291,8 +376,8 @@ impl RowtrailApp {
         ));
         let mut dialog =
             RestoreDialog::new(request.clone(), source_hint, save.display().to_string());
-        if let Some((_, password)) = &self.source_login {
-            dialog.run.password.clone_from(password);
+        if let Some(login) = login {
+            dialog.run.password.clone_from(&login.password);
         }
         session.restore = Some(dialog);
         session.workers.send(Request::Script(request));
