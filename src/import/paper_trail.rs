@@ -275,9 +275,24 @@ fn text_of(node: &Node, kind: &Kind, type_name: &str) -> Result<Option<String>, 
             }
         }
         (Node::Scalar { text, .. }, Kind::Numeric(scale)) => decimal_text(text, *scale),
-        (Node::Scalar { text, .. }, Kind::Float4 | Kind::Float8) => match text.parse::<f64>() {
-            Ok(value) => debezium_values::float_text_of(kind, value),
-            Err(_) => text.clone(),
+        (Node::Scalar { text, .. }, Kind::Float4 | Kind::Float8) => match text.as_str() {
+            // YAML's infinities and not-a-number, as PostgreSQL prints them.
+            ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => "Infinity".to_owned(),
+            "-.inf" | "-.Inf" | "-.INF" => "-Infinity".to_owned(),
+            ".nan" | ".NaN" | ".NAN" => "NaN".to_owned(),
+            _ => match text.parse::<f64>() {
+                Ok(value) => debezium_values::float_text_of(kind, value),
+                Err(_) => text.clone(),
+            },
+        },
+        // Rails keeps a `time` column as a time on 2000-01-01 (in UTC): its time of day.
+        (Node::Scalar { text, .. }, Kind::Time { .. }) => match parse_time(text) {
+            Some(at) => format!(
+                "{}{}",
+                at.format("%H:%M:%S"),
+                fraction(at.timestamp_subsec_micros())
+            ),
+            None => text.clone(),
         },
         (Node::Scalar { text, .. }, Kind::TimestampTz) => match parse_time(text) {
             Some(at) => format!(
@@ -965,6 +980,29 @@ mod tests {
         assert_eq!(text("profile", "jsonb"), r#"{"a": [1, 2]}"#);
         assert_eq!(text("raw", "bytea"), "\\xdeadbeef");
         assert_eq!(text("vip", "boolean"), "true");
+    }
+
+    #[test]
+    fn times_of_day_and_float_specials_take_postgresqls_form() {
+        let scalar = |text: &str| Node::Scalar {
+            text: text.to_owned(),
+            plain: true,
+        };
+        let time = Kind::Time { millis: false };
+        assert_eq!(
+            text_of(&scalar("2000-01-01 09:30:05.250000000 Z"), &time, "time").unwrap(),
+            Some("09:30:05.25".to_owned())
+        );
+        for (yaml, shown) in [
+            (".inf", "Infinity"),
+            ("-.inf", "-Infinity"),
+            (".nan", "NaN"),
+        ] {
+            assert_eq!(
+                text_of(&scalar(yaml), &Kind::Float8, "double precision").unwrap(),
+                Some(shown.to_owned())
+            );
+        }
     }
 
     #[test]
