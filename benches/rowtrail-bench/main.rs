@@ -5,6 +5,7 @@
 
 mod capture;
 mod gui;
+mod import;
 mod latency;
 mod overhead;
 mod queries;
@@ -62,6 +63,13 @@ enum Part {
     /// a moment, the undo script of a 10,000-change transaction.
     Queries {
         /// Changes in the synthetic cache (default 10,000,000; 200,000 with --quick).
+        #[arg(long)]
+        changes: Option<u64>,
+    },
+    /// Import rate per audit-store format: one workload written through every store, then
+    /// `rowtrail import` of each.
+    Import {
+        /// Row changes in the workload (default 100,000; 5,000 with --quick).
         #[arg(long)]
         changes: Option<u64>,
     },
@@ -271,6 +279,34 @@ fn query_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
     rows
 }
 
+fn import_figures(dir: &Path, changes: u64) -> Vec<Figure> {
+    let server = server::Server::start(server::Durability::Fast);
+    let work = dir.join("import");
+    std::fs::create_dir_all(&work).unwrap();
+    let runs = import::measure(&server, &work, changes);
+    let mut figures = vec![Figure::info(
+        "workload: changes in transactions of 100 (inserts, updates, deletes)",
+        report::thousands(changes),
+    )];
+    for run in &runs {
+        figures.push(Figure::info(
+            format!(
+                "{}: time, rate, peak memory, cache bytes per change",
+                run.format
+            ),
+            format!(
+                "{} s, {}/s, {} MB, {} B ({} transactions)",
+                report::round(run.seconds),
+                report::thousands(run.rate() as u64),
+                report::round(run.peak_mb),
+                report::round(run.cache_bytes as f64 / run.changes as f64),
+                report::thousands(run.transactions)
+            ),
+        ));
+    }
+    figures
+}
+
 fn capture_runs(dir: &Path, quick: bool) -> Vec<capture::CaptureRun> {
     let server = server::Server::start(server::Durability::Fast);
     let scale = if quick { 0.05 } else { 1.0 };
@@ -472,6 +508,12 @@ fn main() -> ExitCode {
             println!("{header}");
             print_section(QUERIES, &figures);
         }
+        Part::Import { changes } => {
+            let changes = changes.unwrap_or(if cli.quick { 5_000 } else { 100_000 });
+            let figures = import_figures(&cli.dir, changes);
+            println!("{header}");
+            print_section(IMPORT, &figures);
+        }
         Part::Gui { changes } => {
             let figures = gui(&cli.dir, synthetic_size(changes), gui_frames);
             println!("{header}");
@@ -500,6 +542,11 @@ fn main() -> ExitCode {
                 &query_figures(&cli.dir, size, cli.quick),
             ));
             sections.push(print_section(GUI, &gui(&cli.dir, size, gui_frames)));
+            let import_size = if cli.quick { 5_000 } else { 100_000 };
+            sections.push(print_section(
+                IMPORT,
+                &import_figures(&cli.dir, import_size),
+            ));
             let command = format!(
                 "cargo run --release --bin rowtrail-bench --{} all",
                 if cli.quick { " --quick" } else { "" }
@@ -528,3 +575,4 @@ const OVERHEAD: &str = "Source overhead (production durability: fsync, synchrono
 const LATENCY: &str = "Commit-to-cache latency";
 const QUERIES: &str = "Cache queries (warm file cache)";
 const GUI: &str = "GUI frames (headless, UI thread time per frame)";
+const IMPORT: &str = "Import from audit stores (whole process, per format)";

@@ -341,6 +341,10 @@ impl Log<'_> {
 impl TransactionLog for Log<'_> {
     type Row = LoggedRow;
 
+    /// A batch holds its rows' images and their records' later ones: fewer transactions than
+    /// the wiki trigger's keep its memory down.
+    const BATCH_TRANSACTIONS: usize = 100;
+
     const TRANSACTIONS_SQL: &'static str = "SELECT t.txid, min(r.id), max(r.id)
          FROM pgmemento.transaction_log t
          JOIN pgmemento.table_event_log e ON e.transaction_id = t.id

@@ -22,6 +22,9 @@ pub(super) trait TransactionLog {
     /// Lists, in order, the transactions from `$1` on that the snapshot `$2` sees as ended.
     const ENDED_SQL: &'static str;
 
+    /// Transactions read and written per batch (and per SQLite commit).
+    const BATCH_TRANSACTIONS: usize = BATCH_TRANSACTIONS;
+
     /// The rows of these transactions (whose events lie in `first..=last`), by transaction.
     async fn read(
         &mut self,
@@ -149,7 +152,7 @@ async fn round<L: TransactionLog>(
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect();
-    for batch in transactions.chunks(BATCH_TRANSACTIONS) {
+    for batch in transactions.chunks(L::BATCH_TRANSACTIONS) {
         let ids: Vec<i64> = batch.iter().map(|(txid, _, _)| *txid).collect();
         let first = batch.iter().map(|(_, first, _)| *first).min().unwrap_or(0);
         let last = batch.iter().map(|(_, _, last)| *last).max().unwrap_or(0);
