@@ -125,7 +125,11 @@ impl RowtrailApp {
                             dialog.importing = false;
                             dialog.error = Some(error);
                         }
-                        None => self.banner = Some(error),
+                        None => {
+                            // (An *Import new rows* that failed: its "Importing…" notice goes.)
+                            self.notice = None;
+                            self.banner = Some(error);
+                        }
                     },
                 },
                 Message::PickedNew(path) => {
