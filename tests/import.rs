@@ -783,6 +783,28 @@ fn debezium_events_import_as_capture_stores_the_same_workload() {
     let orders = log_json(&piped, &["--table", "orders"]);
     assert_eq!(orders[0]["after"]["status"], "new");
     assert_eq!(orders[0]["key"]["id"], "10");
+    // Without the schema part, with --catalog: keys (lines' too) and types from the database,
+    // so the history is capture's, change by change.
+    let payload_file = db.dir.path().join("payloads.jsonl");
+    std::fs::write(&payload_file, &payloads).unwrap();
+    let cataloged: PathBuf = db.dir.path().join("cataloged.rowtrail");
+    let output = rowtrail(&import_args_as(
+        "debezium",
+        payload_file.to_str().unwrap(),
+        &cataloged,
+        &["--catalog", &db.url()],
+    ));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert_same_history(&cataloged, &db.cache());
+    // --catalog is for events only.
+    let refused = rowtrail(&import_args_as(
+        "bemi",
+        &db.url(),
+        &db.dir.path().join("refused.rowtrail"),
+        &["--catalog", &db.url()],
+    ));
+    assert_clean_failure(&refused, 2, "--catalog is for debezium");
 }
 
 /// supa_audit's `record_version` imports as capture stores the same workload; it keeps no

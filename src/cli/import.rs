@@ -21,8 +21,17 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         Origin::File(args.from.clone().into())
     };
+    let catalog = match &args.catalog {
+        Some(_) if !args.format.reads_a_file() => anyhow::bail!(
+            "--catalog is for debezium: the {} store is read with the catalog of its own database",
+            args.format.name()
+        ),
+        Some(url) => Some(ConnectionSpec::resolve(url, &ProcessEnvironment)?),
+        None => None,
+    };
     let options = ImportOptions {
         from,
+        catalog,
         format: args.format,
         cache: args.cache.clone(),
         follow: args.follow,

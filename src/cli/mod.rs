@@ -163,6 +163,11 @@ pub struct ImportArgs {
     /// (MODEL=SCHEMA.TABLE; repeat for more).
     #[arg(long, value_name = "MODEL=TABLE", value_parser = parse_table_of)]
     pub table_of: Vec<(String, String)>,
+    /// For debezium: a database whose catalog has the events' tables (the source, or a copy of
+    /// its schema): keys, column types and foreign keys come from it, as for the stores in a
+    /// database.
+    #[arg(long, value_name = "URL")]
+    pub catalog: Option<String>,
 }
 
 fn parse_table_of(text: &str) -> Result<(String, String), String> {

@@ -27,7 +27,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 use tokio::sync::{mpsc, watch};
 
-use crate::model::{Context, TableName};
+use crate::capture::session::SqlSession;
+use crate::capture::{CaptureError, catalog, tls};
+use crate::model::{Context, RelationSchema, TableName};
 use crate::store::SourceIdentity;
 
 use super::debezium_values::{self, Decoded, Kind};
@@ -214,8 +216,12 @@ pub fn event_of(line_number: u64, line: &str) -> Result<Event, RowError> {
     })))
 }
 
-/// The change an event records, its values decoded by the schema part's types.
-pub fn change_of(event: &ChangeEvent) -> Result<ImportedChange, RowError> {
+/// The change an event records, its values decoded by the schema part's types, else by the
+/// catalog's (`catalog`: the table as `--catalog` has it).
+pub fn change_of(
+    event: &ChangeEvent,
+    catalog: Option<&RelationSchema>,
+) -> Result<ImportedChange, RowError> {
     let error = |field: &str, reason: String| RowError {
         row: format!("line {}", event.line),
         field: field.to_owned(),
@@ -239,12 +245,17 @@ pub fn change_of(event: &ChangeEvent) -> Result<ImportedChange, RowError> {
             names.sort_by_key(|name| place(name));
             for name in names {
                 let value = &row[name.as_str()];
+                let by_catalog = || {
+                    catalog
+                        .and_then(|schema| schema.column_index(name).map(|i| &schema.columns[i]))
+                        .map_or(Kind::Unknown, Kind::of_column)
+                };
                 let kind = event
                     .columns
                     .iter()
                     .find(|(column, _, _)| column == name)
-                    .map_or(&Kind::Unknown, |(_, kind, _)| kind);
-                match debezium_values::decode(value, kind)
+                    .map_or_else(by_catalog, |(_, kind, _)| kind.clone());
+                match debezium_values::decode(value, &kind)
                     .map_err(|why| error(field, format!("column {name} {why}")))?
                 {
                     Decoded::Null => fields.push((name.clone(), None)),
@@ -265,22 +276,34 @@ pub fn change_of(event: &ChangeEvent) -> Result<ImportedChange, RowError> {
         }
         _ => {}
     }
-    let has_id = [&before, &after].iter().any(|image| {
-        image
-            .as_ref()
-            .is_some_and(|fields| fields.iter().any(|(name, _)| name == "id"))
-    });
+    // The key: the catalog's, else the id column if the rows have one.
+    let key: Vec<String> = match catalog {
+        Some(schema) if !schema.key.is_empty() => schema
+            .key
+            .iter()
+            .map(|&index| schema.columns[index].name.clone())
+            .collect(),
+        _ if [&before, &after].iter().any(|image| {
+            image
+                .as_ref()
+                .is_some_and(|fields| fields.iter().any(|(name, _)| name == "id"))
+        }) =>
+        {
+            vec!["id".to_owned()]
+        }
+        _ => Vec::new(),
+    };
     // Without REPLICA IDENTITY FULL an old row is its key, the other columns null fillers: an
     // old row whose columns besides the key are all null is taken as the key alone (its values
     // then come from the record's history). A row truly all null there is completed the same.
     let mut before = before;
-    if has_id
+    if !key.is_empty()
         && let Some(fields) = before.as_mut()
         && fields
             .iter()
-            .all(|(name, value)| name == "id" || value.is_none())
+            .all(|(name, value)| key.contains(name) || value.is_none())
     {
-        fields.retain(|(name, _)| name == "id");
+        fields.retain(|(name, _)| key.contains(name));
     }
     let types: Vec<(String, String)> = event
         .columns
@@ -300,11 +323,7 @@ pub fn change_of(event: &ChangeEvent) -> Result<ImportedChange, RowError> {
         } else {
             after
         },
-        key: if has_id {
-            vec!["id".to_owned()]
-        } else {
-            Vec::new()
-        },
+        key,
         types,
     })
 }
@@ -377,6 +396,19 @@ pub(super) async fn import(
         display: options.from_display(),
         server_version: String::new(),
     };
+    let catalog = match &options.catalog {
+        Some(spec) => {
+            let tls = tls::client_config(&spec.tls).map_err(CaptureError::from)?;
+            let session = SqlSession::connect(spec, tls).await?;
+            let facts = catalog::server_facts(&session).await?;
+            Some(Catalog {
+                session,
+                server_version_num: facts.version_num,
+            })
+        }
+        None => None,
+    };
+    let catalog = catalog.as_ref();
     let mut sink = Sink::open(options, &source)?;
     let mut cursor: EventCursor = sink.cursor()?;
     let (sender, mut lines) = mpsc::channel::<Result<String, String>>(4096);
@@ -432,8 +464,10 @@ pub(super) async fn import(
                     &mut open,
                     &mut written,
                     &mut replaying,
+                    catalog,
                     event,
-                );
+                )
+                .await;
                 if let Err(error) = outcome {
                     sink.save(&cursor)?;
                     return Err(error);
@@ -453,27 +487,38 @@ pub(super) async fn import(
             &mut open,
             &mut written,
             &mut replaying,
-        )?;
+            catalog,
+        )
+        .await?;
     }
     sink.save(&cursor)?;
     Ok(sink.summary)
 }
 
+/// The database `--catalog` names, whose catalog has the events' tables.
+struct Catalog {
+    session: SqlSession,
+    server_version_num: i32,
+}
+
 /// Takes one event into the open transaction, closing it first when the event starts another.
-fn take(
+async fn take(
     sink: &mut Sink,
     cursor: &mut EventCursor,
     open: &mut Open,
     written: &mut usize,
     replaying: &mut bool,
+    catalog: Option<&Catalog>,
     event: Event,
 ) -> Result<(), ImportError> {
     match event {
         Event::Nothing => {}
-        Event::Boundary { end: false, .. } => finish(sink, cursor, open, written, replaying)?,
+        Event::Boundary { end: false, .. } => {
+            finish(sink, cursor, open, written, replaying, catalog).await?
+        }
         Event::Boundary { end: true, txid } => {
             if open.txid == txid || txid.is_none() {
-                finish(sink, cursor, open, written, replaying)?;
+                finish(sink, cursor, open, written, replaying, catalog).await?;
             }
         }
         Event::Message {
@@ -483,7 +528,7 @@ fn take(
         } => {
             if prefix == CONTEXT_PREFIX {
                 if open.txid != txid {
-                    finish(sink, cursor, open, written, replaying)?;
+                    finish(sink, cursor, open, written, replaying, catalog).await?;
                     open.txid = txid;
                 }
                 open.context = match serde_json::from_slice::<Json>(&content) {
@@ -498,7 +543,7 @@ fn take(
             let continues = open.txid == change.txid
                 && (open.changes.is_empty() || open.committed_us == change.committed_us);
             if !continues {
-                finish(sink, cursor, open, written, replaying)?;
+                finish(sink, cursor, open, written, replaying, catalog).await?;
             }
             open.txid = change.txid;
             open.committed_us = change.committed_us;
@@ -510,12 +555,13 @@ fn take(
 }
 
 /// Writes the open transaction, unless an earlier run imported it.
-fn finish(
+async fn finish(
     sink: &mut Sink,
     cursor: &mut EventCursor,
     open: &mut Open,
     written: &mut usize,
     replaying: &mut bool,
+    catalog: Option<&Catalog>,
 ) -> Result<(), ImportError> {
     let open = std::mem::take(open);
     if open.changes.is_empty() || cursor.imported(open.committed_us, open.txid, *replaying) {
@@ -524,7 +570,14 @@ fn finish(
     *replaying = false;
     let mut changes = Vec::with_capacity(open.changes.len());
     for (event, context) in &open.changes {
-        match change_of(event) {
+        let schema = match catalog {
+            Some(catalog) => sink
+                .catalog_schema(&catalog.session, catalog.server_version_num, &event.table)
+                .await?
+                .cloned(),
+            None => None,
+        };
+        match change_of(event, schema.as_ref()) {
             Ok(change) => changes.push((change, context.clone())),
             Err(error) => sink.bad_row(error)?,
         }
@@ -605,7 +658,7 @@ mod tests {
         let event = change_event(WITH_SCHEMA);
         assert_eq!(event.txid, Some(767));
         assert_eq!(event.committed_us, 1_704_164_645_123_000);
-        let change = change_of(&event).unwrap();
+        let change = change_of(&event, None).unwrap();
         assert_eq!(change.op, ImportedOp::Insert);
         let after = change.after.unwrap();
         assert!(after.contains(&("total".to_owned(), Some("10.50".to_owned()))));
@@ -621,7 +674,7 @@ mod tests {
     #[test]
     fn an_event_without_its_schema_part_keeps_its_values() {
         let line = r#"{"before":{"id":7,"note":"a"},"after":{"id":7,"note":"b"},"source":{"ts_us":1704164645123456,"schema":"public","table":"orders","txId":9},"op":"u","ts_ms":1}"#;
-        let change = change_of(&change_event(line)).unwrap();
+        let change = change_of(&change_event(line), None).unwrap();
         assert_eq!(change.op, ImportedOp::Update);
         assert_eq!(
             change.before.unwrap()[1],

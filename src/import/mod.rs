@@ -158,7 +158,7 @@ impl AuditFormat {
                 own_positions,
                 "commit times to the millisecond (source.ts_ms), or the microsecond (source.ts_us) where the events carry it",
                 "an UPDATE's before-image only where the table has REPLICA IDENTITY FULL, a DELETE's only its key otherwise: undo then takes the earlier values from the history before it",
-                "no catalog: column types come from the events' schema part when it is there, else every column is text (and numerics, dates and times stay in Debezium's encoding); a table's key is its id column, if it has one",
+                "no catalog (unless --catalog names a database that has the tables): column types come from the events' schema part when it is there, else every column is text (and numerics, dates and times stay in Debezium's encoding); a table's key is its id column, if it has one",
                 "values in Debezium's encoding: intervals as microseconds (months taken as 30 days)",
             ],
         };
@@ -209,6 +209,8 @@ pub struct ImportOptions {
     pub on_error: OnError,
     /// PaperTrail: the table of each model its naming does not find (`Model`, `schema.table`).
     pub table_of: Vec<(String, String)>,
+    /// Debezium: the database whose catalog has the events' tables.
+    pub catalog: Option<ConnectionSpec>,
 }
 
 /// What an import did.

@@ -228,6 +228,7 @@ impl RowtrailApp {
                     })?;
                 }
                 let options = crate::import::ImportOptions {
+                    catalog: None,
                     from: crate::import::Origin::Database(spec),
                     format,
                     cache: cache.clone(),
