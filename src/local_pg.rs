@@ -493,7 +493,7 @@ fn make_temp_dir() -> Result<PathBuf, LocalPgError> {
 const PGPASS_FILE: &str = "pgpass";
 
 fn create_private_dir(path: &Path) -> Result<(), LocalPgError> {
-    crate::store::create_private_dir(path).map_err(io_error(format!("creating {}", path.display())))
+    crate::store::close_own_dir(path).map_err(io_error(format!("creating {}", path.display())))
 }
 
 /// Writes a file only its owner can read.

@@ -133,12 +133,29 @@ fn undo_script_in_snapshot(
         ),
         UndoTarget::CachedTransaction(id) => {
             let changes = cache.transaction(*id, None)?;
-            let (title, undoes) = match changes.first().and_then(|change| change.tx.xid) {
+            let first = changes.first();
+            let (title, undoes) = match first.and_then(|change| change.tx.xid) {
                 Some(xid) => (
                     format!("undo transaction {xid}"),
                     format!("transaction {xid}"),
                 ),
-                None => ("undo the baseline".to_owned(), "the baseline".to_owned()),
+                None if first.is_some_and(|change| change.tx.is_baseline) => {
+                    ("undo the baseline".to_owned(), "the baseline".to_owned())
+                }
+                // An imported transaction whose store kept no id: named by its time.
+                None => {
+                    let at = first.map_or_else(String::new, |change| {
+                        change
+                            .tx
+                            .committed_at
+                            .format(" of %Y-%m-%d %H:%M:%S UTC")
+                            .to_string()
+                    });
+                    (
+                        format!("undo the transaction{at}"),
+                        format!("the transaction{at}"),
+                    )
+                }
             };
             (changes, title, undoes)
         }
@@ -264,7 +281,7 @@ fn fit_to_tables_now(cache: &Cache, steps: &mut [Step]) -> Result<Vec<String>, R
 pub fn later_note(later: &LoggedChange, stops: bool) -> String {
     match stops {
         true => format!(
-            "later change {} ({}) at {} is not undone and changed what this script checks: the guard stops the script if it reached the database (undo it too with --cascade)",
+            "later change {} ({}) at {} is not undone and changed what this script checks: the guard stops the script if it reached the database (undo it too: --cascade, or Include later changes in the app)",
             later.id,
             describe_change(later),
             later.tx.committed_at.format("%Y-%m-%d %H:%M:%S UTC")

@@ -1543,6 +1543,16 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
     for text in ["plan", "free", "pro"] {
         assert!(has(&harness, text), "{text} is shown");
     }
+    // supa_audit keeps no transaction ids: its transaction is named by its time, not "the
+    // baseline".
+    harness.get_by_label("Undo transaction").click();
+    wait_for(&mut harness, "the script", |h| {
+        h.query_by_label("Restore script").is_some()
+    });
+    let script = harness.get_by_label("Restore script").value().unwrap();
+    assert!(script.contains("undo the transaction of 20"), "{script}");
+    assert!(!script.contains("baseline"), "{script}");
+    click_settled(&mut harness, "Close");
     click_settled(&mut harness, "Dismiss");
     harness.run_steps(2);
     assert!(!has(&harness, "Imported 2 changes"), "the notice is gone");
@@ -1565,6 +1575,26 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
         has(h, "This database already keeps history in")
     });
     assert!(has(&harness, "audit.record_version (supa-audit, 3 rows)"));
+    // The stores' own tables are offered for capture, but not ticked.
+    let ticked = |h: &Harness<'_, RowtrailApp>, table: &str| {
+        let boxes: Vec<_> = h
+            .query_all_by_role(egui::accesskit::Role::CheckBox)
+            .map(|node| {
+                (
+                    node.accesskit_node().label(),
+                    node.accesskit_node().toggled(),
+                )
+            })
+            .collect();
+        let found = boxes
+            .iter()
+            .find(|(label, _)| label.as_deref() == Some(table))
+            .unwrap_or_else(|| panic!("no box {table} among {boxes:?}"));
+        found.1 == Some(egui::accesskit::Toggled::True)
+    };
+    assert!(ticked(&harness, "public.customers"));
+    assert!(!ticked(&harness, "audit.record_version"));
+    assert!(!ticked(&harness, "public.changes"));
     click_settled(&mut harness, "Close");
     // From the connect dialog, for a database that keeps no audit store.
     let plain = fresh_db("app_audit_none");

@@ -861,6 +861,30 @@ fn pgmementos_log_imports_as_capture_stores_the_same_workload() {
         .find(|store| store.format == rowtrail::import::AuditFormat::PgMemento)
         .expect("the pgMemento store is found");
     assert_eq!(found.rows(), 19, "{:?}", found.tables);
+    // A role that may read pgMemento's tables but not the audited ones' history elsewhere: the
+    // store it may not read is listed with why, the others stay importable.
+    db.sql(
+        "CREATE ROLE limited LOGIN PASSWORD 'limited-pw';
+         GRANT USAGE ON SCHEMA pgmemento TO limited;
+         GRANT SELECT ON pgmemento.table_event_log, pgmemento.transaction_log TO limited;",
+    );
+    let url = db.url();
+    let limited_url = format!(
+        "postgres://limited:limited-pw@{}",
+        &url[url.find('@').unwrap() + 1..]
+    );
+    let spec = rowtrail::capture::ConnectionSpec::resolve(
+        &limited_url,
+        &rowtrail::capture::conninfo::ProcessEnvironment,
+    )
+    .unwrap();
+    let stores = runtime.block_on(rowtrail::import::detect(&spec)).unwrap().1;
+    let unreadable = stores
+        .iter()
+        .find(|store| store.format == rowtrail::import::AuditFormat::PgMemento)
+        .and_then(|store| store.unreadable.clone())
+        .expect("the store it may not read is listed, with why");
+    assert!(unreadable.contains("GRANT SELECT"), "{unreadable}");
     // A row whose event is not a change pgMemento logs: its row and field, or skipped.
     db.sql("INSERT INTO customers (id, name) VALUES (40, 'x')");
     db.sql(

@@ -221,11 +221,25 @@ fn item4_caches_and_their_directory_are_readable_by_their_owner_only() {
     let shared = db.dir.path().join("share/rowtrail");
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
-    rowtrail::store::create_private_dir(&shared).unwrap();
-    assert_eq!(mode(&shared) & 0o777, 0o700);
+    rowtrail::store::close_own_dir(&shared).unwrap();
+    assert_eq!(
+        mode(&shared) & 0o777,
+        0o700,
+        "rowtrail's own directory is closed"
+    );
     let fresh = db.dir.path().join("new/data/rowtrail");
     rowtrail::store::create_private_dir(&fresh).unwrap();
     assert_eq!(mode(&fresh) & 0o777, 0o700);
+    // A directory someone put a cache in (a home directory, /tmp) is never changed.
+    let theirs = db.dir.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    rowtrail::store::create_private_dir(&theirs).unwrap();
+    assert_eq!(
+        mode(&theirs) & 0o7777,
+        0o1777,
+        "an existing directory is left alone"
+    );
 }
 
 #[test]

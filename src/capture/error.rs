@@ -72,6 +72,18 @@ impl ServerError {
             ),
             "28000" => Some("check the user name and that the role may log in"),
             "3D000" => Some("check the database name in the connection string (dbname)"),
+            "42501"
+                if ["table", "view", "schema", "relation", "sequence"]
+                    .iter()
+                    .any(|object| {
+                        self.message
+                            .contains(&format!("permission denied for {object}"))
+                    }) =>
+            {
+                Some(
+                    "let the role read it: GRANT USAGE ON SCHEMA that_schema TO name; GRANT SELECT ON that_schema.that_table TO name;",
+                )
+            }
             "42501" => Some(
                 "give the role the REPLICATION attribute (ALTER ROLE name REPLICATION;) or use a superuser; on Amazon RDS/Aurora: GRANT rds_replication TO name;",
             ),

@@ -139,7 +139,7 @@ impl AuditFormat {
             ],
             Self::PaperTrail => &[
                 own_positions,
-                "no transaction ids: versions with the same transaction_id are one transaction, and without that column each version is a transaction of its own",
+                "no PostgreSQL transaction ids: PaperTrail's own transaction_id (where the table has it) groups versions into one transaction, shown without an id; without that column each version is a transaction of its own",
                 "no commit times: a transaction's time is the created_at of its last version",
                 "no commit order: versions are ordered by id, which keeps the order of changes to the same record (versions of a transaction that committed while an import was reading come after the versions read before them)",
                 "only the state before each change (object): the state after is its object_changes over it, else the record's next version, or the table as it is now for the newest",
@@ -321,6 +321,8 @@ pub struct FoundStore {
     pub table: &'static str,
     /// Each audited table and how many rows the store holds for it, most first.
     pub tables: Vec<(String, i64)>,
+    /// Why the store could not be read (its table is there, the role may not read it).
+    pub unreadable: Option<String>,
 }
 
 impl FoundStore {
@@ -380,22 +382,30 @@ pub async fn detect(spec: &ConnectionSpec) -> Result<(String, Vec<FoundStore>), 
             Err(ImportError::NoStore { .. }) => continue,
             Err(error) => return Err(error),
         }
-        let tables = store
+        // A store this role may not read is listed with why: the others stay importable.
+        let (tables, unreadable) = match store
             .session
             .query("counting the audit store's rows", tables_sql, &[])
-            .await?
-            .iter()
-            .map(|row| {
-                (
-                    row.get::<_, Option<String>>(0).unwrap_or_default(),
-                    row.get::<_, i64>(1),
-                )
-            })
-            .collect();
+            .await
+        {
+            Ok(rows) => (
+                rows.iter()
+                    .map(|row| {
+                        (
+                            row.get::<_, Option<String>>(0).unwrap_or_default(),
+                            row.get::<_, i64>(1),
+                        )
+                    })
+                    .collect(),
+                None,
+            ),
+            Err(error) => (Vec::new(), Some(error.to_string())),
+        };
         found.push(FoundStore {
             format,
             table,
             tables,
+            unreadable,
         });
     }
     Ok((facts.database, found))
@@ -421,7 +431,9 @@ impl Store {
         let tls = tls::client_config(&spec.tls).map_err(CaptureError::from)?;
         let session = SqlSession::connect(spec, tls).await?;
         let facts = catalog::server_facts(&session).await?;
-        // The cluster's identity, when this role may read it; else the address names the source.
+        // The cluster's identity, when this role may read it; else the address names the source
+        // (not the role: another role importing the same store imports the same source).
+        let endpoints: Vec<String> = spec.endpoints.iter().map(ToString::to_string).collect();
         let system_identifier = session
             .query_one(
                 "reading the system identifier",
@@ -430,7 +442,7 @@ impl Store {
             )
             .await
             .map(|row| row.get::<_, String>(0))
-            .unwrap_or_else(|_| format!("import:{spec}"));
+            .unwrap_or_else(|_| format!("import:{}/{}", endpoints.join(","), spec.dbname));
         let source = SourceIdentity {
             system_identifier,
             database: facts.database.clone(),

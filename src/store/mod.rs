@@ -64,7 +64,7 @@ pub struct CaptureState {
 pub enum StoreError {
     #[error("cache file {} does not exist: check the path, or create it with rowtrail capture", .path.display())]
     NotFound { path: PathBuf },
-    #[error("{} is not a rowtrail cache ({reason}): check the --cache path", .path.display())]
+    #[error("{} is not a rowtrail cache ({reason}): check the cache file's path", .path.display())]
     NotACache { path: PathBuf, reason: String },
     #[error("{} is empty, not a rowtrail cache yet: run rowtrail capture --cache {} first", .path.display(), .path.display())]
     Empty { path: PathBuf },
@@ -90,6 +90,11 @@ pub enum StoreError {
         "{} holds an import from an audit store (rowtrail import), not a capture: capture into a new cache file", .path.display()
     )]
     ImportedCache { path: PathBuf },
+    #[error("could not create {}: {cause}; choose a cache file in a folder you can write", .path.display())]
+    Create {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("could not read {}: {cause}; check the path and its permissions", .path.display())]
     Io {
         path: PathBuf,
@@ -399,14 +404,23 @@ fn migrate(connection: &mut Connection, path: &Path, from: i32) -> Result<(), St
     Ok(())
 }
 
-/// Creates a directory for caches (with its missing parents) that only its owner can enter, and
-/// closes an existing one to others: caches hold production data.
+/// Creates a directory for a cache (with its missing parents) that only its owner can enter:
+/// caches hold production data. A directory that exists is left as it is: it may be anyone's
+/// (a home directory, `/tmp`), and the cache file itself is readable by its owner only.
 pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(path)?;
+        .create(path)
+}
+
+/// rowtrail's own directory (its data directory, a private server's): created as
+/// [`create_private_dir`] does, and closed to others if it exists open. Never for a directory
+/// someone chose to put a cache in.
+pub fn close_own_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    create_private_dir(path)?;
     let mode = std::fs::metadata(path)?.permissions().mode();
     if mode & 0o077 != 0 {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
@@ -425,7 +439,7 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         .mode(0o600)
         .open(path)
         .map(drop)
-        .map_err(|cause| StoreError::Io {
+        .map_err(|cause| StoreError::Create {
             path: path.to_owned(),
             cause,
         })

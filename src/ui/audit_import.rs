@@ -29,6 +29,10 @@ pub struct AuditDialog {
     pub error: Option<String>,
     /// The URL field takes the keyboard when the dialog opens.
     pub focus_url: bool,
+    /// The store to choose when a look finds it (importing into an imported cache again).
+    pub format: Option<crate::import::AuditFormat>,
+    /// Look at once when the dialog is next drawn.
+    pub look_now: bool,
 }
 
 /// What the user asked of the dialog.
@@ -60,10 +64,20 @@ impl AuditDialog {
         }
     }
 
-    /// Takes what a look found, and suggests a cache file for the first store.
+    /// Takes what a look found, and suggests a cache file for the store chosen: the one of the
+    /// format asked for (importing into an imported cache again), else the first readable one.
     pub fn take_found(&mut self, found: Result<Vec<FoundStore>, String>, database: Option<String>) {
         self.looking = false;
-        self.choice = 0;
+        self.choice = found
+            .as_ref()
+            .ok()
+            .and_then(|found| {
+                found
+                    .iter()
+                    .position(|store| Some(store.format) == self.format)
+                    .or_else(|| found.iter().position(|store| store.unreadable.is_none()))
+            })
+            .unwrap_or(0);
         self.error = None;
         self.database = database;
         self.found = Some(found);
@@ -95,11 +109,14 @@ fn count(number: u64, one: &str, many: &str) -> String {
 
 /// A line saying what an import did, for the notice.
 pub fn summary_line(summary: &ImportSummary, from: &str) -> String {
-    let mut line = format!(
-        "Imported {} in {} from {from}.",
-        count(summary.changes, "change", "changes"),
-        count(summary.transactions, "transaction", "transactions")
-    );
+    let mut line = match summary.changes {
+        0 => format!("Nothing new to import from {from}: the cache has all it holds."),
+        _ => format!(
+            "Imported {} in {} from {from}.",
+            count(summary.changes, "change", "changes"),
+            count(summary.transactions, "transaction", "transactions")
+        ),
+    };
     if summary.skipped > 0 {
         line.push_str(&format!(
             " Skipped {} that could not be read; the first: {}",
@@ -139,7 +156,8 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
             let look = ui
                 .add_enabled(!busy && typed, egui::Button::new("Look for audit stores"))
                 .on_disabled_hover_text("Type the URL of the database that holds the audit store");
-            if look.clicked() || (entered && !busy && typed) {
+            let look_now = std::mem::take(&mut dialog.look_now);
+            if look.clicked() || ((entered || look_now) && !busy && typed) {
                 dialog.looking = true;
                 dialog.found = None;
                 dialog.error = None;
@@ -175,6 +193,15 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                 ui.label(RichText::new("Found").strong());
                 let mut chosen = dialog.choice;
                 for (index, store) in found.iter().enumerate() {
+                    if let Some(why) = &store.unreadable {
+                        let text = format!(
+                            "{} — {}: this role cannot read it: {why}",
+                            store.format.name(),
+                            store.table
+                        );
+                        ui.add(egui::Label::new(RichText::new(text).color(error_color)).wrap());
+                        continue;
+                    }
                     let text = format!(
                         "{} — {}: {} about {}",
                         store.format.name(),
@@ -216,7 +243,11 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
                         action = Some(AuditAction::BrowseCache(dialog.cache.clone()));
                     }
                 });
-                let ready = !busy && !dialog.cache.trim().is_empty();
+                let ready = !busy
+                    && !dialog.cache.trim().is_empty()
+                    && found
+                        .get(dialog.choice)
+                        .is_some_and(|store| store.unreadable.is_none());
                 ui.horizontal(|ui| {
                     if ui
                         .add_enabled(ready, egui::Button::new("Import and open"))

@@ -25,6 +25,25 @@ pub struct ConnectDialog {
     pub stores: Vec<crate::import::FoundStore>,
 }
 
+impl ConnectDialog {
+    /// Takes the audit stores a check found: said at the top, and their own tables are not
+    /// offered for capture ticked (capturing an audit table copies history into history).
+    pub fn take_stores(&mut self, stores: Vec<crate::import::FoundStore>) {
+        for (table, checked) in &mut self.tables {
+            let qualified = format!("{}.{}", table.schema, table.name);
+            let of_a_store = table.schema == "pgmemento"
+                || stores.iter().any(|store| {
+                    store.table == qualified
+                        || (table.schema == "public" && store.table == table.name)
+                });
+            if of_a_store {
+                *checked = false;
+            }
+        }
+        self.stores = stores;
+    }
+}
+
 /// What the user asked of the dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectAction {
@@ -103,6 +122,30 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                 .weak()
                 .small(),
         );
+        if !dialog.stores.is_empty() {
+            let found: Vec<String> = dialog
+                .stores
+                .iter()
+                .map(|store| {
+                    format!(
+                        "{} ({}, {} rows)",
+                        store.table,
+                        store.format.name(),
+                        crate::ui::thousands(store.rows().max(0) as u64)
+                    )
+                })
+                .collect();
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!(
+                        "This database already keeps history in {}: Open audit database… imports it, with nothing to set up.",
+                        found.join(", ")
+                    ))
+                    .color(ui.visuals().warn_fg_color),
+                )
+                .wrap(),
+            );
+        }
         ui.horizontal(|ui| {
             let check = ui.add_enabled(!dialog.checking, egui::Button::new("Check"));
             if check.clicked() || (entered && !dialog.checking) {
@@ -169,30 +212,6 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                     });
                 }
             }
-        }
-        if !dialog.stores.is_empty() {
-            let found: Vec<String> = dialog
-                .stores
-                .iter()
-                .map(|store| {
-                    format!(
-                        "{} ({}, {} rows)",
-                        store.table,
-                        store.format.name(),
-                        crate::ui::thousands(store.rows().max(0) as u64)
-                    )
-                })
-                .collect();
-            ui.add(
-                egui::Label::new(
-                    RichText::new(format!(
-                        "This database already keeps history in {}: Open audit database… imports it, with nothing to set up.",
-                        found.join(", ")
-                    ))
-                    .color(ui.visuals().warn_fg_color),
-                )
-                .wrap(),
-            );
         }
         ui.separator();
         ui.horizontal(|ui| {

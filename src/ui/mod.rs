@@ -127,7 +127,7 @@ pub fn run(options: AppOptions) -> Result<(), UiError> {
     // directory only its owner can enter.
     let data_dir = eframe::storage_dir("rowtrail");
     if let Some(dir) = &data_dir
-        && let Err(error) = crate::store::create_private_dir(dir)
+        && let Err(error) = crate::store::close_own_dir(dir)
     {
         tracing::warn!(
             "could not create {} for the app's settings: {error}",

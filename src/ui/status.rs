@@ -142,6 +142,7 @@ pub enum StatusAction {
 fn state_ui(
     ui: &mut egui::Ui,
     source: &str,
+    imported: bool,
     status: &CaptureStatus,
     zone: Zone,
 ) -> Option<StatusAction> {
@@ -151,9 +152,11 @@ fn state_ui(
     let warn = ui.visuals().warn_fg_color;
     let error = ui.visuals().error_fg_color;
     match &status.state {
-        CaptureState::Offline => {
+        // (An imported cache says so beside this, with Import new rows.)
+        CaptureState::Offline if !imported => {
             ui.label("not capturing: showing the cache as it is");
         }
+        CaptureState::Offline => {}
         CaptureState::Starting => {
             ui.spinner();
             ui.label("connecting…");
@@ -260,7 +263,7 @@ pub fn status_ui(
                 {
                     action = Some(StatusAction::ImportAgain);
                 }
-                if let Some(chosen) = state_ui(ui, source, status, zone) {
+                if let Some(chosen) = state_ui(ui, source, import.is_some(), status, zone) {
                     action = Some(chosen);
                 }
             },

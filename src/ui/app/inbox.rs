@@ -55,7 +55,7 @@ impl RowtrailApp {
                             dialog.cache = default_cache_path(&database).display().to_string();
                         }
                         dialog.take_report(report);
-                        dialog.stores = stores;
+                        dialog.take_stores(stores);
                     }
                 }
                 Message::ScriptSaved(result) => {

@@ -173,8 +173,12 @@ impl RowtrailApp {
                     .as_ref()
                     .map(|import| url_for_display(&import.source))
                     .unwrap_or_default();
+                // The address without its password: a look with ~/.pgpass may do, else the
+                // user types the password and looks again.
                 let mut dialog = AuditDialog::with_login(url, Password::default());
                 dialog.cache = cache.display().to_string();
+                dialog.format = Some(format);
+                dialog.look_now = true;
                 self.audit = Some(dialog);
             }
         }
