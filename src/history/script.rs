@@ -67,7 +67,7 @@ pub fn render_script(
     line("SET LOCAL IntervalStyle = 'postgres';");
     if let Some(context) = &header.context {
         line(
-            "-- Records in the database's history that rowtrail made this repair; delete the next line to leave no record.",
+            "-- Records in the WAL that rowtrail made this repair (capture shows it as the changes' context; audit triggers do not see it); delete the next line to leave no record.",
         );
         line(&format!(
             "SELECT pg_logical_emit_message(true, 'rowtrail', {});",

@@ -213,6 +213,22 @@ pub fn detail_ui(
     action
 }
 
+/// `text` cut to its first `lines` lines and `chars` characters, with `…` where it was cut.
+fn shortened(text: &str, lines: usize, chars: usize) -> String {
+    let text = text.trim_end();
+    let all_lines: Vec<&str> = text.lines().collect();
+    let mut short = all_lines[..all_lines.len().min(lines)].join("\n");
+    let mut cut = all_lines.len() > lines;
+    if short.chars().count() > chars {
+        short = short.chars().take(chars).collect();
+        cut = true;
+    }
+    if cut {
+        short.push('…');
+    }
+    short
+}
+
 fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone, imported: bool) {
     let time = change.tx.committed_at;
     ui.add(egui::Label::new(format!("{} ({})", precise(time, zone), ago(time, zone.now))).wrap());
@@ -249,13 +265,17 @@ fn change_ui(
             .show(ui, |ui| {
                 for (key, value) in context {
                     ui.label(RichText::new(key).weak());
-                    ui.add(
-                        egui::Label::new(match value {
-                            serde_json::Value::String(text) => text.clone(),
-                            other => other.to_string(),
-                        })
-                        .wrap(),
-                    );
+                    let text = match value {
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    // A long value (a whole query) stays three lines tall, so the buttons and
+                    // the diff stay in view; all of it on hover.
+                    let short = shortened(&text, 3, 240);
+                    let shown = ui.add(egui::Label::new(short.clone()).wrap());
+                    if short != text {
+                        shown.on_hover_text(text);
+                    }
                     ui.end_row();
                 }
             });
@@ -898,4 +918,20 @@ fn state_at_ui(
         }));
     }
     action
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortened;
+
+    #[test]
+    fn long_context_values_are_cut_to_a_few_lines() {
+        assert_eq!(shortened("user=ann", 3, 240), "user=ann");
+        assert_eq!(shortened("a\r\nb\n", 3, 240), "a\nb");
+        assert_eq!(shortened("1\n2\n3\n4\n5", 3, 240), "1\n2\n3…");
+        assert_eq!(
+            shortened(&"x".repeat(300), 3, 240),
+            format!("{}…", "x".repeat(240))
+        );
+    }
 }
