@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 use tokio::sync::watch;
 
@@ -291,12 +290,11 @@ async fn write_transaction(
         sink.catalog_schema(&store.session, store.server_version_num, &change.table)
             .await?;
     }
-    sink.write(ImportedTransaction {
-        xid: Some((txid & 0xffff_ffff) as u32),
-        committed_at: DateTime::<Utc>::from_timestamp_micros(committed_micros)
-            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+    sink.write(ImportedTransaction::new(
+        Some(txid),
+        committed_micros,
         changes,
-    })
+    ))
 }
 
 /// An hstore read as a JSON object of text (`hstore_to_json`): column names and values, NULL

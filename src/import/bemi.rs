@@ -12,7 +12,6 @@
 //!
 //! The mapping (`change_of`) is pure; `import` walks the table in commit order.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 use tokio::sync::watch;
 
@@ -348,12 +347,7 @@ async fn write_transaction(
             Err(error) => sink.bad_row(error)?,
         }
     }
-    sink.write(ImportedTransaction {
-        xid: Some((xid & 0xffff_ffff) as u32),
-        committed_at: DateTime::<Utc>::from_timestamp_micros(at)
-            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
-        changes,
-    })
+    sink.write(ImportedTransaction::new(Some(xid), at, changes))
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 use tokio::sync::{mpsc, watch};
 
@@ -582,12 +581,11 @@ async fn finish(
             Err(error) => sink.bad_row(error)?,
         }
     }
-    sink.write(ImportedTransaction {
-        xid: open.txid.map(|txid| (txid & 0xffff_ffff) as u32),
-        committed_at: DateTime::<Utc>::from_timestamp_micros(open.committed_us)
-            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+    sink.write(ImportedTransaction::new(
+        open.txid,
+        open.committed_us,
         changes,
-    })?;
+    ))?;
     cursor.add(open.committed_us, open.txid);
     *written += 1;
     Ok(())

@@ -922,12 +922,7 @@ async fn write_rows(
                 }
             }
         }
-        sink.write(ImportedTransaction {
-            xid: None,
-            committed_at: DateTime::<Utc>::from_timestamp_micros(time)
-                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
-            changes,
-        })?;
+        sink.write(ImportedTransaction::new(None, time, changes))?;
         for version in &members {
             cursor.imported(version.id);
         }

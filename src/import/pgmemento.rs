@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 use tokio::sync::watch;
 
@@ -537,12 +536,11 @@ impl TransactionLog for Log<'_> {
                 Err(error) => sink.bad_row(error)?,
             }
         }
-        sink.write(ImportedTransaction {
-            xid: Some((txid & 0xffff_ffff) as u32),
-            committed_at: DateTime::<Utc>::from_timestamp_micros(committed_micros)
-                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        sink.write(ImportedTransaction::new(
+            Some(txid),
+            committed_micros,
             changes,
-        })
+        ))
     }
 }
 

@@ -32,6 +32,23 @@ pub struct ImportedTransaction {
     pub changes: Vec<(ImportedChange, Option<Context>)>,
 }
 
+impl ImportedTransaction {
+    /// A transaction of the store: its id as `txid_current()` gives it (64 bits: the cache
+    /// keeps the 32-bit xid), its time in microseconds since 1970.
+    pub fn new(
+        txid: Option<i64>,
+        micros: i64,
+        changes: Vec<(ImportedChange, Option<Context>)>,
+    ) -> Self {
+        Self {
+            xid: txid.map(|txid| (txid & 0xffff_ffff) as u32),
+            committed_at: DateTime::<Utc>::from_timestamp_micros(micros)
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            changes,
+        }
+    }
+}
+
 /// The cache an import writes, and what it has written.
 pub struct Sink {
     writer: CacheWriter,

@@ -374,12 +374,7 @@ async fn write_rows(
                 }
             }
         }
-        sink.write(ImportedTransaction {
-            xid: None,
-            committed_at: DateTime::<Utc>::from_timestamp_micros(ts)
-                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
-            changes,
-        })?;
+        sink.write(ImportedTransaction::new(None, ts, changes))?;
         for row in &rows[start..end] {
             cursor.imported(row.id);
         }
