@@ -48,7 +48,8 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Drop the replication slot (and publication) capture created.
     Teardown(TeardownArgs),
-    /// Import the history an audit store already keeps (the wiki's audit trigger) into a cache.
+    /// Import the history an audit store already keeps (the wiki's audit trigger, Bemi,
+    /// supa_audit, pgMemento, PaperTrail, Debezium events) into a cache.
     Import(ImportArgs),
     /// List captured changes, newest first.
     Log(LogArgs),
