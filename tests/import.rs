@@ -510,29 +510,39 @@ fn an_import_killed_mid_way_resumes_exactly_where_it_stopped() {
     db.capture_ok(&["--tables", "customers,orders,lines"]);
     let imported: PathBuf = db.dir.path().join("killed.rowtrail");
     let mut kills = 0;
-    // Longer and longer runs, so some are killed half done however fast this build is.
-    for delay in [150, 300, 450, 600, 900, 1500, 2500, 4000] {
+    let stored = || -> i64 {
+        // Read-only: a file not there yet is not created by looking.
+        rusqlite::Connection::open_with_flags(&imported, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|cache| {
+                cache.query_row("SELECT count(*) FROM transactions", [], |row| row.get(0))
+            })
+            .unwrap_or(0)
+    };
+    // Each run is killed as soon as it has committed a batch more than the run before (the
+    // file is watched every few milliseconds), so runs die half done however fast this build is.
+    for _ in 0..4 {
+        let before = stored();
         let mut child = rowtrail_command()
             .args(import_args(&db, &imported, &[]))
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_some() {
-            break;
-        } else {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            let stored: i64 = rusqlite::Connection::open(&imported)
-                .and_then(|cache| {
-                    cache.query_row("SELECT count(*) FROM transactions", [], |row| row.get(0))
-                })
-                .unwrap_or(0);
-            if (1..3000).contains(&stored) {
-                kills += 1;
+        let exited = loop {
+            if child.try_wait().unwrap().is_some() {
+                break true;
             }
+            let now = stored();
+            if now > before && now < 3000 {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if exited {
+            break;
         }
-        child.wait().unwrap();
     }
     import_ok(&db, &imported);
     assert!(kills >= 1, "at least one import was killed half done");

@@ -152,6 +152,8 @@ impl AuditFormat {
                 "no commit order: transactions are ordered by their last row_log id, which keeps the order of transactions that changed the same rows",
                 "an UPDATE's old values only for the columns it changed (and its new values only where the table logs new data), an INSERT's row only where the table logs new data: whole rows are rebuilt backwards from the table as it is now through the later changes",
                 "one change where a statement changed a row twice (pgMemento merges them)",
+                "tables that log no old data (log_old_data false): an UPDATE's row before comes from the record's earlier history, a DELETE cannot be read (an error of its row), and a TRUNCATE leaves no rows to be seen",
+                "column changes (ADD, RENAME, DROP COLUMN) are not replayed: rows are rebuilt with the columns the table has now, and a table renamed since is looked up by its new name only where the log names it",
                 catalog_now,
             ],
             Self::Debezium => &[
@@ -380,7 +382,16 @@ pub async fn detect(spec: &ConnectionSpec) -> Result<(String, Vec<FoundStore>), 
         match store.check_table(format, table, columns).await {
             Ok(()) => {}
             Err(ImportError::NoStore { .. }) => continue,
-            Err(error) => return Err(error),
+            // A schema this role may not enter: said for this store, the others still looked at.
+            Err(error) => {
+                found.push(FoundStore {
+                    format,
+                    table,
+                    tables: Vec::new(),
+                    unreadable: Some(error.to_string()),
+                });
+                continue;
+            }
         }
         // A store this role may not read is listed with why: the others stay importable.
         let (tables, unreadable) = match store

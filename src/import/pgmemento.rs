@@ -140,31 +140,33 @@ pub fn rebuild(chain: &[Entry], now: Option<Option<Vec<Triple>>>) -> Vec<Images>
     };
     let mut images = Vec::with_capacity(chain.len());
     for entry in chain.iter().rev() {
+        // An empty image (`{}`: the side of a merged entry a table does not log) says nothing.
+        let old_data = entry.old_data.clone().filter(|image| !image.is_empty());
+        let new_data = entry.new_data.clone().filter(|image| !image.is_empty());
         let (before, after, earlier) = match entry.op {
             EventOp::Insert => {
                 let after = match state {
                     State::Row(row) => Some(row),
-                    _ => entry.new_data.clone(),
+                    _ => new_data,
                 };
                 (None, after, State::Gone)
             }
-            EventOp::Update => match state {
-                State::Row(row) => {
-                    let before = laid_over(&row, entry.old_data.as_deref());
+            EventOp::Update => match (state, old_data) {
+                (State::Row(row), Some(old)) => {
+                    let before = laid_over(&row, Some(&old));
                     (Some(before.clone()), Some(row), State::Row(before))
                 }
-                State::Gone | State::Unknown => (
-                    entry.old_data.clone(),
-                    entry.new_data.clone(),
-                    State::Unknown,
-                ),
+                // The table logs no old data: the row after is known, the one before is not
+                // (the record's earlier history completes it).
+                (State::Row(row), None) => (None, Some(row), State::Unknown),
+                (State::Gone | State::Unknown, old) => (old, new_data, State::Unknown),
             },
             EventOp::Delete | EventOp::Truncate => {
-                let earlier = entry.old_data.clone().map_or(State::Unknown, State::Row);
-                (entry.old_data.clone(), None, earlier)
+                let earlier = old_data.clone().map_or(State::Unknown, State::Row);
+                (old_data, None, earlier)
             }
             EventOp::DropTable => {
-                let earlier = entry.old_data.clone().map_or(State::Unknown, State::Row);
+                let earlier = old_data.map_or(State::Unknown, State::Row);
                 (None, None, earlier)
             }
             EventOp::Ddl | EventOp::Unknown(_) => {
@@ -598,12 +600,6 @@ pub fn change_of(
                 "is NULL, and the record's later history does not give its row after this UPDATE (its table logs no new data, and no longer holds the record)".to_owned(),
             ));
         }
-        ImportedOp::Update if before.is_none() => {
-            return Err(error(
-                "old_data",
-                "is NULL for an UPDATE: its table logs no old data (log_old_data false)".to_owned(),
-            ));
-        }
         _ => {}
     }
     Ok(Some(ImportedChange {
@@ -657,6 +653,29 @@ mod tests {
         assert_eq!(images[0], (None, Some(v1.clone())));
         assert_eq!(images[1], (Some(v1), Some(v2.clone())));
         assert_eq!(images[2], (Some(v2), Some(now)));
+    }
+
+    #[test]
+    fn a_table_that_logs_no_old_data_keeps_its_new_rows_and_no_guesses() {
+        // log_old_data false, log_new_data true: an UPDATE's old side is NULL or {}.
+        let inserted = triples(&[("id", "1"), ("a", "1")]);
+        let chain = [
+            Entry {
+                op: EventOp::Insert,
+                old_data: None,
+                new_data: Some(inserted.clone()),
+            },
+            Entry {
+                op: EventOp::Update,
+                old_data: Some(Vec::new()),
+                new_data: Some(triples(&[("a", "2")])),
+            },
+        ];
+        let now = triples(&[("id", "1"), ("a", "2")]);
+        let images = rebuild(&chain, Some(Some(now.clone())));
+        // The update's row before is left to the record's history, not taken to be today's.
+        assert_eq!(images[1], (None, Some(now)));
+        assert_eq!(images[0], (None, Some(inserted)));
     }
 
     #[test]

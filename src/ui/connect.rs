@@ -29,10 +29,17 @@ impl ConnectDialog {
     /// Takes the audit stores a check found: said at the top, and their own tables are not
     /// offered for capture ticked (capturing an audit table copies history into history).
     pub fn take_stores(&mut self, stores: Vec<crate::import::FoundStore>) {
+        self.stores = stores;
+        self.untick_stores();
+    }
+
+    /// Unticks the tables of the audit stores found (whichever of the check and the look
+    /// answers first).
+    fn untick_stores(&mut self) {
         for (table, checked) in &mut self.tables {
             let qualified = format!("{}.{}", table.schema, table.name);
             let of_a_store = table.schema == "pgmemento"
-                || stores.iter().any(|store| {
+                || self.stores.iter().any(|store| {
                     store.table == qualified
                         || (table.schema == "public" && store.table == table.name)
                 });
@@ -40,7 +47,6 @@ impl ConnectDialog {
                 *checked = false;
             }
         }
-        self.stores = stores;
     }
 }
 
@@ -78,6 +84,7 @@ impl ConnectDialog {
                 .iter()
                 .map(|table| (table.clone(), true))
                 .collect();
+            self.untick_stores();
         }
         self.report = Some(report);
     }
@@ -150,6 +157,7 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
             let check = ui.add_enabled(!dialog.checking, egui::Button::new("Check"));
             if check.clicked() || (entered && !dialog.checking) {
                 dialog.checking = true;
+                dialog.stores.clear();
                 action = Some(ConnectAction::Check {
                     url: dialog.url.clone(),
                     password: dialog.password.clone(),

@@ -49,7 +49,11 @@ pub enum Message {
     Doctor {
         report: Result<Report, String>,
         database: Option<String>,
-        /// Audit stores the database already keeps (to point to *Open audit database…*).
+    },
+    /// Audit stores the checked database already keeps (to point to *Open audit database…*),
+    /// found after the check: counting a large store's rows takes a while.
+    CheckedStores {
+        url: String,
         stores: Vec<crate::import::FoundStore>,
     },
     ScriptRan(Result<(), String>),

@@ -230,6 +230,7 @@ pub fn status_ui(
     ui: &mut egui::Ui,
     source: &str,
     import: Option<&crate::store::ImportState>,
+    importing: bool,
     status: &CaptureStatus,
     zone: Zone,
 ) -> Option<StatusAction> {
@@ -259,7 +260,7 @@ pub fn status_ui(
             egui::Layout::left_to_right(egui::Align::Center).with_main_wrap(true),
             |ui| {
                 if let Some(import) = import
-                    && import_ui(ui, import)
+                    && import_ui(ui, import, importing)
                 {
                     action = Some(StatusAction::ImportAgain);
                 }
@@ -275,7 +276,7 @@ pub fn status_ui(
 /// Says the history was imported from an audit store, and what that store does not record, the
 /// way a table whose updates lack old values is marked *partial*; for a store in a database,
 /// offers to import its new rows (true when asked).
-fn import_ui(ui: &mut egui::Ui, import: &crate::store::ImportState) -> bool {
+fn import_ui(ui: &mut egui::Ui, import: &crate::store::ImportState, importing: bool) -> bool {
     let mut lacking = format!(
         "Imported from {} ({}). What that store does not record:",
         import.source, import.format
@@ -295,7 +296,7 @@ fn import_ui(ui: &mut egui::Ui, import: &crate::store::ImportState) -> bool {
         .is_ok_and(|format| !format.reads_a_file());
     in_a_database
         && ui
-            .button("Import new rows")
+            .add_enabled(!importing, egui::Button::new("Import new rows"))
             .on_hover_text(format!(
                 "Import what {} holds that this cache does not have yet",
                 import.source

@@ -41,11 +41,14 @@ impl RowtrailApp {
                     };
                 }
                 Message::BackgroundFailed(reason) => self.banner = Some(reason),
-                Message::Doctor {
-                    report,
-                    database,
-                    stores,
-                } => {
+                Message::CheckedStores { url, stores } => {
+                    if let Some(dialog) = self.connect.as_mut()
+                        && dialog.url == url
+                    {
+                        dialog.take_stores(stores);
+                    }
+                }
+                Message::Doctor { report, database } => {
                     if let Some(dialog) = self.connect.as_mut() {
                         // A source that passed its checks gets a cache path to suggest.
                         if report.is_ok()
@@ -55,7 +58,6 @@ impl RowtrailApp {
                             dialog.cache = default_cache_path(&database).display().to_string();
                         }
                         dialog.take_report(report);
-                        dialog.take_stores(stores);
                     }
                 }
                 Message::ScriptSaved(result) => {
@@ -108,30 +110,10 @@ impl RowtrailApp {
                     from,
                     login: (url, password),
                     result,
-                } => match result {
-                    Ok(summary) => {
-                        self.audit = None;
-                        // The store sits in the source database: *Run on source* goes there.
-                        self.source_login = Some(super::SourceLogin {
-                            url,
-                            password,
-                            cache: cache.clone(),
-                        });
-                        self.notice = Some(summary_line(&summary, &from));
-                        self.commands.push(Command::OpenCache(cache));
-                    }
-                    Err(error) => match self.audit.as_mut() {
-                        Some(dialog) => {
-                            dialog.importing = false;
-                            dialog.error = Some(error);
-                        }
-                        None => {
-                            // (An *Import new rows* that failed: its "Importing…" notice goes.)
-                            self.notice = None;
-                            self.banner = Some(error);
-                        }
-                    },
-                },
+                } => {
+                    self.importing = false;
+                    self.imported(cache, from, (url, password), result);
+                }
                 Message::PickedNew(path) => {
                     self.browsing = false;
                     if let Some(path) = path {
@@ -151,6 +133,40 @@ impl RowtrailApp {
                     }
                 }
             }
+        }
+    }
+
+    /// An import started here ended: the cache opens with a notice, or the error is shown.
+    fn imported(
+        &mut self,
+        cache: std::path::PathBuf,
+        from: String,
+        (url, password): (String, crate::capture::conninfo::Password),
+        result: Result<crate::import::ImportSummary, String>,
+    ) {
+        match result {
+            Ok(summary) => {
+                self.audit = None;
+                // The store sits in the source database: *Run on source* goes there.
+                self.source_login = Some(super::SourceLogin {
+                    url,
+                    password,
+                    cache: cache.clone(),
+                });
+                self.notice = Some(summary_line(&summary, &from));
+                self.commands.push(Command::OpenCache(cache));
+            }
+            Err(error) => match self.audit.as_mut() {
+                Some(dialog) => {
+                    dialog.importing = false;
+                    dialog.error = Some(error);
+                }
+                None => {
+                    // (An *Import new rows* that failed: its "Importing…" notice goes.)
+                    self.notice = None;
+                    self.banner = Some(error);
+                }
+            },
         }
     }
 

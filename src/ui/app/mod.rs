@@ -116,6 +116,14 @@ enum Command {
 }
 
 /// The rowtrail desktop app.
+/// The capture started last, with the login it was started with.
+#[derive(Clone)]
+struct LastCapture {
+    start: CaptureStart,
+    cache: PathBuf,
+    login: (String, Password),
+}
+
 /// The source a capture or import started in this app reads, and the cache it writes.
 #[derive(Clone)]
 struct SourceLogin {
@@ -143,7 +151,9 @@ pub struct RowtrailApp {
     /// it feeds (the password stays in memory). Offered to *Run on source* for that cache only.
     source_login: Option<SourceLogin>,
     /// The capture started last, to start it again (Retry, or a new baseline after a gap).
-    last_capture: Option<(CaptureStart, PathBuf)>,
+    last_capture: Option<LastCapture>,
+    /// An import started here is running (its button waits).
+    importing: bool,
     banner: Option<String>,
     /// News that is not a problem (what an import did), shown until dismissed.
     notice: Option<String>,
@@ -189,6 +199,7 @@ impl RowtrailApp {
             capturing_into: None,
             source_login: None,
             last_capture: None,
+            importing: false,
             banner: None,
             notice: None,
             demo: None,
@@ -263,10 +274,9 @@ impl RowtrailApp {
                 cache,
             } => self.start_capture(url, password, tables, cache),
             Command::RestartCapture { new_baseline } => {
-                if let (Some((start, cache)), Some(login)) =
-                    (self.last_capture.clone(), self.source_login.clone())
-                {
-                    self.launch_capture(start, cache, (login.url, login.password), new_baseline);
+                // With its own login: an import since may have taken `source_login`.
+                if let Some(last) = self.last_capture.clone() {
+                    self.launch_capture(last.start, last.cache, last.login, new_baseline);
                 }
             }
             Command::StopCapture => {

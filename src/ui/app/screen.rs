@@ -112,7 +112,7 @@ impl RowtrailApp {
                 || matches!(self.status.state, CaptureState::Stopped { error: Some(_) })
             {
                 ui.separator();
-                let action = status_ui(ui, "capture", None, &self.status, zone);
+                let action = status_ui(ui, "capture", None, false, &self.status, zone);
                 self.status_action(action);
             }
         });
@@ -154,7 +154,14 @@ impl RowtrailApp {
                 || session.path.display().to_string(),
                 |source| source.display.clone(),
             );
-            status_action = status_ui(ui, &source, session.import.as_ref(), &self.status, zone);
+            status_action = status_ui(
+                ui,
+                &source,
+                session.import.as_ref(),
+                self.importing,
+                &self.status,
+                zone,
+            );
         });
         egui::Panel::left("filters")
             .default_size(250.0)

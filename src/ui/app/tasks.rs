@@ -109,6 +109,7 @@ impl RowtrailApp {
 
     /// Checks a source the way capture from the app will use it: its slot and publication.
     pub(super) fn check_source(&mut self, url: String, password: Password) {
+        let (peek_url, peek_password) = (url.clone(), password.clone());
         // Resolving reads ~/.pgpass: on the doctor's thread, not this one.
         self.in_background("rowtrail-doctor", move |runtime| {
             let spec = match resolve(&url, &password) {
@@ -117,24 +118,26 @@ impl RowtrailApp {
                     return Message::Doctor {
                         report: Err(error),
                         database: None,
-                        stores: Vec::new(),
                     };
                 }
             };
             let slot = capture::slot_for_database(&spec.dbname);
             let report = runtime.block_on(doctor::run(&spec, None, &slot, "rowtrail"));
-            // A database that already keeps history in an audit store: say so (a look that
-            // fails says nothing; the checks above already speak for the connection).
-            let stores = match &report {
-                Ok(_) => runtime
-                    .block_on(crate::import::detect(&spec))
-                    .map(|(_, found)| found)
-                    .unwrap_or_default(),
-                Err(_) => Vec::new(),
-            };
             Message::Doctor {
                 report: report.map_err(|error| error.to_string()),
                 database: Some(spec.dbname),
+            }
+        });
+        // A database that already keeps history in an audit store: said once found (a look
+        // that fails says nothing; the checks speak for the connection).
+        self.in_background("rowtrail-audit-peek", move |runtime| {
+            let stores = resolve(&peek_url, &peek_password)
+                .ok()
+                .and_then(|spec| runtime.block_on(crate::import::detect(&spec)).ok())
+                .map(|(_, found)| found)
+                .unwrap_or_default();
+            Message::CheckedStores {
+                url: peek_url,
                 stores,
             }
         });
@@ -218,6 +221,7 @@ impl RowtrailApp {
         format: crate::import::AuditFormat,
         cache: PathBuf,
     ) {
+        self.importing = true;
         self.in_background("rowtrail-import", move |runtime| {
             let spec = resolve(&url, &password);
             // As people read it: never the password.
@@ -291,7 +295,11 @@ impl RowtrailApp {
         login: (String, Password),
         new_baseline: bool,
     ) {
-        self.last_capture = Some((start.clone(), cache.clone()));
+        self.last_capture = Some(super::LastCapture {
+            start: start.clone(),
+            cache: cache.clone(),
+            login: login.clone(),
+        });
         let (url, password) = login;
         match CaptureTask::start(start, new_baseline, self.outbox.clone(), self.ctx.clone()) {
             Ok(task) => {
