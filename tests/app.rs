@@ -1571,8 +1571,12 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
     harness.get_by_label("Connection URL").type_text(&db.url());
     harness.step();
     click_settled(&mut harness, "Check");
+    // The checks and the look for stores answer in either order: wait for both.
     wait_for(&mut harness, "the checks and the stores", |h| {
         has(h, "This database already keeps history in")
+            && h.query_all_by_role(egui::accesskit::Role::CheckBox)
+                .next()
+                .is_some()
     });
     assert!(has(&harness, "audit.record_version (supa-audit, 3 rows)"));
     // The stores' own tables are offered for capture, but not ticked.
