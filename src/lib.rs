@@ -17,5 +17,6 @@ pub mod local_pg;
 pub mod model;
 pub mod related;
 pub mod restore;
+pub mod shared;
 pub mod store;
 pub mod ui;

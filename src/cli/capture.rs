@@ -11,7 +11,10 @@ use crate::capture::SchemaLogTeardown;
 use crate::capture::doctor::{self, Status};
 use crate::capture::{self, CaptureEvent, CaptureOptions, Observer};
 
-use super::{CaptureArgs, DoctorArgs, TeardownArgs, table_list};
+use crate::capture::conninfo::{ConnectionSpec, ProcessEnvironment};
+use crate::shared::{self, FollowEvent, FollowOptions, Published, Publisher};
+
+use super::{CaptureArgs, DoctorArgs, PublishArgs, TeardownArgs, table_list};
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -66,9 +69,14 @@ fn plural(count: usize, noun: &str) -> String {
 }
 
 pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
+    let into = args
+        .into
+        .as_deref()
+        .map(|url| ConnectionSpec::resolve(url, &ProcessEnvironment))
+        .transpose()?;
     let options = CaptureOptions {
         source: args.source.spec()?,
-        cache: args.cache,
+        cache: args.cache.clone(),
         tables: table_list(args.scope.tables.as_deref())?,
         slot: args.scope.slot,
         publication: args.scope.publication,
@@ -77,17 +85,115 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = runtime()?;
     let (stop_sender, stop) = watch::channel(false);
+    let (publish_stop_sender, publish_stop) = watch::channel(false);
+    // The store is fed from its own thread, so a slow store never holds up the stream.
+    let publisher = into.map(|store| {
+        let options = FollowOptions {
+            store,
+            journal: args.cache.clone(),
+            wait_for_journal: true,
+        };
+        let stop_capture = stop_sender.clone();
+        std::thread::spawn(move || {
+            let result = runtime_and(|runtime| {
+                runtime.block_on(shared::follow(options, publish_stop, &publish_printer()))
+            });
+            if result.is_err() {
+                // The store cannot be fed: capture stops too rather than run on without it.
+                let _ = stop_capture.send(true);
+            }
+            result
+        })
+    });
     let summary = runtime.block_on(async move {
         tokio::spawn(stop_on_signals(
             stop_sender,
             "quitting now; the unconfirmed rest is sent again on the next capture",
         ));
         capture::run(options, printer(), stop).await
-    })?;
+    });
+    let _ = publish_stop_sender.send(true);
+    let published = publisher.map(|thread| {
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the publisher stopped unexpectedly")))
+    });
+    let summary = summary?;
     eprintln!(
         "stopped at {}: {} changes in {} transactions stored",
         summary.position, summary.changes, summary.transactions
     );
+    if let Some(published) = published {
+        let published = published.context(
+            "the shared store was not fed; the cache keeps everything, so run rowtrail publish (or capture --into) again once it is fixed",
+        )?;
+        eprintln!("{}", published_line(&published));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `work` on a runtime of its own (for a thread beside the capture's).
+fn runtime_and<T>(
+    work: impl FnOnce(&tokio::runtime::Runtime) -> Result<T, shared::SharedError>,
+) -> anyhow::Result<T> {
+    Ok(work(&runtime()?)?)
+}
+
+fn published_line(published: &Published) -> String {
+    format!(
+        "published {} changes in {} transactions into the shared store{}",
+        published.changes,
+        published.transactions,
+        if published.caught_up {
+            " (it holds everything the cache holds)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Prints what a following publisher does: connections, waits, totals at most every ten seconds.
+fn publish_printer() -> impl Fn(FollowEvent) + Send + Sync {
+    let last = Mutex::new(Instant::now() - Duration::from_secs(10));
+    move |event| match event {
+        FollowEvent::Connected { store } => eprintln!("publishing into the store at {store}"),
+        FollowEvent::Waiting { error, delay } => eprintln!(
+            "shared store: {error}; trying again in {} s",
+            delay.as_secs()
+        ),
+        FollowEvent::Published { total } => {
+            if let Ok(mut last) = last.lock()
+                && last.elapsed() >= Duration::from_secs(10)
+            {
+                *last = Instant::now();
+                eprintln!("{}", published_line(&total));
+            }
+        }
+    }
+}
+
+/// `publish`: a cache's history into a shared store, once or following.
+pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let store = ConnectionSpec::resolve(&args.into, &ProcessEnvironment)?;
+    let runtime = runtime()?;
+    let published = runtime.block_on(async {
+        if !args.follow {
+            let mut publisher = Publisher::connect(&store, &args.cache).await?;
+            return publisher.publish_all().await;
+        }
+        let (stop_sender, stop) = watch::channel(false);
+        tokio::spawn(stop_on_signals(
+            stop_sender,
+            "quitting now; the next publish goes on after the last transaction the store holds",
+        ));
+        let options = FollowOptions {
+            store,
+            journal: args.cache.clone(),
+            wait_for_journal: false,
+        };
+        shared::follow(options, stop, &publish_printer()).await
+    })?;
+    eprintln!("{}", published_line(&published));
     Ok(ExitCode::SUCCESS)
 }
 

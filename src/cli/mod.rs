@@ -48,6 +48,9 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Drop the replication slot (and publication) capture created.
     Teardown(TeardownArgs),
+    /// Copy a cache's history into a shared store on PostgreSQL (schema rowtrail), once or
+    /// following the cache as it grows.
+    Publish(PublishArgs),
     /// Import the history an audit store already keeps (the wiki's audit trigger, Bemi,
     /// supa_audit, pgMemento, PaperTrail, Debezium events) into a cache.
     Import(ImportArgs),
@@ -127,10 +130,29 @@ pub struct CaptureArgs {
     /// Capture up to the server's current WAL position, then exit.
     #[arg(long)]
     pub once: bool,
+    /// Also keep a shared store on PostgreSQL (a URL or key=value string): the cache file is
+    /// its journal, and each transaction is copied into schema rowtrail of that database once
+    /// it is in the cache.
+    #[arg(long, value_name = "URL")]
+    pub into: Option<String>,
     /// When the slot that fed the cache was invalidated or dropped, take a new baseline into the
     /// same cache; its history then has a gap from where it ended
     #[arg(long)]
     pub new_baseline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The cache to copy (it is the store's journal: publish from the same cache each time).
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+    /// The database that keeps the store: a URL or key=value string, as --source of capture.
+    /// The store's tables are created in schema rowtrail when missing.
+    #[arg(long, value_name = "URL")]
+    pub into: String,
+    /// Keep copying what the cache gains, until stopped (Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -580,6 +602,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => capture::doctor(args),
         Command::Capture(args) => capture::capture(args),
         Command::Import(args) => import::import(args),
+        Command::Publish(args) => capture::publish(args),
         Command::Teardown(args) => capture::teardown(args),
         Command::Log(args) => log::log(args),
         Command::Show(args) => history::show(args),

@@ -8,6 +8,7 @@
 
 pub mod codec;
 mod facets;
+pub mod journal;
 mod reader;
 mod record;
 mod references;
