@@ -1622,3 +1622,81 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
     harness.run_steps(2);
     assert!(harness.query_by_label("Audit database URL").is_none());
 }
+
+/// Issue 14: a shared store on PostgreSQL opens like a cache file (`rowtrail open postgres://…`),
+/// and *Open audit database…* finds one in a database and opens it without importing; the recent
+/// list keeps its URL without the password typed for it.
+#[test]
+fn issue14_a_shared_store_opens_like_a_cache_and_from_the_audit_dialog() {
+    let db = shop("app_shared_src");
+    let store = fresh_db("app_shared_store");
+    let published = support::rowtrail(&[
+        "publish".into(),
+        "--cache".into(),
+        db.cache().to_string_lossy().into_owned(),
+        "--into".into(),
+        store.url(),
+    ]);
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    // Opened by its URL: the same timeline, diff and context as the file's.
+    let mut harness = app(Path::new(&store.url()));
+    wait_for(&mut harness, "the store's timeline", |h| rows(h).len() == 6);
+    let from_store = rows(&harness);
+    let mut file = app(&db.cache());
+    wait_for(&mut file, "the file's timeline", |h| rows(h).len() == 6);
+    assert_eq!(from_store, rows(&file));
+    open_row(&mut harness, "update  customers  id=1");
+    for text in ["update of public.customers (id)=(1)", "free", "pro", "bob"] {
+        assert!(has(&harness, text), "{text} is shown");
+    }
+
+    // From the audit dialog, with the password typed apart from the URL.
+    let (with_password, host) = store
+        .url()
+        .split_once('@')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .unwrap();
+    let password = with_password.rsplit(':').next().unwrap().to_owned();
+    let url = format!("postgres://postgres@{host}");
+    let mut harness = empty_app();
+    harness.get_by_label("Open audit database…").click();
+    wait_for(&mut harness, "the audit dialog", |h| {
+        h.query_by_label("Audit database URL").is_some()
+    });
+    harness.get_by_label("Audit database URL").focus();
+    harness.step();
+    harness.get_by_label("Audit database URL").type_text(&url);
+    harness.get_by_label("Audit database password").focus();
+    harness.step();
+    harness
+        .get_by_label("Audit database password")
+        .type_text(&password);
+    harness.step();
+    harness.get_by_label("Look for audit stores").click();
+    wait_for(&mut harness, "the store found", |h| {
+        has(
+            h,
+            "rowtrail's shared store: history of database app_shared_src",
+        )
+    });
+    assert!(has(&harness, "(6 changes of 2 tables)"), "counts");
+    assert!(!has(&harness, "No audit store found"));
+    click_settled(&mut harness, "Open the shared store");
+    wait_for(&mut harness, "the store's timeline", |h| rows(h).len() == 6);
+    assert_eq!(rows(&harness), from_store);
+    let recent = harness.state().recent_caches();
+    assert_eq!(
+        recent.first().map(|path| path.display().to_string()),
+        Some(url)
+    );
+    assert!(
+        !recent
+            .iter()
+            .any(|path| path.display().to_string().contains(&password)),
+        "no password in the recent list: {recent:?}"
+    );
+}

@@ -445,3 +445,204 @@ fn the_store_refuses_what_it_cannot_hold() {
     let unreachable = db.capture_once(&["--into", "postgres://nobody@127.0.0.1:1/none"]);
     assert_clean_failure(&unreachable, 2, "the shared store was not fed");
 }
+
+/// Runs a rowtrail command on `cache` (a file or a store's URL) and returns its standard output.
+fn read_with(cache: &str, args: &[&str]) -> String {
+    let mut all: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    all.insert(1, "--cache".into());
+    all.insert(2, cache.to_owned());
+    let output = rowtrail(&all);
+    assert!(
+        output.status.success(),
+        "{args:?} on {cache}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A script names the cache it came from and when it was written; the rest must agree.
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("-- cache:") && !line.starts_with("-- written"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_command_reads_the_store_as_it_reads_the_cache() {
+    let db = fresh_db("shared_read_src");
+    let store = fresh_db("shared_read_store");
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, email text);
+         CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers ON DELETE CASCADE ON UPDATE CASCADE,
+                              status text, note text);
+         ALTER TABLE orders REPLICA IDENTITY FULL;
+         CREATE TABLE events (id bigserial PRIMARY KEY, body text);",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        r#"BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "ann", "request": {"path": "PUT /orders/10"}}');
+           INSERT INTO customers VALUES (1, 'Ann', 'ann@example.com'), (2, 'Bo', 'bo@example.com'), (3, 'Cy', NULL);
+           INSERT INTO orders VALUES (10, 2, 'new', repeat('x', 3000)), (11, 2, 'new', 'n'), (12, 1, 'new', NULL);
+           COMMIT;
+           BEGIN; SELECT pg_logical_emit_message(true, 'rowtrail', '{"user": "bob"}');
+           UPDATE orders SET status = 'paid' WHERE id IN (10, 12);
+           UPDATE customers SET id = 20, name = 'Bo Ltd' WHERE id = 2;
+           COMMIT;
+           UPDATE orders SET customer_id = 1 WHERE id = 11;
+           INSERT INTO events (body) SELECT 'event ' || g FROM generate_series(1, 30) g;
+           TRUNCATE events;
+           DELETE FROM customers WHERE id = 1;
+           ALTER TABLE customers ADD COLUMN tier int DEFAULT 1;
+           UPDATE customers SET tier = 2 WHERE id = 3;
+           DROP TABLE events;
+           CREATE TABLE events (id int PRIMARY KEY, kind text);
+           INSERT INTO events VALUES (1, 'again');"#,
+    );
+    db.capture_ok(&[]);
+    let published = rowtrail(&[
+        "publish".into(),
+        "--cache".into(),
+        db.cache().to_string_lossy().into_owned(),
+        "--into".into(),
+        store.url(),
+    ]);
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let file = db.cache().to_string_lossy().into_owned();
+    let url = store.url();
+    let changes = db.log(&[]);
+    let update = changes
+        .iter()
+        .find(|change| change["op"] == "update" && change["table"] == "orders")
+        .unwrap();
+    let update_id = update["id"].to_string();
+    let xid = update["xid"].to_string();
+    let middle = changes[changes.len() / 2]["committed_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["log", "--json"],
+        vec!["log"],
+        vec![
+            "log",
+            "--json",
+            "--table",
+            "customers",
+            "--key",
+            r#"{"id": 20}"#,
+        ],
+        vec!["log", "--json", "--op", "update", "--context", "user=bob"],
+        vec!["log", "--json", "--context", "request.path=PUT /orders/10"],
+        vec!["log", "--json", "--search", "status:paid"],
+        vec!["log", "--json", "--search", "Ann"],
+        vec!["log", "--json", "--search", "id=20"],
+        vec!["log", "--json", "--tx", &xid],
+        vec!["log", "--json", "--since", &middle, "--limit", "3"],
+        vec!["show", &update_id],
+        vec!["show", "--json", &update_id],
+        vec!["history", "--table", "customers", "--key", r#"{"id": 20}"#],
+        vec![
+            "history",
+            "--json",
+            "--table",
+            "orders",
+            "--key",
+            r#"{"id": 10}"#,
+        ],
+        vec!["at", "--table", "customers", "--time", &middle],
+        vec!["at", "--table", "orders", "--time", "now"],
+        vec!["at", "--table", "events", "--time", "now"],
+        vec![
+            "at",
+            "--table",
+            "customers",
+            "--key",
+            r#"{"id": 20}"#,
+            "--time",
+            "now",
+            "--related",
+        ],
+        vec!["undo", "--tx", &xid],
+        vec!["undo", "--change", &update_id, "--cascade"],
+        vec![
+            "restore",
+            "--table",
+            "customers",
+            "--key",
+            r#"{"id": 1}"#,
+            "--time",
+            &middle,
+        ],
+        vec![
+            "related",
+            "--table",
+            "customers",
+            "--key",
+            r#"{"id": 20}"#,
+            "--json",
+        ],
+        vec!["related", "--table", "customers", "--key", r#"{"id": 20}"#],
+        vec![
+            "view",
+            "--table",
+            "orders",
+            "--where",
+            "status = 'paid'",
+            "--json",
+        ],
+        vec![
+            "view",
+            "--table",
+            "orders",
+            "--where",
+            "status = 'paid'",
+            "--time",
+            "now",
+        ],
+    ];
+    for command in &commands {
+        let from_file = read_with(&file, command);
+        let from_store = read_with(&url, command);
+        assert!(!from_file.trim().is_empty(), "{command:?} printed nothing");
+        assert_eq!(from_store, from_file, "{command:?}");
+    }
+
+    // A role that may only read the store reads it the same (related history without writing
+    // its index of references).
+    store.sql(
+        "CREATE ROLE store_reader LOGIN PASSWORD 'reader';
+         GRANT USAGE ON SCHEMA rowtrail TO store_reader;
+         GRANT SELECT ON ALL TABLES IN SCHEMA rowtrail TO store_reader;",
+    );
+    let reader_url = format!(
+        "postgres://store_reader:reader@{}",
+        url.split_once('@').unwrap().1
+    );
+    for command in &commands {
+        assert_eq!(
+            read_with(&reader_url, command),
+            read_with(&file, command),
+            "{command:?} as a reader"
+        );
+    }
+    // It cannot save a view there, and says why.
+    let refused = rowtrail(&[
+        "view".into(),
+        "--cache".into(),
+        reader_url.clone(),
+        "--table".into(),
+        "orders".into(),
+        "--where".into(),
+        "status = 'paid'".into(),
+        "--save".into(),
+        "paid".into(),
+    ]);
+    assert_clean_failure(&refused, 2, "permission denied");
+    // A database without a store.
+    let empty = fresh_db("shared_read_none");
+    let none = rowtrail(&["log".into(), "--cache".into(), empty.url()]);
+    assert_clean_failure(&none, 2, "has no rowtrail store");
+}

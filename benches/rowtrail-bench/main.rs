@@ -11,6 +11,7 @@ mod overhead;
 mod queries;
 mod report;
 mod server;
+mod shared;
 mod stats;
 mod synthetic;
 
@@ -70,6 +71,13 @@ enum Part {
     /// `rowtrail import` of each.
     Import {
         /// Row changes in the workload (default 100,000; 5,000 with --quick).
+        #[arg(long)]
+        changes: Option<u64>,
+    },
+    /// The shared store on PostgreSQL beside the cache file: the synthetic cache published
+    /// into a store, then the query part on both.
+    Shared {
+        /// Changes in the synthetic cache (default 10,000,000; 200,000 with --quick).
         #[arg(long)]
         changes: Option<u64>,
     },
@@ -276,6 +284,109 @@ fn query_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
         &figures.view,
         200.0,
     ));
+    rows
+}
+
+fn shared_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
+    let (cache, bulk) = synthetic_cache(dir, changes);
+    let server = server::Server::start(server::Durability::Fast);
+    let figures = shared::measure(&server, &cache, bulk, quick);
+    let mut rows = vec![
+        Figure::info(
+            "changes published (capture --into's copy), time and rate",
+            format!(
+                "{} in {} s, {}/s",
+                report::thousands(figures.published),
+                report::round(figures.publish_seconds),
+                report::thousands((figures.published as f64 / figures.publish_seconds) as u64)
+            ),
+        ),
+        Figure::info(
+            "size: store tables with indexes / cache file",
+            format!(
+                "{} MB / {} MB",
+                report::round(figures.store_bytes as f64 / 1e6),
+                report::round(figures.file_bytes as f64 / 1e6)
+            ),
+        ),
+    ];
+    let (file, store) = (&figures.file, &figures.store);
+    let side = |name: &str, file: &queries::Timing, store: &queries::Timing| {
+        Figure::info(
+            format!("{name}, p50 / p99: file · store"),
+            format!(
+                "{} / {} ms · {} / {} ms",
+                report::round(file.p50()),
+                report::round(file.p99()),
+                report::round(store.p50()),
+                report::round(store.p99())
+            ),
+        )
+    };
+    rows.extend([
+        side(
+            "open (tables, newest change, time span)",
+            &file.open,
+            &store.open,
+        ),
+        side(
+            "first timeline page (100 rows)",
+            &file.first_page,
+            &store.first_page,
+        ),
+        side(
+            "timeline page at a random position",
+            &file.random_page,
+            &store.random_page,
+        ),
+        side(
+            "one table's timeline page at a random position",
+            &file.random_table_page,
+            &store.random_table_page,
+        ),
+        side(
+            "one record's history (record of a random change)",
+            &file.record_history,
+            &store.record_history,
+        ),
+        side(
+            "that record at a random moment",
+            &file.record_at,
+            &store.record_at,
+        ),
+        side(
+            &format!(
+                "{}-row table at a moment",
+                report::thousands(file.table_rows as u64)
+            ),
+            &file.table_at,
+            &store.table_at,
+        ),
+        side(
+            &format!(
+                "undo script of a {}-change transaction",
+                report::thousands(file.undo_changes as u64)
+            ),
+            &file.undo,
+            &store.undo,
+        ),
+        side(
+            "related history of customer 42, first page",
+            &file.related,
+            &store.related,
+        ),
+        side(
+            "search customer_id:42",
+            &file.rare_search,
+            &store.rare_search,
+        ),
+        side(
+            "search status:cancelled, first page",
+            &file.common_search,
+            &store.common_search,
+        ),
+        side("view customers where plan = 'pro'", &file.view, &store.view),
+    ]);
     rows
 }
 
@@ -514,6 +625,11 @@ fn main() -> ExitCode {
             println!("{header}");
             print_section(IMPORT, &figures);
         }
+        Part::Shared { changes } => {
+            let figures = shared_figures(&cli.dir, synthetic_size(changes), cli.quick);
+            println!("{header}");
+            print_section(SHARED, &figures);
+        }
         Part::Gui { changes } => {
             let figures = gui(&cli.dir, synthetic_size(changes), gui_frames);
             println!("{header}");
@@ -547,6 +663,10 @@ fn main() -> ExitCode {
                 IMPORT,
                 &import_figures(&cli.dir, import_size),
             ));
+            sections.push(print_section(
+                SHARED,
+                &shared_figures(&cli.dir, size, cli.quick),
+            ));
             let command = format!(
                 "cargo run --release --bin rowtrail-bench --{} all",
                 if cli.quick { " --quick" } else { "" }
@@ -575,4 +695,6 @@ const OVERHEAD: &str = "Source overhead (production durability: fsync, synchrono
 const LATENCY: &str = "Commit-to-cache latency";
 const QUERIES: &str = "Cache queries (warm file cache)";
 const GUI: &str = "GUI frames (headless, UI thread time per frame)";
+const SHARED: &str =
+    "Shared store on PostgreSQL beside the cache file (same queries, store over TCP)";
 const IMPORT: &str = "Import from audit stores (whole process, per format)";

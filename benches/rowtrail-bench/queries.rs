@@ -12,7 +12,7 @@ use rowtrail::model::Moment;
 use rowtrail::model::{ChangeId, SavedView, Search, TableName, Xid};
 use rowtrail::related::{StoryOptions, related_history, related_newest, view_newest};
 use rowtrail::restore::{UndoTarget, undo_script};
-use rowtrail::store::{Cache, KeyFilter, LogFilter};
+use rowtrail::store::{KeyFilter, LogFilter};
 
 use crate::stats::{millis, percentile};
 use crate::synthetic::HOT_CUSTOMER;
@@ -86,12 +86,12 @@ pub fn measure(path: &Path, bulk: Xid, quick: bool) -> QueryFigures {
     let runs = if quick { 20 } else { 200 };
     let slow_runs = if quick { 3 } else { 10 };
     let open = time(slow_runs, |_| {
-        let cache = Cache::open(path).unwrap();
+        let cache = rowtrail::shared::open_cache(path).unwrap();
         let tables = cache.tables().unwrap();
         let newest = cache.newest_change().unwrap();
         (tables.len(), newest, cache.time_span().unwrap())
     });
-    let cache = Cache::open(path).unwrap();
+    let cache = rowtrail::shared::open_cache(path).unwrap();
     let newest = cache.newest_change().unwrap();
     let everything = LogFilter::default();
     let first_page = time(runs, |_| {

@@ -108,7 +108,7 @@ fn schema_change_text(schema_change: &SchemaChange, after: &RelationSchema) -> S
 }
 
 pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let id = ChangeId(args.id);
     let entry = cache
         .change(id)?
@@ -120,7 +120,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let record = record(&cache, &args.record.table, &args.record.key)?;
     let changes = cache.record_history(&record)?;
     anyhow::ensure!(
@@ -144,7 +144,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn at(args: AtArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let moment = moment(&args.time)?;
     let table = TableName::parse(&args.table)?;
     let cut = cache.resolve_moment(moment)?;
@@ -227,7 +227,7 @@ pub fn at(args: AtArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let target = match args.tx {
         Some(xid) => UndoTarget::Transaction(Xid(xid)),
         None => UndoTarget::Changes(args.change.iter().copied().map(ChangeId).collect()),
@@ -257,7 +257,7 @@ pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let record = record(&cache, &args.record.table, &args.record.key)?;
     if args.related {
         let script = crate::related::restore_related(

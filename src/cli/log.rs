@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::Local;
 
 use crate::model::{LoggedChange, Op, TableName, Xid};
-use crate::store::{Cache, LogFilter};
+use crate::store::LogFilter;
 
 use super::history::key_filter;
 use super::json::change_json;
@@ -19,7 +19,7 @@ use crate::history::report::Entry;
 pub fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let format = format_of(&args.export, args.json)?;
     let filter = filter(&args)?;
-    let cache = Cache::open(&args.cache)?;
+    let cache = crate::shared::open_cache(&args.cache)?;
     let changes = cache.log(&filter)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

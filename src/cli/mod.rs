@@ -538,7 +538,7 @@ fn open(args: OpenArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     if let Some(path) = &cache {
         // Refuse a bad cache before opening a window, with the same message as the other commands.
-        let opened = crate::store::Cache::open(path)?;
+        let opened = crate::shared::open_cache(path)?;
         if let Some((view, wanted)) = &view {
             let known = opened.link_source()?;
             anyhow::ensure!(

@@ -30,7 +30,7 @@ pub fn related(args: RelatedArgs) -> anyhow::Result<ExitCode> {
         until: args.until.as_deref().map(parse_local_time).transpose()?,
     };
     let format = format_of(&args.export, args.json)?;
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let record = cache.record(&TableName::parse(&args.record.table)?, &key)?;
     let story = match args.limit {
         0 => {
@@ -119,7 +119,7 @@ fn print_story(out: &mut impl std::io::Write, story: &[Related]) -> std::io::Res
 }
 
 pub fn link(args: LinkArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let (Some(from), Some(to)) = (&args.from, &args.to) else {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
@@ -213,7 +213,7 @@ fn columns_of(cache: &Cache, text: &str, flag: &str) -> anyhow::Result<(TableNam
 }
 
 pub fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&args.cache.cache)?;
+    let cache = crate::shared::open_cache(&args.cache.cache)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.list {

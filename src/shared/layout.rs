@@ -115,8 +115,8 @@ CREATE TABLE rowtrail.changes (
     table_id    bigint NOT NULL,
     relation_id bigint NOT NULL,
     op          text NOT NULL CHECK (op IN ('I', 'U', 'D', 'T', 'S', 'L', 'G')),
-    key         text NOT NULL,
-    old_key     text,
+    key         text COLLATE "C" NOT NULL,  -- byte order, as in a cache file: pages of keys agree
+    old_key     text COLLATE "C",
     before      text,
     after       text,
     unavailable text,
@@ -129,7 +129,6 @@ CREATE INDEX changes_moved_in ON rowtrail.changes (table_id, key, id) WHERE old_
 CREATE INDEX changes_moved_out ON rowtrail.changes (table_id, old_key, id) WHERE old_key IS NOT NULL;
 CREATE INDEX changes_by_table ON rowtrail.changes (table_id, id);
 CREATE INDEX changes_by_tx ON rowtrail.changes (tx_id);
-CREATE INDEX changes_by_id ON rowtrail.changes (id);
 
 CREATE TABLE rowtrail.change_minutes (
     table_id bigint NOT NULL,

@@ -10,9 +10,11 @@
 pub mod follow;
 pub mod layout;
 pub mod publish;
+pub mod remote;
 
 pub use follow::{FollowEvent, FollowOptions, follow};
 pub use publish::{Published, Publisher};
+pub use remote::{is_store_url, open_cache, open_store};
 
 use crate::capture::CaptureError;
 use crate::store::StoreError;

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 
 use crate::model::Op;
 
+use super::db::{DbRow, Query};
 use super::reader::{Cache, LogFilter};
 use super::{SqliteContext, StoreError, op_from_code};
 
@@ -103,13 +104,6 @@ impl Cache {
             limit.saturating_add(1)
         );
         let params = sql.params();
-        let mut statement = self
-            .connection()
-            .prepare(&query)
-            .context(self.path(), "counting facets")?;
-        let mut rows = statement
-            .query(params.as_slice())
-            .context(self.path(), "counting facets")?;
         let mut facets = Facets {
             complete: true,
             ..Facets::default()
@@ -119,16 +113,8 @@ impl Cache {
         let mut fields: HashMap<String, u64> = HashMap::new();
         let mut changed: HashMap<String, u64> = HashMap::new();
         let mut contexts: HashMap<i64, Vec<(String, String)>> = HashMap::new();
-        while let Some(row) = rows.next().context(self.path(), "counting facets")? {
-            if facets.counted == limit {
-                facets.complete = false;
-                break;
-            }
-            facets.counted += 1;
-            if facets.counted.is_multiple_of(4096) && !keep_going() {
-                facets.complete = false;
-                break;
-            }
+        let mut failure: Option<StoreError> = None;
+        let mut count_row = |row: &DbRow<'_>| -> Result<(), StoreError> {
             let table_id: i64 = row.get(0).context(self.path(), "counting facets")?;
             let code: String = row.get(1).context(self.path(), "counting facets")?;
             let op =
@@ -142,7 +128,7 @@ impl Cache {
                 *ops.entry(op).or_default() += 1;
             }
             if !(table_fits && op_fits) {
-                continue;
+                return Ok(());
             }
             let before: Option<String> = row.get(3).context(self.path(), "counting facets")?;
             if let Some(before) = before
@@ -175,7 +161,35 @@ impl Cache {
                         .or_default() += 1;
                 }
             }
+            Ok(())
+        };
+        let mut counted = 0u64;
+        let mut complete = true;
+        self.connection()
+            .for_each(&query, &params, |row| {
+                if counted == limit {
+                    complete = false;
+                    return Ok(false);
+                }
+                counted += 1;
+                if counted.is_multiple_of(4096) && !keep_going() {
+                    complete = false;
+                    return Ok(false);
+                }
+                match count_row(row) {
+                    Ok(()) => Ok(true),
+                    Err(error) => {
+                        failure = Some(error);
+                        Ok(false)
+                    }
+                }
+            })
+            .context(self.path(), "counting facets")?;
+        if let Some(error) = failure {
+            return Err(error);
         }
+        facets.counted = counted;
+        facets.complete = complete;
         facets.ops = top(ops, usize::MAX);
         facets.changed = top(changed, TOP_COLUMNS);
         facets.context = top(fields, TOP_FIELDS)

@@ -7,6 +7,7 @@
 //! refused before anything is written to it.
 
 pub mod codec;
+pub mod db;
 mod facets;
 pub mod journal;
 mod reader;
@@ -21,9 +22,11 @@ mod writer;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::model::{Lsn, Op};
+
+use db::Query;
 
 pub use facets::Facets;
 pub use reader::{Cache, KeyFilter, LogFilter, TableState, TableSummary};
@@ -117,6 +120,15 @@ pub enum StoreError {
         action: &'static str,
         cause: rusqlite::Error,
     },
+    /// The shared store on PostgreSQL failed or could not be reached.
+    #[error(
+        "the shared store at {location} failed while {action}: {reason}; check that its server runs and that this role may read schema rowtrail (GRANT USAGE ON SCHEMA rowtrail, GRANT SELECT ON ALL TABLES IN SCHEMA rowtrail)"
+    )]
+    Remote {
+        location: String,
+        action: &'static str,
+        reason: String,
+    },
     #[error("cache {} is damaged: {what}; restore it from a copy, or start a new cache", .path.display())]
     Damaged { path: PathBuf, what: String },
     #[error(
@@ -165,6 +177,26 @@ trait SqliteContext<T> {
 impl<T> SqliteContext<T> for rusqlite::Result<T> {
     fn context(self, path: &Path, action: &'static str) -> Result<T, StoreError> {
         self.map_err(|cause| sqlite_error(path, action, cause))
+    }
+}
+
+impl<T> SqliteContext<T> for Result<T, db::DbError> {
+    fn context(self, path: &Path, action: &'static str) -> Result<T, StoreError> {
+        self.map_err(|error| match error {
+            db::DbError::Sqlite(cause) => sqlite_error(path, action, cause),
+            db::DbError::Remote(reason) => StoreError::Remote {
+                location: path.display().to_string(),
+                action,
+                reason,
+            },
+            db::DbError::Type { column, what } => StoreError::Damaged {
+                path: path.to_owned(),
+                what: format!(
+                    "{action}: a stored value has the wrong type (column {column}: {what})"
+                ),
+            },
+            db::DbError::NoRow => sqlite_error(path, action, rusqlite::Error::QueryReturnedNoRows),
+        })
     }
 }
 
@@ -550,53 +582,46 @@ fn describe_source(source: &SourceIdentity) -> String {
     )
 }
 
-pub(crate) fn read_source(
-    connection: &Connection,
-    path: &Path,
-) -> Result<SourceIdentity, StoreError> {
-    connection
-        .query_row(
-            "SELECT system_identifier, database, display, server_version FROM source WHERE id = 1",
-            [],
-            |row| {
-                Ok(SourceIdentity {
-                    system_identifier: row.get(0)?,
-                    database: row.get(1)?,
-                    display: row.get(2)?,
-                    server_version: row.get(3)?,
-                })
-            },
-        )
-        .optional()
-        .context(path, "reading the source")?
-        .ok_or_else(|| StoreError::Damaged {
-            path: path.to_owned(),
-            what: "it does not say which database it came from".into(),
-        })
+pub(crate) fn read_source(db: &impl Query, path: &Path) -> Result<SourceIdentity, StoreError> {
+    db.query_opt(
+        "SELECT system_identifier, database, display, server_version FROM source WHERE id = 1",
+        &[],
+        |row| {
+            Ok(SourceIdentity {
+                system_identifier: row.get(0)?,
+                database: row.get(1)?,
+                display: row.get(2)?,
+                server_version: row.get(3)?,
+            })
+        },
+    )
+    .context(path, "reading the source")?
+    .ok_or_else(|| StoreError::Damaged {
+        path: path.to_owned(),
+        what: "it does not say which database it came from".into(),
+    })
 }
 
 pub(crate) fn read_capture_state(
-    connection: &Connection,
+    db: &impl Query,
     path: &Path,
 ) -> Result<Option<CaptureState>, StoreError> {
-    connection
-        .query_row(
-            "SELECT slot, publication, baseline, position FROM capture_state WHERE id = 1",
-            [],
-            |row| {
-                Ok(CaptureState {
-                    slot: row.get(0)?,
-                    publication: row.get(1)?,
-                    baseline: match row.get::<_, String>(2)?.as_str() {
-                        "complete" => BaselineState::Complete,
-                        _ => BaselineState::Pending,
-                    },
-                    position: Lsn(row.get::<_, i64>(3)? as u64),
-                })
-            },
-        )
-        .optional()
-        .context(path, "reading the capture state")
+    db.query_opt(
+        "SELECT slot, publication, baseline, position FROM capture_state WHERE id = 1",
+        &[],
+        |row| {
+            Ok(CaptureState {
+                slot: row.get(0)?,
+                publication: row.get(1)?,
+                baseline: match row.get::<String>(2)?.as_str() {
+                    "complete" => BaselineState::Complete,
+                    _ => BaselineState::Pending,
+                },
+                position: Lsn(row.get::<i64>(3)? as u64),
+            })
+        },
+    )
+    .context(path, "reading the capture state")
 }
 
 /// Where an import from an audit store resumes, and what that store does not record.
@@ -613,16 +638,15 @@ pub struct ImportState {
 }
 
 pub(crate) fn read_import_state(
-    connection: &Connection,
+    db: &impl Query,
     path: &Path,
 ) -> Result<Option<ImportState>, StoreError> {
-    let row: Option<(String, String, String, String)> = connection
-        .query_row(
+    let row: Option<(String, String, String, String)> = db
+        .query_opt(
             "SELECT format, source, cursor, lacking FROM import_state WHERE id = 1",
-            [],
+            &[],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
-        .optional()
         .context(path, "reading the import state")?;
     row.map(|(format, source, cursor, lacking)| {
         let lacking = serde_json::from_str(&lacking).map_err(|error| StoreError::Damaged {

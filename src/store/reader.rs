@@ -5,21 +5,19 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use rusqlite::types::ToSql;
-use rusqlite::{Connection, OptionalExtension};
-
 use crate::model::{
     Change, ChangeId, LoggedChange, Lsn, Op, RelationSchema, Row, SchemaChange, Search, TableName,
     Term, TransactionInfo, Value, Xid,
 };
+use chrono::{DateTime, Utc};
 
 use super::codec::{self, EncodedImages};
+use super::db::{Db, DbError, DbRow, Dialect, Query, Remote, ToDb};
 use super::{CaptureState, SourceIdentity, SqliteContext, StoreError, op_code, op_from_code};
 
 /// A read handle on a cache file. Reading never writes, so it can run beside a capture.
 pub struct Cache {
-    connection: Connection,
+    connection: Db,
     path: PathBuf,
     relations: RefCell<HashMap<i64, Arc<RelationSchema>>>,
 }
@@ -72,11 +70,12 @@ pub struct KeyFilter(pub serde_json::Map<String, serde_json::Value>);
 
 /// A filter as SQL: a condition over `changes c`, `transactions t` and `contexts ctx`, its
 /// parameters, and which joins it needs.
-#[derive(Default)]
 pub(crate) struct FilterSql {
     conditions: Vec<String>,
     pub condition: String,
-    values: Vec<Box<dyn ToSql>>,
+    values: Vec<Box<dyn ToDb>>,
+    /// How the database writes what the engines say differently.
+    pub dialect: Dialect,
     pub needs_transactions: bool,
     pub needs_contexts: bool,
     /// Table ids of a table filter, for queries over the per-minute rollup.
@@ -87,12 +86,26 @@ pub(crate) struct FilterSql {
 }
 
 impl FilterSql {
-    fn bind(&mut self, value: Box<dyn ToSql>) -> String {
+    fn new(dialect: Dialect) -> Self {
+        Self {
+            conditions: Vec::new(),
+            condition: String::new(),
+            values: Vec::new(),
+            dialect,
+            needs_transactions: false,
+            needs_contexts: false,
+            table_ids: None,
+            op: None,
+            only_rollup_terms: true,
+        }
+    }
+
+    fn bind(&mut self, value: Box<dyn ToDb>) -> String {
         self.values.push(value);
         format!("?{}", self.values.len())
     }
 
-    pub fn params(&self) -> Vec<&dyn ToSql> {
+    pub fn params(&self) -> Vec<&dyn ToDb> {
         self.values.iter().map(|value| value.as_ref()).collect()
     }
 
@@ -152,13 +165,16 @@ fn join_ids(ids: &[i64]) -> String {
 }
 
 pub(crate) fn load_relation(
-    connection: &Connection,
+    connection: &impl Query,
     path: &Path,
     id: i64,
 ) -> Result<Arc<RelationSchema>, StoreError> {
     let definition: String = connection
-        .prepare_cached("SELECT definition FROM relations WHERE id = ?1")
-        .and_then(|mut statement| statement.query_row([id], |row| row.get(0)))
+        .query_row(
+            "SELECT definition FROM relations WHERE id = ?1",
+            &[&id],
+            |row| row.get(0),
+        )
         .context(path, "reading a schema version")?;
     serde_json::from_str(&definition)
         .map(Arc::new)
@@ -171,13 +187,34 @@ pub(crate) fn load_relation(
 impl Cache {
     /// Opens an existing cache; refuses files that are not rowtrail caches.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let connection = super::open_existing(path)?;
+        let connection = Db::Sqlite(super::open_existing(path)?);
         super::read_source(&connection, path)?;
         Ok(Self {
             connection,
             path: path.to_owned(),
             relations: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// Opens a shared store through its connection (`crate::shared` makes one); `location`
+    /// names it in messages. Refuses a database that holds no rowtrail store.
+    pub fn open_remote(remote: Box<dyn Remote>, location: &str) -> Result<Self, StoreError> {
+        let connection = Db::Remote {
+            remote,
+            depth: std::cell::Cell::new(0),
+        };
+        let path = PathBuf::from(location);
+        super::read_source(&connection, &path)?;
+        Ok(Self {
+            connection,
+            path,
+            relations: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// True for a shared store on PostgreSQL, false for a cache file.
+    pub fn is_shared(&self) -> bool {
+        self.connection.dialect() == Dialect::Postgres
     }
 
     pub fn path(&self) -> &Path {
@@ -192,7 +229,7 @@ impl Cache {
     ) -> Result<T, E> {
         let transaction = self
             .connection
-            .unchecked_transaction()
+            .transaction()
             .context(&self.path, "starting a read")?;
         let result = read()?;
         transaction.commit().context(&self.path, "ending a read")?;
@@ -212,12 +249,11 @@ impl Cache {
     pub fn table_by_oid(&self, oid: crate::model::Oid) -> Result<TableState, StoreError> {
         let found: Option<(i64, Option<i64>)> = self
             .connection
-            .query_row(
+            .query_opt(
                 "SELECT id, dropped_change FROM tables WHERE oid = ?1",
-                [oid],
+                &[&oid],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .optional()
             .context(&self.path, "finding a table")?;
         let (id, dropped) =
             found.ok_or_else(|| self.damaged(format!("no table with oid {oid}")))?;
@@ -234,7 +270,7 @@ impl Cache {
             .connection
             .query_row(
                 "SELECT max(id) FROM relations WHERE table_id = ?1",
-                [table_id],
+                &[&table_id],
                 |row| row.get(0),
             )
             .context(&self.path, "reading schema versions")?;
@@ -260,21 +296,16 @@ impl Cache {
     pub fn tables(&self) -> Result<Vec<TableSummary>, StoreError> {
         let rows: Vec<(i64, i64, i64, Option<i64>, bool)> = self
             .connection
-            .prepare(
+            .query_map(
                 "SELECT t.id, t.change_count, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id),
                         (SELECT tx.committed_at FROM changes d JOIN transactions tx ON tx.id = d.tx_id
                          WHERE d.id = t.dropped_change),
                         EXISTS (SELECT 1 FROM tables n WHERE n.schema_name = t.schema_name
                                 AND n.name = t.name AND n.id > t.id)
                  FROM tables t ORDER BY t.schema_name, t.name, t.id",
+                &[],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
             )
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-                    })?
-                    .collect()
-            })
             .context(&self.path, "listing tables")?;
         rows.into_iter()
             .map(|(id, change_count, relation_id, dropped_at, superseded)| {
@@ -305,7 +336,7 @@ impl Cache {
                 .query_row(
                     "SELECT (SELECT min(c.id) FROM changes c WHERE c.table_id = ?1),
                             (SELECT dropped_change FROM tables WHERE id = ?1)",
-                    [id],
+                    &[id],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .context(&self.path, "finding a table")?;
@@ -327,17 +358,12 @@ impl Cache {
     ) -> Result<(Vec<i64>, Arc<RelationSchema>), StoreError> {
         let ids: Vec<(i64, i64)> = self
             .connection
-            .prepare_cached(
+            .query_map(
                 "SELECT t.id, (SELECT max(r.id) FROM relations r WHERE r.table_id = t.id)
                  FROM tables t WHERE t.schema_name = ?1 AND t.name = ?2 ORDER BY t.id",
+                &[&table.schema, &table.name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .and_then(|mut statement| {
-                statement
-                    .query_map([&table.schema, &table.name], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .collect()
-            })
             .context(&self.path, "finding a table")?;
         let Some(&(_, newest)) = ids.last() else {
             let known: Vec<String> = self
@@ -381,10 +407,7 @@ impl Cache {
 
     /// Turns a filter into an SQL condition over `changes c`, `transactions t` and `contexts ctx`.
     pub(crate) fn filter_sql(&self, filter: &LogFilter) -> Result<FilterSql, StoreError> {
-        let mut sql = FilterSql {
-            only_rollup_terms: true,
-            ..FilterSql::default()
-        };
+        let mut sql = FilterSql::new(self.connection.dialect());
         if let Some(table) = &filter.table {
             let (mut ids, mut schema) = self.find_table(table)?;
             if let Some(id) = filter.table_id.filter(|id| ids.contains(id)) {
@@ -425,19 +448,21 @@ impl Cache {
             sql.needs_transactions = true;
         }
         for (field, value) in &filter.context {
-            let path = sql.bind(Box::new(json_path(field)));
+            let path = sql.bind(Box::new(sql.dialect.json_path(field)));
             let value = sql.bind(Box::new(value.clone()));
             sql.conditions.push(format!(
-                "CAST(json_extract(ctx.body, {path}) AS TEXT) = {value}"
+                "{} = {value}",
+                sql.dialect.json_path_text("ctx.body", &path)
             ));
             sql.needs_contexts = true;
             sql.only_rollup_terms = false;
         }
         for (field, prefix) in &filter.context_prefixes {
-            let path = sql.bind(Box::new(json_path(field)));
+            let path = sql.bind(Box::new(sql.dialect.json_path(field)));
             let pattern = sql.bind(Box::new(format!("{}%", like_escape(prefix))));
             sql.conditions.push(format!(
-                "CAST(json_extract(ctx.body, {path}) AS TEXT) LIKE {pattern} ESCAPE '\\'"
+                "{} LIKE {pattern} ESCAPE '\\'",
+                sql.dialect.json_path_text("ctx.body", &path)
             ));
             sql.needs_contexts = true;
             sql.only_rollup_terms = false;
@@ -453,8 +478,9 @@ impl Cache {
                 .iter()
                 .map(|(index, relations)| {
                     format!(
-                        "(c.relation_id IN ({}) AND json_type(c.before, '$.\"{index}\"') IS NOT NULL)",
-                        join_ids(relations)
+                        "(c.relation_id IN ({}) AND {})",
+                        join_ids(relations),
+                        sql.dialect.json_has("c.before", *index)
                     )
                 })
                 .collect();
@@ -465,7 +491,7 @@ impl Cache {
             sql.only_rollup_terms = false;
         }
         if let Some(xid) = filter.xid {
-            let placeholder = sql.bind(Box::new(xid.0));
+            let placeholder = sql.bind(Box::new(i64::from(xid.0)));
             sql.conditions.push(format!("t.xid = {placeholder}"));
             sql.needs_transactions = true;
             sql.only_rollup_terms = false;
@@ -522,12 +548,16 @@ impl Cache {
                     }
                     let indexed = self.search_by_reference(table.as_ref(), column)?;
                     let value = sql.bind(Box::new(value.clone()));
+                    let dialect = sql.dialect;
                     let alternatives: Vec<String> = by_position
                         .iter()
                         .map(|(index, relations)| {
                             format!(
-                                "(c.relation_id IN ({}) AND (json_extract(c.after, '$[{index}]') = {value} OR json_extract(c.before, CASE c.op WHEN 'U' THEN '$.\"{index}\"' ELSE '$[{index}]' END) = {value}))",
-                                join_ids(relations)
+                                "(c.relation_id IN ({}) AND ({} = {value} OR (CASE c.op WHEN 'U' THEN {} ELSE {} END) = {value}))",
+                                join_ids(relations),
+                                dialect.json_element("c.after", *index),
+                                dialect.json_member("c.before", *index),
+                                dialect.json_element("c.before", *index),
                             )
                         })
                         .collect();
@@ -537,9 +567,10 @@ impl Cache {
                         // read as they are.
                         Some((links, covered)) => format!(
                             "((c.id <= {covered} AND c.id IN (SELECT r.change_id FROM refs r
-                                 WHERE r.link_id IN ({}) AND r.value = json_array({value})))
+                                 WHERE r.link_id IN ({}) AND r.value = {}))
                               OR (c.id > {covered} AND {images}))",
-                            join_ids(&links)
+                            join_ids(&links),
+                            dialect.json_array(&[format!("CAST({value} AS TEXT)")])
                         ),
                         None => images,
                     });
@@ -595,7 +626,10 @@ impl Cache {
                             vec![format!("c.relation_id IN ({})", join_ids(&relations))];
                         for (position, (_, value)) in positions.iter().zip(pairs) {
                             let value = sql.bind(Box::new(value.clone()));
-                            parts.push(format!("json_extract(c.key, '$[{position}]') = {value}"));
+                            parts.push(format!(
+                                "{} = {value}",
+                                sql.dialect.json_element("c.key", *position)
+                            ));
                         }
                         alternatives.push(format!("({})", parts.join(" AND ")));
                     }
@@ -611,12 +645,11 @@ impl Cache {
     pub(super) fn all_relations(&self) -> Result<Vec<(i64, i64, Arc<RelationSchema>)>, StoreError> {
         let ids: Vec<(i64, i64)> = self
             .connection
-            .prepare_cached("SELECT id, table_id FROM relations ORDER BY id")
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect()
-            })
+            .query_map(
+                "SELECT id, table_id FROM relations ORDER BY id",
+                &[],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .context(&self.path, "reading schema versions")?;
         ids.into_iter()
             .map(|(id, table_id)| Ok((id, table_id, self.relation(id)?)))
@@ -627,23 +660,15 @@ impl Cache {
     pub(crate) fn changes_where(
         &self,
         condition: &str,
-        params: &[&dyn ToSql],
+        params: &[&dyn ToDb],
         order: &str,
     ) -> Result<Vec<LoggedChange>, StoreError> {
         let sql = format!("{CHANGE_SELECT} WHERE {condition} {order}");
-        let mut statement = self
+        let rows = self
             .connection
-            .prepare_cached(&sql)
+            .query_map(&sql, params, StoredRow::read)
             .context(&self.path, "reading changes")?;
-        let rows = statement
-            .query_map(params, StoredRow::read)
-            .context(&self.path, "reading changes")?;
-        let mut changes = Vec::new();
-        for row in rows {
-            let row = row.context(&self.path, "reading changes")?;
-            changes.push(self.hydrate(row)?);
-        }
-        Ok(changes)
+        rows.into_iter().map(|row| self.hydrate(row)).collect()
     }
 
     /// Outlines of the changes matching an SQL condition over `changes c`: everything but the
@@ -655,22 +680,14 @@ impl Cache {
     pub(crate) fn outlines_where(
         &self,
         condition: &str,
-        params: &[&dyn ToSql],
+        params: &[&dyn ToDb],
     ) -> Result<Vec<LoggedChange>, StoreError> {
         let sql = format!("{OUTLINE_SELECT} WHERE {condition}");
-        let mut statement = self
+        let rows = self
             .connection
-            .prepare_cached(&sql)
+            .query_map(&sql, params, OutlineRow::read)
             .context(&self.path, "reading changes")?;
-        let rows = statement
-            .query_map(params, OutlineRow::read)
-            .context(&self.path, "reading changes")?;
-        let mut changes = Vec::new();
-        for row in rows {
-            let row = row.context(&self.path, "reading changes")?;
-            changes.push(self.outline(row)?);
-        }
-        Ok(changes)
+        rows.into_iter().map(|row| self.outline(row)).collect()
     }
 
     fn outline(&self, row: OutlineRow) -> Result<LoggedChange, StoreError> {
@@ -708,7 +725,7 @@ impl Cache {
         Ok(change)
     }
 
-    pub(crate) fn connection(&self) -> &Connection {
+    pub(crate) fn connection(&self) -> &Db {
         &self.connection
     }
 
@@ -727,15 +744,12 @@ impl Cache {
     pub fn counts(&self) -> Result<Vec<(TableName, Op, i64)>, StoreError> {
         let rows: Vec<(i64, String, i64)> = self
             .connection
-            .prepare(
+            .query_map(
                 "SELECT max(relation_id), op, count(*) FROM changes GROUP BY table_id, op
                  ORDER BY table_id, op",
+                &[],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                    .collect()
-            })
             .context(&self.path, "counting changes")?;
         rows.into_iter()
             .map(|(relation_id, op, count)| {
@@ -850,7 +864,7 @@ struct OutlineRow {
 }
 
 impl OutlineRow {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(row: &DbRow<'_>) -> Result<Self, DbError> {
         Ok(Self {
             stored: StoredRow::read(row)?,
             key: row.get(16)?,
@@ -877,7 +891,7 @@ struct StoredRow {
 }
 
 impl StoredRow {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(row: &DbRow<'_>) -> Result<Self, DbError> {
         Ok(Self {
             id: row.get(0)?,
             lsn: row.get(1)?,
@@ -899,15 +913,6 @@ impl StoredRow {
             table_id: row.get(15)?,
         })
     }
-}
-
-/// A JSON path for SQLite's `json_extract` from a dotted field name: `user.id` → `$."user"."id"`.
-fn json_path(field: &str) -> String {
-    let mut path = String::from("$");
-    for part in field.split('.') {
-        path.push_str(&format!(".\"{}\"", part.replace('"', "\\\"")));
-    }
-    path
 }
 
 /// Matches a user's key (column → JSON string or number) to a schema's key columns.
@@ -948,16 +953,4 @@ pub(crate) fn resolve_key(
             ))),
         })
         .collect()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_paths_quote_each_part() {
-        assert_eq!(json_path("user"), "$.\"user\"");
-        assert_eq!(json_path("actor.id"), "$.\"actor\".\"id\"");
-    }
 }

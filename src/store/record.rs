@@ -7,13 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, params};
-
 use crate::model::{
     ChangeId, Image, LoggedChange, Lsn, Moment, Op, RecordChanges, TableChange, TableName, Xid,
     after_image,
 };
 
+use super::db::{Query, ToDb};
 use super::reader::Cache;
 use super::{SqliteContext, StoreError};
 
@@ -21,8 +20,7 @@ use super::{SqliteContext, StoreError};
 const NO_KEY: &str = "[]";
 
 /// Reads the changes matching an SQL condition over `changes c` (whole, or as outlines).
-type ReadChanges<'a> =
-    dyn Fn(&str, &[&dyn rusqlite::ToSql]) -> Result<Vec<LoggedChange>, StoreError> + 'a;
+type ReadChanges<'a> = dyn Fn(&str, &[&dyn ToDb]) -> Result<Vec<LoggedChange>, StoreError> + 'a;
 
 /// A record of one table, by its key as stored (`["7"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,13 +36,12 @@ impl Cache {
     pub fn resolve_moment(&self, moment: Moment) -> Result<ChangeId, StoreError> {
         let first: Option<(i64, i64, i64)> = self
             .connection()
-            .query_row(
+            .query_opt(
                 "SELECT c.id, t.committed_at, t.commit_lsn FROM changes c
                  JOIN transactions t ON t.id = c.tx_id ORDER BY c.id LIMIT 1",
-                [],
+                &[],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
-            .optional()
             .context(self.path(), "reading where history starts")?;
         let Some((first_id, first_time, first_lsn)) = first else {
             return Err(StoreError::EmptyHistory);
@@ -60,7 +57,7 @@ impl Cache {
             self.connection()
                 .query_row(
                     "SELECT max(id) FROM changes WHERE tx_id = ?1",
-                    [tx_id],
+                    &[&tx_id],
                     |row| row.get(0),
                 )
                 .context(self.path(), "resolving a moment")
@@ -76,7 +73,7 @@ impl Cache {
                     .query_row(
                         "SELECT id FROM transactions WHERE committed_at <= ?1
                          ORDER BY committed_at DESC, id DESC LIMIT 1",
-                        [micros],
+                        &[&micros],
                         |row| row.get(0),
                     )
                     .context(self.path(), "resolving a moment")?;
@@ -88,13 +85,12 @@ impl Cache {
                 }
                 let streamed: Option<i64> = self
                     .connection()
-                    .query_row(
+                    .query_opt(
                         "SELECT id FROM transactions WHERE is_baseline = 0 AND commit_lsn <= ?1
                          ORDER BY commit_lsn DESC LIMIT 1",
-                        [lsn as i64],
+                        &[&(lsn as i64)],
                         |row| row.get(0),
                     )
-                    .optional()
                     .context(self.path(), "resolving a moment")?;
                 match streamed {
                     Some(tx) => last_change_of(tx)?,
@@ -103,8 +99,8 @@ impl Cache {
                         .query_row(
                             "SELECT max(c.id) FROM changes c JOIN transactions t ON t.id = c.tx_id
                              WHERE t.is_baseline = 1 AND t.commit_lsn <= ?1",
-                            [lsn as i64],
-                            |row| row.get::<_, Option<i64>>(0),
+                            &[&(lsn as i64)],
+                            |row| row.get::<Option<i64>>(0),
                         )
                         .context(self.path(), "resolving a moment")?
                         .ok_or_else(before_start)?,
@@ -136,16 +132,15 @@ impl Cache {
         let key = self.resolve_key(table, key)?;
         let holder: Option<i64> = self
             .connection()
-            .query_row(
+            .query_opt(
                 &format!(
                     "SELECT c.table_id FROM changes c WHERE {} AND c.key = ?1
                      ORDER BY c.id DESC LIMIT 1",
                     Self::table_condition(&table_ids)
                 ),
-                [&key],
+                &[&key],
                 |row| row.get(0),
             )
-            .optional()
             .context(self.path(), "finding a record")?;
         let table_id = holder.or(table_ids.last().copied());
         Ok(RecordRef {
@@ -198,10 +193,13 @@ impl Cache {
         let tables = Self::table_condition(&record.table_ids);
         let moved = |condition: &str| -> Result<bool, StoreError> {
             self.connection()
-                .prepare_cached(&format!(
-                    "SELECT EXISTS (SELECT 1 FROM changes c WHERE {tables} AND {condition})"
-                ))
-                .and_then(|mut statement| statement.query_row([&record.key], |row| row.get(0)))
+                .query_row(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM changes c WHERE {tables} AND {condition})"
+                    ),
+                    &[&record.key],
+                    |row| row.get(0),
+                )
                 .context(self.path(), "following key changes")
         };
         if moved("c.key = ?1 AND c.old_key IS NOT NULL")? || moved("c.old_key = ?1")? {
@@ -209,16 +207,15 @@ impl Cache {
         }
         let ids: Vec<i64> = self
             .connection()
-            .prepare_cached(&format!(
-                "SELECT c.id FROM changes c WHERE {tables} AND c.key = ?1
-                     AND c.op IN ('I', 'U', 'D', 'S')
-                 ORDER BY c.id"
-            ))
-            .and_then(|mut statement| {
-                statement
-                    .query_map([&record.key], |row| row.get(0))?
-                    .collect()
-            })
+            .query_map(
+                &format!(
+                    "SELECT c.id FROM changes c WHERE {tables} AND c.key = ?1
+                         AND c.op IN ('I', 'U', 'D', 'S')
+                     ORDER BY c.id"
+                ),
+                &[&record.key],
+                |row| row.get(0),
+            )
             .context(self.path(), "reading a record's history")?;
         Ok(Some(ids.into_iter().map(ChangeId).collect()))
     }
@@ -300,10 +297,7 @@ impl Cache {
                 let placeholders: Vec<String> =
                     (1..=chunk.len()).map(|index| format!("?{index}")).collect();
                 let list = placeholders.join(",");
-                let bound: Vec<&dyn rusqlite::ToSql> = chunk
-                    .iter()
-                    .map(|key| key as &dyn rusqlite::ToSql)
-                    .collect();
+                let bound: Vec<&dyn ToDb> = chunk.iter().map(|key| key as &dyn ToDb).collect();
                 for change in self.changes_where(
                     &format!(
                         "c.id IN (SELECT k.id FROM changes k WHERE k.table_id IN ({tables}) AND k.key IN ({list})
@@ -344,15 +338,14 @@ impl Cache {
             let list: Vec<String> = chunk.iter().map(|id| id.0.to_string()).collect();
             let rows: Vec<(i64, i64, String)> = self
                 .connection()
-                .prepare(&format!(
-                    "SELECT relation_id, table_id, key FROM changes WHERE id IN ({})",
-                    list.join(",")
-                ))
-                .and_then(|mut statement| {
-                    statement
-                        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                        .collect()
-                })
+                .query_map(
+                    &format!(
+                        "SELECT relation_id, table_id, key FROM changes WHERE id IN ({})",
+                        list.join(",")
+                    ),
+                    &[],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
                 .context(self.path(), "reading changes")?;
             for (relation_id, table_id, key) in rows {
                 let schema = self.relation(relation_id)?;
@@ -384,13 +377,8 @@ impl Cache {
             Self::table_condition(table_ids)
         );
         self.connection()
-            .prepare_cached(&sql)
-            .and_then(|mut statement| {
-                statement
-                    .query_map(params![key, lower, upper], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .collect()
+            .query_map(&sql, &[&key, &lower, &upper], |row| {
+                Ok((row.get(0)?, row.get(1)?))
             })
             .context(self.path(), "following key changes")
     }
@@ -427,20 +415,19 @@ impl Cache {
         let ids = Self::id_list(&record.table_ids);
         let removed_since: Option<i64> = self
             .connection()
-            .query_row(
+            .query_opt(
                 &format!(
                     "SELECT id FROM (
                        SELECT m.id FROM changes m WHERE m.table_id IN ({ids}) AND m.old_key = ?1
                            AND m.old_key IS NOT NULL AND m.id > ?2 AND m.id <= ?3
                        UNION ALL
                        SELECT t.id FROM changes t WHERE t.table_id IN ({ids}) AND t.key = '{NO_KEY}'
-                           AND t.op IN ('T', 'G') AND t.id > ?2 AND t.id <= ?3)
+                           AND t.op IN ('T', 'G') AND t.id > ?2 AND t.id <= ?3) AS removed
                      LIMIT 1"
                 ),
-                params![key, latest.id.0, cut.0],
+                &[&key, &latest.id.0, &cut.0],
                 |row| row.get(0),
             )
-            .optional()
             .context(self.path(), "reading a record")?;
         if removed_since.is_some() || self.dropped_by(latest.table_id, cut)? {
             return Ok(None);
@@ -454,7 +441,7 @@ impl Cache {
             .connection()
             .query_row(
                 "SELECT dropped_change FROM tables WHERE id = ?1",
-                [table_id],
+                &[&table_id],
                 |row| row.get(0),
             )
             .context(self.path(), "reading a table")?;
@@ -473,16 +460,15 @@ impl Cache {
         loop {
             let moved: Option<(i64, String)> = self
                 .connection()
-                .query_row(
+                .query_opt(
                     &format!(
                         "SELECT c.id, c.key FROM changes c
                          WHERE {tables} AND c.old_key = ?1 AND c.old_key IS NOT NULL AND c.id > ?2
                          ORDER BY c.id LIMIT 1"
                     ),
-                    params![key, after],
+                    &[&key, &after],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
-                .optional()
                 .context(self.path(), "following key changes")?;
             match moved {
                 Some((id, new_key)) => {
@@ -504,7 +490,7 @@ impl Cache {
                         SELECT max(k.id) AS id FROM changes k WHERE k.table_id IN ({ids}) AND k.key = ?1
                         UNION ALL
                         SELECT max(t.id) FROM changes t WHERE t.table_id IN ({ids})
-                            AND t.key = '{NO_KEY}' AND t.op IN ('T', 'G')))",
+                            AND t.key = '{NO_KEY}' AND t.op IN ('T', 'G')) AS newest)",
                     ids = Self::id_list(&record.table_ids)
                 ),
                 &[&moved_record.key],
@@ -521,7 +507,7 @@ impl Cache {
     pub fn newest_change(&self) -> Result<ChangeId, StoreError> {
         let id: Option<i64> = self
             .connection()
-            .query_row("SELECT max(id) FROM changes", [], |row| row.get(0))
+            .query_row("SELECT max(id) FROM changes", &[], |row| row.get(0))
             .context(self.path(), "reading the newest change")?;
         id.map(ChangeId).ok_or(StoreError::EmptyHistory)
     }
@@ -575,21 +561,20 @@ impl Cache {
             .connection()
             .query_row(
                 &format!("SELECT coalesce(max(c.id), 0) FROM changes c WHERE {tables} AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id <= ?1"),
-                [cut.0],
+                &[&cut.0],
                 |row| row.get(0),
             )
             .context(self.path(), "reading a table")?;
         let mut moved_out: HashMap<String, Vec<i64>> = HashMap::new();
         let moves: Vec<(String, i64)> = self
             .connection()
-            .prepare(&format!(
-                "SELECT c.old_key, c.id FROM changes c WHERE {tables} AND c.old_key IS NOT NULL AND c.id <= ?1"
-            ))
-            .and_then(|mut statement| {
-                statement
-                    .query_map([cut.0], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect()
-            })
+            .query_map(
+                &format!(
+                    "SELECT c.old_key, c.id FROM changes c WHERE {tables} AND c.old_key IS NOT NULL AND c.id <= ?1"
+                ),
+                &[&cut.0],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .context(self.path(), "reading a table")?;
         for (key, id) in moves {
             moved_out.entry(key).or_default().push(id);
@@ -598,18 +583,15 @@ impl Cache {
         loop {
             let page: Vec<(String, i64)> = self
                 .connection()
-                .prepare_cached(&format!(
-                    "SELECT c.key, max(c.id) FROM changes c
-                     WHERE {tables} AND c.id <= ?1 AND c.key > ?2
-                     GROUP BY c.key ORDER BY c.key LIMIT {PAGE}"
-                ))
-                .and_then(|mut statement| {
-                    statement
-                        .query_map(params![cut.0, after_key], |row| {
-                            Ok((row.get(0)?, row.get(1)?))
-                        })?
-                        .collect()
-                })
+                .query_map(
+                    &format!(
+                        "SELECT c.key, max(c.id) FROM changes c
+                         WHERE {tables} AND c.id <= ?1 AND c.key > ?2
+                         GROUP BY c.key ORDER BY c.key LIMIT {PAGE}"
+                    ),
+                    &[&cut.0, &after_key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
                 .context(self.path(), "reading a table")?;
             let Some((last_key, _)) = page.last() else {
                 break;
@@ -647,8 +629,11 @@ impl Cache {
     fn has_one_key(&self, table_id: i64) -> Result<bool, StoreError> {
         let ids: Vec<i64> = self
             .connection()
-            .prepare_cached("SELECT id FROM relations WHERE table_id = ?1")
-            .and_then(|mut statement| statement.query_map([table_id], |row| row.get(0))?.collect())
+            .query_map(
+                "SELECT id FROM relations WHERE table_id = ?1",
+                &[&table_id],
+                |row| row.get(0),
+            )
             .context(self.path(), "reading schema versions")?;
         let mut keys = Vec::new();
         for id in ids {
@@ -682,12 +667,11 @@ impl Cache {
     pub fn transaction_changes(&self, xid: Xid) -> Result<Vec<LoggedChange>, StoreError> {
         let transactions: Vec<(i64, i64)> = self
             .connection()
-            .prepare("SELECT id, committed_at FROM transactions WHERE xid = ?1 ORDER BY id")
-            .and_then(|mut statement| {
-                statement
-                    .query_map([xid.0], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect()
-            })
+            .query_map(
+                "SELECT id, committed_at FROM transactions WHERE xid = ?1 ORDER BY id",
+                &[&xid.0],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .context(self.path(), "finding a transaction")?;
         match transactions.as_slice() {
             [] => Err(StoreError::UnknownTransaction { xid }),
@@ -708,6 +692,27 @@ impl Cache {
     ) -> Result<Vec<RecordChanges>, StoreError> {
         let mut grouped: HashSet<ChangeId> = HashSet::new();
         let mut groups = Vec::new();
+        // The truncates (and gaps) of each table after its oldest given change: read once per
+        // table, not once per record.
+        let mut oldest: BTreeMap<i64, i64> = BTreeMap::new();
+        for change in changes {
+            let first = oldest.entry(change.table_id).or_insert(change.id.0);
+            *first = (*first).min(change.id.0);
+        }
+        let mut truncates: HashMap<i64, Vec<LoggedChange>> = HashMap::new();
+        for (table_id, first) in oldest {
+            truncates.insert(
+                table_id,
+                self.changes_where(
+                    &format!(
+                        "{} AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id > ?1",
+                        Self::table_condition(&[table_id])
+                    ),
+                    &[&first],
+                    "",
+                )?,
+            );
+        }
         for change in changes {
             if grouped.contains(&change.id) {
                 continue;
@@ -721,7 +726,6 @@ impl Cache {
             }
             let table_ids = vec![change.table_id];
             let table_ids = &table_ids;
-            let tables = Self::table_condition(table_ids);
             let mut keys: Vec<String> =
                 vec![super::codec::encode_key(&change.change.key(&change.schema))];
             let mut found: BTreeMap<ChangeId, LoggedChange> = BTreeMap::new();
@@ -742,12 +746,13 @@ impl Cache {
                 }
             }
             let first = change.id;
-            for truncate in self.changes_where(
-                &format!("{tables} AND c.key = '{NO_KEY}' AND c.op IN ('T', 'G') AND c.id > ?1"),
-                &[&first.0],
-                "",
-            )? {
-                found.insert(truncate.id, truncate);
+            for truncate in truncates
+                .get(&change.table_id)
+                .into_iter()
+                .flatten()
+                .filter(|truncate| truncate.id > first)
+            {
+                found.insert(truncate.id, truncate.clone());
             }
             grouped.extend(found.keys().copied());
             groups.push(RecordChanges(found.into_values().collect()));

@@ -10,10 +10,9 @@
 //! it ended on each later read, in batches of its own write transactions (capture, which writes
 //! too, waits at most for one batch); a search only reads it.
 
-use rusqlite::{OptionalExtension, params};
-
 use crate::model::{ChangeId, Link, Value};
 
+use super::db::{Query, ToDb};
 use super::reader::Cache;
 use super::{SqliteContext, StoreError};
 
@@ -47,28 +46,27 @@ impl Cache {
             Ok(Some(id)) => id,
             Ok(None) => return Ok(Some(Vec::new())),
             Err(error) => {
-                tracing::warn!("the index of references cannot be extended: {error}");
+                match self.is_shared() {
+                    true => tracing::debug!("reading without the index of references: {error}"),
+                    false => tracing::warn!("the index of references cannot be extended: {error}"),
+                }
                 return Ok(None);
             }
         };
         let placeholders: Vec<String> = (0..link.columns.len())
-            .map(|index| format!("?{}", index + 2))
+            .map(|index| format!("CAST(?{} AS TEXT)", index + 2))
             .collect();
         let sql = format!(
-            "SELECT change_id FROM refs WHERE link_id = ?1 AND value = json_array({})",
-            placeholders.join(", ")
+            "SELECT change_id FROM refs WHERE link_id = ?1 AND value = {}",
+            self.connection().dialect().json_array(&placeholders)
         );
-        let mut statement = self
-            .connection()
-            .prepare_cached(&sql)
-            .context(self.path(), "reading the index of references")?;
         let mut found = Vec::new();
         for row in &texts {
-            let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&link_id];
-            bound.extend(row.iter().map(|text| text as &dyn rusqlite::ToSql));
-            let ids = statement
-                .query_map(bound.as_slice(), |row| row.get::<_, i64>(0))
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            let mut bound: Vec<&dyn ToDb> = vec![&link_id];
+            bound.extend(row.iter().map(|text| text as &dyn ToDb));
+            let ids = self
+                .connection()
+                .query_map(&sql, &bound, |row| row.get::<i64>(0))
                 .context(self.path(), "reading the index of references")?;
             found.extend(ids.into_iter().map(ChangeId));
         }
@@ -115,12 +113,11 @@ impl Cache {
         for link in links.iter().filter(|link| with_column.contains(&link.from)) {
             let known: Option<(i64, i64)> = self
                 .connection()
-                .query_row(
+                .query_opt(
                     "SELECT id, indexed_to FROM ref_links WHERE definition = ?1",
-                    [super::related::link_json(link)],
+                    &[&super::related::link_json(link)],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
-                .optional()
                 .context(self.path(), "reading the index of references")?;
             let Some((id, reach)) = known else {
                 return Ok(None);
@@ -138,10 +135,9 @@ impl Cache {
         // below it, so every change indexed below belongs to a version read next.
         let newest: i64 = self
             .connection()
-            .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |row| {
+            .query_opt("SELECT coalesce(max(id), 0) FROM changes", &[], |row| {
                 row.get(0)
             })
-            .optional()
             .context(self.path(), "reading the newest change")?
             .unwrap_or(0);
         let table_ids = match self.find_table(&link.from) {
@@ -166,14 +162,33 @@ impl Cache {
         }
         let definition = super::related::link_json(link);
         let connection = self.connection();
-        let known = |connection: &rusqlite::Connection| {
-            connection
+        if connection.dialect() == super::db::Dialect::Postgres {
+            // A role that may only read a shared store reads without the index; asking first
+            // keeps a refused write from ending the read transaction around this one.
+            let may_write: bool = connection
                 .query_row(
-                    "SELECT id, indexed_to FROM ref_links WHERE definition = ?1",
-                    [&definition],
-                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                    "SELECT has_table_privilege('refs', 'INSERT')
+                        AND has_table_privilege('ref_links', 'INSERT')
+                        AND has_table_privilege('ref_links', 'UPDATE')",
+                    &[],
+                    |row| row.get(0),
                 )
-                .optional()
+                .context(self.path(), "reading the index of references")?;
+            if !may_write {
+                return Err(StoreError::Remote {
+                    location: self.path().display().to_string(),
+                    action: "extending the index of references",
+                    reason: "this role may not write it".to_owned(),
+                });
+            }
+        }
+        let known = |connection: &super::db::Db| {
+            connection
+                .query_opt(
+                    "SELECT id, indexed_to FROM ref_links WHERE definition = ?1",
+                    &[&definition],
+                    |row| Ok((row.get::<i64>(0)?, row.get::<i64>(1)?)),
+                )
                 .context(self.path(), "reading the index of references")
         };
         // Written only when the link is new or the index is behind: most reads write nothing.
@@ -184,7 +199,7 @@ impl Cache {
                     .execute(
                         "INSERT INTO ref_links (definition, indexed_to) VALUES (?1, 0)
                          ON CONFLICT (definition) DO NOTHING",
-                        [&definition],
+                        &[&definition],
                     )
                     .context(self.path(), "starting an index of references")?;
                 known(connection)?.ok_or_else(|| self.damaged("an index of references".into()))?
@@ -194,48 +209,53 @@ impl Cache {
         while indexed_to < newest {
             let upper = (indexed_to + BATCH).min(newest);
             let transaction = connection
-                .unchecked_transaction()
+                .transaction()
                 .context(self.path(), "extending the index of references")?;
             for (relation_id, positions) in &versions {
                 // An update's before-image holds only the columns it changed, by position.
                 // An update's before-image holds only the columns it changed: the others are as
                 // in its after-image.
-                let images = [
-                    ("json_extract(c.after, '$[{}]')", "c.after IS NOT NULL"),
-                    (
-                        "CASE c.op WHEN 'U' THEN coalesce(json_extract(c.before, '$.\"{}\"'), json_extract(c.after, '$[{}]'))
-                         ELSE json_extract(c.before, '$[{}]') END",
-                        "c.before IS NOT NULL",
-                    ),
+                let dialect = connection.dialect();
+                let after = |position: usize| dialect.json_element("c.after", position);
+                let before = |position: usize| {
+                    format!(
+                        "CASE c.op WHEN 'U' THEN coalesce({}, {}) ELSE {} END",
+                        dialect.json_member("c.before", position),
+                        dialect.json_element("c.after", position),
+                        dialect.json_element("c.before", position)
+                    )
+                };
+                let images: [(&dyn Fn(usize) -> String, &str); 2] = [
+                    (&after, "c.after IS NOT NULL"),
+                    (&before, "c.before IS NOT NULL"),
                 ];
                 for (value, present) in images {
-                    let values: Vec<String> = positions
-                        .iter()
-                        .map(|position| value.replace("{}", &position.to_string()))
-                        .collect();
+                    let values: Vec<String> =
+                        positions.iter().map(|position| value(*position)).collect();
                     let known: Vec<String> = values
                         .iter()
                         .map(|value| format!("{value} IS NOT NULL"))
                         .collect();
-                    transaction
+                    connection
                         .execute(
                             &format!(
-                                "INSERT OR IGNORE INTO refs (link_id, value, change_id)
-                                 SELECT ?1, json_array({}), c.id FROM changes c
+                                "INSERT INTO refs (link_id, value, change_id)
+                                 SELECT CAST(?1 AS BIGINT), {}, c.id FROM changes c
                                  WHERE c.relation_id = ?2 AND c.id > ?3 AND c.id <= ?4
-                                   AND {present} AND {}",
-                                values.join(", "),
+                                   AND {present} AND {}
+                                 ON CONFLICT DO NOTHING",
+                                dialect.json_array(&values),
                                 known.join(" AND ")
                             ),
-                            params![link_id, relation_id, indexed_to, upper],
+                            &[&link_id, &relation_id, &indexed_to, &upper],
                         )
                         .context(self.path(), "extending the index of references")?;
                 }
             }
-            transaction
+            connection
                 .execute(
                     "UPDATE ref_links SET indexed_to = ?2 WHERE id = ?1",
-                    params![link_id, upper],
+                    &[&link_id, &upper],
                 )
                 .context(self.path(), "extending the index of references")?;
             transaction

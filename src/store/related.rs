@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::model::{ChangeId, Link, LoggedChange, RelationSchema, TableName};
 
+use super::db::Query;
 use super::reader::Cache;
 use super::{SqliteContext, StoreError};
 
@@ -19,12 +20,7 @@ impl Cache {
         let mut links = BTreeSet::new();
         let definitions: Vec<String> = self
             .connection()
-            .prepare("SELECT definition FROM relations")
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()
-            })
+            .query_map("SELECT definition FROM relations", &[], |row| row.get(0))
             .context(self.path(), "reading foreign keys")?;
         for definition in definitions {
             let schema: RelationSchema =
@@ -46,15 +42,14 @@ impl Cache {
         let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let definitions: Vec<String> = self
             .connection()
-            .prepare(&format!(
-                "SELECT definition FROM relations WHERE table_id IN ({}) ORDER BY id",
-                list.join(",")
-            ))
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()
-            })
+            .query_map(
+                &format!(
+                    "SELECT definition FROM relations WHERE table_id IN ({}) ORDER BY id",
+                    list.join(",")
+                ),
+                &[],
+                |row| row.get(0),
+            )
             .context(self.path(), "reading a table's columns")?;
         let mut columns: Vec<String> = Vec::new();
         for definition in definitions {
@@ -95,7 +90,7 @@ impl Cache {
                     "SELECT count(*) FROM relations WHERE table_id IN ({})",
                     list.join(",")
                 ),
-                [],
+                &[],
                 |row| row.get(0),
             )
             .context(self.path(), "reading schema versions")?;
@@ -106,11 +101,8 @@ impl Cache {
     pub fn user_links(&self) -> Result<Vec<Link>, StoreError> {
         let definitions: Vec<String> = self
             .connection()
-            .prepare("SELECT definition FROM links ORDER BY id")
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()
+            .query_map("SELECT definition FROM links ORDER BY id", &[], |row| {
+                row.get(0)
             })
             .context(self.path(), "reading links")?;
         definitions
@@ -132,7 +124,7 @@ impl Cache {
             .execute(
                 "INSERT INTO links (definition, created_at) VALUES (?1, ?2)
                  ON CONFLICT (definition) DO NOTHING",
-                [&definition, &chrono::Utc::now().to_rfc3339()],
+                &[&definition, &chrono::Utc::now().to_rfc3339()],
             )
             .context(self.path(), "saving a link")?;
         Ok(added > 0)
@@ -142,7 +134,10 @@ impl Cache {
     pub fn remove_link(&self, link: &Link) -> Result<bool, StoreError> {
         let removed = self
             .connection()
-            .execute("DELETE FROM links WHERE definition = ?1", [link_json(link)])
+            .execute(
+                "DELETE FROM links WHERE definition = ?1",
+                &[&link_json(link)],
+            )
             .context(self.path(), "removing a link")?;
         Ok(removed > 0)
     }

@@ -4,10 +4,10 @@
 //! into memory.
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::ToSql;
 
 use crate::model::{ChangeId, LoggedChange};
 
+use super::db::{Dialect, Query, ToDb};
 use super::reader::{Cache, LogFilter};
 use super::{SqliteContext, StoreError};
 
@@ -23,27 +23,44 @@ impl Cache {
         top: ChangeId,
         mut visit: impl FnMut(ChangeId) -> bool,
     ) -> Result<(), StoreError> {
+        /// Ids per query on a shared store, which sends each result whole.
+        const PAGE: i64 = 50_000;
         let sql = self.filter_sql(filter)?;
-        let query = format!(
-            "SELECT c.id {} WHERE {} AND c.id <= {} ORDER BY c.id DESC",
-            sql.from(),
-            sql.condition,
-            top.0
-        );
-        let mut statement = self
-            .connection()
-            .prepare(&query)
-            .context(self.path(), "scanning the timeline")?;
-        let mut rows = statement
-            .query(sql.params().as_slice())
-            .context(self.path(), "scanning the timeline")?;
-        while let Some(row) = rows.next().context(self.path(), "scanning the timeline")? {
-            let id: i64 = row.get(0).context(self.path(), "scanning the timeline")?;
-            if !visit(ChangeId(id)) {
-                break;
+        let params = sql.params();
+        if self.connection().dialect() == Dialect::Sqlite {
+            // A cache file streams the ids: one query, stopped when `visit` has enough.
+            let query = format!(
+                "SELECT c.id {} WHERE {} AND c.id <= {} ORDER BY c.id DESC",
+                sql.from(),
+                sql.condition,
+                top.0
+            );
+            return self
+                .connection()
+                .for_each(&query, &params, |row| Ok(visit(ChangeId(row.get(0)?))))
+                .context(self.path(), "scanning the timeline");
+        }
+        let mut below = top.0.saturating_add(1);
+        loop {
+            let query = format!(
+                "SELECT c.id {} WHERE {} AND c.id < {below} ORDER BY c.id DESC LIMIT {PAGE}",
+                sql.from(),
+                sql.condition,
+            );
+            let ids: Vec<i64> = self
+                .connection()
+                .query_map(&query, &params, |row| row.get(0))
+                .context(self.path(), "scanning the timeline")?;
+            for id in &ids {
+                if !visit(ChangeId(*id)) {
+                    return Ok(());
+                }
+            }
+            match ids.last() {
+                Some(last) if ids.len() as i64 == PAGE => below = *last,
+                _ => return Ok(()),
             }
         }
-        Ok(())
     }
 
     /// Up to `count` changes matching `filter`, newest first, starting `skip` matches below `top`
@@ -78,12 +95,7 @@ impl Cache {
         );
         let params = sql.params();
         self.connection()
-            .prepare(&query)
-            .and_then(|mut statement| {
-                statement
-                    .query_map(params.as_slice(), |row| row.get::<_, i64>(0).map(ChangeId))?
-                    .collect()
-            })
+            .query_map(&query, &params, |row| row.get::<i64>(0).map(ChangeId))
             .context(self.path(), "reading new changes")
     }
 
@@ -105,9 +117,7 @@ impl Cache {
         );
         let (newest, count): (Option<i64>, i64) = self
             .connection()
-            .query_row(&query, params.as_slice(), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+            .query_row(&query, &params, |row| Ok((row.get(0)?, row.get(1)?)))
             .context(self.path(), "reading a transaction's rows")?;
         Ok(newest.map(|newest| (ChangeId(newest), count.max(0) as u64)))
     }
@@ -129,7 +139,7 @@ impl Cache {
         );
         let count: i64 = self
             .connection()
-            .query_row(&query, sql.params().as_slice(), |row| row.get(0))
+            .query_row(&query, &sql.params(), |row| row.get(0))
             .context(self.path(), "counting changes")?;
         Ok(count.max(0) as u64)
     }
@@ -140,7 +150,7 @@ impl Cache {
             .connection()
             .query_row(
                 "SELECT min(committed_at), max(committed_at) FROM transactions",
-                [],
+                &[],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .context(self.path(), "reading the time span")?;
@@ -188,31 +198,19 @@ impl Cache {
             if let Some(ids) = &sql.table_ids {
                 conditions.push(format!("table_id IN ({})", ids.join(",")));
             }
-            let op: Vec<&dyn ToSql> = sql.op.iter().map(|op| op as &dyn ToSql).collect();
+            let op: Vec<&dyn ToDb> = sql.op.iter().map(|op| op as &dyn ToDb).collect();
             if sql.op.is_some() {
                 conditions.push("op = ?1".to_owned());
             }
             let query = format!(
-                "SELECT minute, sum(count) FROM change_minutes WHERE {} GROUP BY minute",
+                "SELECT minute, CAST(sum(count) AS BIGINT) FROM change_minutes WHERE {} GROUP BY minute",
                 conditions.join(" AND ")
             );
-            let mut statement = self
+            let minutes: Vec<(i64, i64)> = self
                 .connection()
-                .prepare(&query)
+                .query_map(&query, &op, |row| Ok((row.get(0)?, row.get(1)?)))
                 .context(self.path(), "counting changes over time")?;
-            let mut rows = statement
-                .query(op.as_slice())
-                .context(self.path(), "counting changes over time")?;
-            while let Some(row) = rows
-                .next()
-                .context(self.path(), "counting changes over time")?
-            {
-                let minute: i64 = row
-                    .get(0)
-                    .context(self.path(), "counting changes over time")?;
-                let count: i64 = row
-                    .get(1)
-                    .context(self.path(), "counting changes over time")?;
+            for (minute, count) in minutes {
                 // A minute is counted at its middle, clamped into the range asked for.
                 let micros = (minute * 60_000_000 + 30_000_000).clamp(from_micros, to_micros - 1);
                 add(micros, count);
@@ -229,42 +227,55 @@ impl Cache {
             sql.condition
         );
         let params = sql.params();
-        let mut statement = self
-            .connection()
-            .prepare(&query)
-            .context(self.path(), "counting changes over time")?;
-        let mut rows = statement
-            .query(params.as_slice())
-            .context(self.path(), "counting changes over time")?;
-        let mut seen = 0u64;
-        while let Some(row) = rows
-            .next()
-            .context(self.path(), "counting changes over time")?
-        {
-            add(
-                row.get(0)
-                    .context(self.path(), "counting changes over time")?,
-                1,
+        if self.connection().dialect() == Dialect::Postgres {
+            // A shared store counts on its server: one row per bucket, not one per change.
+            let buckets = counts.len() as i64;
+            let span = to_micros - from_micros;
+            let grouped = format!(
+                "SELECT CAST((committed_at - {from_micros}) * {buckets} / {span} AS BIGINT), count(*)
+                 FROM ({}) AS matching GROUP BY 1",
+                query.replacen("SELECT t.committed_at", "SELECT t.committed_at AS committed_at", 1)
             );
-            seen += 1;
-            if seen.is_multiple_of(4096) && !keep_going() {
-                break;
+            let rows: Vec<(i64, i64)> = self
+                .connection()
+                .query_map(&grouped, &params, |row| Ok((row.get(0)?, row.get(1)?)))
+                .context(self.path(), "counting changes over time")?;
+            for (bucket, count) in rows {
+                if let Some(slot) = usize::try_from(bucket).ok().and_then(|b| counts.get_mut(b)) {
+                    *slot += count.max(0) as u64;
+                }
             }
+            return Ok(counts);
         }
+        let mut seen = 0u64;
+        self.connection()
+            .for_each(&query, &params, |row| {
+                add(row.get(0)?, 1);
+                seen += 1;
+                Ok(!seen.is_multiple_of(4096) || keep_going())
+            })
+            .context(self.path(), "counting changes over time")?;
         Ok(counts)
     }
 
     /// The top-level fields of the 2,000 newest context messages, most common first (at most 50):
     /// what the context filter offers, without reading every context ever stored.
     pub fn context_fields(&self) -> Result<Vec<String>, StoreError> {
+        let fields = match self.connection().dialect() {
+            Dialect::Sqlite => "json_each(recent.body) AS field",
+            Dialect::Postgres => "jsonb_each(CAST(recent.body AS JSONB)) AS field",
+        };
         self.connection()
-            .prepare(
-                "SELECT field.key
-                 FROM (SELECT body FROM contexts ORDER BY id DESC LIMIT 2000) AS recent,
-                      json_each(recent.body) AS field
-                 GROUP BY field.key ORDER BY count(*) DESC, field.key LIMIT 50",
+            .query_map(
+                &format!(
+                    "SELECT field.key
+                     FROM (SELECT body FROM contexts ORDER BY id DESC LIMIT 2000) AS recent,
+                          {fields}
+                     GROUP BY field.key ORDER BY count(*) DESC, field.key LIMIT 50"
+                ),
+                &[],
+                |row| row.get(0),
             )
-            .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
             .context(self.path(), "reading context fields")
     }
 

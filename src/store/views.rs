@@ -2,6 +2,7 @@
 
 use crate::model::{LinkSource, SavedView};
 
+use super::db::Query;
 use super::reader::Cache;
 use super::{SqliteContext, StoreError};
 
@@ -10,11 +11,8 @@ impl Cache {
     pub fn views(&self) -> Result<Vec<SavedView>, StoreError> {
         let definitions: Vec<String> = self
             .connection()
-            .prepare("SELECT definition FROM views ORDER BY name")
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()
+            .query_map("SELECT definition FROM views ORDER BY name", &[], |row| {
+                row.get(0)
             })
             .context(self.path(), "reading saved views")?;
         definitions
@@ -37,7 +35,7 @@ impl Cache {
                 "INSERT INTO views (name, definition, saved_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,
                      saved_at = excluded.saved_at",
-                [&view.name, &definition, &chrono::Utc::now().to_rfc3339()],
+                &[&view.name, &definition, &chrono::Utc::now().to_rfc3339()],
             )
             .context(self.path(), "saving a view")?;
         Ok(())
@@ -47,7 +45,7 @@ impl Cache {
     pub fn remove_view(&self, name: &str) -> Result<bool, StoreError> {
         let removed = self
             .connection()
-            .execute("DELETE FROM views WHERE name = ?1", [name])
+            .execute("DELETE FROM views WHERE name = ?1", &[&name])
             .context(self.path(), "removing a view")?;
         Ok(removed > 0)
     }

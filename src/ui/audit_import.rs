@@ -33,6 +33,8 @@ pub struct AuditDialog {
     pub format: Option<crate::import::AuditFormat>,
     /// Look at once when the dialog is next drawn.
     pub look_now: bool,
+    /// What the rowtrail shared store the last look found holds (`rowtrail capture --into`).
+    pub shared: Option<String>,
 }
 
 /// What the user asked of the dialog.
@@ -50,6 +52,11 @@ pub enum AuditAction {
     },
     /// Choose the cache file in the desktop's save dialog, starting from this path.
     BrowseCache(String),
+    /// Open the rowtrail shared store in the database, without importing anything.
+    OpenStore {
+        url: String,
+        password: Password,
+    },
     Close,
 }
 
@@ -160,6 +167,7 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
             if look.clicked() || ((entered || look_now) && !busy && typed) {
                 dialog.looking = true;
                 dialog.found = None;
+                dialog.shared = None;
                 dialog.error = None;
                 action = Some(AuditAction::Look {
                     url: dialog.url.clone(),
@@ -172,11 +180,28 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
             }
         });
         let error_color = ui.visuals().error_fg_color;
+        if let (Some(shared), false) = (&dialog.shared, dialog.looking) {
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                ui.add(egui::Label::new(RichText::new(shared).strong()).wrap());
+                if ui
+                    .add_enabled(!busy, egui::Button::new("Open the shared store"))
+                    .on_hover_text("Read its history where it is, page by page: nothing is copied")
+                    .clicked()
+                {
+                    action = Some(AuditAction::OpenStore {
+                        url: dialog.url.trim().to_owned(),
+                        password: dialog.password.clone(),
+                    });
+                }
+            });
+        }
         match &dialog.found {
             None => {}
             Some(Err(error)) => {
                 ui.add(egui::Label::new(RichText::new(error).color(error_color)).wrap());
             }
+            Some(Ok(found)) if found.is_empty() && dialog.shared.is_some() => {}
             Some(Ok(found)) if found.is_empty() => {
                 ui.add(
                     egui::Label::new(

@@ -64,6 +64,8 @@ pub enum Message {
     AuditFound {
         found: Result<Vec<crate::import::FoundStore>, String>,
         database: Option<String>,
+        /// What a rowtrail shared store in that database holds, when it has one.
+        shared: Option<String>,
     },
     /// An import from an audit database ended: its cache, where from, and what it did.
     Imported {

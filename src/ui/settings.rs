@@ -21,10 +21,25 @@ impl Settings {
 
     /// Puts `path` first in the recent list.
     pub fn remember(&mut self, path: &Path) {
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let path = match path.to_str() {
+            // A shared store's URL as typed, never with a password in it.
+            Some(url) if crate::shared::is_store_url(url) => PathBuf::from(without_password(url)),
+            _ => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
+        };
         self.recent.retain(|known| *known != path);
         self.recent.insert(0, path);
         self.recent.truncate(RECENT);
+    }
+}
+
+/// A URL without the password its user part may hold.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -32,6 +47,22 @@ impl Settings {
 #[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_stores_url_is_remembered_without_its_password() {
+        let mut settings = Settings::default();
+        settings.remember(Path::new(
+            "postgres://ann:secret@db.example.com:5432/history",
+        ));
+        settings.remember(Path::new("postgresql://bob@db.example.com/history"));
+        assert_eq!(
+            settings.recent,
+            vec![
+                PathBuf::from("postgresql://bob@db.example.com/history"),
+                PathBuf::from("postgres://ann@db.example.com:5432/history"),
+            ]
+        );
+    }
 
     #[test]
     fn recent_caches_are_unique_newest_first_and_bounded() {

@@ -84,7 +84,8 @@ pub fn welcome_ui(
             ui.add_space(24.0);
             ui.label(RichText::new("Recent caches").strong());
             for path in recent {
-                let exists = Path::new(path).exists();
+                let exists = Path::new(path).exists()
+                    || path.to_str().is_some_and(crate::shared::is_store_url);
                 let button = ui.add_enabled(exists, egui::Button::new(path.display().to_string()).frame(false));
                 if button.clicked() {
                     action = Some(WelcomeAction::Open(path.clone()));

@@ -405,7 +405,7 @@ fn serve(
     };
     while let Ok(request) = requests.recv() {
         if let Request::Open(path) = &request {
-            match Cache::open(path).and_then(|opened| {
+            match crate::shared::open_cache(path).and_then(|opened| {
                 let source = opened.source()?;
                 let newest = opened.newest_change().ok();
                 let import = opened.import_state()?;

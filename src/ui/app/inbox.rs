@@ -100,8 +100,13 @@ impl RowtrailApp {
                         ));
                     }
                 }
-                Message::AuditFound { found, database } => {
+                Message::AuditFound {
+                    found,
+                    database,
+                    shared,
+                } => {
                     if let Some(dialog) = self.audit.as_mut() {
+                        dialog.shared = shared;
                         dialog.take_found(found, database);
                     }
                 }

@@ -526,6 +526,11 @@ impl RowtrailApp {
             timeline.row(timeline.first).is_some(),
         ))
     }
+
+    /// The recent caches the welcome screen lists, newest first.
+    pub fn recent_caches(&self) -> &[std::path::PathBuf] {
+        &self.settings.recent
+    }
 }
 
 impl eframe::App for RowtrailApp {

@@ -302,6 +302,11 @@ impl RowtrailApp {
                 Some(AuditAction::BrowseCache(current)) => {
                     self.commands.push(Command::BrowseNewCache(current))
                 }
+                Some(AuditAction::OpenStore { url, password }) => {
+                    crate::shared::remote::remember_password(&url, password);
+                    self.commands.push(Command::CloseAudit);
+                    self.commands.push(Command::OpenCache(url.into()));
+                }
                 None => {}
             }
         }

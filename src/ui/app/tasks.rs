@@ -100,7 +100,7 @@ impl RowtrailApp {
         let recent = self.settings.recent.clone();
         self.in_background("rowtrail-link", move |_| {
             Message::LinkCache(recent.into_iter().find(|path| {
-                crate::store::Cache::open(path)
+                crate::shared::open_cache(path)
                     .and_then(|cache| cache.link_source())
                     .is_ok_and(|known| known == wanted)
             }))
@@ -196,17 +196,27 @@ impl RowtrailApp {
                     return Message::AuditFound {
                         found: Err(error),
                         database: None,
+                        shared: None,
                     };
                 }
             };
+            let shared = runtime.block_on(crate::shared::remote::describe_store(&spec));
             match runtime.block_on(crate::import::detect(&spec)) {
                 Ok((database, found)) => Message::AuditFound {
                     found: Ok(found),
                     database: Some(database),
+                    shared,
+                },
+                // A database with a shared store and no audit table: the store is what it has.
+                Err(_) if shared.is_some() => Message::AuditFound {
+                    found: Ok(Vec::new()),
+                    database: Some(spec.dbname),
+                    shared,
                 },
                 Err(error) => Message::AuditFound {
                     found: Err(error.to_string()),
                     database: Some(spec.dbname),
+                    shared,
                 },
             }
         });
