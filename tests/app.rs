@@ -1653,6 +1653,20 @@ fn issue14_a_shared_store_opens_like_a_cache_and_from_the_audit_dialog() {
     for text in ["update of public.customers (id)=(1)", "free", "pro", "bob"] {
         assert!(has(&harness, text), "{text} is shown");
     }
+    // A script made from a store is saved in a folder, not under the store's URL.
+    click_settled(&mut harness, "Undo transaction");
+    wait_for(&mut harness, "the script", |h| {
+        h.query_by_label("Save as").is_some()
+    });
+    let save = harness
+        .get_by_label("Save as")
+        .accesskit_node()
+        .value()
+        .unwrap_or_default();
+    assert!(
+        save.starts_with('/') && save.ends_with(".sql") && !save.contains("postgres"),
+        "{save}"
+    );
 
     // From the audit dialog, with the password typed apart from the URL.
     let (with_password, host) = store

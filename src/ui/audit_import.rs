@@ -141,7 +141,7 @@ pub fn audit_ui(ctx: &egui::Context, dialog: &mut AuditDialog) -> Option<AuditAc
         ui.heading("Open an audit database");
         ui.add(
             egui::Label::new(
-                "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit, pgMemento, PaperTrail): rowtrail imports it into a cache, with nothing to install on the database.",
+                "A database that keeps its history in an audit table (the PostgreSQL wiki's audit trigger, Bemi, supa_audit, pgMemento, PaperTrail): rowtrail imports it into a cache, with nothing to install on the database. A rowtrail shared store (capture --into) opens where it is.",
             )
             .wrap(),
         );

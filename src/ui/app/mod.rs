@@ -342,11 +342,7 @@ impl RowtrailApp {
                             .map(|root| (*id, root.to_string())),
                         _ => None,
                     };
-                    let folder = session
-                        .path
-                        .parent()
-                        .map(std::path::Path::to_path_buf)
-                        .unwrap_or_default();
+                    let folder = tasks::folder_for_files(&session.path);
                     session.export = Some(super::export::ExportDialog::new(
                         session.timeline.filter.clone(),
                         story,

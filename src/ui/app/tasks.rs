@@ -388,11 +388,7 @@ impl RowtrailApp {
             ScriptRequest::Undo { .. } => "undo",
             ScriptRequest::RestoreVersion(_) | ScriptRequest::RestoreStory { .. } => "restore",
         };
-        let directory = session
-            .path
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
+        let directory = folder_for_files(&session.path);
         let save = directory.join(format!(
             "rowtrail-{name}-{}.sql",
             self.clock.now().format("%Y%m%d-%H%M%S")
@@ -441,5 +437,17 @@ impl RowtrailApp {
             });
             Message::ScriptRan(result)
         });
+    }
+}
+
+/// Where files made from a cache (scripts, exports) go by default: beside a cache file; for a
+/// shared store, which has no folder, the home folder.
+pub(super) fn folder_for_files(cache: &std::path::Path) -> PathBuf {
+    let shared = cache.to_str().is_some_and(crate::shared::is_store_url);
+    match (shared, cache.parent()) {
+        (false, Some(parent)) => parent.to_path_buf(),
+        _ => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir),
     }
 }
