@@ -121,6 +121,17 @@ fn empty_app() -> Harness<'static, RowtrailApp> {
     harness
 }
 
+/// Opens *Open audit database…* from the welcome screen and types `url`.
+fn open_audit_dialog(harness: &mut Harness<'_, RowtrailApp>, url: &str) {
+    harness.get_by_label("Open audit database…").click();
+    wait_for(harness, "the audit dialog", |h| {
+        h.query_by_label("Audit database URL").is_some()
+    });
+    harness.get_by_label("Audit database URL").focus();
+    harness.step();
+    harness.get_by_label("Audit database URL").type_text(url);
+}
+
 /// Opens the connect dialog, checks `url`, and waits for the checklist.
 fn check_source(harness: &mut Harness<'_, RowtrailApp>, url: &str) {
     harness.get_by_label("Connect a database…").click();
@@ -1489,15 +1500,7 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
     );
     let cache = db.dir.path().join("from-app.rowtrail");
     let mut harness = empty_app();
-    harness.get_by_label("Open audit database…").click();
-    wait_for(&mut harness, "the audit dialog", |h| {
-        h.query_by_label("Audit database URL").is_some()
-    });
-    harness.get_by_label("Audit database URL").focus();
-    harness.step();
-    harness
-        .get_by_label("Audit database URL")
-        .type_text(&db.url());
+    open_audit_dialog(&mut harness, &db.url());
     harness.step();
     harness.get_by_label("Look for audit stores").click();
     wait_for(&mut harness, "the stores found", |h| has(h, "Found"));
@@ -1630,13 +1633,7 @@ fn issue14_open_audit_database_finds_the_stores_imports_one_and_opens_it() {
 fn issue14_a_shared_store_opens_like_a_cache_and_from_the_audit_dialog() {
     let db = shop("app_shared_src");
     let store = fresh_db("app_shared_store");
-    let published = support::rowtrail(&[
-        "publish".into(),
-        "--cache".into(),
-        db.cache().to_string_lossy().into_owned(),
-        "--into".into(),
-        store.url(),
-    ]);
+    let published = support::publish(&db.cache(), &store.url());
     assert!(
         published.status.success(),
         "{}",
@@ -1677,13 +1674,7 @@ fn issue14_a_shared_store_opens_like_a_cache_and_from_the_audit_dialog() {
     let password = with_password.rsplit(':').next().unwrap().to_owned();
     let url = format!("postgres://postgres@{host}");
     let mut harness = empty_app();
-    harness.get_by_label("Open audit database…").click();
-    wait_for(&mut harness, "the audit dialog", |h| {
-        h.query_by_label("Audit database URL").is_some()
-    });
-    harness.get_by_label("Audit database URL").focus();
-    harness.step();
-    harness.get_by_label("Audit database URL").type_text(&url);
+    open_audit_dialog(&mut harness, &url);
     harness.get_by_label("Audit database password").focus();
     harness.step();
     harness

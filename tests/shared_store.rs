@@ -224,13 +224,7 @@ fn capture_into_a_shared_store_killed_again_and_again_holds_every_change_once() 
     assert!(partitions.starts_with("changes_20"), "{partitions}");
 
     // Publishing again finds nothing new.
-    let again = rowtrail(&[
-        "publish".into(),
-        "--cache".into(),
-        db.cache().to_string_lossy().into_owned(),
-        "--into".into(),
-        into.clone(),
-    ]);
+    let again = support::publish(&db.cache(), &into);
     assert!(again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains(
@@ -255,13 +249,7 @@ fn the_bemi_view_reads_back_through_rowtraits_bemi_import() {
     db.sql("CALL workload(40, 7);");
     db.sql("UPDATE accounts SET note = NULL, photo = '\\xdeadbeef' WHERE id = 3;");
     db.capture_ok(&["--tables", TABLES]);
-    let published = rowtrail(&[
-        "publish".into(),
-        "--cache".into(),
-        db.cache().to_string_lossy().into_owned(),
-        "--into".into(),
-        store.url(),
-    ]);
+    let published = support::publish(&db.cache(), &store.url());
     assert!(
         published.status.success(),
         "{}",
@@ -367,15 +355,7 @@ fn the_store_refuses_what_it_cannot_hold() {
     let db = fresh_db("shared_refuse");
     db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');");
     db.capture_ok(&[]);
-    let publish = |into: String| {
-        rowtrail(&[
-            "publish".into(),
-            "--cache".into(),
-            db.cache().to_string_lossy().into_owned(),
-            "--into".into(),
-            into,
-        ])
-    };
+    let publish = |into: String| support::publish(&db.cache(), &into);
     // The source itself: the store would record its own writes.
     assert_clean_failure(
         &publish(db.url()),
@@ -397,13 +377,7 @@ fn the_store_refuses_what_it_cannot_hold() {
     let other = fresh_db("shared_other_src");
     other.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
     other.capture_ok(&[]);
-    let from_other = rowtrail(&[
-        "publish".into(),
-        "--cache".into(),
-        other.cache().to_string_lossy().into_owned(),
-        "--into".into(),
-        store.url(),
-    ]);
+    let from_other = support::publish(&other.cache(), &store.url());
     assert_clean_failure(&from_other, 2, "holds the history of database");
     // Another cache of the same database: its transactions are not the ones the store holds.
     let copy = db.dir.path().join("second.db");
@@ -433,13 +407,7 @@ fn the_store_refuses_what_it_cannot_hold() {
         .status
         .success()
     );
-    let from_copy = rowtrail(&[
-        "publish".into(),
-        "--cache".into(),
-        copy.to_string_lossy().into_owned(),
-        "--into".into(),
-        store.url(),
-    ]);
+    let from_copy = support::publish(&copy, &store.url());
     assert_clean_failure(&from_copy, 2, "was filled from another cache");
     // An unreachable store: capture --into says so and stops (the cache keeps what it captured).
     let unreachable = db.capture_once(&["--into", "postgres://nobody@127.0.0.1:1/none"]);
@@ -498,13 +466,7 @@ fn every_command_reads_the_store_as_it_reads_the_cache() {
            INSERT INTO events VALUES (1, 'again');"#,
     );
     db.capture_ok(&[]);
-    let published = rowtrail(&[
-        "publish".into(),
-        "--cache".into(),
-        db.cache().to_string_lossy().into_owned(),
-        "--into".into(),
-        store.url(),
-    ]);
+    let published = support::publish(&db.cache(), &store.url());
     assert!(
         published.status.success(),
         "{}",

@@ -152,6 +152,17 @@ impl TestDb {
     }
 }
 
+/// `rowtrail publish --cache CACHE --into INTO`: a cache into a shared store.
+pub fn publish(cache: &Path, into: &str) -> Output {
+    rowtrail(&[
+        "publish".into(),
+        "--cache".into(),
+        cache.to_string_lossy().into_owned(),
+        "--into".into(),
+        into.to_owned(),
+    ])
+}
+
 pub fn log_json(cache: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec![
         "log".to_owned(),
