@@ -80,6 +80,10 @@ enum Part {
         /// Changes in the synthetic cache (default 10,000,000; 200,000 with --quick).
         #[arg(long)]
         changes: Option<u64>,
+        /// Query this store instead of publishing one (it must hold the same synthetic cache:
+        /// `rowtrail publish --cache target/bench/synthetic-…rowtrail --into URL`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Internal: measures the GUI in a process of its own and prints JSON.
     #[command(hide = true)]
@@ -287,29 +291,40 @@ fn query_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
     rows
 }
 
-fn shared_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
+fn shared_figures(dir: &Path, changes: u64, quick: bool, store: Option<&str>) -> Vec<Figure> {
     let (cache, bulk) = synthetic_cache(dir, changes);
-    let server = server::Server::start(server::Durability::Fast);
-    let figures = shared::measure(&server, &cache, bulk, quick);
-    let mut rows = vec![
-        Figure::info(
-            "changes published (capture --into's copy), time and rate",
-            format!(
-                "{} in {} s, {}/s",
-                report::thousands(figures.published),
-                report::round(figures.publish_seconds),
-                report::thousands((figures.published as f64 / figures.publish_seconds) as u64)
-            ),
+    let figures = match store {
+        Some(url) => shared::measure_published(url, &cache, bulk, quick),
+        None => shared::measure(
+            &server::Server::start(server::Durability::Fast),
+            &cache,
+            bulk,
+            quick,
         ),
-        Figure::info(
-            "size: store tables with indexes / cache file",
-            format!(
-                "{} MB / {} MB",
-                report::round(figures.store_bytes as f64 / 1e6),
-                report::round(figures.file_bytes as f64 / 1e6)
+    };
+    let mut rows = Vec::new();
+    // Only when this run published the store itself.
+    if figures.published > 0 {
+        rows.extend([
+            Figure::info(
+                "changes published (capture --into's copy), time and rate",
+                format!(
+                    "{} in {} s, {}/s",
+                    report::thousands(figures.published),
+                    report::round(figures.publish_seconds),
+                    report::thousands((figures.published as f64 / figures.publish_seconds) as u64)
+                ),
             ),
-        ),
-    ];
+            Figure::info(
+                "size: store tables with indexes / cache file",
+                format!(
+                    "{} MB / {} MB",
+                    report::round(figures.store_bytes as f64 / 1e6),
+                    report::round(figures.file_bytes as f64 / 1e6)
+                ),
+            ),
+        ]);
+    }
     let (file, store) = (&figures.file, &figures.store);
     let side = |name: &str, file: &queries::Timing, store: &queries::Timing| {
         Figure::info(
@@ -625,8 +640,13 @@ fn main() -> ExitCode {
             println!("{header}");
             print_section(IMPORT, &figures);
         }
-        Part::Shared { changes } => {
-            let figures = shared_figures(&cli.dir, synthetic_size(changes), cli.quick);
+        Part::Shared { changes, store } => {
+            let figures = shared_figures(
+                &cli.dir,
+                synthetic_size(changes),
+                cli.quick,
+                store.as_deref(),
+            );
             println!("{header}");
             print_section(SHARED, &figures);
         }
@@ -665,7 +685,7 @@ fn main() -> ExitCode {
             ));
             sections.push(print_section(
                 SHARED,
-                &shared_figures(&cli.dir, size, cli.quick),
+                &shared_figures(&cli.dir, size, cli.quick, None),
             ));
             let command = format!(
                 "cargo run --release --bin rowtrail-bench --{} all",

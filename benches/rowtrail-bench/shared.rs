@@ -61,3 +61,19 @@ pub fn measure(server: &Server, cache: &Path, bulk: Xid, quick: bool) -> SharedF
         store,
     }
 }
+
+/// The query part on the file and on a store published from it before (no publishing figures).
+pub fn measure_published(url: &str, cache: &Path, bulk: Xid, quick: bool) -> SharedFigures {
+    eprintln!("queries on the cache file");
+    let file = queries::measure(cache, bulk, quick);
+    eprintln!("queries on the shared store at {url}");
+    let store = queries::measure(Path::new(url), bulk, quick);
+    SharedFigures {
+        publish_seconds: f64::NAN,
+        published: 0,
+        store_bytes: 0,
+        file_bytes: crate::server::file_size(cache),
+        file,
+        store,
+    }
+}
