@@ -381,19 +381,7 @@ fn the_store_refuses_what_it_cannot_hold() {
     assert_clean_failure(&from_other, 2, "holds the history of database");
     // Another cache of the same database: its transactions are not the ones the store holds.
     let copy = db.dir.path().join("second.db");
-    let second = rowtrail(&[
-        "capture".into(),
-        "--source".into(),
-        db.url(),
-        "--cache".into(),
-        copy.to_string_lossy().into_owned(),
-        "--slot".into(),
-        format!("{}_2", db.name),
-        "--once".into(),
-    ]);
-    assert!(second.status.success());
-    db.sql("INSERT INTO t VALUES (2, 'b');");
-    assert!(
+    let capture_into_copy = || {
         rowtrail(&[
             "capture".into(),
             "--source".into(),
@@ -404,9 +392,10 @@ fn the_store_refuses_what_it_cannot_hold() {
             format!("{}_2", db.name),
             "--once".into(),
         ])
-        .status
-        .success()
-    );
+    };
+    assert!(capture_into_copy().status.success());
+    db.sql("INSERT INTO t VALUES (2, 'b');");
+    assert!(capture_into_copy().status.success());
     let from_copy = support::publish(&copy, &store.url());
     assert_clean_failure(&from_copy, 2, "was filled from another cache");
     // An unreachable store: capture --into says so and stops (the cache keeps what it captured).
