@@ -1705,3 +1705,42 @@ fn issue14_a_shared_store_opens_like_a_cache_and_from_the_audit_dialog() {
         "no password in the recent list: {recent:?}"
     );
 }
+
+/// A cache that another process adds to while the app shows it — a capture in a terminal into
+/// the file, a publisher into the shared store — shows the new changes without being reopened,
+/// and the status bar says this window is only reading.
+#[test]
+fn issue14_changes_stored_by_another_process_appear_in_the_open_window() {
+    let db = shop("app_watch_src");
+    let store = fresh_db("app_watch_store");
+    let publish = || {
+        let published = support::publish(&db.cache(), &store.url());
+        assert!(
+            published.status.success(),
+            "{}",
+            String::from_utf8_lossy(&published.stderr)
+        );
+    };
+    publish();
+    let mut file = app(&db.cache());
+    let mut shared = app(Path::new(&store.url()));
+    wait_for(&mut file, "the file's timeline", |h| rows(h).len() == 6);
+    wait_for(&mut shared, "the store's timeline", |h| rows(h).len() == 6);
+    assert!(has(&file, "not capturing here"));
+    assert!(has(&shared, "shared store"));
+
+    db.sql("UPDATE customers SET plan = 'team' WHERE id = 1;");
+    db.capture_ok(&[]);
+    wait_for(&mut file, "the change captured elsewhere", |h| {
+        rows(h).len() == 7
+    });
+    assert!(
+        rows(&file)[0].contains("update  customers  id=1"),
+        "{:?}",
+        rows(&file)
+    );
+    assert_eq!(rows(&shared).len(), 6, "not published yet");
+    publish();
+    wait_for(&mut shared, "the change published", |h| rows(h).len() == 7);
+    assert_eq!(rows(&shared), rows(&file));
+}

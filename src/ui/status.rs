@@ -143,6 +143,7 @@ fn state_ui(
     ui: &mut egui::Ui,
     source: &str,
     imported: bool,
+    store: bool,
     status: &CaptureStatus,
     zone: Zone,
 ) -> Option<StatusAction> {
@@ -153,8 +154,18 @@ fn state_ui(
     let error = ui.visuals().error_fg_color;
     match &status.state {
         // (An imported cache says so beside this, with Import new rows.)
+        CaptureState::Offline if !imported && store => {
+            ui.label("shared store").on_hover_text(
+                "This window reads the store; captures publish into it. Changes published \
+                 while it is open appear within a few seconds.",
+            );
+        }
         CaptureState::Offline if !imported => {
-            ui.label("not capturing: showing the cache as it is");
+            ui.label("not capturing here").on_hover_text(
+                "This window does not capture into this cache. Changes that a capture \
+                 elsewhere (rowtrail capture in a terminal) stores into it appear within a few \
+                 seconds.",
+            );
         }
         CaptureState::Offline => {}
         CaptureState::Starting => {
@@ -225,10 +236,11 @@ fn state_ui(
     action
 }
 
-/// Draws the bar.
+/// Draws the bar; `store` when the open history is a shared store rather than a file.
 pub fn status_ui(
     ui: &mut egui::Ui,
     source: &str,
+    store: bool,
     import: Option<&crate::store::ImportState>,
     importing: bool,
     status: &CaptureStatus,
@@ -264,7 +276,7 @@ pub fn status_ui(
                 {
                     action = Some(StatusAction::ImportAgain);
                 }
-                if let Some(chosen) = state_ui(ui, source, import.is_some(), status, zone) {
+                if let Some(chosen) = state_ui(ui, source, import.is_some(), store, status, zone) {
                     action = Some(chosen);
                 }
             },

@@ -67,10 +67,10 @@ pub fn welcome_ui(
             }
         }
         ui.add_space(16.0);
-        ui.label("or open a cache file");
+        ui.label("or open a cache file, or a shared store by its postgres:// URL");
         ui.horizontal(|ui| {
             let label = ui.label("Cache file to open");
-            let field = ui.add(egui::TextEdit::singleline(&mut welcome.path).desired_width(360.0).hint_text("/path/to/shop.rowtrail"));
+            let field = ui.add(egui::TextEdit::singleline(&mut welcome.path).desired_width(360.0).hint_text("/path/to/shop.rowtrail or postgres://host/store"));
             let field = field.labelled_by(label.id);
             let entered = super::fields::submitted(ui, &field);
             if (ui.button("Open").clicked() || entered) && !welcome.path.trim().is_empty() {

@@ -2,14 +2,17 @@
 //! three named threads, each with its own read connection, and drains their `Reply`s each frame.
 //! `rowtrail-reader` answers pages, details and scripts; `rowtrail-scanner` builds timeline indexes
 //! and `rowtrail-histogram` counts changes over time. Those two may scan millions of rows, so they
-//! never hold up a page, and they give up as soon as the filter changes.
+//! never hold up a page, and they give up as soon as the filter changes. A fourth,
+//! `rowtrail-watcher`, looks at the newest change every few seconds, so changes that another
+//! process stores (a capture in a terminal, a publisher into a shared store) reach the screen.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
 
 use crate::model::{ChangeId, LoggedChange};
 use crate::model::{Image, Moment};
@@ -20,6 +23,9 @@ use super::Message;
 
 /// The most changes of a related history the detail panel lists.
 pub const RELATED_ROWS: usize = 2_000;
+
+/// How often the watcher reads the newest change id: one indexed lookup, on a file or a store.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What a worker is asked.
 #[derive(Debug, Clone)]
@@ -241,6 +247,9 @@ pub enum Reply {
         view: crate::model::SavedView,
         rows: Result<super::views::ViewRows, String>,
     },
+    /// The newest change stored, as the watcher saw it change (another process may have stored
+    /// it).
+    Grew(ChangeId),
     /// Something failed; the app shows the message in its banner.
     Failed(String),
     /// The filter of this generation cannot run (a search names a column no table has).
@@ -264,6 +273,8 @@ pub struct Workers {
     waiting: RefCell<Outbox>,
     /// The newest filter generation; scans for older generations stop early.
     generation: Arc<AtomicU64>,
+    /// Dropped with the workers, which ends the watcher.
+    _watching: SyncSender<()>,
 }
 
 /// Requests waiting for room in a reader's queue.
@@ -333,12 +344,17 @@ impl Workers {
         for sender in [&quick, &index, &histogram] {
             let _ = sender.send(Request::Open(path.clone()));
         }
+        let (watching, stop) = sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("rowtrail-watcher".to_owned())
+            .spawn(move || watch(&path, &stop, &inbox, &ctx))?;
         Ok(Self {
             quick,
             index,
             histogram,
             waiting: RefCell::new(Outbox::default()),
             generation,
+            _watching: watching,
         })
     }
 
@@ -431,6 +447,44 @@ fn serve(
             Ok(Some(answer)) => reply(answer),
             Ok(None) => {}
             Err(error) => reply(Reply::Failed(error)),
+        }
+    }
+}
+
+/// Reads the newest change id every [`WATCH_INTERVAL`] until `stop`'s sender is dropped, and
+/// says when it changed. A failure to open or read (a store's server restarting) is tried again
+/// on the next round with a new connection; the readers report failures of their own.
+fn watch(
+    path: &std::path::Path,
+    stop: &Receiver<()>,
+    inbox: &SyncSender<Message>,
+    ctx: &egui::Context,
+) {
+    let mut cache: Option<Cache> = None;
+    let mut seen: Option<ChangeId> = None;
+    loop {
+        if cache.is_none() {
+            cache = crate::shared::open_cache(path).ok();
+        }
+        if let Some(open) = &cache {
+            match open.newest_change() {
+                Ok(newest) if seen != Some(newest) => {
+                    seen = Some(newest);
+                    if inbox.send(Message::Reply(Reply::Grew(newest))).is_err() {
+                        return;
+                    }
+                    ctx.request_repaint();
+                }
+                Ok(_) | Err(crate::store::StoreError::EmptyHistory) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "the watcher could not read the newest change");
+                    cache = None;
+                }
+            }
+        }
+        match stop.recv_timeout(WATCH_INTERVAL) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }

@@ -31,6 +31,7 @@ impl RowtrailApp {
         }
         while let Ok(message) = self.inbox.try_recv() {
             match message {
+                Message::Reply(Reply::Grew(newest)) => self.on_grew(newest, now),
                 Message::Reply(reply) => self.on_reply(reply),
                 Message::CaptureEnded(result) => {
                     self.capture = None;
@@ -375,6 +376,7 @@ impl RowtrailApp {
                     session.reject_filter(message);
                 }
             }
+            Reply::Grew(_) => {}
             Reply::Failed(error) => {
                 if session.source.is_none() {
                     self.session = None;
@@ -402,12 +404,36 @@ impl RowtrailApp {
         if cache_exists && let Some(path) = self.capturing_into.take() {
             self.apply(Command::OpenCache(path));
         }
+        if stored_more {
+            self.on_stored_more(now);
+        }
+    }
+
+    /// The watcher saw the newest change id move. While this app captures, capture's own events
+    /// refresh the screen; otherwise another process stored changes (a capture in a terminal, a
+    /// publisher into the shared store) and the screen takes them in the same way.
+    fn on_grew(&mut self, newest: crate::model::ChangeId, now: f64) {
+        if self.capture.is_some() {
+            return;
+        }
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        if !stored_more {
+        // The first report is the id at opening: reading the head again then is cheap, and
+        // covers changes stored between the readers' first reads.
+        session.newest = session.newest.max(Some(newest));
+        // Not rate-limited here: the watcher reports at most every few seconds.
+        session.refreshed_at = f64::NEG_INFINITY;
+        session.faceted_at = f64::NEG_INFINITY;
+        self.on_stored_more(now);
+    }
+
+    /// New changes are in the cache: the timeline's head is read again, and (a few times a
+    /// second at most) the table list, the open view and the open record; facets more rarely.
+    fn on_stored_more(&mut self, now: f64) {
+        let Some(session) = self.session.as_mut() else {
             return;
-        }
+        };
         session.timeline.refresh_head();
         if now - session.refreshed_at > REFRESH_SECONDS {
             session.refreshed_at = now;

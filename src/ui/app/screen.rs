@@ -112,7 +112,7 @@ impl RowtrailApp {
                 || matches!(self.status.state, CaptureState::Stopped { error: Some(_) })
             {
                 ui.separator();
-                let action = status_ui(ui, "capture", None, false, &self.status, zone);
+                let action = status_ui(ui, "capture", false, None, false, &self.status, zone);
                 self.status_action(action);
             }
         });
@@ -154,9 +154,14 @@ impl RowtrailApp {
                 || session.path.display().to_string(),
                 |source| source.display.clone(),
             );
+            let store = session
+                .path
+                .to_str()
+                .is_some_and(crate::shared::is_store_url);
             status_action = status_ui(
                 ui,
                 &source,
+                store,
                 session.import.as_ref(),
                 self.importing,
                 &self.status,
