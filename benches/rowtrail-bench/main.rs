@@ -464,6 +464,13 @@ fn capture_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
                 format!("{}/s", report::thousands(rate as u64)),
             ),
         });
+        if let Some([preparing, streaming, finishing]) = run.rowtrail_phases {
+            let outside = run.rowtrail_seconds - preparing - streaming - finishing;
+            figures.push(Figure::info(
+                format!("({letter}) rowtrail's time: preparing · streaming · finishing · process start and exit"),
+                format!("{preparing:.2} · {streaming:.2} · {finishing:.2} · {outside:.2} s"),
+            ));
+        }
         figures.push(Figure::at_least(
             format!("({letter}) rowtrail / pg_recvlogical"),
             rate / run.recvlogical_rate(),

@@ -133,6 +133,18 @@ pub struct CaptureSummary {
     pub position: Lsn,
     pub changes: u64,
     pub transactions: u64,
+    pub timings: CaptureTimings,
+}
+
+/// Where a run's time went, for `capture --once` to report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureTimings {
+    /// Connecting, the checks, the cache's opening, the slot and the baseline when there was one.
+    pub preparing: Duration,
+    /// Streaming until stopped or, with `--once`, until the end it aimed for was stored.
+    pub streaming: Duration,
+    /// Storing what was left and closing the cache.
+    pub finishing: Duration,
 }
 
 /// Slot names PostgreSQL accepts: lower-case letters, digits and underscores, at most 63.
@@ -174,6 +186,7 @@ pub async fn run(
     observer: Observer,
     mut stop: watch::Receiver<bool>,
 ) -> Result<CaptureSummary, CaptureError> {
+    let started = Instant::now();
     validate_slot_name(&options.slot)?;
     let tls = tls::client_config(&options.source.tls)?;
     let sql = SqlSession::connect(&options.source, tls.clone()).await?;
@@ -414,6 +427,7 @@ pub async fn run(
         all_tables: publication.all_tables && options.tables.is_none(),
         captured: &captured_oids,
     };
+    let streaming_from = Instant::now();
     stream_with_retries(
         &plan,
         connections,
@@ -423,7 +437,13 @@ pub async fn run(
         &mut stop,
     )
     .await?;
+    let finishing_from = Instant::now();
     let progress = writer.finish().await?;
+    let timings = CaptureTimings {
+        preparing: streaming_from - started,
+        streaming: finishing_from - streaming_from,
+        finishing: finishing_from.elapsed(),
+    };
     observer(CaptureEvent::Stopped {
         position: progress.stored,
         changes: progress.changes,
@@ -433,6 +453,7 @@ pub async fn run(
         position: progress.stored,
         changes: progress.changes,
         transactions: progress.transactions,
+        timings,
     })
 }
 

@@ -128,6 +128,18 @@ impl WriterHandle {
         Ok(())
     }
 
+    /// Queues a command that ends a transaction (or advances past idle WAL) without sending the
+    /// batch: the stream sends it once it has read everything the server sent so far
+    /// ([`WriterHandle::send`]). While capture catches up, a batch then holds many small
+    /// transactions instead of one, and the writer thread is woken per batch, not per commit.
+    pub async fn stage(&mut self, command: WriteCommand) -> Result<(), CaptureError> {
+        self.batch.push(command);
+        if self.batch.len() >= BATCH {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
     /// Sends what is queued.
     pub async fn send(&mut self) -> Result<(), CaptureError> {
         if self.batch.is_empty() {

@@ -272,6 +272,13 @@ pub(crate) async fn run_session(
     let mut confirmed = Lsn::ZERO;
     let mut stopping = false;
     loop {
+        // While stopping, read on only to finish the open transaction.
+        let reading = !(stopping || session.target_reached) || session.in_transaction;
+        // Transactions are handed to the writer in batches: whenever what the server sent so far
+        // is read (the next read would wait), or nothing more will be read.
+        if !reading || !walsender.has_buffered_message() {
+            session.writer.send().await?;
+        }
         let stored = session.writer.progress().stored;
         let finished = session.handed_over <= stored && !session.in_transaction;
         if finished && (stopping || session.target_reached) {
@@ -282,8 +289,6 @@ pub(crate) async fn run_session(
                 false => SessionEnd::ReachedTarget,
             });
         }
-        // While stopping, read on only to finish the open transaction.
-        let reading = !(stopping || session.target_reached) || session.in_transaction;
         tokio::select! {
             biased;
             () = stop_requested(stop), if !stopping => {
@@ -376,7 +381,7 @@ impl Session<'_> {
                 self.received = self.received.max(wal_end);
                 if !self.in_transaction {
                     // Everything committed before wal_end has been sent: nothing is pending.
-                    self.writer.push(WriteCommand::Advance(wal_end)).await?;
+                    self.writer.stage(WriteCommand::Advance(wal_end)).await?;
                     self.handed_over = self.handed_over.max(wal_end);
                     if self.plan.target.is_some_and(|target| wal_end >= target) {
                         self.target_reached = true;
@@ -427,7 +432,7 @@ impl Session<'_> {
                 self.in_transaction = false;
                 self.open_commit = None;
                 self.last_commit_time = Some(committed_at);
-                self.writer.push(WriteCommand::Commit { end_lsn }).await?;
+                self.writer.stage(WriteCommand::Commit { end_lsn }).await?;
                 self.handed_over = self.handed_over.max(end_lsn);
                 if self.plan.target.is_some_and(|target| end_lsn >= target) {
                     self.target_reached = true;

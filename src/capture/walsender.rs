@@ -409,6 +409,15 @@ impl WalSender {
         Ok(())
     }
 
+    /// True when a whole message is already read and waiting: the next `next_copy_data` returns
+    /// without waiting for the network.
+    pub fn has_buffered_message(&self) -> bool {
+        let buffered = &self.read_buf;
+        buffered.len() >= 5
+            && buffered.len()
+                > u32::from_be_bytes([buffered[1], buffered[2], buffered[3], buffered[4]]) as usize
+    }
+
     fn take_copy_both_response(&mut self) -> Result<bool, CaptureError> {
         // postgres-protocol does not know CopyBothResponse ('W'); frame it here.
         if self.read_buf.first() != Some(&b'W') || self.read_buf.len() < 5 {

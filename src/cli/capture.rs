@@ -119,9 +119,15 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the publisher stopped unexpectedly")))
     });
     let summary = summary?;
+    let timings = &summary.timings;
     eprintln!(
-        "stopped at {}: {} changes in {} transactions stored",
-        summary.position, summary.changes, summary.transactions
+        "stopped at {}: {} changes in {} transactions stored (preparing {:.2} s, streaming {:.2} s, finishing {:.2} s)",
+        summary.position,
+        summary.changes,
+        summary.transactions,
+        timings.preparing.as_secs_f64(),
+        timings.streaming.as_secs_f64(),
+        timings.finishing.as_secs_f64()
     );
     if let Some(published) = published {
         let published = published.context(
