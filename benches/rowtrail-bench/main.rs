@@ -138,13 +138,17 @@ fn gui(dir: &Path, changes: u64, frames: usize) -> Vec<Figure> {
     vec![
         Figure::info("changes in the cache", report::thousands(figures.rows)),
         Figure::at_most("time to first frame", figures.first_frame_ms, "ms", 500.0),
-        Figure::info(
+        Figure::at_most(
             "first rows on screen",
-            format!("{} ms", report::round(figures.first_rows_ms)),
+            figures.first_rows_ms,
+            "ms",
+            50.0,
         ),
-        Figure::info(
+        Figure::at_most(
             "timeline index complete (background)",
-            format!("{} s", report::round(figures.index_ms / 1000.0)),
+            figures.index_ms / 1000.0,
+            "s",
+            5.0,
         ),
         Figure::info(
             "frame time while scrolling, median",
@@ -475,20 +479,14 @@ fn capture_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
             format!("({letter}) rowtrail / pg_recvlogical"),
             rate / run.recvlogical_rate(),
             "",
-            0.8,
+            0.95,
         ));
-        figures.push(match index {
-            2 => Figure::at_most(
-                "(c) rowtrail peak memory",
-                run.rowtrail_peak_mb,
-                "MB",
-                256.0,
-            ),
-            _ => Figure::info(
-                format!("({letter}) rowtrail peak memory"),
-                format!("{} MB", report::round(run.rowtrail_peak_mb)),
-            ),
-        });
+        figures.push(Figure::at_most(
+            format!("({letter}) rowtrail peak memory"),
+            run.rowtrail_peak_mb,
+            "MB",
+            256.0,
+        ));
     }
     figures
 }
@@ -496,19 +494,22 @@ fn capture_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
 fn size_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
     runs.iter()
         .enumerate()
-        .map(|(index, run)| {
+        .flat_map(|(index, run)| {
             let letter = ['a', 'b', 'c'][index.min(2)];
             let cache = run.cache_bytes as f64 / run.changes as f64;
             let sent = run.pgoutput_bytes as f64 / run.changes as f64;
-            Figure::info(
-                format!("({letter}) bytes per change: cache / pgoutput"),
-                format!(
-                    "{} / {} B ({}×)",
-                    report::round(cache),
-                    report::round(sent),
-                    report::round(cache / sent)
+            [
+                Figure::info(
+                    format!("({letter}) bytes per change: cache / pgoutput"),
+                    format!("{} / {} B", report::round(cache), report::round(sent)),
                 ),
-            )
+                Figure::at_most(
+                    format!("({letter}) cache bytes / pgoutput bytes"),
+                    cache / sent,
+                    "×",
+                    1.5,
+                ),
+            ]
         })
         .collect()
 }

@@ -1,7 +1,8 @@
 //! Background readers of the cache. The UI thread never queries SQLite: it sends `Request`s to
 //! three named threads, each with its own read connection, and drains their `Reply`s each frame.
 //! `rowtrail-reader` answers pages, details and scripts; `rowtrail-scanner` builds timeline indexes
-//! and `rowtrail-histogram` counts changes over time. Those two may scan millions of rows, so they
+//! and `rowtrail-histogram` counts changes over time and reads the overview (tables, time span).
+//! Those two may scan millions of rows, so they
 //! never hold up a page, and they give up as soon as the filter changes. A fourth,
 //! `rowtrail-watcher`, looks at the newest change every few seconds, so changes that another
 //! process stores (a capture in a terminal, a publisher into a shared store) reach the screen.
@@ -376,9 +377,12 @@ impl Workers {
         let sent = self.waiting.borrow_mut().flush(|request| {
             let lane = match &request {
                 Request::BuildIndex { .. } => &self.index,
-                Request::Histogram { .. } | Request::Facets { .. } | Request::View(_) => {
-                    &self.histogram
-                }
+                // The overview (tables, time span) reads every table's counts: on a large
+                // cache it would hold up the first page behind it on the quick lane.
+                Request::Histogram { .. }
+                | Request::Facets { .. }
+                | Request::View(_)
+                | Request::Overview => &self.histogram,
                 _ => &self.quick,
             };
             Delivery::of(lane.try_send(request))

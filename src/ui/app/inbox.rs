@@ -419,9 +419,11 @@ impl RowtrailApp {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        // The first report is the id at opening: reading the head again then is cheap, and
-        // covers changes stored between the readers' first reads.
         session.newest = session.newest.max(Some(newest));
+        // The first report is usually the newest change the timeline read on opening.
+        if session.timeline.has_read(newest) {
+            return;
+        }
         // Not rate-limited here: the watcher reports at most every few seconds.
         session.refreshed_at = f64::NEG_INFINITY;
         session.faceted_at = f64::NEG_INFINITY;

@@ -322,6 +322,14 @@ impl Timeline {
         });
     }
 
+    /// True when the timeline has read the changes up to `id`: its index reaches it, or its head
+    /// does (then nothing newer than `id` needs reading for it to be shown).
+    pub fn has_read(&self, id: ChangeId) -> bool {
+        let indexed = self.complete || !self.anchors.is_empty();
+        let newest = self.head.first().copied().unwrap_or(self.top).max(self.top);
+        indexed && !self.head_pending && id <= newest
+    }
+
     /// Reads the head now if changes arrived while it could not be read.
     pub fn refresh_head_if_wanted(&mut self) {
         if self.head_wanted {
