@@ -619,6 +619,39 @@ fn records_are_followed_across_key_changes() {
     }
 }
 
+/// A table at a moment is read a window of 20,000 records at a time: a table of several windows,
+/// with updates, deletes and key changes, comes back whole, each row once, in key order.
+#[test]
+fn a_table_of_several_windows_comes_back_whole_and_in_key_order() {
+    let db = fresh_db("big_table_at");
+    db.sql(
+        "CREATE TABLE big (k text PRIMARY KEY, n int);
+         INSERT INTO big SELECT 'k' || lpad(g::text, 6, '0'), g FROM generate_series(1, 45000) g;",
+    );
+    db.capture_ok(&[]);
+    db.sql(
+        "UPDATE big SET n = -n WHERE n % 3 = 0;
+         DELETE FROM big WHERE n % 7 = 0;
+         UPDATE big SET k = 'z' || k WHERE n BETWEEN 20001 AND 20010;
+         INSERT INTO big VALUES ('k020005', 5);",
+    );
+    db.capture_ok(&[]);
+    let expected = db.sql(
+        "SELECT string_agg(json_build_object('k', k, 'n', n::text)::text, E'\n' ORDER BY k COLLATE \"C\") FROM big",
+    );
+    let expected: Vec<Value> = expected
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let at: Vec<Value> = run(&db, &["at", "--table", "big", "--time", "now"])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(expected.len() > 35_000, "more than one window");
+    assert_eq!(at.len(), expected.len());
+    assert!(at == expected, "the rows, in key order");
+}
+
 #[test]
 fn tables_without_a_key_undo_one_row_at_a_time() {
     let db = fresh_db("unkeyed");

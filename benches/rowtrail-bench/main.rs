@@ -138,12 +138,7 @@ fn gui(dir: &Path, changes: u64, frames: usize) -> Vec<Figure> {
     vec![
         Figure::info("changes in the cache", report::thousands(figures.rows)),
         Figure::at_most("time to first frame", figures.first_frame_ms, "ms", 500.0),
-        Figure::at_most(
-            "first rows on screen",
-            figures.first_rows_ms,
-            "ms",
-            50.0,
-        ),
+        Figure::at_most("first rows on screen", figures.first_rows_ms, "ms", 50.0),
         Figure::at_most(
             "timeline index complete (background)",
             figures.index_ms / 1000.0,

@@ -534,6 +534,8 @@ impl Cache {
         mut visit: impl FnMut(TableChange<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         const PAGE: usize = 1000;
+        /// Records whose newest changes are read together (and held in memory at once).
+        const WINDOW: usize = 20_000;
         // A name may have had several tables; only the one that existed then counts.
         let Some(table_id) = self.table_at_moment(table, cut)? else {
             return Ok(());
@@ -566,11 +568,14 @@ impl Cache {
             )
             .context(self.path(), "reading a table")?;
         let mut moved_out: HashMap<String, Vec<i64>> = HashMap::new();
+        // `+c.id`: without statistics SQLite would read the table's changes up to the cut through
+        // `changes_by_table` and test each for an old key (0.3 s on a 10M cache) instead of
+        // reading the few moves from the partial index `changes_moved_out`.
         let moves: Vec<(String, i64)> = self
             .connection()
             .query_map(
                 &format!(
-                    "SELECT c.old_key, c.id FROM changes c WHERE {tables} AND c.old_key IS NOT NULL AND c.id <= ?1"
+                    "SELECT c.old_key, c.id FROM changes c WHERE {tables} AND c.old_key IS NOT NULL AND +c.id <= ?1"
                 ),
                 &[&cut.0],
                 |row| Ok((row.get(0)?, row.get(1)?)),
@@ -579,6 +584,11 @@ impl Cache {
         for (key, id) in moves {
             moved_out.entry(key).or_default().push(id);
         }
+        // The newest change of each live record, in key order, read a window of records at a
+        // time: the window's changes are fetched in id order, one pass over the file, and then
+        // visited in key order. Fetched page by page in key order instead, every page was
+        // a pass over the whole file of its own (2 s for 100,000 rows on a 10M cache).
+        let mut window: Vec<i64> = Vec::new();
         let mut after_key = String::new();
         loop {
             let page: Vec<(String, i64)> = self
@@ -597,28 +607,42 @@ impl Cache {
                 break;
             };
             after_key.clone_from(last_key);
-            let live: Vec<i64> = page
-                .iter()
-                .filter(|(key, id)| {
-                    key != NO_KEY
-                        && *id > last_truncate
-                        && !moved_out
-                            .get(key)
-                            .is_some_and(|moves| moves.iter().any(|moved| moved > id))
-                })
-                .map(|(_, id)| *id)
-                .collect();
-            if live.is_empty() {
-                continue;
+            window.extend(
+                page.iter()
+                    .filter(|(key, id)| {
+                        key != NO_KEY
+                            && *id > last_truncate
+                            && !moved_out
+                                .get(key)
+                                .is_some_and(|moves| moves.iter().any(|moved| moved > id))
+                    })
+                    .map(|(_, id)| *id),
+            );
+            if window.len() >= WINDOW {
+                self.visit_newest(&std::mem::take(&mut window), &mut visit)?;
             }
-            let ids: Vec<String> = live.iter().map(ToString::to_string).collect();
-            let changes = self.changes_where(
-                &format!("c.id IN ({})", ids.join(",")),
-                &[],
-                "ORDER BY c.key",
-            )?;
-            for change in &changes {
-                visit(TableChange::Newest(change))?;
+        }
+        self.visit_newest(&window, &mut visit)
+    }
+
+    /// Reads the changes `ids` (in key order) in id order and visits them in key order.
+    fn visit_newest(
+        &self,
+        ids: &[i64],
+        visit: &mut impl FnMut(TableChange<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut ascending = ids.to_vec();
+        ascending.sort_unstable();
+        let mut fetched: HashMap<i64, LoggedChange> = HashMap::with_capacity(ids.len());
+        for chunk in ascending.chunks(1000) {
+            let list: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            for change in self.changes_where(&format!("c.id IN ({})", list.join(",")), &[], "")? {
+                fetched.insert(change.id.0, change);
+            }
+        }
+        for id in ids {
+            if let Some(change) = fetched.remove(id) {
+                visit(TableChange::Newest(&change))?;
             }
         }
         Ok(())
