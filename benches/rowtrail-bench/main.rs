@@ -243,7 +243,7 @@ fn query_figures(dir: &Path, changes: u64, quick: bool) -> Vec<Figure> {
     rows.extend(targeted(
         &format!("{}-row table at a moment", count(figures.table_rows)),
         &figures.table_at,
-        2000.0,
+        500.0,
     ));
     rows.extend(targeted(
         &format!(
