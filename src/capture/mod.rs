@@ -136,7 +136,7 @@ pub struct CaptureSummary {
     pub timings: CaptureTimings,
 }
 
-/// Where a run's time went, for `capture --once` to report.
+/// Where a run's time went, which `rowtrail capture` reports when it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CaptureTimings {
     /// Connecting, the checks, the cache's opening, the slot and the baseline when there was one.

@@ -67,7 +67,8 @@ pub struct WriterProgress {
     pub transactions: u64,
 }
 
-/// Commands are sent in batches of this many, or at each commit.
+/// Commands are sent in batches of at most this many: the stream sends a batch when it is full
+/// or when the stream has read everything the server sent so far.
 const BATCH: usize = 1024;
 /// Batches the channel holds before the stream waits for the writer.
 const CHANNEL_BATCHES: usize = 64;
@@ -205,7 +206,12 @@ fn write_loop(
         stored: writer.stored_position(),
         ..WriterProgress::default()
     };
-    let mut flush = |writer: &mut CacheWriter| -> Result<(), StoreError> {
+    // Commits what is staged unless a source transaction is still open (a batch may end in
+    // the middle of one); says whether it committed.
+    let mut flush = |writer: &mut CacheWriter| -> Result<bool, StoreError> {
+        if writer.in_transaction() {
+            return Ok(false);
+        }
         let stored = writer.flush()?;
         let (changes, transactions) = writer.durable_counts();
         let now = WriterProgress {
@@ -217,7 +223,7 @@ fn write_loop(
             reported = now;
             progress.send_replace(now);
         }
-        Ok(())
+        Ok(true)
     };
     let mut unflushed = false;
     loop {
@@ -230,8 +236,11 @@ fn write_loop(
             Ok(Some(batch)) => batch,
             Ok(None) => break,
             Err(_quiet) => {
-                flush(&mut writer)?;
-                last_flush = Instant::now();
+                if flush(&mut writer)? {
+                    last_flush = Instant::now();
+                }
+                // Committed, or only the rest of an open transaction can make it committable:
+                // wait for the next batch either way.
                 unflushed = false;
                 continue;
             }
@@ -245,12 +254,15 @@ fn write_loop(
             || writer.staged_changes() >= MAX_UNFLUSHED_CHANGES
             || last_flush.elapsed() >= MAX_UNFLUSHED
         {
-            flush(&mut writer)?;
-            last_flush = Instant::now();
-            unflushed = false;
+            // A batch that ended inside a transaction leaves `last_flush` as it was, so the
+            // commit is tried again after the next batch.
+            if flush(&mut writer)? {
+                last_flush = Instant::now();
+                unflushed = false;
+            }
         }
     }
-    flush(&mut writer)
+    flush(&mut writer).map(|_| ())
 }
 
 fn apply(writer: &mut CacheWriter, command: WriteCommand) -> Result<(), StoreError> {

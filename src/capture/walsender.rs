@@ -409,8 +409,8 @@ impl WalSender {
         Ok(())
     }
 
-    /// True when a whole message is already read and waiting: the next `next_copy_data` returns
-    /// without waiting for the network.
+    /// True when a whole message is already read and waiting (usually the next change, so the
+    /// stream reads on before handing its batch to the writer).
     pub fn has_buffered_message(&self) -> bool {
         let buffered = &self.read_buf;
         buffered.len() >= 5

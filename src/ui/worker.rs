@@ -1,11 +1,11 @@
 //! Background readers of the cache. The UI thread never queries SQLite: it sends `Request`s to
-//! three named threads, each with its own read connection, and drains their `Reply`s each frame.
-//! `rowtrail-reader` answers pages, details and scripts; `rowtrail-scanner` builds timeline indexes
-//! and `rowtrail-histogram` counts changes over time and reads the overview (tables, time span).
-//! Those two may scan millions of rows, so they
-//! never hold up a page, and they give up as soon as the filter changes. A fourth,
-//! `rowtrail-watcher`, looks at the newest change every few seconds, so changes that another
-//! process stores (a capture in a terminal, a publisher into a shared store) reach the screen.
+//! three named reader threads, each with its own read connection, and drains their `Reply`s each
+//! frame. `rowtrail-reader` answers pages, details and scripts; `rowtrail-scanner` builds
+//! timeline indexes; `rowtrail-histogram` counts changes over time and reads the overview
+//! (tables, time span). The last two may scan millions of rows, so they never hold up a page, and
+//! they give up as soon as the filter changes. A fourth thread, `rowtrail-watcher`, reads the
+//! newest change id every few seconds, so changes that another process stores (a capture in a
+//! terminal, a publisher into a shared store) reach the screen.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -248,9 +248,12 @@ pub enum Reply {
         view: crate::model::SavedView,
         rows: Result<super::views::ViewRows, String>,
     },
-    /// The newest change stored, as the watcher saw it change (another process may have stored
-    /// it).
-    Grew(ChangeId),
+    /// The newest change stored in the cache at `path`, as its watcher saw it change (another
+    /// process may have stored it).
+    Grew {
+        path: PathBuf,
+        newest: ChangeId,
+    },
     /// Something failed; the app shows the message in its banner.
     Failed(String),
     /// The filter of this generation cannot run (a search names a column no table has).
@@ -474,7 +477,11 @@ fn watch(
             match open.newest_change() {
                 Ok(newest) if seen != Some(newest) => {
                     seen = Some(newest);
-                    if inbox.send(Message::Reply(Reply::Grew(newest))).is_err() {
+                    let report = Reply::Grew {
+                        path: path.to_owned(),
+                        newest,
+                    };
+                    if inbox.send(Message::Reply(report)).is_err() {
                         return;
                     }
                     ctx.request_repaint();

@@ -31,7 +31,7 @@ impl RowtrailApp {
         }
         while let Ok(message) = self.inbox.try_recv() {
             match message {
-                Message::Reply(Reply::Grew(newest)) => self.on_grew(newest, now),
+                Message::Reply(Reply::Grew { path, newest }) => self.on_grew(&path, newest, now),
                 Message::Reply(reply) => self.on_reply(reply),
                 Message::CaptureEnded(result) => {
                     self.capture = None;
@@ -376,7 +376,7 @@ impl RowtrailApp {
                     session.reject_filter(message);
                 }
             }
-            Reply::Grew(_) => {}
+            Reply::Grew { .. } => {}
             Reply::Failed(error) => {
                 if session.source.is_none() {
                     self.session = None;
@@ -409,24 +409,33 @@ impl RowtrailApp {
         }
     }
 
-    /// The watcher saw the newest change id move. While this app captures, capture's own events
-    /// refresh the screen; otherwise another process stored changes (a capture in a terminal, a
-    /// publisher into the shared store) and the screen takes them in the same way.
-    fn on_grew(&mut self, newest: crate::model::ChangeId, now: f64) {
-        if self.capture.is_some() {
-            return;
-        }
+    /// The watcher of the cache at `path` saw its newest change id move. While this app captures
+    /// into the open cache, capture's own events refresh the screen; otherwise another process
+    /// stored changes (a capture in a terminal, a publisher into the shared store) and the screen
+    /// takes them in the same way.
+    fn on_grew(&mut self, path: &std::path::Path, newest: crate::model::ChangeId, now: f64) {
         let Some(session) = self.session.as_mut() else {
             return;
         };
+        let capturing_here = self.capture.is_some()
+            && self
+                .last_capture
+                .as_ref()
+                .is_some_and(|last| last.cache == session.path);
+        // A report of a cache closed since is dropped.
+        if capturing_here || session.path != path {
+            return;
+        }
         session.newest = session.newest.max(Some(newest));
         // The first report is usually the newest change the timeline read on opening.
         if session.timeline.has_read(newest) {
             return;
         }
-        // Not rate-limited here: the watcher reports at most every few seconds.
-        session.refreshed_at = f64::NEG_INFINITY;
-        session.faceted_at = f64::NEG_INFINITY;
+        if !session.timeline.is_indexed() {
+            // Read once the index is in: nothing else is worth reading again yet.
+            session.timeline.refresh_head();
+            return;
+        }
         self.on_stored_more(now);
     }
 

@@ -325,9 +325,13 @@ impl Timeline {
     /// True when the timeline has read the changes up to `id`: its index reaches it, or its head
     /// does (then nothing newer than `id` needs reading for it to be shown).
     pub fn has_read(&self, id: ChangeId) -> bool {
-        let indexed = self.complete || !self.anchors.is_empty();
         let newest = self.head.first().copied().unwrap_or(self.top).max(self.top);
-        indexed && !self.head_pending && id <= newest
+        self.is_indexed() && !self.head_pending && id <= newest
+    }
+
+    /// True once the index has its first part (the head can be read above it).
+    pub fn is_indexed(&self) -> bool {
+        self.complete || !self.anchors.is_empty()
     }
 
     /// Reads the head now if changes arrived while it could not be read.
