@@ -121,26 +121,23 @@ fn empty_app() -> Harness<'static, RowtrailApp> {
     harness
 }
 
+/// Clicks `button`, waits for the dialog's field `field`, and types `text` into it.
+fn type_into_dialog(harness: &mut Harness<'_, RowtrailApp>, button: &str, field: &str, text: &str) {
+    harness.get_by_label(button).click();
+    wait_for(harness, field, |h| h.query_by_label(field).is_some());
+    harness.get_by_label(field).focus();
+    harness.step();
+    harness.get_by_label(field).type_text(text);
+}
+
 /// Opens *Open audit database…* from the welcome screen and types `url`.
 fn open_audit_dialog(harness: &mut Harness<'_, RowtrailApp>, url: &str) {
-    harness.get_by_label("Open audit database…").click();
-    wait_for(harness, "the audit dialog", |h| {
-        h.query_by_label("Audit database URL").is_some()
-    });
-    harness.get_by_label("Audit database URL").focus();
-    harness.step();
-    harness.get_by_label("Audit database URL").type_text(url);
+    type_into_dialog(harness, "Open audit database…", "Audit database URL", url);
 }
 
 /// Opens the connect dialog, checks `url`, and waits for the checklist.
 fn check_source(harness: &mut Harness<'_, RowtrailApp>, url: &str) {
-    harness.get_by_label("Connect a database…").click();
-    wait_for(harness, "the connect dialog", |h| {
-        h.query_by_label("Connection URL").is_some()
-    });
-    harness.get_by_label("Connection URL").focus();
-    harness.step();
-    harness.get_by_label("Connection URL").type_text(url);
+    type_into_dialog(harness, "Connect a database…", "Connection URL", url);
     harness.step();
     harness.get_by_label("Check").click();
     wait_for(harness, "the checklist", |h| {
