@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{fresh_db, ops};
+use support::{OpenSession, fresh_db, ops, rowtrail};
 
 #[test]
 fn inserts_updates_deletes_and_transactions() {
@@ -513,4 +513,107 @@ fn capture_resumes_without_duplicates_or_gaps() {
         .collect();
     let expected: Vec<String> = (1..=15).map(|id| id.to_string()).collect();
     assert_eq!(keys, expected);
+}
+
+/// A transaction larger than `logical_decoding_work_mem` (set to its 64 kB minimum) is streamed by
+/// the server before it commits, in blocks between which other transactions commit; one streamed
+/// transaction rolls back whole, and savepoints roll back inside the other. The cache stores
+/// exactly what a capture with `--no-streaming` stores from the same changes (which the server
+/// kept on its own disk instead), and the table as it is now.
+#[test]
+fn issue15_a_transaction_streamed_before_its_commit_is_stored_as_if_sent_whole() {
+    let db = fresh_db("streamed");
+    db.sql(&format!(
+        "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB';
+         CREATE TABLE t (id int PRIMARY KEY, v text, n int);
+         CREATE TABLE u (id int PRIMARY KEY, note text);
+         INSERT INTO t VALUES (0, 'seed', 0);",
+        db.name
+    ));
+    db.capture_ok(&[]);
+    let whole = db.dir.path().join("whole.db");
+    let whole_slot = format!("{}_whole", db.name);
+    let capture_whole = || {
+        let output = rowtrail(&[
+            "capture".into(),
+            "--source".into(),
+            db.url(),
+            "--cache".into(),
+            whole.to_string_lossy().into_owned(),
+            "--slot".into(),
+            whole_slot.clone(),
+            "--once".into(),
+            "--no-streaming".into(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    capture_whole();
+
+    let mut big = OpenSession::open(&db);
+    big.run("BEGIN; INSERT INTO t SELECT g, 'a' || g, g FROM generate_series(1, 3000) g;");
+    db.sql("INSERT INTO t VALUES (100001, 'small', 1);");
+    big.run(
+        "SAVEPOINT s1; UPDATE t SET n = n + 1 WHERE id <= 2000; \
+         INSERT INTO u SELECT g, 'u' || g FROM generate_series(1, 500) g; \
+         SAVEPOINT s2; DELETE FROM t WHERE id > 2500 AND id < 100000; UPDATE u SET note = 'gone'; \
+         ROLLBACK TO SAVEPOINT s2; UPDATE t SET v = 'after the rollback' WHERE id = 5; \
+         RELEASE SAVEPOINT s1;",
+    );
+    db.sql(
+        "BEGIN; INSERT INTO t SELECT g, 'never', g FROM generate_series(20001, 24000) g; ROLLBACK;",
+    );
+    db.sql("UPDATE t SET v = 'small again' WHERE id = 100001;");
+    big.run(
+        "SAVEPOINT s3; INSERT INTO t SELECT g, 'b', g FROM generate_series(5001, 7000) g; \
+         ROLLBACK TO SAVEPOINT s3; DELETE FROM t WHERE id BETWEEN 10 AND 20; \
+         UPDATE u SET note = 'kept' WHERE id <= 3; COMMIT;",
+    );
+    big.close();
+
+    db.capture_ok(&[]);
+    capture_whole();
+    let stats = |slot: &str| {
+        db.sql(&format!(
+            "SELECT stream_txns, spill_txns FROM pg_stat_replication_slots WHERE slot_name = '{slot}'"
+        ))
+    };
+    assert!(
+        support::wait_until(std::time::Duration::from_secs(10), || {
+            let (streaming, whole) = (stats(&db.name), stats(&whole_slot));
+            streaming.starts_with("2|") && whole.starts_with("0|") && !whole.ends_with("|0")
+        }),
+        "streamed on one slot, spilled by the server on the other: {} / {}",
+        stats(&db.name),
+        stats(&whole_slot)
+    );
+
+    let streamed = db.log(&[]);
+    let sent_whole = support::log_json(&whole, &[]);
+    assert_eq!(streamed.len(), sent_whole.len());
+    // 3,000 + 500 inserts, 2,001 + 1 updates of t and 3 of u, 11 deletes; the two small
+    // transactions' changes; the baseline's row.
+    assert_eq!(streamed.len(), 3500 + 2005 + 11 + 2 + 1);
+    for (one, other) in streamed.iter().zip(&sent_whole) {
+        if one["op"] != "snapshot" {
+            assert_eq!(one, other);
+        }
+    }
+    let mut now: Vec<Value> = db
+        .on_cache("at", &["--table", "t", "--time", "now"])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut source: Vec<Value> = db
+        .sql("SELECT json_build_object('id', id::text, 'v', v, 'n', n::text) FROM t")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let by_id = |row: &Value| row["id"].as_str().unwrap().parse::<i64>().unwrap();
+    now.sort_by_key(by_id);
+    source.sort_by_key(by_id);
+    assert_eq!(now, source);
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TestDb, fresh_db, rowtrail_command, wait_until};
+use support::{OpenSession, TestDb, fresh_db, rowtrail_command, wait_until};
 
 const SCHEMA: &str = "
 CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
@@ -132,6 +132,108 @@ fn sigkill_during_a_workload_loses_and_duplicates_nothing() {
         "only {kills} kills: the workload ended too soon to test anything"
     );
 
+    let total = assert_cache_matches_audit(&db, &format!("after {kills} kills"));
+    assert!(total >= 100_000, "the workload made only {total} changes");
+    eprintln!(
+        "{total} changes, {kills} kills, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The size of the file a capture keeps a streamed transaction in, if there is one.
+fn streamed_spill(db: &TestDb) -> Option<u64> {
+    std::fs::read_dir(db.dir.path())
+        .unwrap()
+        .flatten()
+        .find(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".cache.db.streamed-")
+        })
+        .map(|entry| entry.metadata().map(|meta| meta.len()).unwrap_or(0))
+}
+
+/// A transaction larger than `logical_decoding_work_mem` is streamed by the server before it
+/// commits. Capture is killed while it holds the first part; the transaction goes on (a savepoint
+/// rolled back, one released) and commits after small transactions; capture is killed again
+/// while the server streams it anew. The next capture stores it once, whole, without what was
+/// rolled back, and leaves nothing beside the cache.
+#[test]
+fn sigkill_while_a_transaction_is_streamed_stores_it_once_at_its_commit() {
+    let db = fresh_db("crash_streamed");
+    db.sql(SCHEMA);
+    db.sql("TRUNCATE audit;");
+    // The smallest limit: the server streams a transaction past 64 kB of changes.
+    db.sql(&format!(
+        "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
+        db.name
+    ));
+    db.capture_ok(&["--tables", "accounts,orders,items"]);
+    let log = std::fs::File::create(db.dir.path().join("capture.log")).unwrap();
+    let log_text = || std::fs::read_to_string(db.dir.path().join("capture.log")).unwrap();
+
+    let mut child = spawn_capture(&db, &log);
+    let mut big = OpenSession::open(&db);
+    big.run(
+        "BEGIN; INSERT INTO orders (account_id, status, total) \
+         SELECT 1 + g % 200, 'bulk', g FROM generate_series(1, 4000) g;",
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || streamed_spill(&db)
+            .is_some_and(|len| len > 0)),
+        "capture keeps the streamed part beside the cache: {}",
+        log_text()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(streamed_spill(&db).is_some(), "a killed capture leaves it");
+
+    db.sql("CALL workload(60, 3);");
+    big.run(
+        "SAVEPOINT a; UPDATE accounts SET balance = balance + 1; \
+         INSERT INTO items SELECT o.id, 1, 1 FROM orders o WHERE o.status = 'bulk'; \
+         ROLLBACK TO SAVEPOINT a; \
+         UPDATE orders SET status = 'bulk done' WHERE status = 'bulk' AND id % 2 = 0; \
+         SAVEPOINT b; DELETE FROM orders WHERE status = 'bulk' AND id % 3 = 0; RELEASE SAVEPOINT b; \
+         UPDATE accounts SET note = 'after the savepoints' WHERE id = 7; COMMIT;",
+    );
+    big.close();
+    db.sql("CALL workload(20, 4);");
+
+    // Again, killed while the server streams the transaction anew (if it is quick enough to see).
+    child = spawn_capture(&db, &log);
+    wait_until(Duration::from_secs(30), || streamed_spill(&db).is_some());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        db.capture_once(&["--tables", "accounts,orders,items"])
+            .status
+            .success()
+    });
+    assert!(caught_up, "{}", log_text());
+    let total = assert_cache_matches_audit(&db, "after a kill mid-stream");
+    assert!(total > 6_000, "only {total} changes");
+    assert_eq!(
+        streamed_spill(&db),
+        None,
+        "nothing is left beside the cache"
+    );
+    // The server's statistics reach the view shortly after the walsender reports them.
+    let streamed = wait_until(Duration::from_secs(10), || {
+        db.sql(&format!(
+            "SELECT stream_txns > 0 FROM pg_stat_replication_slots WHERE slot_name = '{}'",
+            db.name
+        )) == "t"
+    });
+    assert!(streamed, "the server streamed the transaction");
+}
+
+/// Compares the cache with the audit trigger's record: the same count per table and operation,
+/// no change twice, and transaction by transaction the same changes in the same order with the
+/// same images. Returns how many changes there are.
+fn assert_cache_matches_audit(db: &TestDb, when: &str) -> i64 {
     let truth: BTreeMap<(String, String), i64> = db
         .sql("SELECT tbl, op, count(*) FROM audit GROUP BY 1, 2 ORDER BY 1, 2")
         .lines()
@@ -144,7 +246,6 @@ fn sigkill_during_a_workload_loses_and_duplicates_nothing() {
         })
         .collect();
     let total: i64 = truth.values().sum();
-    assert!(total >= 100_000, "the workload made only {total} changes");
 
     let cache = rowtrail::store::Cache::open(&db.cache()).unwrap();
     let captured: BTreeMap<(String, String), i64> = cache
@@ -154,10 +255,7 @@ fn sigkill_during_a_workload_loses_and_duplicates_nothing() {
         .filter(|(_, op, _)| *op != rowtrail::model::Op::Snapshot)
         .map(|(table, op, count)| ((table.name, op.to_string()), count))
         .collect();
-    assert_eq!(
-        captured, truth,
-        "per table and operation, after {kills} kills"
-    );
+    assert_eq!(captured, truth, "per table and operation, {when}");
 
     let sqlite = rusqlite::Connection::open(db.cache()).unwrap();
     let (changes, distinct): (i64, i64) = sqlite
@@ -205,8 +303,5 @@ fn sigkill_during_a_workload_loses_and_duplicates_nothing() {
     for (xid, rows) in &expected {
         assert_eq!(stored.get(xid), Some(rows), "transaction {xid}");
     }
-    eprintln!(
-        "{total} changes, {kills} kills, {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    total
 }

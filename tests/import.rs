@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{
-    TestDb, assert_clean_failure, fresh_db, log_json, rowtrail, rowtrail_command, wait_until,
+    OpenSession, TestDb, assert_clean_failure, fresh_db, log_json, rowtrail, rowtrail_command,
+    wait_until,
 };
 
 /// Our own SQL for the PostgreSQL wiki's audit trigger, with its documented layout: the
@@ -550,44 +551,6 @@ fn an_import_killed_mid_way_resumes_exactly_where_it_stopped() {
     assert_eq!(transactions(&imported).len(), 3000);
 }
 
-/// A psql session kept open, to hold a transaction while others commit.
-struct Session {
-    child: std::process::Child,
-    marks: PathBuf,
-    count: usize,
-}
-
-impl Session {
-    fn open(db: &TestDb) -> Self {
-        let child = std::process::Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &db.url()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let marks = db.dir.path().join(format!("session-{}", child.id()));
-        Self {
-            child,
-            marks,
-            count: 0,
-        }
-    }
-
-    /// Runs SQL in the session and waits until psql has carried it out.
-    fn run(&mut self, sql: &str) {
-        use std::io::Write;
-        self.count += 1;
-        let mark = format!("{}-{}", self.marks.display(), self.count);
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{sql}\n\\! touch {mark}").unwrap();
-        stdin.flush().unwrap();
-        assert!(
-            wait_until(Duration::from_secs(30), || Path::new(&mark).exists()),
-            "psql ran {sql}"
-        );
-    }
-}
-
 /// A transaction that commits while an older one is still running is imported in the same round
 /// as the ones that committed before it: two transactions that changed the same row keep their
 /// order whatever their ids, and a store's ignored columns are unavailable, not gone; a column
@@ -596,8 +559,8 @@ impl Session {
 fn order_ignored_columns_and_a_column_dropped_mid_transaction() {
     let db = shop("import_order");
     db.sql("INSERT INTO customers (id, name) VALUES (1, 'start')");
-    let mut later = Session::open(&db);
-    let mut open = Session::open(&db);
+    let mut later = OpenSession::open(&db);
+    let mut open = OpenSession::open(&db);
     // The second writer takes its transaction id first.
     later.run("BEGIN; INSERT INTO lines VALUES (1, 1, 'x');");
     // An older transaction stays open through the import.
@@ -650,10 +613,8 @@ fn order_ignored_columns_and_a_column_dropped_mid_transaction() {
             "{note:?}"
         );
     }
-    drop(later.child.stdin.take());
-    drop(open.child.stdin.take());
-    later.child.wait().unwrap();
-    open.child.wait().unwrap();
+    later.close();
+    open.close();
     // Capture agrees on everything but the store's ignored and dropped columns.
     db.capture_ok(&["--tables", "customers,orders,lines"]);
 }
@@ -923,7 +884,7 @@ fn pgmementos_log_imports_as_capture_stores_the_same_workload() {
 fn supa_audit_rows_committed_late_are_imported_once() {
     let db = shop_with("import_supa_late", Kept::SupaAudit);
     db.sql("INSERT INTO customers (id, name) VALUES (1, 'start')");
-    let mut late = Session::open(&db);
+    let mut late = OpenSession::open(&db);
     late.run("BEGIN; INSERT INTO orders (id, status) VALUES (1, 'late');");
     db.sql("INSERT INTO orders (id, status) VALUES (2, 'early')");
     db.sql("BEGIN; INSERT INTO orders (id, status) VALUES (3, 'never'); ROLLBACK");
@@ -952,8 +913,7 @@ fn supa_audit_rows_committed_late_are_imported_once() {
         cursor.contains("\"holes\":[]"),
         "the rolled-back id is forgotten: {cursor}"
     );
-    drop(late.child.stdin.take());
-    late.child.wait().unwrap();
+    late.close();
 }
 
 /// Each new format's bad input: one clear line naming the row or line and the field; with

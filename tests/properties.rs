@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use rowtrail::decode::copy_text;
 use rowtrail::decode::frame::ServerFrame;
 use rowtrail::decode::pgoutput::{
-    LogicalMessage, OldRow, RelationColumn, RelationMessage, TupleData, TupleValue, pg_timestamp,
-    to_pg_timestamp,
+    LogicalMessage, OldRow, RelationColumn, RelationMessage, Streamed, TupleData, TupleValue,
+    pg_timestamp, split_streamed, to_pg_timestamp,
 };
 use rowtrail::model::{Change, Lsn, Op, ReplicaIdentity, Value, Xid};
 use rowtrail::store::codec;
@@ -152,6 +152,25 @@ fn message() -> impl Strategy<Value = LogicalMessage> {
                     content: Bytes::from(content),
                 }
             ),
+        (any::<u32>(), any::<bool>()).prop_map(|(xid, first_segment)| {
+            LogicalMessage::StreamStart {
+                xid: Xid(xid),
+                first_segment,
+            }
+        }),
+        Just(LogicalMessage::StreamStop),
+        (any::<u32>(), any::<u64>(), any::<u64>(), time()).prop_map(
+            |(xid, commit_lsn, end_lsn, committed_at)| LogicalMessage::StreamCommit {
+                xid: Xid(xid),
+                commit_lsn: Lsn(commit_lsn),
+                end_lsn: Lsn(end_lsn),
+                committed_at,
+            }
+        ),
+        (any::<u32>(), any::<u32>()).prop_map(|(xid, subxid)| LogicalMessage::StreamAbort {
+            xid: Xid(xid),
+            subxid: Xid(subxid),
+        }),
     ]
 }
 
@@ -302,8 +321,47 @@ fn encode(message: &LogicalMessage) -> Bytes {
             buf.put_u32(content.len() as u32);
             buf.put_slice(content);
         }
+        LogicalMessage::StreamStart { xid, first_segment } => {
+            buf.put_u8(b'S');
+            buf.put_u32(xid.0);
+            buf.put_u8(u8::from(*first_segment));
+        }
+        LogicalMessage::StreamStop => buf.put_u8(b'E'),
+        LogicalMessage::StreamCommit {
+            xid,
+            commit_lsn,
+            end_lsn,
+            committed_at,
+        } => {
+            buf.put_u8(b'c');
+            buf.put_u32(xid.0);
+            buf.put_u8(0);
+            buf.put_u64(commit_lsn.0);
+            buf.put_u64(end_lsn.0);
+            buf.put_i64(to_pg_timestamp(*committed_at));
+        }
+        LogicalMessage::StreamAbort { xid, subxid } => {
+            buf.put_u8(b'A');
+            buf.put_u32(xid.0);
+            buf.put_u32(subxid.0);
+        }
     }
     buf.freeze()
+}
+
+/// The message as protocol 2 sends it inside a stream block: the (sub)transaction id after the tag
+/// of the messages that carry one.
+fn encode_streamed(message: &LogicalMessage, xid: Xid) -> Vec<u8> {
+    let plain = encode(message).to_vec();
+    match plain.first() {
+        Some(b'I' | b'U' | b'D' | b'T' | b'R' | b'Y' | b'M') => {
+            let mut streamed = vec![plain[0]];
+            streamed.extend_from_slice(&xid.0.to_be_bytes());
+            streamed.extend_from_slice(&plain[1..]);
+            streamed
+        }
+        _ => plain,
+    }
 }
 
 /// A COPY text field for a value (`\N` for NULL), escaped as PostgreSQL's COPY TO writes it.
@@ -406,6 +464,34 @@ proptest! {
     fn item11_pgoutput_messages_round_trip(message in message()) {
         let decoded = LogicalMessage::decode(&encode(&message)).unwrap();
         prop_assert_eq!(decoded, message);
+    }
+
+    #[test]
+    fn issue15_a_message_of_a_stream_block_is_its_protocol_1_form_once_split(
+        message in message(),
+        xid in any::<u32>(),
+    ) {
+        let streamed = encode_streamed(&message, Xid(xid));
+        match split_streamed(&streamed).unwrap() {
+            Streamed::Message { xid: sent_by, body } => {
+                prop_assert_eq!(LogicalMessage::decode(&body).unwrap(), message.clone());
+                let carries_xid = !matches!(message, LogicalMessage::Origin { .. });
+                prop_assert_eq!(sent_by, carries_xid.then_some(Xid(xid)));
+            }
+            Streamed::Control(bytes) => {
+                prop_assert_eq!(bytes, &streamed[..]);
+                let control = matches!(
+                    message,
+                    LogicalMessage::Begin { .. }
+                        | LogicalMessage::Commit { .. }
+                        | LogicalMessage::StreamStart { .. }
+                        | LogicalMessage::StreamStop
+                        | LogicalMessage::StreamCommit { .. }
+                        | LogicalMessage::StreamAbort { .. }
+                );
+                prop_assert!(control, "{:?} is not a control message", message);
+            }
+        }
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct CaptureRun {
     pub rowtrail_phases: Option<[f64; 3]>,
     pub pgoutput_bytes: u64,
     pub cache_bytes: u64,
+    /// What the server spilled to its own disk for rowtrail's slot, and streamed to rowtrail
+    /// before commit (`pg_stat_replication_slots`).
+    pub server_spill_bytes: u64,
+    pub streamed_bytes: u64,
 }
 
 impl CaptureRun {
@@ -212,8 +216,11 @@ pub fn run(server: &Server, workload: &Workload, dir: &Path) -> CaptureRun {
         SLOT_RECV,
         "--start",
         "--no-loop",
+        // What rowtrail asks for: protocol 2 with transactions streamed before they commit.
         "-o",
-        "proto_version=1",
+        "proto_version=2",
+        "-o",
+        "streaming=on",
         "-o",
         &format!("publication_names={PUBLICATION}"),
         "-o",
@@ -245,6 +252,17 @@ pub fn run(server: &Server, workload: &Workload, dir: &Path) -> CaptureRun {
         )
         .parse()
         .unwrap();
+    let slot_stats = |column: &str| -> u64 {
+        server
+            .value(
+                db,
+                &format!(
+                    "SELECT {column} FROM pg_stat_replication_slots WHERE slot_name = '{SLOT_ROWTRAIL}'"
+                ),
+            )
+            .parse()
+            .unwrap_or(0)
+    };
     let run = CaptureRun {
         name: workload.name,
         changes: workload.changes,
@@ -255,6 +273,8 @@ pub fn run(server: &Server, workload: &Workload, dir: &Path) -> CaptureRun {
         rowtrail_phases: phases(&ours.output.stderr),
         pgoutput_bytes,
         cache_bytes: file_size(&cache).saturating_sub(baseline_bytes),
+        server_spill_bytes: slot_stats("spill_bytes"),
+        streamed_bytes: slot_stats("stream_bytes"),
     };
     eprintln!(
         "  written in {:.1} s; pg_recvlogical {:.2} s ({:.0}/s); rowtrail {:.2} s ({:.0}/s, peak {:.0} MB; {:?})",

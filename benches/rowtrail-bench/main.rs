@@ -470,6 +470,14 @@ fn capture_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
                 format!("{preparing:.2} · {streaming:.2} · {finishing:.2} · {outside:.2} s"),
             ));
         }
+        figures.push(Figure::info(
+            format!("({letter}) the server's spill to disk · streamed before commit"),
+            format!(
+                "{} · {} MB",
+                report::round(run.server_spill_bytes as f64 / 1e6),
+                report::round(run.streamed_bytes as f64 / 1e6)
+            ),
+        ));
         figures.push(Figure::at_least(
             format!("({letter}) rowtrail / pg_recvlogical"),
             rate / run.recvlogical_rate(),

@@ -197,6 +197,14 @@ pub enum CaptureError {
     #[error("'{0}' is not a valid slot name: use 1-63 lower-case letters, digits and underscores")]
     BadSlotName(String),
     #[error(
+        "could not keep a transaction the server streams before its commit in {}: {cause}; check the free space and permissions of the cache's directory, then run capture again (nothing stored was lost)",
+        .path.display()
+    )]
+    Spill {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
         "the cache writer stopped unexpectedly; everything before the last stored position is safe: run capture again to go on from there"
     )]
     WriterGone,

@@ -16,6 +16,7 @@ pub(crate) mod session;
 mod setup;
 mod sink;
 mod stream;
+mod streamed;
 pub mod tls;
 pub mod walsender;
 
@@ -54,6 +55,9 @@ pub struct CaptureOptions {
     /// When the slot that fed the cache was invalidated or dropped, take a new baseline into the
     /// same cache, after a gap in its history, instead of stopping.
     pub new_baseline: bool,
+    /// Let the server stream large transactions before they commit (PostgreSQL 14 and later),
+    /// kept in a file beside the cache until they do; `false` for whole transactions only.
+    pub stream_in_progress: bool,
 }
 
 /// What capture is doing, for the command line and the app's status bar.
@@ -502,6 +506,9 @@ async fn stream_with_retries(
             reception,
             all_tables: plan.all_tables,
             captured: plan.captured,
+            stream_beside: (options.stream_in_progress
+                && stream::can_stream_in_progress(plan.facts.version_num, &plan.encoding))
+            .then_some(options.cache.as_path()),
         };
         let mut report = SessionReport::default();
         let outcome = stream::run_session(

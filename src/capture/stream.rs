@@ -12,9 +12,11 @@ use tokio::sync::watch;
 use crate::decode::ddl::{SchemaLogMessage, parse_schema_log};
 use crate::decode::frame::{ServerFrame, StatusUpdate};
 use crate::decode::image::RowChange;
-use crate::decode::pgoutput::{LogicalMessage, OldRow, RelationMessage, TupleValue};
+use crate::decode::pgoutput::{
+    LogicalMessage, OldRow, RelationMessage, Streamed, TupleValue, split_streamed,
+};
 use crate::decode::{CatalogDetails, build_schema, details_from_schema, parse_context};
-use crate::model::{Lsn, Oid, RelationSchema, quote_ident};
+use crate::model::{Lsn, Oid, RelationSchema, Xid, quote_ident};
 use crate::store::KnownSchemas;
 use crate::store::TxMeta;
 
@@ -24,6 +26,7 @@ use super::error::CaptureError;
 use super::schema_log;
 use super::session::SqlSession;
 use super::sink::{WriteCommand, WriterHandle};
+use super::streamed::{SpillReader, StreamedTransactions};
 use super::walsender::WalSender;
 use super::{CaptureEvent, Observer};
 
@@ -45,6 +48,9 @@ pub(crate) struct SessionPlan<'a> {
     pub all_tables: bool,
     /// The tables captured at the start.
     pub captured: &'a HashSet<Oid>,
+    /// Ask the server to stream transactions before they commit (protocol 2), keeping them
+    /// beside this cache file until they do; `None` for protocol 1 (see `streamed`).
+    pub stream_beside: Option<&'a std::path::Path>,
 }
 
 /// A table's schema as the schema log recorded it, by the commit position of its transaction;
@@ -189,10 +195,22 @@ pub(crate) fn start_command(plan: &SessionPlan<'_>) -> String {
         true => ", messages 'true'",
         false => "",
     };
+    let (version, streaming) = match plan.stream_beside {
+        Some(_) => ('2', ", streaming 'on'"),
+        None => ('1', ""),
+    };
     format!(
-        "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{publication}'{messages})",
+        "START_REPLICATION SLOT {} LOGICAL {} (proto_version '{version}', publication_names '{publication}'{messages}{streaming})",
         plan.slot, plan.start
     )
+}
+
+/// Streaming in progress transactions needs pgoutput protocol 2 (PostgreSQL 14). A server that
+/// cannot convert some text to UTF-8 makes capture reread a transaction raw up to its commit
+/// position, which a transaction still streaming does not have yet: such servers send whole
+/// transactions.
+pub(crate) fn can_stream_in_progress(server_version_num: i32, encoding: &ServerEncoding) -> bool {
+    server_version_num >= 140_000 && *encoding == ServerEncoding::Utf8
 }
 
 /// Resolves once stop is requested; never if the stop sender is gone.
@@ -228,7 +246,25 @@ struct Session<'a> {
     handed_over: Lsn,
     target_reached: bool,
     last_commit_time: Option<chrono::DateTime<Utc>>,
+    /// Transactions the server streams before they commit; `None` when it sends them whole.
+    streamed: Option<StreamedTransactions>,
+    /// The transaction whose stream block is being read.
+    stream_block: Option<Xid>,
+    /// A streamed transaction that committed, being stored from its spill file.
+    replay: Option<Replay>,
 }
+
+/// A committed streamed transaction whose messages are being handed to the writer.
+struct Replay {
+    reader: SpillReader,
+    commit_lsn: Lsn,
+    end_lsn: Lsn,
+    committed_at: chrono::DateTime<Utc>,
+}
+
+/// Spilled messages handed over between two looks at the server connection while a streamed
+/// transaction is stored.
+const REPLAY_STEP: usize = 4096;
 
 pub(crate) async fn run_session(
     connections: &mut Connections,
@@ -261,6 +297,9 @@ pub(crate) async fn run_session(
         handed_over: plan.start,
         target_reached: plan.target.is_some_and(|target| target <= plan.start),
         last_commit_time: None,
+        streamed: plan.stream_beside.map(StreamedTransactions::beside),
+        stream_block: None,
+        replay: None,
     };
     let status_every = match plan.target {
         Some(_) => ONCE_POLL,
@@ -271,7 +310,19 @@ pub(crate) async fn run_session(
     let mut slot_timer = tokio::time::interval(SLOT_STATUS_INTERVAL);
     let mut confirmed = Lsn::ZERO;
     let mut stopping = false;
+    let mut last_status = std::time::Instant::now();
     loop {
+        // A committed streamed transaction is stored before anything else is read; the server
+        // hears from us meanwhile, so it does not time the connection out.
+        if session.replay.is_some() {
+            session.replay_step().await?;
+            if last_status.elapsed() >= STATUS_INTERVAL {
+                let stored = session.writer.progress().stored;
+                send_status(walsender, session.received, stored, false).await?;
+                last_status = std::time::Instant::now();
+            }
+            continue;
+        }
         // While stopping, read on only to finish the open transaction.
         let reading = !(stopping || session.target_reached) || session.in_transaction;
         // Transactions are handed to the writer in batches: whenever what the server sent so far
@@ -395,6 +446,15 @@ impl Session<'_> {
                 data,
             } => {
                 self.received = self.received.max(wal_end);
+                if let (Some(xid), Some(streamed)) = (self.stream_block, self.streamed.as_mut()) {
+                    match split_streamed(&data)? {
+                        Streamed::Message { xid: sender, body } => {
+                            streamed.append(xid, sender.unwrap_or(xid), wal_start, &body)?;
+                            return Ok(false);
+                        }
+                        Streamed::Control(_) => {}
+                    }
+                }
                 let message = LogicalMessage::decode(&data)?;
                 self.handle_message(wal_start, message).await?;
                 Ok(false)
@@ -407,6 +467,112 @@ impl Session<'_> {
         lsn: Lsn,
         message: LogicalMessage,
     ) -> Result<(), CaptureError> {
+        let streamed = match message {
+            LogicalMessage::StreamStart { .. }
+            | LogicalMessage::StreamStop
+            | LogicalMessage::StreamCommit { .. }
+            | LogicalMessage::StreamAbort { .. } => self.streamed.as_mut(),
+            other => return self.apply(lsn, other).await,
+        };
+        let Some(streamed) = streamed else {
+            return Err(CaptureError::Protocol {
+                what: "a streamed transaction, though streaming was not asked for".into(),
+            });
+        };
+        match message {
+            LogicalMessage::StreamStart { xid, first_segment } => {
+                streamed.start(xid, first_segment)?;
+                self.stream_block = Some(xid);
+            }
+            LogicalMessage::StreamStop => {
+                if let Some(xid) = self.stream_block {
+                    streamed.end_block(xid)?;
+                }
+                let (transactions, messages) = streamed.pending();
+                tracing::debug!(
+                    transactions,
+                    messages,
+                    "a stream block ended; held until commit"
+                );
+                self.stream_block = None;
+            }
+            LogicalMessage::StreamAbort { xid, subxid } => streamed.abort(xid, subxid)?,
+            LogicalMessage::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                committed_at,
+            } => {
+                let reader = streamed.commit(xid)?;
+                self.apply(
+                    lsn,
+                    LogicalMessage::Begin {
+                        final_lsn: commit_lsn,
+                        committed_at,
+                        xid,
+                    },
+                )
+                .await?;
+                let replay = Replay {
+                    reader: match reader {
+                        Some(reader) => reader,
+                        None => return self.end_replay(commit_lsn, end_lsn, committed_at).await,
+                    },
+                    commit_lsn,
+                    end_lsn,
+                    committed_at,
+                };
+                self.replay = Some(replay);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Hands the next spilled messages of the committed streamed transaction to the writer, and
+    /// its commit after the last.
+    async fn replay_step(&mut self) -> Result<(), CaptureError> {
+        let Some(mut replay) = self.replay.take() else {
+            return Ok(());
+        };
+        for _ in 0..REPLAY_STEP {
+            match replay.reader.next_message()? {
+                Some(spilled) => {
+                    let message = LogicalMessage::decode(&spilled.body)?;
+                    self.apply(spilled.lsn, message).await?;
+                }
+                None => {
+                    drop(replay.reader);
+                    return self
+                        .end_replay(replay.commit_lsn, replay.end_lsn, replay.committed_at)
+                        .await;
+                }
+            }
+        }
+        self.replay = Some(replay);
+        Ok(())
+    }
+
+    async fn end_replay(
+        &mut self,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        committed_at: chrono::DateTime<Utc>,
+    ) -> Result<(), CaptureError> {
+        self.apply(
+            commit_lsn,
+            LogicalMessage::Commit {
+                commit_lsn,
+                end_lsn,
+                committed_at,
+            },
+        )
+        .await
+    }
+
+    /// Handles a message of protocol 1: one of an ordinary transaction, or of a streamed one
+    /// read back at its commit.
+    async fn apply(&mut self, lsn: Lsn, message: LogicalMessage) -> Result<(), CaptureError> {
         match message {
             LogicalMessage::Begin {
                 final_lsn,
@@ -503,6 +669,14 @@ impl Session<'_> {
                         None => {}
                     }
                 }
+            }
+            LogicalMessage::StreamStart { .. }
+            | LogicalMessage::StreamStop
+            | LogicalMessage::StreamCommit { .. }
+            | LogicalMessage::StreamAbort { .. } => {
+                return Err(CaptureError::Protocol {
+                    what: "a stream message inside a streamed transaction".into(),
+                });
             }
         }
         Ok(())
@@ -665,11 +839,23 @@ mod tests {
             reception: Reception::Converted,
             all_tables: true,
             captured: &HashSet::new(),
+            stream_beside: None,
         };
         assert_eq!(
             start_command(&plan),
             "START_REPLICATION SLOT rowtrail LOGICAL 16/B374D848 (proto_version '1', publication_names '\"it''s\"', messages 'true')"
         );
+        let streaming = SessionPlan {
+            stream_beside: Some(std::path::Path::new("c.rowtrail")),
+            ..plan
+        };
+        assert!(start_command(&streaming).ends_with(
+            "(proto_version '2', publication_names '\"it''s\"', messages 'true', streaming 'on')"
+        ));
+        let plan = SessionPlan {
+            stream_beside: None,
+            ..streaming
+        };
         let old = SessionPlan {
             server_version_num: 130_000,
             ..plan

@@ -82,6 +82,7 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         publication: args.scope.publication,
         once: args.once,
         new_baseline: args.new_baseline,
+        stream_in_progress: !args.no_streaming,
     };
     let runtime = runtime()?;
     let (stop_sender, stop) = watch::channel(false);

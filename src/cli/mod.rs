@@ -139,6 +139,11 @@ pub struct CaptureArgs {
     /// same cache; its history then has a gap from where it ended
     #[arg(long)]
     pub new_baseline: bool,
+    /// Have the server send each transaction only once it commits. By default (PostgreSQL 14 and
+    /// later) it streams large transactions while they run, and capture keeps them in a file
+    /// beside the cache until they commit; without it the server keeps them on its own disk
+    #[arg(long)]
+    pub no_streaming: bool,
 }
 
 #[derive(Debug, Args)]

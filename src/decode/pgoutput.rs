@@ -1,5 +1,10 @@
-//! Decodes the messages of PostgreSQL's `pgoutput` plugin (protocol version 1, text values)
-//! into owned types. See "Logical Replication Message Formats" in the PostgreSQL manual.
+//! Decodes the messages of PostgreSQL's `pgoutput` plugin (protocol versions 1 and 2, text
+//! values) into owned types. See "Logical Replication Message Formats" in the PostgreSQL manual.
+//!
+//! Version 2 adds streaming of transactions still in progress: the server sends a large
+//! transaction in blocks between *Stream Start* and *Stream Stop*, each message in a block
+//! carrying the id of the (sub)transaction it belongs to, and ends it with *Stream Commit* or
+//! *Stream Abort*. [`split_streamed`] turns a message of a block back into its version 1 form.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -56,6 +61,25 @@ pub enum LogicalMessage {
         lsn: Lsn,
         prefix: String,
         content: Bytes,
+    },
+    /// A block of a streamed transaction begins; `first_segment` on its first block.
+    StreamStart {
+        xid: Xid,
+        first_segment: bool,
+    },
+    /// The block ends.
+    StreamStop,
+    /// A streamed transaction committed: everything streamed for it (and not aborted) is final.
+    StreamCommit {
+        xid: Xid,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        committed_at: DateTime<Utc>,
+    },
+    /// A streamed transaction (`subxid == xid`) or one of its subtransactions rolled back.
+    StreamAbort {
+        xid: Xid,
+        subxid: Xid,
     },
 }
 
@@ -210,10 +234,64 @@ impl LogicalMessage {
                     content,
                 }
             }
+            b'S' => LogicalMessage::StreamStart {
+                xid: Xid(reader.u32("xid")?),
+                first_segment: reader.u8("first segment")? == 1,
+            },
+            b'E' => LogicalMessage::StreamStop,
+            b'c' => {
+                let xid = Xid(reader.u32("xid")?);
+                let _flags = reader.u8("commit flags")?;
+                LogicalMessage::StreamCommit {
+                    xid,
+                    commit_lsn: Lsn(reader.u64("commit lsn")?),
+                    end_lsn: Lsn(reader.u64("end lsn")?),
+                    committed_at: pg_timestamp(reader.i64("commit time")?)?,
+                }
+            }
+            b'A' => LogicalMessage::StreamAbort {
+                xid: Xid(reader.u32("xid")?),
+                subxid: Xid(reader.u32("subtransaction xid")?),
+            },
             other => return Err(DecodeError::UnexpectedTag { tag: other }),
         };
         reader.finish()?;
         Ok(message)
+    }
+}
+
+/// A message read inside a stream block, split into the (sub)transaction it belongs to and its
+/// protocol 1 form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Streamed<'a> {
+    /// A message of the (sub)transaction `xid` (`None`: of the block's transaction, such as its
+    /// origin), as protocol 1 would have sent it.
+    Message { xid: Option<Xid>, body: Vec<u8> },
+    /// *Stream Stop* (or any other control message), to decode as it is.
+    Control(&'a [u8]),
+}
+
+/// Splits a message of a stream block. Row, relation, type, truncate and logical messages carry
+/// the id of their (sub)transaction right after the tag; removing it gives the protocol 1 form.
+pub fn split_streamed(data: &[u8]) -> Result<Streamed<'_>, DecodeError> {
+    let mut reader = Reader::new(data);
+    let tag = reader.u8("message tag")?;
+    match tag {
+        b'I' | b'U' | b'D' | b'T' | b'R' | b'Y' | b'M' => {
+            let xid = Xid(reader.u32("xid")?);
+            let mut body = Vec::with_capacity(data.len() - 4);
+            body.push(tag);
+            body.extend_from_slice(&data[5..]);
+            Ok(Streamed::Message {
+                xid: Some(xid),
+                body,
+            })
+        }
+        b'O' => Ok(Streamed::Message {
+            xid: None,
+            body: data.to_vec(),
+        }),
+        _ => Ok(Streamed::Control(data)),
     }
 }
 
@@ -476,6 +554,7 @@ mod tests {
         for seed in &seeds {
             for cut in 0..=seed.len() {
                 let _ = LogicalMessage::decode(&seed[..cut]);
+                let _ = split_streamed(&seed[..cut]);
             }
             for index in 0..seed.len() {
                 for flip in [0x01u8, 0x80, 0xFF] {
@@ -485,5 +564,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn decodes_stream_control_messages() {
+        let mut start = vec![b'S'];
+        start.put_u32(731);
+        start.put_u8(1);
+        assert_eq!(
+            LogicalMessage::decode(&start).unwrap(),
+            LogicalMessage::StreamStart {
+                xid: Xid(731),
+                first_segment: true
+            }
+        );
+        assert_eq!(
+            LogicalMessage::decode(b"E").unwrap(),
+            LogicalMessage::StreamStop
+        );
+        let mut commit = vec![b'c'];
+        commit.put_u32(731);
+        commit.put_u8(0);
+        commit.put_u64(0x30);
+        commit.put_u64(0x48);
+        commit.put_i64(1_000_000);
+        assert_eq!(
+            LogicalMessage::decode(&commit).unwrap(),
+            LogicalMessage::StreamCommit {
+                xid: Xid(731),
+                commit_lsn: Lsn(0x30),
+                end_lsn: Lsn(0x48),
+                committed_at: pg_timestamp(1_000_000).unwrap(),
+            }
+        );
+        let mut abort = vec![b'A'];
+        abort.put_u32(731);
+        abort.put_u32(733);
+        assert_eq!(
+            LogicalMessage::decode(&abort).unwrap(),
+            LogicalMessage::StreamAbort {
+                xid: Xid(731),
+                subxid: Xid(733)
+            }
+        );
+    }
+
+    #[test]
+    fn a_streamed_message_without_its_xid_is_the_protocol_1_message() {
+        let mut v1 = vec![b'I'];
+        v1.put_u32(16384);
+        v1.put_u8(b'N');
+        v1.put_u16(1);
+        text_value(&mut v1, "7");
+        let mut v2 = vec![b'I'];
+        v2.put_u32(733);
+        v2.extend_from_slice(&v1[1..]);
+        assert_eq!(
+            split_streamed(&v2).unwrap(),
+            Streamed::Message {
+                xid: Some(Xid(733)),
+                body: v1.clone()
+            }
+        );
+        assert!(matches!(
+            LogicalMessage::decode(&v1).unwrap(),
+            LogicalMessage::Insert {
+                relation: 16384,
+                ..
+            }
+        ));
+        let mut origin = vec![b'O'];
+        origin.put_u64(5);
+        cstr(&mut origin, "node_a");
+        assert_eq!(
+            split_streamed(&origin).unwrap(),
+            Streamed::Message {
+                xid: None,
+                body: origin.clone()
+            }
+        );
+        assert_eq!(split_streamed(b"E").unwrap(), Streamed::Control(b"E"));
+        assert!(split_streamed(b"I\0\0").is_err(), "too short for an xid");
     }
 }

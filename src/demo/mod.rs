@@ -260,6 +260,7 @@ impl Demo {
             publication: "rowtrail".into(),
             once: false,
             new_baseline: false,
+            stream_in_progress: true,
         }))
     }
 

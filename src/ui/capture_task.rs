@@ -59,6 +59,7 @@ impl CaptureStart {
             publication: "rowtrail".into(),
             once: false,
             new_baseline: false,
+            stream_in_progress: true,
         })
     }
 }

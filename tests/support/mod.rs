@@ -263,3 +263,47 @@ pub fn assert_clean_failure(output: &Output, code: i32, expected: &str) {
         errors[0]
     );
 }
+
+/// A psql session kept open, to hold a transaction while others commit.
+pub struct OpenSession {
+    child: Child,
+    marks: PathBuf,
+    count: usize,
+}
+
+impl OpenSession {
+    pub fn open(db: &TestDb) -> Self {
+        let child = Command::new(db.server.bin_dir().join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &db.url()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let marks = db.dir.path().join(format!("session-{}", child.id()));
+        Self {
+            child,
+            marks,
+            count: 0,
+        }
+    }
+
+    /// Runs SQL in the session and waits until psql has carried it out.
+    pub fn run(&mut self, sql: &str) {
+        use std::io::Write;
+        self.count += 1;
+        let mark = format!("{}-{}", self.marks.display(), self.count);
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}\n\\! touch {mark}").unwrap();
+        stdin.flush().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(60), || Path::new(&mark).exists()),
+            "psql ran {sql}"
+        );
+    }
+
+    /// Ends the session (psql exits at the end of its input).
+    pub fn close(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
