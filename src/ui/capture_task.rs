@@ -130,6 +130,20 @@ fn is_progress(event: &CaptureEvent) -> bool {
     )
 }
 
+/// How often, at most, the window takes in what a following capture stored when nothing else
+/// happens: capture reports every second, and each look costs two frames (the report, then the
+/// rows it asks for). Without a GPU a frame of a large window costs the software rasterizer a
+/// tenth of a second or more, so looking every second would cost a fifth of a core.
+pub const FOLLOW_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reports that only say how far capture is, while it follows: they wait for the next look.
+fn is_routine(event: &CaptureEvent) -> bool {
+    matches!(
+        event,
+        CaptureEvent::Progress { .. } | CaptureEvent::SlotStatus { .. }
+    )
+}
+
 /// A running capture.
 pub struct CaptureTask {
     stop: watch::Sender<bool>,
@@ -150,8 +164,12 @@ impl CaptureTask {
         let events = mailbox.clone();
         let events_ctx = ctx.clone();
         let observer: capture::Observer = Arc::new(move |event: CaptureEvent| {
+            let routine = is_routine(&event);
             events.post(event);
-            events_ctx.request_repaint();
+            match routine {
+                true => events_ctx.request_repaint_after(FOLLOW_REFRESH),
+                false => events_ctx.request_repaint(),
+            }
         });
         let thread = std::thread::Builder::new()
             .name("rowtrail-capture".into())

@@ -484,7 +484,9 @@ fn watch(
                     if inbox.send(Message::Reply(report)).is_err() {
                         return;
                     }
-                    ctx.request_repaint();
+                    // Taken in at the next look rather than at once: while this app captures
+                    // into the cache itself, capture's reports are already on their way.
+                    ctx.request_repaint_after(super::capture_task::FOLLOW_REFRESH);
                 }
                 Ok(_) | Err(crate::store::StoreError::EmptyHistory) => {}
                 Err(error) => {

@@ -493,7 +493,7 @@ impl RowtrailApp {
                 | CaptureState::Reconnecting { .. }
         );
         if capturing {
-            ctx.request_repaint_after(std::time::Duration::from_millis(500));
+            ctx.request_repaint_after(super::capture_task::FOLLOW_REFRESH);
         }
     }
 
