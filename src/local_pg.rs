@@ -139,7 +139,10 @@ impl LocalPostgres {
         let root = match &options.keep_dir {
             Some(dir) => {
                 create_private_dir(dir)?;
-                dir.clone()
+                // initdb and the server run elsewhere (as another user when we are root): a
+                // relative path would name another place for them.
+                std::path::absolute(dir)
+                    .map_err(io_error(format!("resolving {}", dir.display())))?
             }
             None => make_temp_dir()?,
         };
