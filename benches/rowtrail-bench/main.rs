@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A benchmark that cannot set itself up should stop loudly.
 
 mod capture;
+mod following;
 mod gui;
 mod import;
 mod latency;
@@ -85,6 +86,9 @@ enum Part {
         #[arg(long, value_name = "URL")]
         store: Option<String>,
     },
+    /// The app's CPU in a real window under Xvfb: following the demo's capture with about ten
+    /// changes a second, and at rest on a static cache.
+    Following,
     /// Internal: measures the GUI in a process of its own and prints JSON.
     #[command(hide = true)]
     MeasureGui { cache: PathBuf, frames: usize },
@@ -606,6 +610,59 @@ fn half_capture_rate(dir: &Path) -> f64 {
     capture::run(&server, &workload, &work).rowtrail_rate() / 2.0
 }
 
+fn following_figures(dir: &Path, quick: bool) -> Vec<Figure> {
+    if let Some(reason) = following::unavailable() {
+        return vec![Figure::info("skipped", reason)];
+    }
+    let (warmup, span) = match quick {
+        true => (20, 15),
+        false => (30, 60),
+    };
+    let figures = following::measure(
+        dir,
+        std::time::Duration::from_secs(warmup),
+        std::time::Duration::from_secs(span),
+    );
+    let percent = |share: f64| share * 100.0;
+    let busiest = |cpu: &following::WindowCpu| {
+        cpu.busiest
+            .iter()
+            .map(|(name, share)| format!("{name} {:.1}%", percent(*share)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        Figure::info(
+            "following: changes stored per second",
+            report::round(figures.changes_per_second),
+        ),
+        Figure::at_most(
+            "following: the app's own threads (share of one core)",
+            percent(figures.following.app),
+            "%",
+            10.0,
+        ),
+        Figure::info(
+            "following: its busiest threads",
+            busiest(&figures.following),
+        ),
+        Figure::info(
+            "following: the software rasterizer (llvmpipe; a GPU's work elsewhere)",
+            format!("{:.1}%", percent(figures.following.rasterizer)),
+        ),
+        Figure::info(
+            "following: the whole process",
+            format!("{:.1}%", percent(figures.following.total())),
+        ),
+        Figure::at_most(
+            "at rest on a static cache: the whole process",
+            percent(figures.at_rest.total()),
+            "%",
+            0.5,
+        ),
+    ]
+}
+
 fn print_section(title: &str, figures: &[Figure]) -> String {
     let text = table(title, figures);
     println!("{text}");
@@ -661,6 +718,11 @@ fn main() -> ExitCode {
             println!("{header}");
             print_section(SHARED, &figures);
         }
+        Part::Following => {
+            let figures = following_figures(&cli.dir, cli.quick);
+            println!("{header}");
+            print_section(FOLLOWING, &figures);
+        }
         Part::Gui { changes } => {
             let figures = gui(&cli.dir, synthetic_size(changes), gui_frames);
             println!("{header}");
@@ -689,6 +751,10 @@ fn main() -> ExitCode {
                 &query_figures(&cli.dir, size, cli.quick),
             ));
             sections.push(print_section(GUI, &gui(&cli.dir, size, gui_frames)));
+            sections.push(print_section(
+                FOLLOWING,
+                &following_figures(&cli.dir, cli.quick),
+            ));
             let import_size = if cli.quick { 5_000 } else { 100_000 };
             sections.push(print_section(
                 IMPORT,
@@ -729,3 +795,5 @@ const GUI: &str = "GUI frames (headless, UI thread time per frame)";
 const SHARED: &str =
     "Shared store on PostgreSQL beside the cache file (same queries, store over TCP)";
 const IMPORT: &str = "Import from audit stores (whole process, per format)";
+const FOLLOWING: &str =
+    "The app in a window (Xvfb, no GPU): CPU following a live capture, and at rest";
