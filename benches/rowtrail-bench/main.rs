@@ -523,36 +523,64 @@ fn size_figures(runs: &[capture::CaptureRun]) -> Vec<Figure> {
 
 fn overhead_figures(dir: &Path, quick: bool) -> Vec<Figure> {
     let server = server::Server::start(server::Durability::Production);
-    let (seconds, scale) = if quick { (5, 1) } else { (60, 10) };
+    let (seconds, scale, rounds) = if quick { (2, 1, 3) } else { (10, 10, 15) };
     let work = dir.join("overhead");
     std::fs::create_dir_all(&work).unwrap();
-    let figures = overhead::measure(&server, &work, seconds, scale);
-    let with_rowtrail = figures.rowtrail_tps / figures.no_slot_tps;
-    let with_trigger = figures.trigger_tps / figures.no_slot_tps;
+    let figures = overhead::measure(&server, &work, seconds, scale, rounds);
+    let interval = |estimate: overhead::Estimate| {
+        format!(
+            "{} (95% CI {} to {})",
+            report::round(estimate.median),
+            report::round(estimate.low),
+            report::round(estimate.high)
+        )
+    };
     vec![
         Figure::info(
-            "pgbench TPC-B-like, 2 clients",
-            format!("{} s per run, scale {}", figures.seconds, figures.scale),
+            "pgbench TPC-B-like, 2 clients, interleaved rounds",
+            format!(
+                "{} rounds of 3 runs of {} s, scale {}",
+                figures.rounds, figures.seconds, figures.scale
+            ),
         ),
-        Figure::info("TPS, no slot", report::round(figures.no_slot_tps)),
         Figure::info(
-            "TPS, rowtrail capture following",
+            "TPS without capture, median",
+            report::round(figures.no_capture_tps),
+        ),
+        Figure::info(
+            "TPS, rowtrail capture following, median",
             report::round(figures.rowtrail_tps),
         ),
         Figure::info(
-            "TPS, audit trigger (jsonb old/new)",
+            "TPS, audit trigger (jsonb old/new), median",
             report::round(figures.trigger_tps),
         ),
-        Figure::at_least("rowtrail / no slot", with_rowtrail, "", 0.97),
-        Figure::info("audit trigger / no slot", report::round(with_trigger)),
+        Figure::at_least(
+            "rowtrail / without capture, median of rounds",
+            figures.rowtrail_ratio.median,
+            "",
+            0.97,
+        ),
+        Figure::info(
+            "rowtrail / without capture, 95% CI",
+            interval(figures.rowtrail_ratio),
+        ),
+        Figure::info(
+            "audit trigger / without capture",
+            interval(figures.trigger_ratio),
+        ),
         Figure::at_most(
             "rowtrail's TPS loss / the trigger's",
-            (1.0 - with_rowtrail) / (1.0 - with_trigger),
+            figures.loss_ratio.median,
             "",
             0.2,
         ),
         Figure::info(
-            "changes captured during the rowtrail run / made",
+            "rowtrail's TPS loss / the trigger's, 95% CI",
+            interval(figures.loss_ratio),
+        ),
+        Figure::info(
+            "changes captured during the rowtrail runs / made",
             format!(
                 "{} / {}",
                 report::thousands(figures.captured.max(0) as u64),
@@ -560,11 +588,25 @@ fn overhead_figures(dir: &Path, quick: bool) -> Vec<Figure> {
             ),
         ),
         Figure::info(
-            "rowtrail's CPU during the run (share of one core)",
+            "rowtrail's CPU during its runs (share of one core)",
             format!("{:.0}%", figures.rowtrail_cpu * 100.0),
         ),
         Figure::info(
-            "capture caught up after pgbench stopped",
+            "rowtrail's CPU per change: catching up",
+            format!(
+                "{} µs ({} changes)",
+                report::round(figures.catch_up_us_per_change),
+                report::thousands(figures.catch_up_changes.max(0) as u64)
+            ),
+        ),
+        Figure::at_most(
+            "rowtrail's CPU per change: following / catching up",
+            figures.cpu_us_per_change / figures.catch_up_us_per_change.max(f64::EPSILON),
+            "×",
+            2.0,
+        ),
+        Figure::info(
+            "capture caught up after pgbench stopped, median",
             format!("{} ms", report::round(figures.catch_up_ms)),
         ),
     ]

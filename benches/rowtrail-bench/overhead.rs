@@ -1,6 +1,9 @@
 //! Source overhead: pgbench's TPC-B-like load (2 clients) on a server with production durability,
-//! run three times on a freshly initialised database: with no slot, with `rowtrail capture`
-//! following, and with a row-level audit trigger writing jsonb old/new rows to an audit table.
+//! in interleaved rounds on one database: each round runs pgbench once without capture, once
+//! with `rowtrail capture` following, and once with a row-level audit trigger writing jsonb
+//! old/new rows to an audit table, in an order that rotates from round to round. Each round's
+//! TPS is compared with the same round's run without capture, so a noisy machine's drift cancels
+//! out; the figures are the median ratios with a 95% bootstrap confidence interval.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,66 +14,207 @@ use std::time::{Duration, Instant};
 use rowtrail::model::Lsn;
 
 use crate::server::{Server, rowtrail};
+use crate::stats::percentile;
 
 const DATABASE: &str = "bench_tpcb";
 const SLOT: &str = "bench_overhead";
 const TABLES: &str = "pgbench_accounts,pgbench_branches,pgbench_tellers,pgbench_history";
+const AUDITED: [&str; 4] = [
+    "pgbench_accounts",
+    "pgbench_tellers",
+    "pgbench_branches",
+    "pgbench_history",
+];
 
 /// How the source runs during one pgbench run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    NoSlot,
+    NoCapture,
     Rowtrail,
     Trigger,
 }
 
-pub struct OverheadFigures {
-    pub seconds: u64,
-    pub scale: u32,
-    pub no_slot_tps: f64,
-    pub rowtrail_tps: f64,
-    pub trigger_tps: f64,
-    /// Changes rowtrail stored during its run (beyond its baseline).
-    pub captured: i64,
-    /// Changes the server made during that run, as counted from pgbench's transactions.
-    pub expected: i64,
-    /// How long capture took to store the last change after pgbench stopped.
-    pub catch_up_ms: f64,
-    /// CPU time rowtrail used during the pgbench run, as a share of one core.
-    pub rowtrail_cpu: f64,
+/// A median with its 95% confidence interval.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Estimate {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
 }
 
-pub fn measure(server: &Server, dir: &Path, seconds: u64, scale: u32) -> OverheadFigures {
-    let no_slot_tps = run(server, dir, Mode::NoSlot, seconds, scale).tps;
-    let with_rowtrail = run(server, dir, Mode::Rowtrail, seconds, scale);
-    let trigger_tps = run(server, dir, Mode::Trigger, seconds, scale).tps;
+pub struct OverheadFigures {
+    pub seconds: u64,
+    pub rounds: usize,
+    pub scale: u32,
+    /// Median TPS of each mode over the rounds.
+    pub no_capture_tps: f64,
+    pub rowtrail_tps: f64,
+    pub trigger_tps: f64,
+    /// Per round: rowtrail's TPS / the same round's TPS without capture.
+    pub rowtrail_ratio: Estimate,
+    pub trigger_ratio: Estimate,
+    /// rowtrail's TPS loss / the trigger's, from the median ratios.
+    pub loss_ratio: Estimate,
+    /// Changes rowtrail stored during its runs.
+    pub captured: i64,
+    /// Changes the server made during those runs, as counted from pgbench's transactions.
+    pub expected: i64,
+    /// Median time capture took to store the last change after pgbench stopped.
+    pub catch_up_ms: f64,
+    /// CPU time rowtrail used during its runs, as a share of one core.
+    pub rowtrail_cpu: f64,
+    /// rowtrail's CPU per change stored while following, in microseconds.
+    pub cpu_us_per_change: f64,
+    /// The same while catching up with what the other modes' runs wrote, and how many changes.
+    pub catch_up_us_per_change: f64,
+    pub catch_up_changes: i64,
+}
+
+pub fn measure(
+    server: &Server,
+    dir: &Path,
+    seconds: u64,
+    scale: u32,
+    rounds: usize,
+) -> OverheadFigures {
+    prepare(server, scale);
+    let cache = dir.join("overhead.rowtrail");
+    remove_cache(&cache);
+    // The slot and the baseline are made once; each rowtrail run resumes from the slot.
+    let capture = start_following(capture_command(server, &cache));
+    let reader = rusqlite::Connection::open(&cache).unwrap();
+    wait_caught_up(server, &reader);
+    stop(capture);
+
+    let mut runs: Vec<[f64; 3]> = Vec::new();
+    let (mut captured, mut transactions) = (0i64, 0i64);
+    let (mut cpu, mut cpu_seconds_span) = (0.0, 0.0);
+    let mut catch_ups = Vec::new();
+    let (mut catch_up_cpu, mut catch_up_changes) = (0.0, 0i64);
+    for round in 0..rounds {
+        let mut tps = [0.0; 3];
+        for turn in 0..3 {
+            let mode = [Mode::NoCapture, Mode::Rowtrail, Mode::Trigger][(round + turn) % 3];
+            match mode {
+                Mode::NoCapture => tps[0] = pgbench(server, seconds).tps,
+                Mode::Trigger => {
+                    set_triggers(server, true);
+                    tps[2] = pgbench(server, seconds).tps;
+                    set_triggers(server, false);
+                }
+                Mode::Rowtrail => {
+                    let capture = start_following(capture_command(server, &cache));
+                    // What the other modes wrote since is read first, outside the measured run:
+                    // the same work done catching up, for the CPU per change.
+                    let (caught_before, cpu_start) =
+                        (streamed_changes(&reader), cpu_seconds(&capture));
+                    wait_caught_up(server, &reader);
+                    let stored_before = streamed_changes(&reader);
+                    catch_up_cpu += cpu_seconds(&capture) - cpu_start;
+                    catch_up_changes += stored_before - caught_before;
+                    let cpu_before = cpu_seconds(&capture);
+                    let started = Instant::now();
+                    let bench = pgbench(server, seconds);
+                    cpu += cpu_seconds(&capture) - cpu_before;
+                    cpu_seconds_span += started.elapsed().as_secs_f64();
+                    let stopped = Instant::now();
+                    wait_caught_up(server, &reader);
+                    catch_ups.push(stopped.elapsed().as_secs_f64() * 1000.0);
+                    stop(capture);
+                    captured += streamed_changes(&reader) - stored_before;
+                    transactions += bench.transactions;
+                    tps[1] = bench.tps;
+                }
+            }
+        }
+        eprintln!(
+            "  round {}: TPS without capture {:.0}, with rowtrail {:.0}, with the trigger {:.0}",
+            round + 1,
+            tps[0],
+            tps[1],
+            tps[2]
+        );
+        runs.push(tps);
+    }
+    drop(reader);
+    server.sql(
+        DATABASE,
+        &format!("SELECT pg_drop_replication_slot('{SLOT}'); DROP PUBLICATION rowtrail"),
+    );
+    remove_cache(&cache);
+
+    let column = |index: usize| runs.iter().map(|run| run[index]).collect::<Vec<_>>();
+    let (rowtrail_ratio, trigger_ratio, loss_ratio) = bootstrap(&runs);
     OverheadFigures {
         seconds,
+        rounds,
         scale,
-        no_slot_tps,
-        rowtrail_tps: with_rowtrail.tps,
-        trigger_tps,
-        captured: with_rowtrail.captured,
-        expected: with_rowtrail.transactions * 4,
-        catch_up_ms: with_rowtrail.catch_up_ms,
-        rowtrail_cpu: with_rowtrail.cpu,
+        no_capture_tps: percentile(&column(0), 0.5),
+        rowtrail_tps: percentile(&column(1), 0.5),
+        trigger_tps: percentile(&column(2), 0.5),
+        rowtrail_ratio,
+        trigger_ratio,
+        loss_ratio,
+        captured,
+        expected: transactions * 4,
+        catch_up_ms: percentile(&catch_ups, 0.5),
+        rowtrail_cpu: cpu / cpu_seconds_span.max(f64::EPSILON),
+        cpu_us_per_change: cpu * 1e6 / captured.max(1) as f64,
+        catch_up_us_per_change: catch_up_cpu * 1e6 / catch_up_changes.max(1) as f64,
+        catch_up_changes,
     }
 }
 
-struct Run {
-    tps: f64,
-    transactions: i64,
-    captured: i64,
-    catch_up_ms: f64,
-    cpu: f64,
+/// Medians of the per-round ratios (rowtrail / no capture, trigger / no capture) and of the loss
+/// ratio, each with a 95% interval from 2,000 resamplings of the rounds (a fixed seed, so a run
+/// can be repeated).
+fn bootstrap(runs: &[[f64; 3]]) -> (Estimate, Estimate, Estimate) {
+    let ratios = |runs: &[[f64; 3]]| {
+        let rowtrail: Vec<f64> = runs.iter().map(|run| run[1] / run[0]).collect();
+        let trigger: Vec<f64> = runs.iter().map(|run| run[2] / run[0]).collect();
+        let (r, t) = (percentile(&rowtrail, 0.5), percentile(&trigger, 0.5));
+        (r, t, (1.0 - r) / (1.0 - t))
+    };
+    let (r, t, loss) = ratios(runs);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut samples = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        let resample: Vec<[f64; 3]> = (0..runs.len())
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                runs[(state % runs.len() as u64) as usize]
+            })
+            .collect();
+        let (r, t, loss) = ratios(&resample);
+        samples.0.push(r);
+        samples.1.push(t);
+        samples.2.push(loss);
+    }
+    let estimate = |median: f64, values: &[f64]| Estimate {
+        median,
+        low: percentile(values, 0.025),
+        high: percentile(values, 0.975),
+    };
+    (
+        estimate(r, &samples.0),
+        estimate(t, &samples.1),
+        estimate(loss, &samples.2),
+    )
 }
 
-fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run {
+fn prepare(server: &Server, scale: u32) {
     server.create_database(DATABASE);
-    let conninfo = server.conninfo(DATABASE);
     let init = server
         .program("pgbench")
-        .args(["-i", "-q", "-s", &scale.to_string(), &conninfo])
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            &scale.to_string(),
+            &server.conninfo(DATABASE),
+        ])
         .output()
         .unwrap();
     assert!(
@@ -79,38 +223,64 @@ fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run
         String::from_utf8_lossy(&init.stderr)
     );
     // pgbench_history has no key; rowtrail refuses to publish it without a replica identity (its
-    // updates would fail), so every run sets one, as the hint says. It only gets inserts, whose WAL
-    // the identity does not change.
+    // updates would fail), so it gets one, as the hint says. It only gets inserts, whose WAL the
+    // identity does not change.
     server.sql(
         DATABASE,
         "ALTER TABLE pgbench_history REPLICA IDENTITY FULL",
     );
-    let cache = dir.join("overhead.rowtrail");
-    let mut capture = None;
-    match mode {
-        Mode::NoSlot => {}
-        Mode::Rowtrail => {
-            remove_cache(&cache);
-            capture = Some(start_following(rowtrail(&[
-                "capture",
-                "--source",
-                &conninfo,
-                "--cache",
-                &cache.display().to_string(),
-                "--tables",
-                TABLES,
-                "--slot",
-                SLOT,
-            ])));
-        }
-        Mode::Trigger => {
-            server.sql(DATABASE, AUDIT_TRIGGER);
-        }
-    }
+    server.sql(DATABASE, AUDIT_TRIGGER);
+    set_triggers(server, false);
     server.sql(DATABASE, "VACUUM ANALYZE");
+}
+
+fn set_triggers(server: &Server, enabled: bool) {
+    let action = if enabled { "ENABLE" } else { "DISABLE" };
+    let sql: String = AUDITED
+        .iter()
+        .map(|table| format!("ALTER TABLE {table} {action} TRIGGER audit;"))
+        .collect();
+    server.sql(DATABASE, &sql);
+}
+
+fn capture_command(server: &Server, cache: &Path) -> Command {
+    rowtrail(&[
+        "capture",
+        "--source",
+        &server.conninfo(DATABASE),
+        "--cache",
+        &cache.display().to_string(),
+        "--tables",
+        TABLES,
+        "--slot",
+        SLOT,
+    ])
+}
+
+/// Waits until the cache holds everything the server has written so far.
+fn wait_caught_up(server: &Server, reader: &rusqlite::Connection) {
+    let target: Lsn = server
+        .value(DATABASE, "SELECT pg_current_wal_lsn()")
+        .parse()
+        .unwrap();
+    let started = Instant::now();
+    while stored_position(reader) < target {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "capture did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct Bench {
+    tps: f64,
+    transactions: i64,
+}
+
+/// One pgbench run of `seconds`, after a checkpoint so that no run pays for another's writes.
+fn pgbench(server: &Server, seconds: u64) -> Bench {
     server.sql(DATABASE, "CHECKPOINT");
-    let cpu_before = capture.as_ref().map_or(0.0, cpu_seconds);
-    let bench_started = Instant::now();
     let bench = server
         .program("pgbench")
         .args([
@@ -121,7 +291,7 @@ fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run
             "2",
             "-T",
             &seconds.to_string(),
-            &conninfo,
+            &server.conninfo(DATABASE),
         ])
         .output()
         .unwrap();
@@ -131,38 +301,10 @@ fn run(server: &Server, dir: &Path, mode: Mode, seconds: u64, scale: u32) -> Run
         "pgbench failed: {stdout}{}",
         String::from_utf8_lossy(&bench.stderr)
     );
-    let tps = number_after(&stdout, "tps = ");
-    let transactions = number_after(&stdout, "number of transactions actually processed: ") as i64;
-    let mut result = Run {
-        tps,
-        transactions,
-        captured: 0,
-        catch_up_ms: 0.0,
-        cpu: 0.0,
-    };
-    if let Some(capture) = capture {
-        result.cpu = (cpu_seconds(&capture) - cpu_before) / bench_started.elapsed().as_secs_f64();
-        let stopped = Instant::now();
-        let target: Lsn = server
-            .value(DATABASE, "SELECT pg_current_wal_lsn()")
-            .parse()
-            .unwrap();
-        // Caught up once the cache has stored everything pgbench wrote.
-        let reader = rusqlite::Connection::open(&cache).unwrap();
-        while stored_position(&reader) < target {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        result.catch_up_ms = stopped.elapsed().as_secs_f64() * 1000.0;
-        stop(capture);
-        result.captured = streamed_changes(&reader);
-        drop(reader);
-        server.sql(
-            DATABASE,
-            &format!("SELECT pg_drop_replication_slot('{SLOT}'); DROP PUBLICATION rowtrail"),
-        );
-        remove_cache(&cache);
+    Bench {
+        tps: number_after(&stdout, "tps = "),
+        transactions: number_after(&stdout, "number of transactions actually processed: ") as i64,
     }
-    result
 }
 
 /// A row-level audit trigger in the style of the PostgreSQL wiki's and supa_audit: one audit row per

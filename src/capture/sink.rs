@@ -86,6 +86,8 @@ pub struct WriterHandle {
     progress: watch::Receiver<WriterProgress>,
     thread: Option<JoinHandle<Result<(), StoreError>>>,
     batch: Vec<WriteCommand>,
+    /// When the first command of the unsent batch was queued.
+    batch_since: Option<tokio::time::Instant>,
 }
 
 impl WriterHandle {
@@ -113,6 +115,7 @@ impl WriterHandle {
             progress,
             thread: Some(thread),
             batch: Vec::with_capacity(BATCH),
+            batch_since: None,
         })
     }
 
@@ -122,7 +125,7 @@ impl WriterHandle {
             command,
             WriteCommand::Commit { .. } | WriteCommand::Advance(_) | WriteCommand::Rollback
         );
-        self.batch.push(command);
+        self.queue(command);
         if ends_unit || self.batch.len() >= BATCH {
             self.send().await?;
         }
@@ -134,15 +137,28 @@ impl WriterHandle {
     /// ([`WriterHandle::send`]). While capture catches up, a batch then holds many small
     /// transactions instead of one, and the writer thread is woken per batch, not per commit.
     pub async fn stage(&mut self, command: WriteCommand) -> Result<(), CaptureError> {
-        self.batch.push(command);
+        self.queue(command);
         if self.batch.len() >= BATCH {
             self.send().await?;
         }
         Ok(())
     }
 
+    fn queue(&mut self, command: WriteCommand) {
+        if self.batch.is_empty() {
+            self.batch_since = Some(tokio::time::Instant::now());
+        }
+        self.batch.push(command);
+    }
+
+    /// When the first command of what is queued and not yet sent was queued.
+    pub fn waiting_since(&self) -> Option<tokio::time::Instant> {
+        self.batch_since
+    }
+
     /// Sends what is queued.
     pub async fn send(&mut self) -> Result<(), CaptureError> {
+        self.batch_since = None;
         if self.batch.is_empty() {
             return Ok(());
         }
