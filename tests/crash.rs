@@ -154,6 +154,22 @@ fn streamed_spill(db: &TestDb) -> Option<u64> {
         .map(|entry| entry.metadata().map(|meta| meta.len()).unwrap_or(0))
 }
 
+/// The inode of that file, to tell a new one from a leftover of the same name.
+fn streamed_spill_inode(db: &TestDb) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(db.dir.path())
+        .unwrap()
+        .flatten()
+        .find(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".cache.db.streamed-")
+        })
+        .and_then(|entry| entry.metadata().ok())
+        .map(|meta| meta.ino())
+}
+
 /// A transaction larger than `logical_decoding_work_mem` is streamed by the server before it
 /// commits. Capture is killed while it holds the first part; the transaction goes on (a savepoint
 /// rolled back, one released) and commits after small transactions; capture is killed again
@@ -177,7 +193,7 @@ fn sigkill_while_a_transaction_is_streamed_stores_it_once_at_its_commit() {
     let mut big = OpenSession::open(&db);
     big.run(
         "BEGIN; INSERT INTO orders (account_id, status, total) \
-         SELECT 1 + g % 200, 'bulk', g FROM generate_series(1, 4000) g;",
+         SELECT 1 + g % 200, 'bulk', g FROM generate_series(1, 40000) g;",
     );
     assert!(
         wait_until(Duration::from_secs(60), || streamed_spill(&db)
@@ -201,11 +217,22 @@ fn sigkill_while_a_transaction_is_streamed_stores_it_once_at_its_commit() {
     big.close();
     db.sql("CALL workload(20, 4);");
 
-    // Again, killed while the server streams the transaction anew (if it is quick enough to see).
+    // Again: the new capture removes what the killed one left, and is killed in turn while the
+    // server streams the transaction anew (if that is slow enough to be seen).
+    let leftover = streamed_spill_inode(&db).expect("the leftover");
     child = spawn_capture(&db, &log);
-    wait_until(Duration::from_secs(30), || streamed_spill(&db).is_some());
+    assert!(
+        wait_until(Duration::from_secs(30), || streamed_spill_inode(&db)
+            != Some(leftover)),
+        "the next capture removes what the killed one left: {}",
+        log_text()
+    );
+    let seen_anew = wait_until(Duration::from_secs(5), || {
+        streamed_spill_inode(&db).is_some_and(|inode| inode != leftover)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
+    eprintln!("killed while streamed anew: {seen_anew}");
 
     let caught_up = wait_until(Duration::from_secs(60), || {
         db.capture_once(&["--tables", "accounts,orders,items"])

@@ -431,6 +431,8 @@ pub async fn run(
         all_tables: publication.all_tables && options.tables.is_none(),
         captured: &captured_oids,
     };
+    // Transactions a capture that died was holding until their commit: the server sends them again.
+    streamed::remove_leftovers(&options.cache);
     let streaming_from = Instant::now();
     stream_with_retries(
         &plan,

@@ -320,18 +320,35 @@ pub(crate) async fn run_session(
     let mut status_timer = tokio::time::interval(status_every);
     let mut progress_timer = tokio::time::interval(PROGRESS_INTERVAL);
     let mut slot_timer = tokio::time::interval(SLOT_STATUS_INTERVAL);
+    // After a long stretch without looking (a streamed transaction being stored), one tick each.
+    for timer in [&mut status_timer, &mut progress_timer, &mut slot_timer] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     let mut confirmed = Lsn::ZERO;
     let mut stopping = false;
     let mut last_status = std::time::Instant::now();
+    let mut last_progress = std::time::Instant::now();
     loop {
         // A committed streamed transaction is stored before anything else is read; the server
         // hears from us meanwhile, so it does not time the connection out.
         if session.replay.is_some() {
             session.replay_step().await?;
+            report.open_commit = session.open_commit;
             if last_status.elapsed() >= STATUS_INTERVAL {
                 let stored = session.writer.progress().stored;
                 send_status(walsender, session.received, stored, false).await?;
                 last_status = std::time::Instant::now();
+            }
+            if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                let progress = session.writer.progress();
+                observer(CaptureEvent::Progress {
+                    stored: progress.stored,
+                    received: session.received,
+                    changes: progress.changes,
+                    transactions: progress.transactions,
+                    last_commit_time: session.last_commit_time,
+                });
+                last_progress = std::time::Instant::now();
             }
             continue;
         }
@@ -495,7 +512,7 @@ impl Session<'_> {
         };
         let Some(streamed) = streamed else {
             return Err(CaptureError::Protocol {
-                what: "a streamed transaction, though streaming was not asked for".into(),
+                what: "a streamed transaction, though streaming was not asked for; run capture again, and report it with the output of rowtrail capture -v if it happens again".into(),
             });
         };
         match message {
@@ -533,10 +550,7 @@ impl Session<'_> {
                 )
                 .await?;
                 let replay = Replay {
-                    reader: match reader {
-                        Some(reader) => reader,
-                        None => return self.end_replay(commit_lsn, end_lsn, committed_at).await,
-                    },
+                    reader,
                     commit_lsn,
                     end_lsn,
                     committed_at,
@@ -694,7 +708,7 @@ impl Session<'_> {
             | LogicalMessage::StreamCommit { .. }
             | LogicalMessage::StreamAbort { .. } => {
                 return Err(CaptureError::Protocol {
-                    what: "a stream message inside a streamed transaction".into(),
+                    what: "a stream message inside a streamed transaction; run capture again (with --no-streaming if it happens again), and report it with the output of rowtrail capture -v".into(),
                 });
             }
         }

@@ -40,8 +40,15 @@ struct Spill {
     file: BufWriter<File>,
     length: u64,
     messages: u64,
-    /// Where each subtransaction's first message starts, in the order they began.
-    subtransactions: Vec<(Xid, u64)>,
+    /// Each subtransaction that sent a message, in the order they began: where its first
+    /// message starts, and how many messages came before it.
+    subtransactions: Vec<Subtransaction>,
+}
+
+struct Subtransaction {
+    xid: Xid,
+    offset: u64,
+    messages_before: u64,
 }
 
 /// One spilled message: where it was in the stream and its protocol 1 bytes.
@@ -53,17 +60,10 @@ pub(crate) struct SpilledMessage {
 impl StreamedTransactions {
     /// Spill files go beside `cache`; files a capture that died left there are removed.
     pub fn beside(cache: &Path) -> Self {
-        let directory = match cache.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = cache
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "rowtrail".into());
+        let (directory, prefix) = place(cache);
         let streamed = Self {
             directory,
-            prefix: format!(".{name}.streamed-"),
+            prefix,
             open: HashMap::new(),
         };
         streamed.remove_leftovers();
@@ -77,10 +77,18 @@ impl StreamedTransactions {
     }
 
     /// A block of `xid` begins. On its first block, anything left of an earlier stream of the
-    /// same transaction (a session that broke off) is dropped.
+    /// same transaction (a session that broke off) is dropped; a later block of a transaction
+    /// whose first this session did not see is a protocol error (the session starts over, and
+    /// the server streams the transaction again from its start).
     pub fn start(&mut self, xid: Xid, first_segment: bool) -> Result<(), CaptureError> {
         if first_segment {
             self.discard(xid);
+        } else if !self.open.contains_key(&xid) {
+            return Err(CaptureError::Protocol {
+                what: format!(
+                    "a later part of streamed transaction {xid} without its first; {STREAMING_HINT}"
+                ),
+            });
         }
         if !self.open.contains_key(&xid) {
             let path = self.directory.join(format!("{}{}", self.prefix, xid.0));
@@ -126,16 +134,27 @@ impl StreamedTransactions {
     ) -> Result<(), CaptureError> {
         let Some(spill) = self.open.get_mut(&xid) else {
             return Err(CaptureError::Protocol {
-                what: format!("a message of streamed transaction {xid} outside its stream"),
+                what: format!(
+                    "a message of streamed transaction {xid} outside its stream; {STREAMING_HINT}"
+                ),
             });
         };
-        if sender != xid
-            && !spill
+        // Subtransactions send their messages in runs: the last one seen is the usual sender.
+        let known = sender == xid
+            || spill
+                .subtransactions
+                .last()
+                .is_some_and(|last| last.xid == sender)
+            || spill
                 .subtransactions
                 .iter()
-                .any(|(known, _)| *known == sender)
-        {
-            spill.subtransactions.push((sender, spill.length));
+                .any(|known| known.xid == sender);
+        if !known {
+            spill.subtransactions.push(Subtransaction {
+                xid: sender,
+                offset: spill.length,
+                messages_before: spill.messages,
+            });
         }
         let length = u32::try_from(body.len()).map_err(|_| CaptureError::Protocol {
             what: format!("a streamed message of {} bytes", body.len()),
@@ -165,42 +184,56 @@ impl StreamedTransactions {
         let Some(index) = spill
             .subtransactions
             .iter()
-            .position(|(known, _)| *known == subxid)
+            .position(|known| known.xid == subxid)
         else {
             // Nothing of it was streamed: the server dropped its changes itself.
             return Ok(());
         };
-        let cut = spill.subtransactions[index].1;
+        let (cut, messages) = (
+            spill.subtransactions[index].offset,
+            spill.subtransactions[index].messages_before,
+        );
         spill.subtransactions.truncate(index);
-        let cut_file = |file: &mut BufWriter<File>| -> io::Result<u64> {
+        let cut_file = |file: &mut BufWriter<File>| -> io::Result<()> {
             file.flush()?;
             let inner = file.get_mut();
             inner.set_len(cut)?;
             inner.seek(SeekFrom::Start(cut))?;
-            count_messages(inner, cut)
+            Ok(())
         };
-        spill.messages =
-            cut_file(&mut spill.file).map_err(|cause| spill_error(&spill.path, cause))?;
+        cut_file(&mut spill.file).map_err(|cause| spill_error(&spill.path, cause))?;
         spill.length = cut;
+        spill.messages = messages;
         Ok(())
     }
 
     /// `xid` committed: its messages in stream order, read back from its file (which is deleted
-    /// once the reader is dropped). `None` when nothing of it was streamed.
-    pub fn commit(&mut self, xid: Xid) -> Result<Option<SpillReader>, CaptureError> {
+    /// once the reader is dropped). A commit of a transaction this session saw nothing of is a
+    /// protocol error: storing it empty would lose it.
+    pub fn commit(&mut self, xid: Xid) -> Result<SpillReader, CaptureError> {
         let Some(spill) = self.open.remove(&xid) else {
-            return Ok(None);
+            return Err(CaptureError::Protocol {
+                what: format!(
+                    "the commit of streamed transaction {xid}, which was not streamed; {STREAMING_HINT}"
+                ),
+            });
         };
-        let Spill { path, file, .. } = spill;
+        let Spill {
+            path,
+            file,
+            messages,
+            ..
+        } = spill;
         let mut file = file
             .into_inner()
             .map_err(|error| spill_error(&path, error.into_error()))?;
         file.seek(SeekFrom::Start(0))
             .map_err(|cause| spill_error(&path, cause))?;
-        Ok(Some(SpillReader {
-            reader: BufReader::with_capacity(256 * 1024, file),
+        Ok(SpillReader {
+            reader: Some(BufReader::with_capacity(256 * 1024, file)),
             path,
-        }))
+            left: messages,
+        })
     }
 
     /// Forgets every open transaction: a new session streams them again from their start.
@@ -219,20 +252,43 @@ impl StreamedTransactions {
     }
 
     fn remove_leftovers(&self) {
-        let Ok(entries) = fs::read_dir(&self.directory) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&self.prefix)
-            {
-                remove_quietly(&entry.path());
-            }
+        remove_leftovers_in(&self.directory, &self.prefix);
+    }
+}
+
+/// Removes the spill files a capture into `cache` that died left behind (capture calls it at
+/// every start, also when it does not stream).
+pub(crate) fn remove_leftovers(cache: &Path) {
+    let (directory, prefix) = place(cache);
+    remove_leftovers_in(&directory, &prefix);
+}
+
+/// The directory of a cache's spill files, and the start of their names.
+fn place(cache: &Path) -> (PathBuf, String) {
+    let directory = match cache.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = cache
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rowtrail".into());
+    (directory, format!(".{name}.streamed-"))
+}
+
+fn remove_leftovers_in(directory: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            remove_quietly(&entry.path());
         }
     }
 }
+
+/// What to do about a stream that makes no sense, said with each such error.
+const STREAMING_HINT: &str = "capture starts over from the last stored position when run again; if it happens again, run it with --no-streaming and report it with the output of rowtrail capture -v";
 
 impl Drop for StreamedTransactions {
     fn drop(&mut self) {
@@ -242,30 +298,42 @@ impl Drop for StreamedTransactions {
 
 /// Reads a committed transaction's spilled messages back, in the order they were streamed.
 pub(crate) struct SpillReader {
-    reader: BufReader<File>,
+    /// `None` once dropped (closed before the file is removed).
+    reader: Option<BufReader<File>>,
     path: PathBuf,
+    /// Messages written and not read yet: the file must hold exactly these.
+    left: u64,
 }
 
 impl SpillReader {
-    /// The next message, `None` at the end.
+    /// The next message, `None` after the last one written.
     pub fn next_message(&mut self) -> Result<Option<SpilledMessage>, CaptureError> {
-        let mut header = [0u8; 12];
-        match self.reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(cause) => return Err(spill_error(&self.path, cause)),
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        if self.left == 0 {
+            return Ok(None);
         }
-        let (length, lsn) = split_header(&header);
-        let mut body = vec![0u8; length as usize];
-        self.reader
-            .read_exact(&mut body)
-            .map_err(|cause| spill_error(&self.path, cause))?;
-        Ok(Some(SpilledMessage { lsn, body }))
+        let mut header = [0u8; 12];
+        reader
+            .read_exact(&mut header)
+            .and_then(|()| {
+                let (length, lsn) = split_header(&header);
+                let mut body = vec![0u8; length as usize];
+                reader.read_exact(&mut body)?;
+                Ok(SpilledMessage { lsn, body })
+            })
+            .map(|message| {
+                self.left -= 1;
+                Some(message)
+            })
+            .map_err(|cause| spill_error(&self.path, cause))
     }
 }
 
 impl Drop for SpillReader {
     fn drop(&mut self) {
+        drop(self.reader.take());
         remove_quietly(&self.path);
     }
 }
@@ -276,24 +344,6 @@ fn split_header(header: &[u8; 12]) -> (u32, Lsn) {
     let mut lsn = [0u8; 8];
     lsn.copy_from_slice(&header[4..]);
     (u32::from_be_bytes(length), Lsn(u64::from_be_bytes(lsn)))
-}
-
-/// Counts the messages in the first `end` bytes of a spill file, leaving it positioned at `end`.
-fn count_messages(file: &mut File, end: u64) -> io::Result<u64> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = BufReader::new(&mut *file);
-    let (mut at, mut count) = (0u64, 0u64);
-    let mut header = [0u8; 12];
-    while at < end {
-        reader.read_exact(&mut header)?;
-        let (length, _) = split_header(&header);
-        reader.seek_relative(i64::from(length))?;
-        at += 12 + u64::from(length);
-        count += 1;
-    }
-    drop(reader);
-    file.seek(SeekFrom::Start(end))?;
-    Ok(count)
 }
 
 fn remove_quietly(path: &Path) {
@@ -350,7 +400,7 @@ mod tests {
         // A subtransaction that never streamed anything aborts: nothing changes.
         streamed.abort(top, Xid(999)).unwrap();
         streamed.abort(Xid(200), Xid(200)).unwrap();
-        let mut reader = streamed.commit(top).unwrap().unwrap();
+        let mut reader = streamed.commit(top).unwrap();
         assert_eq!(
             read_all(&mut reader),
             vec![
@@ -387,12 +437,49 @@ mod tests {
             .unwrap();
         streamed.start(Xid(7), true).unwrap();
         streamed.append(Xid(7), Xid(7), Lsn(1), b"again").unwrap();
-        let mut reader = streamed.commit(Xid(7)).unwrap().unwrap();
+        let mut reader = streamed.commit(Xid(7)).unwrap();
         assert_eq!(read_all(&mut reader), vec![(1, b"again".to_vec())]);
-        assert!(streamed.commit(Xid(8)).unwrap().is_none());
+        assert!(
+            streamed.commit(Xid(8)).is_err(),
+            "a commit of a transaction never streamed"
+        );
+        assert!(
+            streamed.start(Xid(9), false).is_err(),
+            "a later block without the first"
+        );
         assert!(
             streamed.append(Xid(8), Xid(8), Lsn(2), b"x").is_err(),
             "a message outside its stream is a protocol error"
         );
+    }
+
+    #[test]
+    fn a_spill_file_cut_short_is_an_error_not_a_quiet_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c.rowtrail");
+        let mut streamed = StreamedTransactions::beside(&cache);
+        streamed.start(Xid(5), true).unwrap();
+        streamed.append(Xid(5), Xid(5), Lsn(1), b"one").unwrap();
+        streamed.append(Xid(5), Xid(5), Lsn(2), b"two").unwrap();
+        let mut reader = streamed.commit(Xid(5)).unwrap();
+        let path = dir.path().join(".c.rowtrail.streamed-5");
+        let length = fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(length - 2)
+            .unwrap();
+        assert!(reader.next_message().unwrap().is_some());
+        assert!(reader.next_message().is_err(), "the second message is cut");
+    }
+
+    #[test]
+    fn leftovers_are_removed_at_any_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join(".c.rowtrail.streamed-12");
+        fs::write(&leftover, b"x").unwrap();
+        remove_leftovers(&dir.path().join("c.rowtrail"));
+        assert!(!leftover.exists());
     }
 }

@@ -643,6 +643,28 @@ mod tests {
                 body: origin.clone()
             }
         );
+        // A logical message and a relation carry the xid too, right after the tag.
+        for (tag, rest) in [
+            (
+                b'M',
+                &[1u8, 0, 0, 0, 0, 0, 0, 0, 9, b'p', 0, 0, 0, 0, 0][..],
+            ),
+            (b'R', &[0, 0, 0x40, 0, b'p', 0, b't', 0, b'd', 0, 0][..]),
+        ] {
+            let mut v2 = vec![tag];
+            v2.put_u32(735);
+            v2.extend_from_slice(rest);
+            let mut v1 = vec![tag];
+            v1.extend_from_slice(rest);
+            assert_eq!(
+                split_streamed(&v2).unwrap(),
+                Streamed::Message {
+                    xid: Some(Xid(735)),
+                    body: v1.clone()
+                }
+            );
+            assert!(LogicalMessage::decode(&v1).is_ok(), "{}", tag as char);
+        }
         assert_eq!(split_streamed(b"E").unwrap(), Streamed::Control(b"E"));
         assert!(split_streamed(b"I\0\0").is_err(), "too short for an xid");
     }
