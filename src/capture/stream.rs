@@ -340,14 +340,7 @@ pub(crate) async fn run_session(
                 last_status = std::time::Instant::now();
             }
             if last_progress.elapsed() >= PROGRESS_INTERVAL {
-                let progress = session.writer.progress();
-                observer(CaptureEvent::Progress {
-                    stored: progress.stored,
-                    received: session.received,
-                    changes: progress.changes,
-                    transactions: progress.transactions,
-                    last_commit_time: session.last_commit_time,
-                });
+                session.report_progress();
                 last_progress = std::time::Instant::now();
             }
             continue;
@@ -422,14 +415,7 @@ pub(crate) async fn run_session(
                 }
             }
             _ = progress_timer.tick() => {
-                let progress = session.writer.progress();
-                observer(CaptureEvent::Progress {
-                    stored: progress.stored,
-                    received: session.received,
-                    changes: progress.changes,
-                    transactions: progress.transactions,
-                    last_commit_time: session.last_commit_time,
-                });
+                session.report_progress();
             }
         }
     }
@@ -457,6 +443,18 @@ async fn walsender_finish(walsender: &mut WalSender) {
 }
 
 impl Session<'_> {
+    /// Tells the observer how far capture is.
+    fn report_progress(&self) {
+        let progress = self.writer.progress();
+        (self.observer)(CaptureEvent::Progress {
+            stored: progress.stored,
+            received: self.received,
+            changes: progress.changes,
+            transactions: progress.transactions,
+            last_commit_time: self.last_commit_time,
+        });
+    }
+
     /// Handles one frame; returns true when the server asked for an immediate reply.
     async fn handle_frame(&mut self, frame: bytes::Bytes) -> Result<bool, CaptureError> {
         match ServerFrame::decode(frame)? {
