@@ -480,15 +480,8 @@ proptest! {
             }
             Streamed::Control(bytes) => {
                 prop_assert_eq!(bytes, &streamed[..]);
-                let control = matches!(
-                    message,
-                    LogicalMessage::Begin { .. }
-                        | LogicalMessage::Commit { .. }
-                        | LogicalMessage::StreamStart { .. }
-                        | LogicalMessage::StreamStop
-                        | LogicalMessage::StreamCommit { .. }
-                        | LogicalMessage::StreamAbort { .. }
-                );
+                let control = message.is_stream_control()
+                    || matches!(message, LogicalMessage::Begin { .. } | LogicalMessage::Commit { .. });
                 prop_assert!(control, "{:?} is not a control message", message);
             }
         }

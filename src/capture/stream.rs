@@ -501,14 +501,10 @@ impl Session<'_> {
         lsn: Lsn,
         message: LogicalMessage,
     ) -> Result<(), CaptureError> {
-        let streamed = match message {
-            LogicalMessage::StreamStart { .. }
-            | LogicalMessage::StreamStop
-            | LogicalMessage::StreamCommit { .. }
-            | LogicalMessage::StreamAbort { .. } => self.streamed.as_mut(),
-            other => return self.apply(lsn, other).await,
-        };
-        let Some(streamed) = streamed else {
+        if !message.is_stream_control() {
+            return self.apply(lsn, message).await;
+        }
+        let Some(streamed) = self.streamed.as_mut() else {
             return Err(CaptureError::Protocol {
                 what: "a streamed transaction, though streaming was not asked for; run capture again, and report it with the output of rowtrail capture -v if it happens again".into(),
             });

@@ -145,6 +145,17 @@ pub fn to_pg_timestamp(time: DateTime<Utc>) -> i64 {
 }
 
 impl LogicalMessage {
+    /// True for the messages that control streaming of in-progress transactions (protocol 2).
+    pub fn is_stream_control(&self) -> bool {
+        matches!(
+            self,
+            Self::StreamStart { .. }
+                | Self::StreamStop
+                | Self::StreamCommit { .. }
+                | Self::StreamAbort { .. }
+        )
+    }
+
     /// Decodes one pgoutput message (the payload of an XLogData frame).
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut reader = Reader::new(data);
