@@ -27,7 +27,7 @@ impl TableAt {
     /// The row this change gives now, if any.
     pub fn take(&mut self, change: TableChange<'_>) -> Option<Image> {
         match change {
-            TableChange::Newest(change) => after_image(change),
+            TableChange::Newest(image) => Some(image),
             TableChange::History(change) => {
                 self.fold.apply(change);
                 None

@@ -83,10 +83,10 @@ pub fn after_image(change: &LoggedChange) -> Option<Image> {
 pub struct RecordChanges(pub Vec<LoggedChange>);
 
 /// One change the store hands over for the rows of a table at a moment (`store::Cache::table_at`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum TableChange<'a> {
-    /// The newest change of a record that exists at the moment: its after-image is the row.
-    Newest(&'a LoggedChange),
+    /// The row of a record that exists at the moment (the after-image of its newest change).
+    Newest(Image),
     /// One change of the table's history, to be folded in commit order.
     History(&'a LoggedChange),
 }

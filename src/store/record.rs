@@ -12,7 +12,9 @@ use crate::model::{
     after_image,
 };
 
+use super::codec::{self, EncodedImages};
 use super::db::{Query, ToDb};
+use super::op_from_code;
 use super::reader::Cache;
 use super::{SqliteContext, StoreError};
 
@@ -534,7 +536,7 @@ impl Cache {
         mut visit: impl FnMut(TableChange<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         const PAGE: usize = 1000;
-        /// Records whose newest changes are read together (and held in memory at once).
+        /// Records whose rows are read together (and held in memory at once).
         const WINDOW: usize = 20_000;
         // A name may have had several tables; only the one that existed then counts.
         let Some(table_id) = self.table_at_moment(table, cut)? else {
@@ -625,7 +627,9 @@ impl Cache {
         self.visit_newest(&window, &mut visit)
     }
 
-    /// Reads the changes `ids` (in key order) in id order and visits them in key order.
+    /// Reads the rows the changes `ids` (in key order) leave, in id order, and visits them in key
+    /// order. Only what a row needs is read (the after-image and its schema version): the
+    /// transaction and context of each change would cost a lookup each.
     fn visit_newest(
         &self,
         ids: &[i64],
@@ -633,16 +637,49 @@ impl Cache {
     ) -> Result<(), StoreError> {
         let mut ascending = ids.to_vec();
         ascending.sort_unstable();
-        let mut fetched: HashMap<i64, LoggedChange> = HashMap::with_capacity(ids.len());
+        let mut fetched: HashMap<i64, Image> = HashMap::with_capacity(ids.len());
         for chunk in ascending.chunks(1000) {
             let list: Vec<String> = chunk.iter().map(ToString::to_string).collect();
-            for change in self.changes_where(&format!("c.id IN ({})", list.join(",")), &[], "")? {
-                fetched.insert(change.id.0, change);
+            let rows: Vec<(i64, i64, String, EncodedImages)> = self
+                .connection()
+                .query_map(
+                    &format!(
+                        "SELECT c.id, c.relation_id, c.op, c.after, c.unavailable FROM changes c
+                         WHERE c.id IN ({})",
+                        list.join(",")
+                    ),
+                    &[],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            EncodedImages {
+                                before: None,
+                                after: row.get(3)?,
+                                unavailable: row.get(4)?,
+                            },
+                        ))
+                    },
+                )
+                .context(self.path(), "reading a table")?;
+            for (id, relation_id, op, images) in rows {
+                let op = op_from_code(&op)
+                    .ok_or_else(|| self.damaged(format!("change {id}: unknown op {op}")))?;
+                // The newest change of a record that a delete or truncate removed leaves no row.
+                if !matches!(op, Op::Insert | Op::Update | Op::Snapshot) {
+                    continue;
+                }
+                let row = codec::decode_after(&images)
+                    .map_err(|error| self.damaged(format!("change {id}: {error}")))?
+                    .ok_or_else(|| self.damaged(format!("change {id} has no after-image")))?;
+                let schema = self.relation(relation_id)?;
+                fetched.insert(id, Image { schema, row });
             }
         }
         for id in ids {
-            if let Some(change) = fetched.remove(id) {
-                visit(TableChange::Newest(&change))?;
+            if let Some(image) = fetched.remove(id) {
+                visit(TableChange::Newest(image))?;
             }
         }
         Ok(())
