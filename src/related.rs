@@ -267,6 +267,7 @@ pub fn restore_related(
         &UndoTarget::Story { what, ids },
         false,
         guard,
+        false,
     )?)
 }
 

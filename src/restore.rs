@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 
+use crate::history::protect::protect_steps;
 use crate::history::{
     HistoryError, ScriptHeader, Step, describe_change, plan_restore, plan_undo, render_script,
 };
@@ -115,8 +116,9 @@ pub fn undo_script(
     target: &UndoTarget,
     cascade: bool,
     guard: bool,
+    leave_protected: bool,
 ) -> Result<Script, RestoreError> {
-    cache.snapshot(|| undo_script_in_snapshot(cache, target, cascade, guard))
+    cache.snapshot(|| undo_script_in_snapshot(cache, target, cascade, guard, leave_protected))
 }
 
 fn undo_script_in_snapshot(
@@ -124,6 +126,7 @@ fn undo_script_in_snapshot(
     target: &UndoTarget,
     cascade: bool,
     guard: bool,
+    leave_protected: bool,
 ) -> Result<Script, RestoreError> {
     let (changes, title, undoes) = match target {
         UndoTarget::Transaction(xid) => (
@@ -222,6 +225,11 @@ fn undo_script_in_snapshot(
         notes.push(later_note(later, plan.stopping.contains(&later.id)));
     }
     let mut steps = plan.steps;
+    notes.extend(protect_steps(
+        &cache.column_rules()?,
+        &mut steps,
+        leave_protected,
+    )?);
     notes.extend(fit_to_tables_now(cache, &mut steps)?);
     let context = script_context("undo", undoes);
     let sql = render_script(
@@ -301,8 +309,9 @@ pub fn restore_script(
     record: &RecordRef,
     moment: Moment,
     guard: bool,
+    leave_protected: bool,
 ) -> Result<Script, RestoreError> {
-    cache.snapshot(|| restore_script_in_snapshot(cache, record, moment, guard))
+    cache.snapshot(|| restore_script_in_snapshot(cache, record, moment, guard, leave_protected))
 }
 
 fn restore_script_in_snapshot(
@@ -310,6 +319,7 @@ fn restore_script_in_snapshot(
     record: &RecordRef,
     moment: Moment,
     guard: bool,
+    leave_protected: bool,
 ) -> Result<Script, RestoreError> {
     let cut = cache.resolve_moment(moment)?;
     let target = cache.record_at(record, cut)?;
@@ -336,7 +346,8 @@ fn restore_script_in_snapshot(
         title.clone(),
         newest.unwrap_or(cut),
     )];
-    let notes = fit_to_tables_now(cache, &mut steps)?;
+    let mut notes = protect_steps(&cache.column_rules()?, &mut steps, leave_protected)?;
+    notes.extend(fit_to_tables_now(cache, &mut steps)?);
     let context = script_context("restore", format!("{described} as at {moment}"));
     let sql = render_script(
         &header(cache, title.clone(), notes, context)?,

@@ -151,7 +151,8 @@ pub fn measure(path: &Path, bulk: Xid, quick: bool) -> QueryFigures {
     });
     let mut undo_changes = 0;
     let undo = time(slow_runs, |_| {
-        let script = undo_script(&cache, &UndoTarget::Transaction(bulk), false, true).unwrap();
+        let script =
+            undo_script(&cache, &UndoTarget::Transaction(bulk), false, true, false).unwrap();
         undo_changes = script.undone.len();
         script.sql.len()
     });

@@ -11,6 +11,7 @@ pub mod conninfo;
 pub mod doctor;
 mod encoding;
 pub mod error;
+pub mod mask_key;
 pub mod schema_log;
 pub(crate) mod session;
 mod setup;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use crate::model::{Lsn, Oid, TableName};
+use crate::model::{ColumnProtection, Lsn, Oid, TableName};
 use crate::store::{BaselineState, CacheWriter, CaptureState, SourceIdentity, StoreError};
 
 pub use conninfo::ConnectionSpec;
@@ -58,6 +59,8 @@ pub struct CaptureOptions {
     /// Let the server stream large transactions before they commit (PostgreSQL 14 and later),
     /// kept in a file beside the cache until they do; `false` for whole transactions only.
     pub stream_in_progress: bool,
+    /// Columns whose values never reach the cache as they are (empty: the cache's own rules).
+    pub protection: ColumnProtection,
 }
 
 /// What capture is doing, for the command line and the app's status bar.
@@ -211,9 +214,14 @@ pub async fn run(
         server_version: facts.version.clone(),
     };
     let cache_path = options.cache.clone();
-    let mut writer = tokio::task::spawn_blocking(move || CacheWriter::open(&cache_path, &source))
-        .await
-        .map_err(|_| CaptureError::WriterGone)??;
+    let protection = options.protection.clone();
+    let mut writer = tokio::task::spawn_blocking(move || {
+        let mut writer = CacheWriter::open(&cache_path, &source)?;
+        writer.protect(&protection.rules, protection.key)?;
+        Ok::<_, StoreError>(writer)
+    })
+    .await
+    .map_err(|_| CaptureError::WriterGone)??;
     if writer.import_state()?.is_some() {
         return Err(StoreError::ImportedCache {
             path: options.cache.clone(),

@@ -83,6 +83,7 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         once: args.once,
         new_baseline: args.new_baseline,
         stream_in_progress: !args.no_streaming,
+        protection: args.rules.protection()?,
     };
     let runtime = runtime()?;
     let (stop_sender, stop) = watch::channel(false);

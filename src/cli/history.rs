@@ -3,10 +3,11 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use crate::history::diff::mark_excluded;
 use crate::history::state::TableAt;
 use crate::history::{DiffKind, describe_change, diff_change};
 use crate::model::{ChangeId, LoggedChange, Op, RelationSchema, SchemaChange, TableName, Xid};
-use crate::model::{Image, Moment};
+use crate::model::{ColumnRules, Image, Moment};
 use crate::related::{StoryOptions, related_at};
 use crate::restore::{UndoTarget, later_note, restore_script, undo_script};
 use crate::store::{Cache, KeyFilter, RecordRef};
@@ -43,7 +44,7 @@ fn print(text: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// The lines of a change for people: a header, its context, then what changed.
-fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
+fn change_text(entry: &LoggedChange, with_transaction: bool, rules: &ColumnRules) -> String {
     let mut text = format!("change {}: {}\n", entry.id, describe_change(entry));
     let time = entry.tx.committed_at.format("%Y-%m-%d %H:%M:%S%.6f UTC");
     match (with_transaction, entry.tx.xid) {
@@ -69,16 +70,25 @@ fn change_text(entry: &LoggedChange, with_transaction: bool) -> String {
         text.push_str(&schema_change_text(schema_change, &entry.schema));
         return text;
     }
-    let diffs = diff_change(&entry.schema, &entry.change);
-    let (unchanged, shown): (Vec<_>, Vec<_>) = diffs
+    let mut diffs = diff_change(&entry.schema, &entry.change);
+    mark_excluded(&mut diffs, &entry.table, rules);
+    let (excluded, diffs): (Vec<_>, Vec<_>) = diffs
         .iter()
+        .partition(|diff| diff.kind == DiffKind::Excluded);
+    let (unchanged, shown): (Vec<_>, Vec<_>) = diffs
+        .into_iter()
         .partition(|diff| diff.kind == DiffKind::Unchanged && entry.change.op == Op::Update);
     for diff in shown {
         text.push_str(&format!("    {diff}\n"));
     }
-    if !unchanged.is_empty() {
-        let names: Vec<&str> = unchanged.iter().map(|diff| diff.column.as_str()).collect();
-        text.push_str(&format!("    unchanged: {}\n", names.join(", ")));
+    for (what, list) in [
+        ("unchanged", unchanged),
+        ("excluded by the column rules", excluded),
+    ] {
+        if !list.is_empty() {
+            let names: Vec<&str> = list.iter().map(|diff| diff.column.as_str()).collect();
+            text.push_str(&format!("    {what}: {}\n", names.join(", ")));
+        }
     }
     text
 }
@@ -113,9 +123,10 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let entry = cache
         .change(id)?
         .ok_or(crate::store::StoreError::UnknownChange { id })?;
+    let rules = cache.column_rules()?;
     match args.json {
-        true => print(&format!("{}\n", change_with_diff_json(&entry))),
-        false => print(&change_text(&entry, true)),
+        true => print(&format!("{}\n", change_with_diff_json(&entry, &rules))),
+        false => print(&change_text(&entry, true, &rules)),
     }
 }
 
@@ -123,6 +134,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let cache = crate::shared::open_cache(&args.cache.cache)?;
     let record = record(&cache, &args.record.table, &args.record.key)?;
     let changes = cache.record_history(&record)?;
+    let rules = cache.column_rules()?;
     anyhow::ensure!(
         !changes.is_empty(),
         "{} has no record with key {}: check the key, or list the table's changes with rowtrail log --table {}",
@@ -133,9 +145,9 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let mut text = String::new();
     for entry in &changes {
         match args.json {
-            true => text.push_str(&format!("{}\n", change_with_diff_json(entry))),
+            true => text.push_str(&format!("{}\n", change_with_diff_json(entry, &rules))),
             false => {
-                text.push_str(&change_text(entry, false));
+                text.push_str(&change_text(entry, false, &rules));
                 text.push('\n');
             }
         }
@@ -232,7 +244,13 @@ pub fn undo(args: UndoArgs) -> anyhow::Result<ExitCode> {
         Some(xid) => UndoTarget::Transaction(Xid(xid)),
         None => UndoTarget::Changes(args.change.iter().copied().map(ChangeId).collect()),
     };
-    let script = undo_script(&cache, &target, args.cascade, !args.no_guard)?;
+    let script = undo_script(
+        &cache,
+        &target,
+        args.cascade,
+        !args.no_guard,
+        args.leave_protected,
+    )?;
     // The script's header lists every later change; the terminal gets the first few that its
     // guards will stop at.
     const SHOWN: usize = 10;
@@ -273,7 +291,13 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         return print(&script.sql);
     }
-    let script = restore_script(&cache, &record, moment(&args.time)?, !args.no_guard)
-        .context("could not write the restore script")?;
+    let script = restore_script(
+        &cache,
+        &record,
+        moment(&args.time)?,
+        !args.no_guard,
+        args.leave_protected,
+    )
+    .context("could not write the restore script")?;
     print(&script.sql)
 }

@@ -30,6 +30,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let options = ImportOptions {
+        protection: args.rules.protection()?,
         from,
         catalog,
         format: args.format,

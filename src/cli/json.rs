@@ -2,8 +2,11 @@
 
 use serde_json::{Map, Value as Json, json};
 
+use crate::history::diff::mark_excluded;
 use crate::history::{ColumnDiff, DiffKind, TextSpan, ValueDiff, diff_change};
-use crate::model::{Image, LoggedChange, RelationSchema, Row, SchemaChange, Value, schema_edits};
+use crate::model::{
+    ColumnRules, Image, LoggedChange, RelationSchema, Row, SchemaChange, Value, schema_edits,
+};
 
 /// Column → value for the known values of a row; unavailable values are left out (they are
 /// listed under `unavailable`), so they can never be read as NULL.
@@ -109,6 +112,7 @@ pub fn diff_json(diffs: &[ColumnDiff]) -> Json {
         DiffKind::Added => "added",
         DiffKind::Removed => "removed",
         DiffKind::Unknown => "unknown",
+        DiffKind::Excluded => "excluded",
     };
     let side = |value: &Option<Value>| match value {
         Some(Value::Unavailable) => json!({"unavailable": true}),
@@ -151,13 +155,12 @@ pub fn diff_json(diffs: &[ColumnDiff]) -> Json {
 }
 
 /// A change with its diff and transaction, as `show --json` and `history --json` print it.
-pub fn change_with_diff_json(entry: &LoggedChange) -> Json {
+pub fn change_with_diff_json(entry: &LoggedChange, rules: &ColumnRules) -> Json {
     let mut object = change_json(entry);
     if let Json::Object(map) = &mut object {
-        map.insert(
-            "diff".into(),
-            diff_json(&diff_change(&entry.schema, &entry.change)),
-        );
+        let mut diffs = diff_change(&entry.schema, &entry.change);
+        mark_excluded(&mut diffs, &entry.table, rules);
+        map.insert("diff".into(), diff_json(&diffs));
         map.insert(
             "transaction".into(),
             json!({

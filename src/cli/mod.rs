@@ -110,6 +110,68 @@ pub struct ScopeArgs {
     pub publication: String,
 }
 
+/// Columns whose values never reach the cache as they are. Patterns are table.column or
+/// schema.table.column with * and ? wildcards. Rules are stored in the cache when its history
+/// begins and apply to every later capture or import into it.
+#[derive(Debug, Args, Default)]
+pub struct RulesArgs {
+    /// Leave this column out of every image (repeat for more; e.g. customers.password_hash,
+    /// '*.ssn'); diffs say it was excluded
+    #[arg(long, value_name = "PATTERN", value_parser = parse_exclude)]
+    pub exclude: Vec<crate::model::ColumnRule>,
+    /// Store a mask instead of this column's values: PATTERN=hash (a keyed hash: equal values
+    /// stay equal) or PATTERN=last4 (the last four characters)
+    #[arg(long, value_name = "PATTERN=HOW", value_parser = parse_mask)]
+    pub mask: Vec<crate::model::ColumnRule>,
+    /// A TOML file of rules: exclude = ["t.c", ...] and a [mask] table of "t.c" = "hash" or
+    /// "last4"
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// The key of hash masks (64 hex digits; made when missing). Default: mask.key in
+    /// rowtrail's data folder. Keep it apart from the cache, and keep it: a cache's hashes
+    /// are only comparable under the key it was made with
+    #[arg(long, value_name = "FILE")]
+    pub mask_key: Option<PathBuf>,
+}
+
+fn parse_exclude(text: &str) -> Result<crate::model::ColumnRule, String> {
+    crate::model::ColumnRule::exclude(text).map_err(|error| error.to_string())
+}
+
+fn parse_mask(text: &str) -> Result<crate::model::ColumnRule, String> {
+    crate::model::ColumnRule::mask(text).map_err(|error| error.to_string())
+}
+
+impl RulesArgs {
+    /// The rules and key these flags give. A key file is made (and said so on stderr) when a
+    /// rule given hashes values and there is none yet.
+    pub fn protection(&self) -> anyhow::Result<crate::model::ColumnProtection> {
+        let mut rules: Vec<crate::model::ColumnRule> =
+            self.exclude.iter().chain(&self.mask).cloned().collect();
+        if let Some(path) = &self.rules {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!(
+                    "could not read the rules file {}: {error} (hint: check --rules)",
+                    path.display()
+                )
+            })?;
+            let file = crate::model::ColumnRules::from_toml(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            rules.extend(file.rules().iter().cloned());
+        }
+        let rules = crate::model::ColumnRules::new(rules);
+        let (key, made) =
+            crate::capture::mask_key::resolve(self.mask_key.as_deref(), rules.needs_key())?;
+        if let Some(path) = made {
+            eprintln!(
+                "made the mask key {} (keep it, apart from the cache: later captures into this cache need it)",
+                path.display()
+            );
+        }
+        Ok(crate::model::ColumnProtection { rules, key })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     #[command(flatten)]
@@ -144,6 +206,8 @@ pub struct CaptureArgs {
     /// beside the cache until they commit; without it the server keeps them on its own disk
     #[arg(long)]
     pub no_streaming: bool,
+    #[command(flatten)]
+    pub rules: RulesArgs,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +260,8 @@ pub struct ImportArgs {
     /// database.
     #[arg(long, value_name = "URL")]
     pub catalog: Option<String>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
 }
 
 fn parse_table_of(text: &str) -> Result<(String, String), String> {
@@ -490,6 +556,10 @@ pub struct UndoArgs {
     /// Change rows whatever they hold now, instead of stopping when they changed since.
     #[arg(long)]
     pub no_guard: bool,
+    /// Write the other columns and leave those the cache's column rules exclude or mask as they
+    /// are (without it, a script that would need one of their values stops and names it)
+    #[arg(long)]
+    pub leave_protected: bool,
 }
 
 #[derive(Debug, Args)]
@@ -503,6 +573,10 @@ pub struct RestoreArgs {
     /// Change the row whatever it holds now, instead of stopping when it changed since.
     #[arg(long)]
     pub no_guard: bool,
+    /// Write the other columns and leave those the cache's column rules exclude or mask as they
+    /// are (without it, a script that would need one of their values stops and names it)
+    #[arg(long)]
+    pub leave_protected: bool,
     /// Put back the record with every related row (see rowtrail related): undo every change of
     /// its story after the moment, in an order that keeps foreign keys valid.
     #[arg(long)]

@@ -44,6 +44,7 @@ pub fn write_report(
                 &UndoTarget::Changes(vec![crate::model::ChangeId(id)]),
                 false,
                 true,
+                false,
             )?;
             Some((format!("undo change {id}"), script.sql))
         }

@@ -5,7 +5,7 @@
 //! What is missing is taken from the old image when the source sent one, else from the record's last
 //! known row in the cache (`prior`); what is known from neither becomes [`Value::Unavailable`].
 
-use crate::model::{Change, Op, RelationSchema, Row, Value};
+use crate::model::{Change, Masking, Op, RelationSchema, Row, Value};
 
 use super::pgoutput::{OldRow, TupleData, TupleValue};
 use super::{DecodeError, text_form, value_form};
@@ -145,22 +145,32 @@ pub fn complete_imported(
 }
 
 /// Completes the images of one row change.
+///
+/// `masking` (the cache's column rules) is applied to what the source sent before anything is
+/// completed: values taken from the record's last known row are already masked.
 pub fn complete_images(
     schema: &RelationSchema,
     change: &RowChange,
     prior: Option<PriorRow<'_>>,
+    masking: Option<Masking<'_>>,
 ) -> Result<Change, DecodeError> {
     let fill_from_prior = |row: Row| fill_from_prior(schema, prior.as_ref(), row);
+    let masked = |mut row: Row| {
+        if let Some(masking) = &masking {
+            masking.apply(&mut row);
+        }
+        row
+    };
     match change {
         RowChange::Insert { new } => Ok(Change {
             op: Op::Insert,
             before: None,
-            after: Some(tuple_to_row(schema, new)?),
+            after: Some(masked(tuple_to_row(schema, new)?)),
         }),
         RowChange::Update { old, new } => {
-            let new_row = tuple_to_row(schema, new)?;
+            let new_row = masked(tuple_to_row(schema, new)?);
             let before = match old {
-                Some(old) => old_image(schema, old)?,
+                Some(old) => masked(old_image(schema, old)?),
                 // No old row: the key did not change, so the new key identifies the old row.
                 None => key_only(schema, &new_row),
             };
@@ -182,7 +192,7 @@ pub fn complete_images(
         }
         RowChange::Delete { old } => Ok(Change {
             op: Op::Delete,
-            before: Some(fill_from_prior(old_image(schema, old)?)),
+            before: Some(fill_from_prior(masked(old_image(schema, old)?))),
             after: None,
         }),
     }
@@ -285,7 +295,7 @@ mod tests {
             new: TupleData(vec![text("1"), text("b"), TupleValue::UnchangedToast]),
         };
         assert!(!change.needs_prior());
-        let change = complete_images(&schema, &change, None).unwrap();
+        let change = complete_images(&schema, &change, None, None).unwrap();
         assert_eq!(change.before, Some(values(&["1", "a", "big"])));
         assert_eq!(change.after, Some(values(&["1", "b", "big"])));
     }
@@ -305,7 +315,7 @@ mod tests {
             schema: &older,
             row: &prior_row,
         };
-        let change = complete_images(&schema, &change, Some(prior)).unwrap();
+        let change = complete_images(&schema, &change, Some(prior), None).unwrap();
         assert_eq!(change.before, Some(values(&["1", "a", "big"])));
         assert_eq!(change.after, Some(values(&["1", "b", "big"])));
         assert_eq!(change.changed_columns(), vec![1]);
@@ -322,7 +332,7 @@ mod tests {
                 TupleValue::UnchangedToast,
             ]),
         };
-        let change = complete_images(&schema, &update, None).unwrap();
+        let change = complete_images(&schema, &update, None, None).unwrap();
         assert_eq!(change.before, Some(values(&["1", "?", "?"])));
         assert_eq!(change.after, Some(values(&["1", "NULL", "?"])));
         assert_eq!(change.unavailable_columns(), vec![1, 2]);
@@ -334,7 +344,7 @@ mod tests {
                 TupleValue::Null,
             ])),
         };
-        let change = complete_images(&schema, &delete, None).unwrap();
+        let change = complete_images(&schema, &delete, None, None).unwrap();
         assert_eq!(change.before, Some(values(&["1", "?", "?"])));
         assert_eq!(delete.lookup_key(&schema).unwrap(), vec![Value::text("1")]);
     }
@@ -356,7 +366,7 @@ mod tests {
             schema: &schema,
             row: &prior_row,
         };
-        let change = complete_images(&schema, &change, Some(prior)).unwrap();
+        let change = complete_images(&schema, &change, Some(prior), None).unwrap();
         assert_eq!(change.before, Some(values(&["1", "t", "b"])));
         assert_eq!(change.changed_columns(), vec![0]);
     }
@@ -367,6 +377,6 @@ mod tests {
         let insert = RowChange::Insert {
             new: TupleData(vec![text("1")]),
         };
-        assert!(complete_images(&schema, &insert, None).is_err());
+        assert!(complete_images(&schema, &insert, None, None).is_err());
     }
 }

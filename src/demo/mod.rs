@@ -261,6 +261,7 @@ impl Demo {
             once: false,
             new_baseline: false,
             stream_in_progress: true,
+            protection: Default::default(),
         }))
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use serde_json::Value as Json;
 use similar::{ChangeTag, TextDiff};
 
-use crate::model::{Change, RelationSchema, Row, Value};
+use crate::model::{Change, ColumnRules, Protection, RelationSchema, Row, TableName, Value};
 
 /// How one column differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub enum DiffKind {
     Removed,
     /// At least one side is unavailable, so whether it changed is not known.
     Unknown,
+    /// The cache's column rules keep this column's values out ([`mark_excluded`]).
+    Excluded,
 }
 
 /// One column of a diff.
@@ -212,6 +214,20 @@ pub fn text_spans(old: &str, new: &str) -> Vec<TextSpan> {
     spans
 }
 
+/// Marks the columns that the cache's column rules exclude: their values were never stored, which
+/// is not the same as unknown or NULL.
+pub fn mark_excluded(diffs: &mut [ColumnDiff], table: &TableName, rules: &ColumnRules) {
+    for diff in diffs {
+        if rules
+            .rule_for(table, &diff.column)
+            .is_some_and(|rule| rule.protection == Protection::Exclude)
+        {
+            diff.kind = DiffKind::Excluded;
+            diff.detail = None;
+        }
+    }
+}
+
 /// A value as people read it: the text, `NULL`, or `(unavailable)`; never a NULL for the unknown.
 pub fn show_value(value: &Value) -> String {
     match value {
@@ -280,6 +296,7 @@ impl fmt::Display for ColumnDiff {
             (DiffKind::Added, _) => write!(f, "{}: + {}", self.column, side(&self.after)),
             (DiffKind::Removed, _) => write!(f, "{}: - {}", self.column, side(&self.before)),
             (DiffKind::Unchanged, _) => write!(f, "{}: {}", self.column, side(&self.after)),
+            (DiffKind::Excluded, _) => write!(f, "{}: (excluded)", self.column),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod diff;
 pub mod plan;
+pub mod protect;
 pub mod related;
 pub mod report;
 pub mod script;
@@ -33,6 +34,24 @@ pub enum HistoryError {
         record: String,
         column: String,
         reason: String,
+    },
+    #[error(
+        "cannot restore {record} ({reason}): column {column} is protected by the cache's rule '{rule}' and {what} (hint: add --leave-protected to write the other columns and leave {column} as it is)"
+    )]
+    Protected {
+        record: String,
+        column: String,
+        rule: String,
+        reason: String,
+        what: &'static str,
+    },
+    #[error(
+        "cannot restore {record}: its key column {column} is protected by the cache's rule '{rule}', so the row cannot be found in the database by the cache's values (hint: restore it by hand from rowtrail show)"
+    )]
+    ProtectedKey {
+        record: String,
+        column: String,
+        rule: String,
     },
     #[error("the value of column {column} is not known to the cache")]
     MissingValue { column: String },

@@ -213,6 +213,8 @@ pub struct ImportOptions {
     pub table_of: Vec<(String, String)>,
     /// Debezium: the database whose catalog has the events' tables.
     pub catalog: Option<ConnectionSpec>,
+    /// Columns whose values never reach the cache as they are (empty: the cache's own rules).
+    pub protection: crate::model::ColumnProtection,
 }
 
 /// What an import did.

@@ -66,7 +66,8 @@ impl Sink {
     /// Opens (or creates) the cache for this import, refusing a cache fed by capture or by an
     /// import of another format.
     pub fn open(options: &ImportOptions, source: &SourceIdentity) -> Result<Self, ImportError> {
-        let writer = CacheWriter::open(&options.cache, source)?;
+        let mut writer = CacheWriter::open(&options.cache, source)?;
+        writer.protect(&options.protection.rules, options.protection.key.clone())?;
         if writer.capture_state()?.is_some() {
             return Err(ImportError::CapturedCache {
                 path: options.cache.clone(),

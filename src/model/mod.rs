@@ -11,6 +11,7 @@ mod link;
 mod logged;
 mod moment;
 mod relation;
+mod rules;
 mod saved_view;
 mod schema_edit;
 mod search;
@@ -24,6 +25,10 @@ pub use moment::{Moment, MomentError};
 pub use relation::{
     Column, ForeignKey, IdentityKind, RelationSchema, ReplicaIdentity, TableName, TableNameError,
     quote_ident,
+};
+pub use rules::{
+    ColumnProtection, ColumnRule, ColumnRules, MASKED_PREFIX, MaskKey, Masking, Protection,
+    RowMask, RuleError,
 };
 pub use saved_view::{LinkSource, SavedView, ViewLinkError};
 pub use schema_edit::{SchemaEdit, schema_edits};

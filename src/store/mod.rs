@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::model::{Lsn, Op};
+use crate::model::{ColumnRule, ColumnRules, Lsn, Op};
 
 use db::Query;
 
@@ -131,6 +131,25 @@ pub enum StoreError {
     },
     #[error("cache {} is damaged: {what}; restore it from a copy, or start a new cache", .path.display())]
     Damaged { path: PathBuf, what: String },
+    #[error(transparent)]
+    Rule(#[from] crate::model::RuleError),
+    #[error(
+        "{} already holds history under other column rules ({stored}; given {given}): rules are fixed when a cache's history begins (hint: run without --exclude/--mask/--rules to keep its rules, or capture into a new cache)", .path.display()
+    )]
+    OtherRules {
+        path: PathBuf,
+        stored: String,
+        given: String,
+    },
+    #[error(
+        "{} hashes columns ({rules}) with the mask key {fingerprint}: {problem} (hint: pass --mask-key with the key file the cache was made with)", .path.display()
+    )]
+    MaskKey {
+        path: PathBuf,
+        rules: String,
+        fingerprint: String,
+        problem: String,
+    },
     #[error(
         "a change refers to table oid {oid}, which the stream has not described; run capture again (it resumes from the last stored position)"
     )]
@@ -635,6 +654,54 @@ pub struct ImportState {
     pub cursor: String,
     /// What the store does not record, one sentence each (shown in the app).
     pub lacking: Vec<String>,
+}
+
+/// The column rules a cache was made with, and the fingerprint of the key of its `hash` rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRules {
+    pub rules: ColumnRules,
+    pub key_fingerprint: Option<String>,
+}
+
+/// Rules as people write them (`exclude customers.password_hash, mask *.email=hash`), or `none`.
+pub fn describe_rules(rules: &ColumnRules) -> String {
+    match rules.is_empty() {
+        true => "none".to_owned(),
+        false => rules
+            .rules()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+pub(crate) fn read_column_rules(db: &impl Query, path: &Path) -> Result<StoredRules, StoreError> {
+    let rows: Vec<(String, String, Option<String>)> = db
+        .query_map(
+            "SELECT pattern, protection, key_fingerprint FROM column_rules ORDER BY id",
+            &[],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .context(path, "reading the column rules")?;
+    let mut rules = Vec::new();
+    let mut key_fingerprint = None;
+    for (pattern, protection, fingerprint) in rows {
+        let rule = match protection.as_str() {
+            "exclude" => ColumnRule::exclude(&pattern),
+            how => ColumnRule::mask(&format!("{pattern}={how}")),
+        }
+        .map_err(|error| StoreError::Damaged {
+            path: path.to_owned(),
+            what: format!("column rule: {error}"),
+        })?;
+        key_fingerprint = key_fingerprint.or(fingerprint);
+        rules.push(rule);
+    }
+    Ok(StoredRules {
+        rules: ColumnRules::new(rules),
+        key_fingerprint,
+    })
 }
 
 pub(crate) fn read_import_state(

@@ -729,6 +729,26 @@ impl Cache {
         &self.connection
     }
 
+    /// The column rules the history was captured under (`capture --exclude/--mask/--rules`).
+    /// A shared store published by a build older than the rules has none.
+    pub fn column_rules(&self) -> Result<crate::model::ColumnRules, StoreError> {
+        if self.is_shared() {
+            let present: bool = self
+                .connection
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM pg_tables
+                     WHERE schemaname = 'rowtrail' AND tablename = 'column_rules')",
+                    &[],
+                    |row| row.get(0),
+                )
+                .context(&self.path, "reading the column rules")?;
+            if !present {
+                return Ok(crate::model::ColumnRules::default());
+            }
+        }
+        Ok(super::read_column_rules(&self.connection, &self.path)?.rules)
+    }
+
     /// Where the import that fed this cache resumes, and what its store does not record; `None`
     /// for a captured cache.
     pub fn import_state(&self) -> Result<Option<super::ImportState>, StoreError> {

@@ -22,6 +22,7 @@ pub const TABLES: &[&str] = &[
     "ref_links",
     "refs",
     "import_state",
+    "column_rules",
 ];
 
 /// Every index a cache holds (SQLite's own `sqlite_autoindex_*` aside).
@@ -54,6 +55,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V5),
     Migration::Sql(V6),
     Migration::Sql(V7),
+    Migration::Sql(V8),
 ];
 
 /// The newest format this build reads and writes.
@@ -217,6 +219,20 @@ CREATE TABLE import_state (
     cursor     TEXT NOT NULL,   -- the format's own resume position, as JSON
     lacking    TEXT NOT NULL,   -- what the store does not record, as a JSON list of sentences
     updated_at TEXT NOT NULL
+);
+"#;
+
+const V8: &str = r#"
+-- Columns whose values never reach the cache as they are (`capture --exclude/--mask/--rules`):
+-- fixed when the history begins. `key_fingerprint` names the key of 'hash' rules (the key itself
+-- lives outside the cache), so a capture with another key is refused.
+CREATE TABLE column_rules (
+    id              INTEGER PRIMARY KEY,
+    pattern         TEXT NOT NULL,
+    protection      TEXT NOT NULL CHECK (protection IN ('exclude', 'hash', 'last4')),
+    key_fingerprint TEXT,
+    created_at      TEXT NOT NULL,
+    UNIQUE (pattern, protection)
 );
 "#;
 

@@ -15,13 +15,21 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::decode::ddl::TableEvent;
 use crate::decode::image::{PriorRow, RowChange, complete_images, complete_imported};
-use crate::model::{Change, Context, Lsn, Oid, Op, RelationSchema, Row, Value, Xid};
+use crate::model::{
+    Change, ColumnRules, Context, Lsn, MaskKey, Masking, Oid, Op, RelationSchema, Row, RowMask,
+    Value, Xid,
+};
 
 use super::codec::{self, EncodedImages};
 use super::{
-    BaselineState, CaptureState, ImportState, SourceIdentity, SqliteContext, StoreError, op_code,
-    op_from_code,
+    BaselineState, CaptureState, ImportState, SourceIdentity, SqliteContext, StoreError,
+    StoredRules, describe_rules, op_code, op_from_code,
 };
+
+/// The rules and key for one schema version's rows.
+fn masking<'a>(current: &'a CurrentRelation, key: Option<&'a MaskKey>) -> Option<Masking<'a>> {
+    current.mask.as_deref().map(|mask| Masking { mask, key })
+}
 
 /// The facts of a source transaction known when it begins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +46,8 @@ struct CurrentRelation {
     relation_id: i64,
     table_id: i64,
     schema: Arc<RelationSchema>,
+    /// What the cache's column rules do to this version's rows, if anything.
+    mask: Option<Arc<RowMask>>,
 }
 
 #[derive(Debug)]
@@ -95,6 +105,9 @@ pub struct CacheWriter {
     /// Changes and transactions made durable since this writer was opened.
     durable_changes: u64,
     durable_transactions: u64,
+    /// The cache's column rules (fixed when its history began) and the key of its `hash` rules.
+    rules: StoredRules,
+    mask_key: Option<Arc<MaskKey>>,
 }
 
 impl CacheWriter {
@@ -111,6 +124,7 @@ impl CacheWriter {
             .context(path, "configuring the query planner")?;
         let position =
             super::read_capture_state(&connection, path)?.map_or(Lsn::ZERO, |state| state.position);
+        let rules = super::read_column_rules(&connection, path)?;
         Ok(Self {
             connection,
             path: path.to_owned(),
@@ -125,8 +139,105 @@ impl CacheWriter {
             staged_counts: HashMap::new(),
             durable_changes: 0,
             durable_transactions: 0,
+            rules,
+            mask_key: None,
         })
     }
+
+    /// Settles the column rules before anything is stored: `given` (from `--exclude`, `--mask`,
+    /// `--rules`) become the cache's rules while it holds no history, must equal them once it
+    /// does, and may be left empty to keep them. `key` is the key of `hash` rules; it must be the
+    /// one the cache was made with. Returns the rules in force.
+    pub fn protect(
+        &mut self,
+        given: &ColumnRules,
+        key: Option<MaskKey>,
+    ) -> Result<ColumnRules, StoreError> {
+        if !given.is_empty() && *given != self.rules.rules {
+            let history: bool = self
+                .connection
+                .query_row("SELECT EXISTS (SELECT 1 FROM changes)", [], |row| {
+                    row.get(0)
+                })
+                .context(&self.path, "reading the cache")?;
+            if history {
+                return Err(StoreError::OtherRules {
+                    path: self.path.clone(),
+                    stored: describe_rules(&self.rules.rules),
+                    given: describe_rules(given),
+                });
+            }
+            let fingerprint = match given.needs_key() {
+                true => Some(self.key_for(given, key.as_ref())?.fingerprint().to_owned()),
+                false => None,
+            };
+            let now = Utc::now().to_rfc3339();
+            self.ensure_sqlite_tx()?;
+            // Rules a capture stored before it failed, with no history yet, are replaced.
+            self.connection
+                .execute("DELETE FROM column_rules", [])
+                .context(&self.path, "recording the column rules")?;
+            for rule in given.rules() {
+                self.connection
+                    .execute(
+                        "INSERT INTO column_rules (pattern, protection, key_fingerprint, created_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![
+                            rule.pattern,
+                            rule.protection.name(),
+                            fingerprint.as_deref().filter(|_| rule.protection
+                                == crate::model::Protection::Hash),
+                            now
+                        ],
+                    )
+                    .context(&self.path, "recording the column rules")?;
+            }
+            self.commit_sqlite()?;
+            self.rules = StoredRules {
+                rules: given.clone(),
+                key_fingerprint: fingerprint,
+            };
+        }
+        if self.rules.rules.needs_key() {
+            let rules = self.rules.rules.clone();
+            self.key_for(&rules, key.as_ref())?;
+            self.mask_key = key.map(Arc::new);
+        }
+        // Versions registered before the rules were settled get their masks now.
+        let mut current = std::mem::take(&mut self.current);
+        for relation in current.values_mut() {
+            relation.mask = self.rules.rules.row_mask(&relation.schema)?.map(Arc::new);
+        }
+        self.current = current;
+        Ok(self.rules.rules.clone())
+    }
+
+    /// Checks that `key` is the key the rules hash with (the stored fingerprint, once there is one).
+    fn key_for<'k>(
+        &self,
+        rules: &ColumnRules,
+        key: Option<&'k MaskKey>,
+    ) -> Result<&'k MaskKey, StoreError> {
+        let problem = |problem: String| StoreError::MaskKey {
+            path: self.path.clone(),
+            rules: describe_rules(rules),
+            fingerprint: self
+                .rules
+                .key_fingerprint
+                .clone()
+                .unwrap_or_else(|| "(none yet)".to_owned()),
+            problem,
+        };
+        let key = key.ok_or_else(|| problem("no key was given".to_owned()))?;
+        match &self.rules.key_fingerprint {
+            Some(stored) if stored != key.fingerprint() => Err(problem(format!(
+                "the key given has the fingerprint {}",
+                key.fingerprint()
+            ))),
+            _ => Ok(key),
+        }
+    }
+
 
     pub fn capture_state(&self) -> Result<Option<CaptureState>, StoreError> {
         super::read_capture_state(&self.connection, &self.path)
@@ -182,6 +293,15 @@ impl CacheWriter {
         change: &Change,
     ) -> Result<(), StoreError> {
         let current = self.current(oid)?;
+        let mut change = change.clone();
+        if let Some(masking) = masking(&current, self.mask_key.as_deref()) {
+            for row in [change.before.as_mut(), change.after.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                masking.apply(row);
+            }
+        }
         let schema = &current.schema;
         let incomplete = |row: &Option<Row>| {
             row.as_ref()
@@ -212,7 +332,7 @@ impl CacheWriter {
             schema: schema.as_ref(),
             row,
         });
-        let complete = complete_imported(schema, change.clone(), prior);
+        let complete = complete_imported(schema, change, prior);
         self.insert_change(lsn, &current, &complete)
     }
 
@@ -275,6 +395,7 @@ impl CacheWriter {
                 relation_id,
                 table_id,
                 schema: self.relation(relation_id)?,
+                mask: None,
             };
             let change = Change {
                 op: Op::Gap,
@@ -506,6 +627,7 @@ impl CacheWriter {
             relation_id,
             table_id,
             schema: self.relation(relation_id)?,
+            mask: None,
         };
         let change = Change {
             op: Op::Ddl,
@@ -569,6 +691,7 @@ impl CacheWriter {
             }
         };
         let schema = Arc::new(schema);
+        let mask = self.rules.rules.row_mask(&schema)?.map(Arc::new);
         self.relations.insert(relation_id, schema.clone());
         self.current.insert(
             schema.oid,
@@ -576,6 +699,7 @@ impl CacheWriter {
                 relation_id,
                 table_id,
                 schema,
+                mask,
             },
         );
         Ok((table_id, replaced, relation_id))
@@ -654,9 +778,14 @@ impl CacheWriter {
         }
         let current = self.current(oid)?;
         let schema = &current.schema;
+        let key = self.mask_key.clone();
+        let masking = masking(&current, key.as_deref());
         let prior = match change.needs_prior() && schema.has_key() {
             true => {
-                let key = change.lookup_key(schema)?;
+                let mut key = change.lookup_key(schema)?;
+                if let Some(masking) = &masking {
+                    masking.apply_to_key(schema, &mut key);
+                }
                 self.prior_row(current.table_id, &codec::encode_key(&key))?
             }
             false => None,
@@ -665,13 +794,16 @@ impl CacheWriter {
             schema: schema.as_ref(),
             row,
         });
-        let complete = complete_images(schema, change, prior)?;
+        let complete = complete_images(schema, change, prior, masking)?;
         self.insert_change(lsn, &current, &complete)
     }
 
     /// Stores one row of the baseline snapshot.
-    pub fn snapshot_row(&mut self, lsn: Lsn, oid: Oid, row: Row) -> Result<(), StoreError> {
+    pub fn snapshot_row(&mut self, lsn: Lsn, oid: Oid, mut row: Row) -> Result<(), StoreError> {
         let current = self.current(oid)?;
+        if let Some(masking) = masking(&current, self.mask_key.as_deref()) {
+            masking.apply(&mut row);
+        }
         let change = Change {
             op: Op::Snapshot,
             before: None,

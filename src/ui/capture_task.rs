@@ -60,7 +60,20 @@ impl CaptureStart {
             once: false,
             new_baseline: false,
             stream_in_progress: true,
+            protection: default_protection(),
         })
+    }
+}
+
+/// What the app captures and imports with: the cache's own column rules, and the mask key from
+/// its default place when there is one (a cache whose rules hash columns needs it; without it the
+/// capture stops with a message that says so).
+pub fn default_protection() -> crate::model::ColumnProtection {
+    let key = crate::capture::mask_key::default_path()
+        .and_then(|path| crate::capture::mask_key::load(&path).ok().flatten());
+    crate::model::ColumnProtection {
+        rules: crate::model::ColumnRules::default(),
+        key,
     }
 }
 

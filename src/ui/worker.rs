@@ -743,13 +743,15 @@ fn answer(
 
 fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::related::RelatedError> {
     Ok(match request {
-        ScriptRequest::Undo { target, cascade } => undo_script(cache, target, *cascade, true)?,
+        ScriptRequest::Undo { target, cascade } => {
+            undo_script(cache, target, *cascade, true, false)?
+        }
         ScriptRequest::RestoreVersion(id) => {
             let change = cache
                 .change(*id)?
                 .ok_or(crate::store::StoreError::UnknownChange { id: *id })?;
             let record = cache.record_of(&change)?;
-            restore_script(cache, &record, Moment::AfterChange(*id), true)?
+            restore_script(cache, &record, Moment::AfterChange(*id), true, false)?
         }
         ScriptRequest::RestoreStory { change, moment } => {
             let entry = cache

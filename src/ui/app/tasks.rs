@@ -253,6 +253,7 @@ impl RowtrailApp {
                     follow: false,
                     on_error: crate::import::OnError::Skip,
                     table_of: Vec::new(),
+                    protection: crate::ui::capture_task::default_protection(),
                 };
                 let (_stop, stopped) = tokio::sync::watch::channel(false);
                 runtime
