@@ -281,3 +281,68 @@ fn bad_rules_are_one_line_errors_and_a_cache_keeps_its_rules_and_key() {
     );
     db.capture_ok(&["--mask-key", key_arg]);
 }
+
+#[test]
+fn a_shared_store_keeps_the_rules_its_readers_and_the_bemi_view_obey() {
+    let db = fresh_db("sensitive_src");
+    let store = fresh_db("sensitive_store");
+    let key = db.dir.path().join("mask.key");
+    db.sql("CREATE TABLE accounts (id int PRIMARY KEY, secret text, profile jsonb, n int);");
+    db.sql("INSERT INTO accounts VALUES (1, 'SENTINEL-1', '{\"a\": 1}', 7);");
+    db.capture_ok(&[
+        "--exclude",
+        "accounts.secret",
+        "--mask",
+        "accounts.profile=hash",
+        "--mask",
+        "accounts.n=last4",
+        "--mask-key",
+        key.to_str().unwrap(),
+    ]);
+    db.sql("UPDATE accounts SET secret = 'SENTINEL-2', profile = '{\"a\": 2}', n = 12345 WHERE id = 1;");
+    db.capture_ok(&["--mask-key", key.to_str().unwrap()]);
+    let published = support::publish(&db.cache(), &store.url());
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    assert_eq!(
+        store.sql(
+            "SELECT string_agg(protection, ',' ORDER BY protection) FROM rowtrail.column_rules"
+        ),
+        "exclude,hash,last4"
+    );
+    // The Bemi-layout view reads a masked jsonb and int as text, and leaves the excluded out.
+    let after = store.sql(
+        "SELECT after ->> 'profile', after ->> 'n', after ? 'secret' FROM rowtrail_bemi.changes WHERE operation = 'UPDATE'",
+    );
+    let parts: Vec<&str> = after.split('|').collect();
+    assert!(parts[0].starts_with("masked:"), "{after}");
+    assert_eq!(parts[1], "****2345");
+    assert_eq!(parts[2], "f", "{after}");
+    assert!(
+        !store
+            .sql("SELECT string_agg(c.before || c.after, '') FROM rowtrail.changes c")
+            .contains("SENTINEL")
+    );
+    // Read from the store, the history says what was excluded and a restore will not write a mask.
+    let update = store
+        .sql("SELECT max(id) FROM rowtrail.changes")
+        .to_string();
+    let shown = rowtrail(&["show".into(), "--cache".into(), store.url(), update.clone()]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("excluded by the column rules: secret"),
+        "{}{}",
+        String::from_utf8_lossy(&shown.stdout),
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let undo = rowtrail(&[
+        "undo".into(),
+        "--cache".into(),
+        store.url(),
+        "--change".into(),
+        update,
+    ]);
+    assert_clean_failure(&undo, 2, "is protected by the cache's rule");
+}

@@ -153,6 +153,10 @@ impl Publisher {
                 Some(_) => {}
             }
         }
+        // Added after the first stores were made: created in any store that lacks it.
+        tx.batch_execute(layout::COLUMN_RULES)
+            .await
+            .map_err(sql("creating the store's tables"))?;
         tx.batch_execute(layout::BEMI_VIEW)
             .await
             .map_err(sql("creating the Bemi-layout view"))?;
@@ -510,6 +514,14 @@ async fn write_batch(
                 &state.updated_at,
                 &state.schema_log_since,
             ],
+        )
+        .await?;
+    }
+    for (pattern, protection, fingerprint, created_at) in &batch.column_rules {
+        tx.execute(
+            "INSERT INTO rowtrail.column_rules (pattern, protection, key_fingerprint, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (pattern, protection) DO NOTHING",
+            &[pattern, protection, fingerprint, created_at],
         )
         .await?;
     }

@@ -99,6 +99,9 @@ pub struct JournalBatch {
     pub changes: Vec<ChangeRow>,
     pub capture_state: Option<CaptureStateRow>,
     pub import_state: Option<ImportStateRow>,
+    /// The column rules (pattern, protection, key fingerprint, created at): fixed when the
+    /// history began, so copying them with every batch costs a few rows.
+    pub column_rules: Vec<(String, String, Option<String>, String)>,
     /// The journal's newest transaction: when it is the batch's last, the batch catches up.
     pub newest_tx: i64,
 }
@@ -332,6 +335,19 @@ impl Journal {
             )
             .optional()
             .context(path, "reading the import state")?;
+        let column_rules = connection
+            .prepare(
+                "SELECT pattern, protection, key_fingerprint, created_at FROM column_rules
+                 ORDER BY id",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .context(path, "reading the column rules")?;
         Ok(JournalBatch {
             tables,
             relations,
@@ -340,6 +356,7 @@ impl Journal {
             changes,
             capture_state,
             import_state,
+            column_rules,
             newest_tx,
         })
     }

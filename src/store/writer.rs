@@ -238,7 +238,6 @@ impl CacheWriter {
         }
     }
 
-
     pub fn capture_state(&self) -> Result<Option<CaptureState>, StoreError> {
         super::read_capture_state(&self.connection, &self.path)
     }
