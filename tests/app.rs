@@ -1741,3 +1741,42 @@ fn issue14_changes_stored_by_another_process_appear_in_the_open_window() {
     wait_for(&mut shared, "the change published", |h| rows(h).len() == 7);
     assert_eq!(rows(&shared), rows(&file));
 }
+
+#[test]
+fn issue16_excluded_columns_say_so_and_a_restore_writes_the_rest_only_when_asked() {
+    let db = fresh_db("app_rules");
+    let key = db.dir.path().join("mask.key");
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, password_hash text, email text);
+         INSERT INTO customers VALUES (1, 'Acme', 'pw', 'a@x.io');",
+    );
+    let key_arg = key.to_str().unwrap();
+    db.capture_ok(&[
+        "--exclude",
+        "customers.password_hash",
+        "--mask",
+        "customers.email=hash",
+        "--mask-key",
+        key_arg,
+    ]);
+    db.sql("UPDATE customers SET name = 'Acme Ltd', email = 'b@x.io' WHERE id = 1;");
+    db.capture_ok(&["--mask-key", key_arg]);
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 2);
+    open_row(&mut harness, "update  customers  id=1");
+    assert!(has(&harness, "(excluded)"), "the excluded column says so");
+    assert!(has(&harness, "masked:"), "the masked email shows its hash");
+    harness.get_by_label("Undo this change").click();
+    wait_for(&mut harness, "the refusal", |h| {
+        has(h, "is protected by the cache's rule")
+    });
+    assert!(harness.query_by_label("Restore script").is_none());
+    click_settled(&mut harness, "Write the other columns");
+    wait_for(&mut harness, "the script", |h| {
+        h.query_by_label("Restore script").is_some()
+    });
+    let script = harness.get_by_label("Restore script").value().unwrap();
+    assert!(script.contains("\"name\" = 'Acme'::text"), "{script}");
+    assert!(!script.contains("masked:"), "{script}");
+    assert!(script.contains("left as it is"), "{script}");
+}

@@ -5,10 +5,13 @@ use chrono::{DateTime, Utc};
 use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, RichText};
 
+use crate::history::diff::mark_excluded;
 use crate::history::diff::show_value;
 use crate::history::related::{Member, Related, path_text};
 use crate::history::{ColumnDiff, DiffKind, TextSpan, ValueDiff, describe_change, diff_change};
-use crate::model::{ChangeId, Image, LoggedChange, Moment, Op, Search, TableName, Term, Value};
+use crate::model::{
+    ChangeId, ColumnRules, Image, LoggedChange, Moment, Op, Search, TableName, Term, Value,
+};
 use crate::restore::UndoTarget;
 
 use super::fields::submitted;
@@ -44,6 +47,8 @@ pub struct DetailState {
     /// The cache was imported from an audit store: its positions are the import's own numbers,
     /// not WAL positions.
     pub imported: bool,
+    /// The cache's column rules: which columns' values it never stored.
+    pub rules: ColumnRules,
 }
 
 /// The state-at control: a moment within the record's lifetime and what the record was then.
@@ -198,11 +203,16 @@ pub fn detail_ui(
     egui::ScrollArea::vertical()
         .id_salt("detail")
         .show(ui, |ui| match tab {
-            Tab::Change => action = change_ui(ui, detail, zone, search, state.imported),
-            Tab::History => action = history_ui(ui, detail, &mut state.state_at, zone, search),
+            Tab::Change => {
+                action = change_ui(ui, detail, zone, search, state.imported, &state.rules)
+            }
+            Tab::History => {
+                action = history_ui(ui, detail, &mut state.state_at, zone, search, &state.rules)
+            }
             Tab::Related => {
                 // Keep the request for the story made above, if any.
-                if let Some(chosen) = related_ui(ui, detail.change.id, related, zone) {
+                if let Some(chosen) = related_ui(ui, detail.change.id, related, zone, &state.rules)
+                {
                     action = Some(chosen);
                 }
             }
@@ -254,6 +264,7 @@ fn change_ui(
     zone: Zone,
     search: Option<&Search>,
     imported: bool,
+    rules: &ColumnRules,
 ) -> Option<DetailAction> {
     let mut action = None;
     let change = &detail.change;
@@ -338,6 +349,7 @@ fn change_ui(
                 "diff",
                 &change.table,
                 search,
+                rules,
             ) {
                 action = Some(DetailAction::Search(term));
             }
@@ -378,8 +390,11 @@ fn diff_ui(
     id: &str,
     table: &TableName,
     search: Option<&Search>,
+    rules: &ColumnRules,
 ) -> Option<String> {
     let mut clicked = None;
+    let mut diffs = diffs.to_vec();
+    mark_excluded(&mut diffs, table, rules);
     let (unchanged, shown): (Vec<&ColumnDiff>, Vec<&ColumnDiff>) = diffs
         .iter()
         .partition(|diff| fold_unchanged && diff.kind == DiffKind::Unchanged);
@@ -397,9 +412,17 @@ fn diff_ui(
             clicked = Some(term);
         }
     };
+    let excluded = |ui: &mut egui::Ui| {
+        ui.label(RichText::new("(excluded)").italics().weak())
+            .on_hover_text("The cache's column rules keep this column's values out of the cache.");
+    };
     if width < STACK_BELOW {
         for diff in &shown {
             ui.label(name_text(diff));
+            if diff.kind == DiffKind::Excluded {
+                ui.indent((id, &diff.column), excluded);
+                continue;
+            }
             ui.indent((id, &diff.column), |ui| match (&diff.before, &diff.after) {
                 // An inserted or deleted row has one side: just its value.
                 (None, side) | (side, None) => value(ui, &diff.column, side),
@@ -433,6 +456,12 @@ fn diff_ui(
                 ui.end_row();
                 for diff in &shown {
                     ui.add(egui::Label::new(name_text(diff)).wrap());
+                    if diff.kind == DiffKind::Excluded {
+                        excluded(ui);
+                        excluded(ui);
+                        ui.end_row();
+                        continue;
+                    }
                     value(ui, &diff.column, &diff.before);
                     match (&diff.detail, diff.kind) {
                         (Some(detail), DiffKind::Changed) => {
@@ -614,6 +643,7 @@ fn related_ui(
     current: ChangeId,
     related: &Option<(ChangeId, Result<Vec<Related>, String>)>,
     zone: Zone,
+    rules: &ColumnRules,
 ) -> Option<DetailAction> {
     let Some((root_change, story)) = related else {
         ui.horizontal(|ui| {
@@ -685,6 +715,7 @@ fn related_ui(
                 &format!("related-{}", change.id),
                 &change.table,
                 None,
+                rules,
             );
             continue;
         }
@@ -702,6 +733,7 @@ fn history_ui(
     state_at: &mut StateAt,
     zone: Zone,
     search: Option<&Search>,
+    rules: &ColumnRules,
 ) -> Option<DetailAction> {
     let mut action = state_at_ui(ui, detail, state_at, zone, search);
     ui.separator();
@@ -731,6 +763,7 @@ fn history_ui(
             &format!("version-{index}"),
             &version.table,
             search,
+            rules,
         ) {
             action = Some(DetailAction::Search(term));
         }

@@ -23,6 +23,8 @@ pub struct RestoreDialog {
     pub save_path: String,
     pub run: RunForm,
     pub notice: Option<String>,
+    /// Write the other columns and leave those the cache's column rules protect as they are.
+    pub leave_protected: bool,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,8 @@ pub enum RestoreAction {
     },
     /// Write the script again, undoing the later changes too (or not).
     IncludeLater(bool),
+    /// Write the script again, leaving the columns the cache's rules protect as they are.
+    LeaveProtected,
     Close,
 }
 
@@ -68,6 +72,7 @@ impl RestoreDialog {
                 ..RunForm::default()
             },
             notice: None,
+            leave_protected: false,
         }
     }
 }
@@ -114,9 +119,20 @@ pub fn restore_ui(
             ScriptState::Failed(error) => {
                 ui.heading("No script");
                 ui.colored_label(ui.visuals().error_fg_color, error);
-                if ui.button("Close").clicked() {
-                    action = Some(RestoreAction::Close);
-                }
+                ui.horizontal(|ui| {
+                    if error.contains("protected by the cache's rule")
+                        && !dialog.leave_protected
+                        && ui
+                            .button("Write the other columns")
+                            .on_hover_text("Leave the columns the cache's rules exclude or mask as they are in the database")
+                            .clicked()
+                    {
+                        action = Some(RestoreAction::LeaveProtected);
+                    }
+                    if ui.button("Close").clicked() {
+                        action = Some(RestoreAction::Close);
+                    }
+                });
                 return;
             }
             ScriptState::Ready(script) => script.clone(),

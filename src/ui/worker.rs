@@ -77,7 +77,11 @@ pub enum Request {
         change: ChangeId,
         moment: Moment,
     },
-    Script(ScriptRequest),
+    Script {
+        request: ScriptRequest,
+        /// Write the other columns and leave those the cache's column rules protect as they are.
+        leave_protected: bool,
+    },
     /// The newest change at or before a time (for jumping in the timeline).
     Locate(chrono::DateTime<chrono::Utc>),
     /// Where a transaction's matching rows are in a timeline's index, to fold them.
@@ -171,6 +175,8 @@ pub enum Reply {
         newest: Option<ChangeId>,
         /// The import that fed the cache, when an import did.
         import: Option<crate::store::ImportState>,
+        /// The cache's column rules.
+        rules: crate::model::ColumnRules,
     },
     Overview {
         tables: Vec<TableSummary>,
@@ -432,15 +438,17 @@ fn serve(
                 let source = opened.source()?;
                 let newest = opened.newest_change().ok();
                 let import = opened.import_state()?;
-                Ok((opened, source, newest, import))
+                let rules = opened.column_rules()?;
+                Ok((opened, source, newest, import, rules))
             }) {
-                Ok((opened, source, newest, import)) => {
+                Ok((opened, source, newest, import, rules)) => {
                     cache = Some(opened);
                     reply(Reply::Opened {
                         path: path.clone(),
                         source,
                         newest,
                         import,
+                        rules,
                     });
                 }
                 Err(error) => reply(Reply::Failed(error.to_string())),
@@ -691,9 +699,12 @@ fn answer(
                 members,
             }
         }
-        Request::Script(request) => {
-            Reply::Script(script(cache, &request).map_err(|error| error.to_string()))
-        }
+        Request::Script {
+            request,
+            leave_protected,
+        } => Reply::Script(
+            script(cache, &request, leave_protected).map_err(|error| error.to_string()),
+        ),
         Request::Fold {
             generation,
             filter,
@@ -741,17 +752,27 @@ fn answer(
     }))
 }
 
-fn script(cache: &Cache, request: &ScriptRequest) -> Result<Script, crate::related::RelatedError> {
+fn script(
+    cache: &Cache,
+    request: &ScriptRequest,
+    leave_protected: bool,
+) -> Result<Script, crate::related::RelatedError> {
     Ok(match request {
         ScriptRequest::Undo { target, cascade } => {
-            undo_script(cache, target, *cascade, true, false)?
+            undo_script(cache, target, *cascade, true, leave_protected)?
         }
         ScriptRequest::RestoreVersion(id) => {
             let change = cache
                 .change(*id)?
                 .ok_or(crate::store::StoreError::UnknownChange { id: *id })?;
             let record = cache.record_of(&change)?;
-            restore_script(cache, &record, Moment::AfterChange(*id), true, false)?
+            restore_script(
+                cache,
+                &record,
+                Moment::AfterChange(*id),
+                true,
+                leave_protected,
+            )?
         }
         ScriptRequest::RestoreStory { change, moment } => {
             let entry = cache

@@ -187,8 +187,10 @@ impl RowtrailApp {
                 source,
                 newest,
                 import,
+                rules,
             } => {
                 session.import = import;
+                session.detail.rules = rules;
                 if session.source.is_none() {
                     self.settings.remember(&path);
                     let name = path.file_name().map_or_else(

@@ -98,6 +98,8 @@ enum Command {
     PrepareScript(ScriptRequest),
     /// Write the open script again, with or without the later changes.
     IncludeLater(bool),
+    /// Write the open dialog's script again, leaving protected columns as they are.
+    LeaveProtected,
     Copy(String),
     SaveScript(PathBuf, String),
     RunScript {
@@ -374,6 +376,16 @@ impl RowtrailApp {
                 }
             }
             Command::PrepareScript(request) => self.prepare_script(request),
+            Command::LeaveProtected => {
+                let request = self.session.as_mut().and_then(|session| {
+                    let dialog = session.restore.as_mut()?;
+                    dialog.leave_protected = true;
+                    Some(dialog.request.clone())
+                });
+                if let Some(request) = request {
+                    self.rewrite_script(request);
+                }
+            }
             Command::IncludeLater(include) => {
                 let request = self
                     .session

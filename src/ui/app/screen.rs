@@ -340,6 +340,7 @@ impl RowtrailApp {
                     self.commands
                         .push(Command::RunScript { url, password, sql });
                 }
+                Some(RestoreAction::LeaveProtected) => self.commands.push(Command::LeaveProtected),
                 Some(RestoreAction::IncludeLater(include)) => {
                     self.commands.push(Command::IncludeLater(include))
                 }

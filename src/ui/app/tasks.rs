@@ -400,7 +400,10 @@ impl RowtrailApp {
             dialog.run.password.clone_from(&login.password);
         }
         session.restore = Some(dialog);
-        session.workers.send(Request::Script(request));
+        session.workers.send(Request::Script {
+            request,
+            leave_protected: false,
+        });
     }
 
     /// Asks for the open dialog's script again, for another request (Include later changes).
@@ -413,7 +416,10 @@ impl RowtrailApp {
             dialog.script = ScriptState::Writing;
             dialog.run.outcome = None;
             dialog.run.confirming = false;
-            session.workers.send(Request::Script(request));
+            session.workers.send(Request::Script {
+                request,
+                leave_protected: dialog.leave_protected,
+            });
         }
     }
 
