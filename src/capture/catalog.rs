@@ -339,6 +339,38 @@ pub async fn slot(session: &SqlSession, name: &str) -> Result<Option<SlotInfo>, 
     }))
 }
 
+/// The columns of these tables as the column rules see them: table oid, name, type, and whether
+/// the column is part of the primary key.
+pub async fn columns(
+    session: &SqlSession,
+    oids: &[Oid],
+) -> Result<Vec<(Oid, String, String, bool)>, CaptureError> {
+    let oids: Vec<i64> = oids.iter().map(|&oid| i64::from(oid)).collect();
+    let rows = session
+        .query(
+            "reading the tables' columns",
+            "SELECT a.attrelid::int8, a.attname::text, format_type(a.atttypid, a.atttypmod),
+                    coalesce(a.attnum = ANY (i.indkey), false)
+             FROM pg_attribute a
+             LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+             WHERE a.attrelid = ANY ($1::int8[]::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attrelid, a.attnum",
+            &[&oids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, i64>(0) as Oid,
+                row.get(1),
+                row.get(2),
+                row.get(3),
+            )
+        })
+        .collect())
+}
+
 /// Everything a relation message leaves out, looked up by the table oid. `read_later` says the
 /// session reads the catalog as it is now, later than the change (not the baseline's snapshot).
 /// Also says whether the catalog still has the table.

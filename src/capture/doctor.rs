@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::model::{ReplicaIdentity, TableName, quote_ident};
+use crate::model::{ColumnRule, Oid, ReplicaIdentity, TableName, quote_ident, suggest_rule};
 
 use super::catalog::{self, PublicationInfo, ServerFacts, SlotInfo, TableInfo};
 use super::conninfo::ConnectionSpec;
@@ -57,6 +57,8 @@ pub struct Report {
     pub tables: Vec<TableName>,
     /// The slot checked is in use by this server process (another capture reads it).
     pub slot_busy: Option<i32>,
+    /// Rules suggested for columns whose names or types look sensitive (`model::suggest_rule`).
+    pub sensitive: Vec<ColumnRule>,
 }
 
 impl Report {
@@ -155,11 +157,26 @@ pub async fn run(
         ));
     }
     let tables = scope.iter().map(|table| table.name.clone()).collect();
+    let oids: Vec<Oid> = scope.iter().map(|table| table.oid).collect();
+    let mut sensitive = Vec::new();
+    for (oid, column, type_name, is_key) in catalog::columns(&sql, &oids).await? {
+        let (Some(table), Some(protection)) = (
+            scope.iter().find(|table| table.oid == oid),
+            suggest_rule(&column, &type_name, is_key),
+        ) else {
+            continue;
+        };
+        sensitive.push(ColumnRule {
+            pattern: format!("{}.{}.{column}", table.name.schema, table.name.name),
+            protection,
+        });
+    }
     checks.extend(scope.into_iter().map(|table| table_check(table, &facts)));
     Ok(Report {
         checks,
         tables,
         slot_busy: existing_slot.as_ref().and_then(|slot| slot.active_pid),
+        sensitive,
     })
 }
 

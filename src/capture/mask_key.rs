@@ -1,5 +1,5 @@
 //! The key file of `hash` column rules: 64 hex digits, kept outside any cache (by default in
-//! rowtrail's data folder, readable by its owner only), so a cache copied elsewhere cannot be
+//! rowtrail's configuration folder, readable by its owner only), so a cache copied elsewhere cannot be
 //! used to test guesses of a masked value.
 
 use std::io::Write;
@@ -23,9 +23,15 @@ pub enum KeyFileError {
     NoPlace,
 }
 
-/// Where the key lives unless `--mask-key` says otherwise.
+/// Where the key lives unless `--mask-key` says otherwise: rowtrail's configuration folder
+/// (`$XDG_CONFIG_HOME/rowtrail`, else `~/.config/rowtrail`), apart from the data folder where the
+/// app keeps caches, so copying the caches does not copy the key.
 pub fn default_path() -> Option<PathBuf> {
-    eframe::storage_dir("rowtrail").map(|folder| folder.join("mask.key"))
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|folder| !folder.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .map(|folder| folder.join("rowtrail").join("mask.key"))
 }
 
 /// The key in `path`, or `None` when there is no such file.
@@ -59,7 +65,7 @@ pub fn load_or_create(path: &Path) -> Result<(MaskKey, bool), KeyFileError> {
         .parent()
         .filter(|folder| !folder.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(folder).map_err(|error| create(error.to_string()))?;
+        crate::store::create_private_dir(folder).map_err(|error| create(error.to_string()))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -35,6 +35,20 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     for check in &report.checks {
         println!("{check}");
     }
+    if !report.sensitive.is_empty() {
+        let flags: Vec<String> = report
+            .sensitive
+            .iter()
+            .map(|rule| match rule.protection {
+                crate::model::Protection::Exclude => format!("--exclude {}", rule.pattern),
+                how => format!("--mask {}={}", rule.pattern, how.name()),
+            })
+            .collect();
+        println!(
+            "note  sensitive columns: these look sensitive; to keep them out of the cache, capture with {}",
+            flags.join(" ")
+        );
+    }
     let failures = report
         .checks
         .iter()

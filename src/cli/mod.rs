@@ -127,8 +127,8 @@ pub struct RulesArgs {
     /// "last4"
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
-    /// The key of hash masks (64 hex digits; made when missing). Default: mask.key in
-    /// rowtrail's data folder. Keep it apart from the cache, and keep it: a cache's hashes
+    /// The key of hash masks (64 hex digits; made when missing). Default:
+    /// ~/.config/rowtrail/mask.key. Keep it apart from the cache, and keep it: a cache's hashes
     /// are only comparable under the key it was made with
     #[arg(long, value_name = "FILE")]
     pub mask_key: Option<PathBuf>,

@@ -28,7 +28,7 @@ pub use relation::{
 };
 pub use rules::{
     ColumnProtection, ColumnRule, ColumnRules, MASKED_PREFIX, MaskKey, Masking, Protection,
-    RowMask, RuleError,
+    RowMask, RuleError, suggest as suggest_rule,
 };
 pub use saved_view::{LinkSource, SavedView, ViewLinkError};
 pub use schema_edit::{SchemaEdit, schema_edits};

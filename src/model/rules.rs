@@ -215,6 +215,31 @@ impl ColumnRules {
     }
 }
 
+/// The rule a column's name or type suggests, if it looks sensitive: secrets (passwords,
+/// tokens, keys) and national ids are excluded, contact details hashed, card and account numbers
+/// cut to their last four. A key column is only ever hashed. The connect dialog offers these.
+pub fn suggest(column: &str, type_name: &str, is_key: bool) -> Option<Protection> {
+    let name = column.to_ascii_lowercase();
+    let kind = type_name.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|word| name.contains(word) || kind.contains(word));
+    let protection = if has(&[
+        "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "private_key",
+        "ssn", "social_security", "tax_id", "national_id", "passport",
+    ]) {
+        Protection::Exclude
+    } else if has(&["card", "iban", "account_number", "acct"]) {
+        Protection::Last4
+    } else if has(&["email", "e_mail", "phone", "mobile", "birth"]) {
+        Protection::Hash
+    } else {
+        return None;
+    };
+    Some(match is_key {
+        true => Protection::Hash,
+        false => protection,
+    })
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -519,6 +544,17 @@ mod tests {
         mask.apply(&mut short, None);
         assert_eq!(short[2], Value::text("****"));
         assert!(MaskKey::from_hex("abc").is_none());
+    }
+
+    #[test]
+    fn sensitive_looking_columns_get_a_suggestion() {
+        assert_eq!(suggest("password_hash", "text", false), Some(Protection::Exclude));
+        assert_eq!(suggest("SSN", "text", false), Some(Protection::Exclude));
+        assert_eq!(suggest("contact", "email_address", false), Some(Protection::Hash));
+        assert_eq!(suggest("card_number", "text", false), Some(Protection::Last4));
+        assert_eq!(suggest("api_token", "text", true), Some(Protection::Hash));
+        assert_eq!(suggest("name", "text", false), None);
+        assert_eq!(suggest("total", "numeric(10,2)", false), None);
     }
 
     #[test]

@@ -27,20 +27,32 @@ pub enum CaptureStart {
         password: Password,
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
+        /// Column rules chosen in the connect dialog (none: the cache's own).
+        rules: Vec<crate::model::ColumnRule>,
     },
 }
 
 impl CaptureStart {
     /// The options, resolving the connection string and preparing the cache's directory.
     pub fn into_options(self) -> Result<CaptureOptions, String> {
-        let (url, password, tables, cache) = match self {
+        let (url, password, tables, cache, rules) = match self {
             Self::Ready(options) => return Ok(*options),
             Self::Login {
                 url,
                 password,
                 tables,
                 cache,
-            } => (url, password, tables, cache),
+                rules,
+            } => (url, password, tables, cache, rules),
+        };
+        let protection = match rules.is_empty() {
+            true => default_protection(),
+            false => {
+                let rules = crate::model::ColumnRules::new(rules);
+                let (key, _) = crate::capture::mask_key::resolve(None, rules.needs_key())
+                    .map_err(|error| error.to_string())?;
+                crate::model::ColumnProtection { rules, key }
+            }
         };
         let spec = resolve(&url, &password)?;
         if let Some(parent) = cache.parent() {
@@ -60,7 +72,7 @@ impl CaptureStart {
             once: false,
             new_baseline: false,
             stream_in_progress: true,
-            protection: default_protection(),
+            protection,
         })
     }
 }

@@ -7,7 +7,7 @@ use egui::RichText;
 
 use crate::capture::conninfo::Password;
 use crate::capture::doctor::{Report, Status};
-use crate::model::TableName;
+use crate::model::{ColumnRule, Protection, TableName};
 
 /// The dialog's state.
 #[derive(Debug, Default)]
@@ -23,6 +23,8 @@ pub struct ConnectDialog {
     pub focus_url: bool,
     /// Audit stores the last check found in the database.
     pub stores: Vec<crate::import::FoundStore>,
+    /// Column rules suggested by the last check, and whether each is chosen.
+    pub rules: Vec<(ColumnRule, bool)>,
 }
 
 impl ConnectDialog {
@@ -62,6 +64,8 @@ pub enum ConnectAction {
         password: Password,
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
+        /// Columns whose values must not reach the cache as they are.
+        rules: Vec<ColumnRule>,
     },
     Copy(String),
     /// Choose the cache file in the desktop's save dialog, starting from this path.
@@ -85,6 +89,11 @@ impl ConnectDialog {
                 .map(|table| (table.clone(), true))
                 .collect();
             self.untick_stores();
+            self.rules = report
+                .sensitive
+                .iter()
+                .map(|rule| (rule.clone(), true))
+                .collect();
         }
         self.report = Some(report);
     }
@@ -187,6 +196,7 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                     .show(ui, |ui| {
                         checklist_ui(ui, report, &mut action);
                         tables_ui(ui, &mut dialog.tables);
+                        rules_ui(ui, &mut dialog.rules);
                     });
                 verdict_ui(ui, report);
                 ui.horizontal(|ui| {
@@ -217,6 +227,12 @@ pub fn connect_ui(ctx: &egui::Context, dialog: &mut ConnectDialog) -> Option<Con
                         password: dialog.password.clone(),
                         tables: (!all).then_some(chosen),
                         cache: PathBuf::from(dialog.cache.trim()),
+                        rules: dialog
+                            .rules
+                            .iter()
+                            .filter(|(_, chosen)| *chosen)
+                            .map(|(rule, _)| rule.clone())
+                            .collect(),
                     });
                 }
             }
@@ -302,4 +318,22 @@ fn tables_ui(ui: &mut egui::Ui, tables: &mut [(TableName, bool)]) {
                 ui.checkbox(checked, table.to_string());
             }
         });
+}
+
+/// The column rules suggested for columns that look sensitive: ticked ones are kept out of the
+/// cache (they cannot be changed once its history begins).
+fn rules_ui(ui: &mut egui::Ui, rules: &mut [(ColumnRule, bool)]) {
+    if rules.is_empty() {
+        return;
+    }
+    ui.label(RichText::new("Sensitive columns").strong())
+        .on_hover_text("These columns look sensitive. Ticked ones never reach the cache as they are; the rules are fixed when the cache's history begins.");
+    for (rule, chosen) in rules.iter_mut() {
+        let how = match rule.protection {
+            Protection::Exclude => "leave out",
+            Protection::Hash => "keep a keyed hash",
+            Protection::Last4 => "keep the last four characters",
+        };
+        ui.checkbox(chosen, format!("{}: {how}", rule.pattern));
+    }
 }

@@ -67,6 +67,7 @@ enum Command {
         password: Password,
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
+        rules: Vec<crate::model::ColumnRule>,
     },
     StopCapture,
     /// Start the last capture again; with `new_baseline`, after a gap in its history.
@@ -274,7 +275,8 @@ impl RowtrailApp {
                 password,
                 tables,
                 cache,
-            } => self.start_capture(url, password, tables, cache),
+                rules,
+            } => self.start_capture(url, password, tables, cache, rules),
             Command::RestartCapture { new_baseline } => {
                 // With its own login: an import since may have taken `source_login`.
                 if let Some(last) = self.last_capture.clone() {

@@ -270,11 +270,13 @@ impl RowtrailApp {
                     password,
                     tables,
                     cache,
+                    rules,
                 }) => self.commands.push(Command::StartCapture {
                     url,
                     password,
                     tables,
                     cache,
+                    rules,
                 }),
                 Some(ConnectAction::Copy(text)) => self.commands.push(Command::Copy(text)),
                 Some(ConnectAction::Close) => self.commands.push(Command::CloseConnect),

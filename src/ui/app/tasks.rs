@@ -275,12 +275,14 @@ impl RowtrailApp {
         password: Password,
         tables: Option<Vec<TableName>>,
         cache: PathBuf,
+        rules: Vec<crate::model::ColumnRule>,
     ) {
         let start = CaptureStart::Login {
             url: url.clone(),
             password: password.clone(),
             tables,
             cache: cache.clone(),
+            rules,
         };
         self.start_capture_task(start, cache, (url, password));
     }
