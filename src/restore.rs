@@ -225,12 +225,14 @@ fn undo_script_in_snapshot(
         notes.push(later_note(later, plan.stopping.contains(&later.id)));
     }
     let mut steps = plan.steps;
+    // Rules are checked on the rows as the script writes them (the table's newest version): a
+    // rename since the change is followed by the rule the cache derived for the new name.
+    notes.extend(fit_to_tables_now(cache, &mut steps)?);
     notes.extend(protect_steps(
         &cache.column_rules()?,
         &mut steps,
         leave_protected,
     )?);
-    notes.extend(fit_to_tables_now(cache, &mut steps)?);
     let context = script_context("undo", undoes);
     let sql = render_script(
         &header(cache, title.clone(), notes, context)?,
@@ -346,8 +348,12 @@ fn restore_script_in_snapshot(
         title.clone(),
         newest.unwrap_or(cut),
     )];
-    let mut notes = protect_steps(&cache.column_rules()?, &mut steps, leave_protected)?;
-    notes.extend(fit_to_tables_now(cache, &mut steps)?);
+    let mut notes = fit_to_tables_now(cache, &mut steps)?;
+    notes.extend(protect_steps(
+        &cache.column_rules()?,
+        &mut steps,
+        leave_protected,
+    )?);
     let context = script_context("restore", format!("{described} as at {moment}"));
     let sql = render_script(
         &header(cache, title.clone(), notes, context)?,

@@ -346,3 +346,82 @@ fn a_shared_store_keeps_the_rules_its_readers_and_the_bemi_view_obey() {
     ]);
     assert_clean_failure(&undo, 2, "is protected by the cache's rule");
 }
+
+#[test]
+fn renames_keep_a_column_protected_and_a_column_renamed_into_a_rule_is_masked_from_then_on() {
+    let db = fresh_db("sensitive_rename");
+    let key = db.dir.path().join("mask.key");
+    let key_arg = key.to_str().unwrap();
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, email text, secret text, memo text, name text);
+         ALTER TABLE customers ALTER COLUMN memo SET STORAGE EXTERNAL;
+         INSERT INTO customers VALUES (1, 'a@x.io', 's', repeat('RAWMEMO ', 1000), 'Ann');
+         CREATE TABLE staff (id int PRIMARY KEY, note text, name text);
+         ALTER TABLE staff ALTER COLUMN note SET STORAGE EXTERNAL;
+         INSERT INTO staff VALUES (1, repeat('RAWNOTE ', 1000), 'Cy');",
+    );
+    let rules = [
+        "--mask",
+        "customers.email=hash",
+        "--exclude",
+        "customers.secret",
+        "--exclude",
+        "*.ssn",
+        "--exclude",
+        "employees.note",
+        "--mask-key",
+        key_arg,
+    ];
+    db.capture_ok(&rules);
+    // The table and a column renamed away from their rules' patterns, captured by a new run.
+    db.sql(
+        "ALTER TABLE customers RENAME TO clients;
+         ALTER TABLE clients RENAME COLUMN email TO contact_email;
+         INSERT INTO clients VALUES (2, 'SENTINEL-mail@x.io', 'SENTINEL-secret', 'm', 'Bob');
+         UPDATE clients SET contact_email = 'SENTINEL-mail2@x.io', secret = 'SENTINEL-s2' WHERE id = 1;",
+    );
+    db.capture_ok(&["--mask-key", key_arg]);
+    db.sql("UPDATE clients SET secret = 'SENTINEL-s3' WHERE id = 2;");
+    db.capture_ok(&["--mask-key", key_arg]);
+    assert!(
+        !contains(&cache_bytes(&db), "SENTINEL"),
+        "a rename let a protected value through"
+    );
+    // A column renamed into a rule: its older values were not protected, its new ones are, and
+    // an unchanged TOASTed value completed from the cache is not copied in raw.
+    db.sql(
+        "ALTER TABLE clients RENAME COLUMN memo TO ssn;
+         UPDATE clients SET name = 'Annie' WHERE id = 1;
+         ALTER TABLE staff RENAME TO employees;
+         UPDATE employees SET name = 'Cyd' WHERE id = 1;",
+    );
+    db.capture_ok(&["--mask-key", key_arg]);
+    let log = db.log(&[]);
+    let show = |table: &str| {
+        let id = log
+            .iter()
+            .rev()
+            .find(|change| change["table"].as_str().unwrap().ends_with(table))
+            .unwrap()["id"]
+            .to_string();
+        db.on_cache("show", &[&id])
+    };
+    let shown = show("clients");
+    assert!(shown.contains("name: Ann → Annie"), "{shown}");
+    assert!(
+        shown.contains("excluded by the column rules: secret, ssn"),
+        "{shown}"
+    );
+    let shown = show("employees");
+    assert!(shown.contains("name: Cy → Cyd"), "{shown}");
+    assert!(
+        shown.contains("excluded by the column rules: note"),
+        "{shown}"
+    );
+    for table in ["clients", "employees"] {
+        let at = db.on_cache("at", &["--table", table, "--time", "now"]);
+        assert!(!at.contains("RAWMEMO") && !at.contains("RAWNOTE"), "{at}");
+    }
+    // A later capture with the rules as first given is still the same rules.
+    db.capture_ok(&rules);
+}

@@ -92,11 +92,13 @@ impl StreamedTransactions {
         }
         if !self.open.contains_key(&xid) {
             let path = self.directory.join(format!("{}{}", self.prefix, xid.0));
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
+            let mut options = OpenOptions::new();
+            options.create(true).truncate(true).read(true).write(true);
+            // It holds changes as the server sent them, values the cache's column rules would
+            // mask included: readable by its owner only, like the cache.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
                 .open(&path)
                 .map_err(|cause| spill_error(&path, cause))?;
             self.open.insert(

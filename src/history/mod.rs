@@ -46,7 +46,7 @@ pub enum HistoryError {
         what: &'static str,
     },
     #[error(
-        "cannot restore {record}: its key column {column} is protected by the cache's rule '{rule}', so the row cannot be found in the database by the cache's values (hint: restore it by hand from rowtrail show)"
+        "cannot restore {record}: column {column} is protected by the cache's rule '{rule}', and the script finds the row by it (a key column, or any column of a table without a key), so it could not be sure of the row (hint: restore it by hand from rowtrail show)"
     )]
     ProtectedKey {
         record: String,

@@ -1,7 +1,8 @@
 //! Restore scripts and the cache's column rules: a script never writes a masked or excluded
 //! value, and never checks a row against one.
 //!
-//! Run over a plan's steps before they are rendered. A protected column the script would have to
+//! Run over a plan's steps once their rows are in the table's newest schema version (both sides
+//! of a step then name the same columns), before they are rendered. A protected column the script would have to
 //! write (a value that differs between the row now and the row wanted, or any value of a row put
 //! back by an insert) is an error naming the column and its rule, unless the user asked to leave
 //! protected columns as they are; then the step writes the other columns, and the script says
@@ -43,7 +44,9 @@ pub fn protect_steps(
                 .or(step.target.as_ref())
                 .map(describe)
                 .unwrap_or_default();
-            if schema.key.contains(&index) {
+            // Without a key the row is found by all its values: one that is not known would
+            // leave the match too loose to be sure of the row.
+            if schema.key.contains(&index) || (!schema.has_key() && step.current.is_some()) {
                 return Err(HistoryError::ProtectedKey {
                     record,
                     column: column.name.clone(),
@@ -63,8 +66,9 @@ pub fn protect_steps(
                 // An insert writes every column; a masked NULL is NULL.
                 (None, _, Some(wanted)) => *wanted != Value::Null,
                 // An update writes what differs (equal masks of a hash are equal values).
+                // Only a hash tells equal values: four characters or nothing say too little.
                 (Some(_), now, Some(wanted)) => {
-                    rule.protection == Protection::Exclude || now.as_ref() != Some(wanted)
+                    rule.protection != Protection::Hash || now.as_ref() != Some(wanted)
                 }
             };
             if must_write && !leave_protected {

@@ -221,10 +221,25 @@ impl ColumnRules {
 pub fn suggest(column: &str, type_name: &str, is_key: bool) -> Option<Protection> {
     let name = column.to_ascii_lowercase();
     let kind = type_name.to_ascii_lowercase();
-    let has = |words: &[&str]| words.iter().any(|word| name.contains(word) || kind.contains(word));
+    let has = |words: &[&str]| {
+        words
+            .iter()
+            .any(|word| name.contains(word) || kind.contains(word))
+    };
     let protection = if has(&[
-        "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "private_key",
-        "ssn", "social_security", "tax_id", "national_id", "passport",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+        "ssn",
+        "social_security",
+        "tax_id",
+        "national_id",
+        "passport",
     ]) {
         Protection::Exclude
     } else if has(&["card", "iban", "account_number", "acct"]) {
@@ -334,6 +349,37 @@ impl RowMask {
     /// The protected positions of the row, with what protects them.
     pub fn positions(&self) -> &[(usize, Protection)] {
         &self.positions
+    }
+
+    /// A mask of one position.
+    pub fn single(index: usize, protection: Protection) -> Self {
+        Self {
+            positions: vec![(index, protection)],
+        }
+    }
+
+    /// What protects this position, if anything.
+    pub fn protection_at(&self, index: usize) -> Option<Protection> {
+        self.positions
+            .iter()
+            .find(|(at, _)| *at == index)
+            .map(|(_, protection)| *protection)
+    }
+
+    /// The protections of `from`'s columns, at the same columns of `to` (matched by `attnum`,
+    /// else by name): what a rename must not take away.
+    pub fn carried_to(
+        &self,
+        from: &RelationSchema,
+        to: &RelationSchema,
+    ) -> Vec<(usize, Protection)> {
+        self.positions
+            .iter()
+            .filter_map(|&(index, protection)| {
+                let column = from.columns.get(index)?;
+                Some((to.matching_column(column)?, protection))
+            })
+            .collect()
     }
 
     /// Replaces the protected values of a row read from the source. `key` is needed when a
@@ -548,10 +594,19 @@ mod tests {
 
     #[test]
     fn sensitive_looking_columns_get_a_suggestion() {
-        assert_eq!(suggest("password_hash", "text", false), Some(Protection::Exclude));
+        assert_eq!(
+            suggest("password_hash", "text", false),
+            Some(Protection::Exclude)
+        );
         assert_eq!(suggest("SSN", "text", false), Some(Protection::Exclude));
-        assert_eq!(suggest("contact", "email_address", false), Some(Protection::Hash));
-        assert_eq!(suggest("card_number", "text", false), Some(Protection::Last4));
+        assert_eq!(
+            suggest("contact", "email_address", false),
+            Some(Protection::Hash)
+        );
+        assert_eq!(
+            suggest("card_number", "text", false),
+            Some(Protection::Last4)
+        );
         assert_eq!(suggest("api_token", "text", true), Some(Protection::Hash));
         assert_eq!(suggest("name", "text", false), None);
         assert_eq!(suggest("total", "numeric(10,2)", false), None);

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS rowtrail.column_rules (
     protection      text NOT NULL CHECK (protection IN ('exclude', 'hash', 'last4')),
     key_fingerprint text,
     created_at      text NOT NULL,
+    derived_from    text,
     UNIQUE (pattern, protection)
 );
 "#;

@@ -517,11 +517,12 @@ async fn write_batch(
         )
         .await?;
     }
-    for (pattern, protection, fingerprint, created_at) in &batch.column_rules {
+    for (pattern, protection, fingerprint, created_at, derived_from) in &batch.column_rules {
         tx.execute(
-            "INSERT INTO rowtrail.column_rules (pattern, protection, key_fingerprint, created_at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (pattern, protection) DO NOTHING",
-            &[pattern, protection, fingerprint, created_at],
+            "INSERT INTO rowtrail.column_rules
+                 (pattern, protection, key_fingerprint, created_at, derived_from)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pattern, protection) DO NOTHING",
+            &[pattern, protection, fingerprint, created_at, derived_from],
         )
         .await?;
     }

@@ -88,6 +88,9 @@ pub struct ImportStateRow {
     pub updated_at: String,
 }
 
+/// A `column_rules` row: pattern, protection, key fingerprint, created at, derived from.
+pub type ColumnRuleRow = (String, String, Option<String>, String, Option<String>);
+
 /// What the journal holds after a given transaction: up to a limit of changes, whole transactions.
 #[derive(Debug, Clone, Default)]
 pub struct JournalBatch {
@@ -99,9 +102,8 @@ pub struct JournalBatch {
     pub changes: Vec<ChangeRow>,
     pub capture_state: Option<CaptureStateRow>,
     pub import_state: Option<ImportStateRow>,
-    /// The column rules (pattern, protection, key fingerprint, created at): fixed when the
-    /// history began, so copying them with every batch costs a few rows.
-    pub column_rules: Vec<(String, String, Option<String>, String)>,
+    /// The column rules: a few rows, copied with every batch (a rename may add one).
+    pub column_rules: Vec<ColumnRuleRow>,
     /// The journal's newest transaction: when it is the batch's last, the batch catches up.
     pub newest_tx: i64,
 }
@@ -337,13 +339,19 @@ impl Journal {
             .context(path, "reading the import state")?;
         let column_rules = connection
             .prepare(
-                "SELECT pattern, protection, key_fingerprint, created_at FROM column_rules
-                 ORDER BY id",
+                "SELECT pattern, protection, key_fingerprint, created_at, derived_from
+                 FROM column_rules ORDER BY id",
             )
             .and_then(|mut statement| {
                 statement
                     .query_map([], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
                     })?
                     .collect::<Result<Vec<_>, _>>()
             })

@@ -659,7 +659,10 @@ pub struct ImportState {
 /// The column rules a cache was made with, and the fingerprint of the key of its `hash` rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredRules {
+    /// Every rule in force: those given, and those that carry them across renames.
     pub rules: ColumnRules,
+    /// The rules a user gave (what a later capture's flags are compared with).
+    pub given: ColumnRules,
     pub key_fingerprint: Option<String>,
 }
 
@@ -677,16 +680,17 @@ pub fn describe_rules(rules: &ColumnRules) -> String {
 }
 
 pub(crate) fn read_column_rules(db: &impl Query, path: &Path) -> Result<StoredRules, StoreError> {
-    let rows: Vec<(String, String, Option<String>)> = db
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = db
         .query_map(
-            "SELECT pattern, protection, key_fingerprint FROM column_rules ORDER BY id",
+            "SELECT pattern, protection, key_fingerprint, derived_from FROM column_rules ORDER BY id",
             &[],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .context(path, "reading the column rules")?;
     let mut rules = Vec::new();
+    let mut given = Vec::new();
     let mut key_fingerprint = None;
-    for (pattern, protection, fingerprint) in rows {
+    for (pattern, protection, fingerprint, derived_from) in rows {
         let rule = match protection.as_str() {
             "exclude" => ColumnRule::exclude(&pattern),
             how => ColumnRule::mask(&format!("{pattern}={how}")),
@@ -696,10 +700,14 @@ pub(crate) fn read_column_rules(db: &impl Query, path: &Path) -> Result<StoredRu
             what: format!("column rule: {error}"),
         })?;
         key_fingerprint = key_fingerprint.or(fingerprint);
+        if derived_from.is_none() {
+            given.push(rule.clone());
+        }
         rules.push(rule);
     }
     Ok(StoredRules {
         rules: ColumnRules::new(rules),
+        given: ColumnRules::new(given),
         key_fingerprint,
     })
 }

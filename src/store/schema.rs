@@ -232,6 +232,9 @@ CREATE TABLE column_rules (
     protection      TEXT NOT NULL CHECK (protection IN ('exclude', 'hash', 'last4')),
     key_fingerprint TEXT,
     created_at      TEXT NOT NULL,
+    -- NULL for a rule a user gave; else the rule it continues after a rename took the column
+    -- out of that rule's pattern.
+    derived_from    TEXT,
     UNIQUE (pattern, protection)
 );
 "#;

@@ -16,8 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::decode::ddl::TableEvent;
 use crate::decode::image::{PriorRow, RowChange, complete_images, complete_imported};
 use crate::model::{
-    Change, ColumnRules, Context, Lsn, MaskKey, Masking, Oid, Op, RelationSchema, Row, RowMask,
-    Value, Xid,
+    Change, ColumnRule, ColumnRules, Context, Lsn, MaskKey, Masking, Oid, Op, Protection,
+    RelationSchema, Row, RowMask, Value, Xid,
 };
 
 use super::codec::{self, EncodedImages};
@@ -25,6 +25,10 @@ use super::{
     BaselineState, CaptureState, ImportState, SourceIdentity, SqliteContext, StoreError,
     StoredRules, describe_rules, op_code, op_from_code,
 };
+
+/// Context fields that hold SQL text (the wiki audit trigger's and pgMemento's `client_query`,
+/// Debezium's `query`, and `statement`), left out of caches with column rules.
+const SQL_TEXT_KEYS: &[&str] = &["client_query", "query", "statement"];
 
 /// The rules and key for one schema version's rows.
 fn masking<'a>(current: &'a CurrentRelation, key: Option<&'a MaskKey>) -> Option<Masking<'a>> {
@@ -153,7 +157,7 @@ impl CacheWriter {
         given: &ColumnRules,
         key: Option<MaskKey>,
     ) -> Result<ColumnRules, StoreError> {
-        if !given.is_empty() && *given != self.rules.rules {
+        if !given.is_empty() && *given != self.rules.given {
             let history: bool = self
                 .connection
                 .query_row("SELECT EXISTS (SELECT 1 FROM changes)", [], |row| {
@@ -163,10 +167,12 @@ impl CacheWriter {
             if history {
                 return Err(StoreError::OtherRules {
                     path: self.path.clone(),
-                    stored: describe_rules(&self.rules.rules),
+                    stored: describe_rules(&self.rules.given),
                     given: describe_rules(given),
                 });
             }
+            // Rules stored by a capture that failed before any history: replaced, key and all.
+            self.rules.key_fingerprint = None;
             let fingerprint = match given.needs_key() {
                 true => Some(self.key_for(given, key.as_ref())?.fingerprint().to_owned()),
                 false => None,
@@ -186,7 +192,7 @@ impl CacheWriter {
                             rule.pattern,
                             rule.protection.name(),
                             fingerprint.as_deref().filter(|_| rule.protection
-                                == crate::model::Protection::Hash),
+                                == Protection::Hash),
                             now
                         ],
                     )
@@ -195,6 +201,7 @@ impl CacheWriter {
             self.commit_sqlite()?;
             self.rules = StoredRules {
                 rules: given.clone(),
+                given: given.clone(),
                 key_fingerprint: fingerprint,
             };
         }
@@ -210,6 +217,49 @@ impl CacheWriter {
         }
         self.current = current;
         Ok(self.rules.rules.clone())
+    }
+
+    /// A record's last row as stored, masked where the current version protects a column its own
+    /// version did not (a column renamed into a rule's pattern): values completed from it must
+    /// not bring the raw value back.
+    fn masked_prior(&self, current: &CurrentRelation, prior: &RelationSchema, mut row: Row) -> Row {
+        let Some(mask) = &current.mask else {
+            return row;
+        };
+        let held = self.rules.rules.row_mask(prior).ok().flatten();
+        for &(index, protection) in mask.positions() {
+            let Some(at) = current
+                .schema
+                .columns
+                .get(index)
+                .and_then(|column| prior.matching_column(column))
+            else {
+                continue;
+            };
+            if held
+                .as_ref()
+                .and_then(|held| held.protection_at(at))
+                .is_some_and(|held| held >= protection)
+            {
+                continue;
+            }
+            RowMask::single(at, protection).apply(&mut row, self.mask_key.as_deref());
+        }
+        row
+    }
+
+    /// Refuses to store rows when the rules hash values and no key was settled (a writer that
+    /// skipped [`CacheWriter::protect`]): the values would otherwise be dropped and keys merge.
+    fn require_key(&self) -> Result<(), StoreError> {
+        match self.rules.rules.needs_key() && self.mask_key.is_none() {
+            true => Err(StoreError::MaskKey {
+                path: self.path.clone(),
+                rules: describe_rules(&self.rules.rules),
+                fingerprint: self.rules.key_fingerprint.clone().unwrap_or_default(),
+                problem: "no key was given".to_owned(),
+            }),
+            false => Ok(()),
+        }
     }
 
     /// Checks that `key` is the key the rules hash with (the stored fingerprint, once there is one).
@@ -291,6 +341,7 @@ impl CacheWriter {
         oid: Oid,
         change: &Change,
     ) -> Result<(), StoreError> {
+        self.require_key()?;
         let current = self.current(oid)?;
         let mut change = change.clone();
         if let Some(masking) = masking(&current, self.mask_key.as_deref()) {
@@ -327,6 +378,10 @@ impl CacheWriter {
             }
             false => None,
         };
+        let prior = prior.map(|(schema, row)| {
+            let row = self.masked_prior(&current, &schema, row);
+            (schema, row)
+        });
         let prior = prior.as_ref().map(|(schema, row)| PriorRow {
             schema: schema.as_ref(),
             row,
@@ -610,7 +665,9 @@ impl CacheWriter {
     ) -> Result<i64, StoreError> {
         let mut body = serde_json::Map::new();
         body.insert("command".into(), entry.command.into());
-        if let Some(statement) = entry.statement {
+        // A statement may carry values (`DEFAULT '…'`, `WHERE ssn = …`): under column rules only
+        // the command and what it did to the table are kept.
+        if let Some(statement) = entry.statement.filter(|_| self.rules.rules.is_empty()) {
             body.insert("statement".into(), statement.into());
         }
         if let Some(before) = entry.before {
@@ -690,6 +747,11 @@ impl CacheWriter {
             }
         };
         let schema = Arc::new(schema);
+        // The version this one replaces, as the cache has it (also after a restart).
+        if let Some(previous) = replaced {
+            let previous = self.relation(previous)?;
+            self.carry_rules(&previous, &schema)?;
+        }
         let mask = self.rules.rules.row_mask(&schema)?.map(Arc::new);
         self.relations.insert(relation_id, schema.clone());
         self.current.insert(
@@ -702,6 +764,83 @@ impl CacheWriter {
             },
         );
         Ok((table_id, replaced, relation_id))
+    }
+
+    /// Keeps what protected a column protecting it in a new schema version of its table, when a
+    /// rename (of the table or the column) takes it out of its rule's pattern: a rule for the new
+    /// name is stored beside the one it continues, in the open SQLite transaction.
+    fn carry_rules(
+        &mut self,
+        previous: &RelationSchema,
+        schema: &RelationSchema,
+    ) -> Result<(), StoreError> {
+        // A version whose rules cannot apply (a key column they exclude) protected nothing.
+        let Some(mask) = self.rules.rules.row_mask(previous).ok().flatten() else {
+            return Ok(());
+        };
+        let now = self.rules.rules.row_mask(schema)?;
+        let mut derived = Vec::new();
+        for (index, protection) in mask.carried_to(previous, schema) {
+            if now
+                .as_ref()
+                .and_then(|now| now.protection_at(index))
+                .is_some_and(|held| held >= protection)
+            {
+                continue;
+            }
+            let (Some(column), Some(old)) = (
+                schema.columns.get(index),
+                previous
+                    .columns
+                    .iter()
+                    .position(|old| schema.matching_column(old) == Some(index)),
+            ) else {
+                continue;
+            };
+            let old_name = previous.columns.get(old).map(|old| old.name.as_str());
+            let from = self
+                .rules
+                .rules
+                .rule_for(&previous.table, old_name.unwrap_or_default())
+                .map_or_else(String::new, ToString::to_string);
+            derived.push((
+                ColumnRule {
+                    pattern: format!(
+                        "{}.{}.{}",
+                        schema.table.schema, schema.table.name, column.name
+                    ),
+                    protection,
+                },
+                from,
+            ));
+        }
+        if derived.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now().to_rfc3339();
+        let mut rules: Vec<ColumnRule> = self.rules.rules.rules().to_vec();
+        for (rule, from) in derived {
+            self.connection
+                .execute(
+                    "INSERT INTO column_rules
+                         (pattern, protection, key_fingerprint, created_at, derived_from)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pattern, protection) DO NOTHING",
+                    params![
+                        rule.pattern,
+                        rule.protection.name(),
+                        self.rules
+                            .key_fingerprint
+                            .as_deref()
+                            .filter(|_| rule.protection == Protection::Hash),
+                        now,
+                        from
+                    ],
+                )
+                .context(&self.path, "recording the column rules")?;
+            rules.push(rule);
+        }
+        self.rules.rules = ColumnRules::new(rules);
+        Ok(())
     }
 
     /// The current schema version of a table, once registered.
@@ -740,7 +879,15 @@ impl CacheWriter {
 
     /// Sets the application context for the changes that follow in this transaction.
     pub fn set_context(&mut self, context: &Context) -> Result<(), StoreError> {
-        let body = serde_json::Value::Object(context.clone()).to_string();
+        let mut context = context.clone();
+        // SQL text an audit store or a CDC event recorded may carry the very values the column
+        // rules keep out: under rules it is not stored.
+        if !self.rules.rules.is_empty() {
+            for key in SQL_TEXT_KEYS {
+                context.remove(*key);
+            }
+        }
+        let body = serde_json::Value::Object(context).to_string();
         self.ensure_sqlite_tx()?;
         let id: i64 = self
             .connection
@@ -775,6 +922,7 @@ impl CacheWriter {
         if self.skipping() {
             return Ok(());
         }
+        self.require_key()?;
         let current = self.current(oid)?;
         let schema = &current.schema;
         let key = self.mask_key.clone();
@@ -789,6 +937,10 @@ impl CacheWriter {
             }
             false => None,
         };
+        let prior = prior.map(|(schema, row)| {
+            let row = self.masked_prior(&current, &schema, row);
+            (schema, row)
+        });
         let prior = prior.as_ref().map(|(schema, row)| PriorRow {
             schema: schema.as_ref(),
             row,
@@ -799,6 +951,7 @@ impl CacheWriter {
 
     /// Stores one row of the baseline snapshot.
     pub fn snapshot_row(&mut self, lsn: Lsn, oid: Oid, mut row: Row) -> Result<(), StoreError> {
+        self.require_key()?;
         let current = self.current(oid)?;
         if let Some(masking) = masking(&current, self.mask_key.as_deref()) {
             masking.apply(&mut row);
