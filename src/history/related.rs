@@ -575,16 +575,7 @@ mod tests {
             replica_identity: ReplicaIdentity::Full,
             columns: columns
                 .iter()
-                .map(|name| Column {
-                    name: (*name).to_owned(),
-                    type_oid: 25,
-                    base_type_oid: 25,
-                    type_modifier: -1,
-                    type_name: "text".to_owned(),
-                    in_replica_identity: false,
-                    identity: None,
-                    attnum: None,
-                })
+                .map(|name| Column::text_for_tests(name))
                 .collect(),
             key,
             foreign_keys: keys,

@@ -195,6 +195,23 @@ pub struct Column {
     pub attnum: Option<i16>,
 }
 
+#[cfg(test)]
+impl Column {
+    /// A `text` column with nothing else known, for tests.
+    pub(crate) fn text_for_tests(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_oid: 25,
+            base_type_oid: 25,
+            type_modifier: -1,
+            type_name: "text".to_owned(),
+            in_replica_identity: false,
+            identity: None,
+            attnum: None,
+        }
+    }
+}
+
 /// A foreign key from this table to another, by column names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForeignKey {

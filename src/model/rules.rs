@@ -471,16 +471,7 @@ mod tests {
             replica_identity: ReplicaIdentity::Default,
             columns: columns
                 .iter()
-                .map(|name| Column {
-                    name: (*name).to_owned(),
-                    type_oid: 25,
-                    base_type_oid: 25,
-                    type_modifier: -1,
-                    type_name: "text".into(),
-                    in_replica_identity: false,
-                    identity: None,
-                    attnum: None,
-                })
+                .map(|name| Column::text_for_tests(name))
                 .collect(),
             key: key.to_vec(),
             foreign_keys: Vec::new(),
