@@ -1780,3 +1780,57 @@ fn issue16_excluded_columns_say_so_and_a_restore_writes_the_rest_only_when_asked
     assert!(!script.contains("masked:"), "{script}");
     assert!(script.contains("left as it is"), "{script}");
 }
+
+#[test]
+fn issue16_the_connect_dialog_suggests_rules_for_sensitive_columns_and_captures_with_the_ticked_ones()
+ {
+    let db = fresh_db("app_suggest");
+    db.sql(
+        "CREATE TABLE accounts (id int PRIMARY KEY, password_hash text, email text, name text);
+         INSERT INTO accounts VALUES (1, 'SENTINEL-pw', 'ann@x.io', 'Ann');",
+    );
+    let cache = db.dir.path().join("suggested.rowtrail");
+    let mut harness = empty_app();
+    check_source(&mut harness, &db.url());
+    assert!(has(&harness, "Sensitive columns"));
+    assert!(has(&harness, "public.accounts.password_hash: leave out"));
+    assert!(has(&harness, "public.accounts.email: keep a keyed hash"));
+    assert!(!has(&harness, "public.accounts.name:"));
+    // Untick the hash (it would make a key file in this machine's home).
+    click_settled(&mut harness, "public.accounts.email: keep a keyed hash");
+    start_capture(&mut harness, &cache);
+    wait_for(&mut harness, "the baseline in the timeline", |h| {
+        rows(h).len() == 1
+    });
+    harness.get_by_label("Stop capture").click();
+    wait_for(&mut harness, "capture to stop", |h| {
+        has(h, "capture stopped")
+    });
+    let rules = rusqlite::Connection::open(&cache)
+        .unwrap()
+        .query_row(
+            "SELECT group_concat(pattern || '=' || protection) FROM column_rules",
+            [],
+            |row| row.get::<_, String>(0),
+        )
+        .unwrap();
+    assert_eq!(rules, "public.accounts.password_hash=exclude");
+    let shown = support::rowtrail(&[
+        "at".into(),
+        "--cache".into(),
+        cache.to_string_lossy().into_owned(),
+        "--table".into(),
+        "accounts".into(),
+        "--time".into(),
+        "now".into(),
+    ]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("ann@x.io") && !shown.contains("SENTINEL"),
+        "{shown}"
+    );
+    db.sql(&format!(
+        "SELECT pg_drop_replication_slot('rowtrail_{}');",
+        db.name
+    ));
+}
