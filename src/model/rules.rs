@@ -421,13 +421,9 @@ impl Masking<'_> {
     /// [`Masking::apply`] masks them in the row itself.
     pub fn apply_to_key(&self, schema: &RelationSchema, key: &mut [Value]) {
         for (slot, &index) in key.iter_mut().zip(&schema.key) {
-            if let Some(&(_, protection)) = self.mask.positions.iter().find(|(at, _)| *at == index)
-            {
-                let single = RowMask {
-                    positions: vec![(0, protection)],
-                };
+            if let Some(protection) = self.mask.protection_at(index) {
                 let mut row = vec![std::mem::replace(slot, Value::Null)];
-                single.apply(&mut row, self.key);
+                RowMask::single(0, protection).apply(&mut row, self.key);
                 if let Some(value) = row.pop() {
                     *slot = value;
                 }

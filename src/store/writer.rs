@@ -226,6 +226,10 @@ impl CacheWriter {
         let Some(mask) = &current.mask else {
             return row;
         };
+        // The usual case, a row of the current version, is masked as this one is.
+        if std::ptr::eq(prior, &*current.schema) || *prior == *current.schema {
+            return row;
+        }
         let held = self.rules.rules.row_mask(prior).ok().flatten();
         for &(index, protection) in mask.positions() {
             let Some(at) = current
