@@ -61,6 +61,9 @@ pub struct CaptureOptions {
     pub stream_in_progress: bool,
     /// Columns whose values never reach the cache as they are (empty: the cache's own rules).
     pub protection: ColumnProtection,
+    /// Keep only this much history: older changes are folded into the baseline as capture goes
+    /// (`crate::retention`), at start and then hourly.
+    pub retain: Option<chrono::Duration>,
 }
 
 /// What capture is doing, for the command line and the app's status bar.
@@ -119,6 +122,8 @@ pub enum CaptureEvent {
         retained_wal_bytes: i64,
     },
     Warning(String),
+    /// `--retain` folded old history into the baseline (one line for people).
+    Pruned(String),
     Reconnecting {
         attempt: u32,
         delay: Duration,
@@ -129,6 +134,31 @@ pub enum CaptureEvent {
         changes: u64,
         transactions: u64,
     },
+}
+
+/// How often `--retain` prunes while capture follows the source.
+const RETAIN_EVERY: Duration = Duration::from_secs(3600);
+
+/// The writer's upkeep for `--retain AGE`: prunes the history older than `age`, reporting what it
+/// did; a failed prune is a warning (the history is unchanged) and capture goes on.
+fn retention_upkeep(age: chrono::Duration, observer: Observer) -> sink::Upkeep {
+    sink::Upkeep {
+        every: RETAIN_EVERY,
+        run: Box::new(move |path| {
+            let pruned = crate::store::Cache::open(path)
+                .map_err(crate::retention::RetentionError::from)
+                .and_then(|cache| {
+                    crate::retention::prune_older_than(&cache, age, chrono::Utc::now())
+                });
+            match pruned {
+                Ok(pruned) if pruned.changed => observer(CaptureEvent::Pruned(pruned.summary())),
+                Ok(_) => {}
+                Err(error) => observer(CaptureEvent::Warning(format!(
+                    "could not prune the history older than --retain: {error}"
+                ))),
+            }
+        }),
+    }
 }
 
 /// Receives capture events; called from the capture thread.
@@ -343,12 +373,15 @@ pub async fn run(
         (None, None) => Some(()),
     };
 
+    let upkeep = options
+        .retain
+        .map(|age| retention_upkeep(age, observer.clone()));
     let mut schemas = SchemaMemory::new(writer.known_schemas()?);
     // After a new baseline, streaming starts at the slot's consistent point.
     let mut resume_from = Lsn::ZERO;
     let mut writer = match start {
         None => {
-            let mut handle = WriterHandle::spawn(writer)?;
+            let mut handle = WriterHandle::spawn(writer, upkeep)?;
             match (schema_log, schemas.since()) {
                 (SchemaLogState::Current, None) => {
                     // Installed before (by another capture): recorded from this mark on.
@@ -387,7 +420,7 @@ pub async fn run(
                 name: options.slot.clone(),
                 consistent_point: created.consistent_point,
             });
-            let mut handle = WriterHandle::spawn(writer)?;
+            let mut handle = WriterHandle::spawn(writer, upkeep)?;
             // Raw text of encodings other than UTF8 and SQL_ASCII is converted on a connection
             // of its own: the snapshot's transaction must not see the errors of failed tries.
             let transcoder = match &encoding {

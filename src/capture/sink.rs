@@ -80,6 +80,14 @@ const MAX_UNFLUSHED_CHANGES: usize = 50_000;
 /// transactions a second would otherwise get a thousand fsyncs a second competing with its own.
 const GROUP_COMMIT: Duration = Duration::from_millis(20);
 
+/// Work the writer thread does on its own file between transactions, at most once per `every`
+/// (the first time at its first commit): `capture --retain` prunes old history there, so it
+/// never competes with the writer for the file.
+pub struct Upkeep {
+    pub every: Duration,
+    pub run: Box<dyn FnMut(&std::path::Path) + Send>,
+}
+
 /// The stream task's end of the writer thread.
 pub struct WriterHandle {
     sender: Option<mpsc::Sender<Vec<WriteCommand>>>,
@@ -91,7 +99,7 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub fn spawn(writer: CacheWriter) -> Result<Self, CaptureError> {
+    pub fn spawn(writer: CacheWriter, upkeep: Option<Upkeep>) -> Result<Self, CaptureError> {
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
         let (progress_sender, progress) = watch::channel(WriterProgress {
             stored: writer.stored_position(),
@@ -106,7 +114,7 @@ impl WriterHandle {
             })?;
         let thread = std::thread::Builder::new()
             .name("rowtrail-cache-writer".into())
-            .spawn(move || write_loop(writer, receiver, progress_sender, &waiter))
+            .spawn(move || write_loop(writer, receiver, progress_sender, &waiter, upkeep))
             .map_err(|error| CaptureError::Protocol {
                 what: format!("could not start the cache writer thread: {error}"),
             })?;
@@ -216,8 +224,10 @@ fn write_loop(
     mut receiver: mpsc::Receiver<Vec<WriteCommand>>,
     progress: watch::Sender<WriterProgress>,
     waiter: &tokio::runtime::Runtime,
+    mut upkeep: Option<Upkeep>,
 ) -> Result<(), StoreError> {
     let mut last_flush = Instant::now();
+    let mut last_upkeep: Option<Instant> = None;
     let mut reported = WriterProgress {
         stored: writer.stored_position(),
         ..WriterProgress::default()
@@ -229,6 +239,12 @@ fn write_loop(
             return Ok(false);
         }
         let stored = writer.flush()?;
+        if let Some(upkeep) = &mut upkeep
+            && last_upkeep.is_none_or(|last| last.elapsed() >= upkeep.every)
+        {
+            (upkeep.run)(writer.path());
+            last_upkeep = Some(Instant::now());
+        }
         let (changes, transactions) = writer.durable_counts();
         let now = WriterProgress {
             stored,

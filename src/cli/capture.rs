@@ -98,6 +98,11 @@ pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         new_baseline: args.new_baseline,
         stream_in_progress: !args.no_streaming,
         protection: args.rules.protection()?,
+        retain: args
+            .retain
+            .as_deref()
+            .map(crate::history::parse_age)
+            .transpose()?,
     };
     let runtime = runtime()?;
     let (stop_sender, stop) = watch::channel(false);
@@ -301,6 +306,7 @@ fn printer() -> Observer {
             }
         }
         CaptureEvent::Warning(text) => eprintln!("warning: {text}"),
+        CaptureEvent::Pruned(summary) => eprintln!("{summary}"),
         CaptureEvent::SchemaLogInstalled => eprintln!(
             "installed rowtrail's schema log (event triggers rowtrail_ddl and rowtrail_drop): schema changes are recorded as they happen"
         ),

@@ -14,7 +14,7 @@ use crate::store::{Cache, KeyFilter, RecordRef};
 use anyhow::Context as _;
 
 use super::json::{change_with_diff_json, image_json};
-use super::{AtArgs, HistoryArgs, RestoreArgs, ShowArgs, UndoArgs};
+use super::{AtArgs, ForgetArgs, HistoryArgs, PruneArgs, RestoreArgs, ShowArgs, UndoArgs};
 use crate::history::parse_local_time;
 
 /// A `--key` argument: a JSON object of column names to values.
@@ -124,9 +124,31 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .change(id)?
         .ok_or(crate::store::StoreError::UnknownChange { id })?;
     let rules = cache.column_rules()?;
+    let erasure = cache.erasure_of(id)?;
     match args.json {
-        true => print(&format!("{}\n", change_with_diff_json(&entry, &rules))),
-        false => print(&change_text(&entry, true, &rules)),
+        true => {
+            let mut json = change_with_diff_json(&entry, &rules);
+            if let (Some(erasure), Some(object)) = (&erasure, json.as_object_mut()) {
+                object.insert(
+                    "erased".to_owned(),
+                    serde_json::json!({"at": erasure.erased_at, "record": format!("{} {}", erasure.table, erasure.key)}),
+                );
+            }
+            print(&format!("{json}\n"))
+        }
+        false => {
+            let mut text = change_text(&entry, true, &rules);
+            if let Some(erasure) = erasure {
+                text.push_str(&format!(
+                    "  values erased by rowtrail forget at {} (record {} {}{}): only the key is kept\n",
+                    erasure.erased_at,
+                    erasure.table,
+                    erasure.key,
+                    if erasure.related { " and its story" } else { "" }
+                ));
+            }
+            print(&text)
+        }
     }
 }
 
@@ -300,4 +322,32 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     )
     .context("could not write the restore script")?;
     print(&script.sql)
+}
+
+/// Opens a cache file for changing its history; a shared store is refused.
+fn cache_file(path: &std::path::Path) -> anyhow::Result<Cache> {
+    let cache = crate::shared::open_cache(path)?;
+    if cache.is_shared() {
+        return Err(crate::store::StoreError::SharedStoreMaintenance {
+            location: cache.path().display().to_string(),
+            action: "changing stored history",
+        }
+        .into());
+    }
+    Ok(cache)
+}
+
+pub fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let moment = moment(&args.before)?;
+    let cache = cache_file(&args.cache.cache)?;
+    let pruned = crate::retention::prune(&cache, moment)?;
+    print(&format!("{}\n", pruned.summary()))
+}
+
+pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
+    let key = key_filter(&args.record.key)?;
+    let table = TableName::parse(&args.record.table)?;
+    let cache = cache_file(&args.cache.cache)?;
+    let forgotten = crate::retention::forget(&cache, &table, &key, args.related)?;
+    print(&format!("{}\n", forgotten.summary()))
 }

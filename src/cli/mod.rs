@@ -71,6 +71,12 @@ pub enum Command {
     Related(RelatedArgs),
     /// Add or remove a link between tables that the schema lacks, or list the links.
     Link(LinkArgs),
+    /// Drop the history before a moment: each record's state then becomes the baseline the
+    /// history begins with, and the file shrinks. Every later state, diff and restore is kept.
+    Prune(PruneArgs),
+    /// Erase one record's values (and with --related, its story's) from every change, keeping
+    /// that each change happened, when and by whom; the erasure is logged.
+    Forget(ForgetArgs),
     /// A view over a filtered set of rows: the changes that made rows enter it, leave it, or
     /// change inside it; or, with --time, the rows in it then.
     View(ViewArgs),
@@ -208,6 +214,10 @@ pub struct CaptureArgs {
     pub no_streaming: bool,
     #[command(flatten)]
     pub rules: RulesArgs,
+    /// Keep only this much history (30d, 12h, 1w): older changes are folded into the baseline
+    /// the history begins with, as rowtrail prune does, at start and then hourly.
+    #[arg(long, value_name = "AGE")]
+    pub retain: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -540,6 +550,28 @@ pub struct AtArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Keep the history from this moment on (e.g. 90d for 90 days ago). A moment inside a
+    /// transaction keeps that transaction.
+    #[arg(long, value_name = "MOMENT", help = MOMENT_HELP)]
+    pub before: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// Also erase the changes of its story: the rows that point at it by foreign keys or links,
+    /// as rowtrail related shows them.
+    #[arg(long)]
+    pub related: bool,
+}
+
+#[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["change", "tx"])))]
 pub struct UndoArgs {
     #[command(flatten)]
@@ -692,5 +724,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Related(args) => related::related(args),
         Command::Link(args) => related::link(args),
         Command::View(args) => related::view(args),
+        Command::Prune(args) => history::prune(args),
+        Command::Forget(args) => history::forget(args),
     }
 }

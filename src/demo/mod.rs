@@ -262,6 +262,7 @@ impl Demo {
             new_baseline: false,
             stream_in_progress: true,
             protection: Default::default(),
+            retain: None,
         }))
     }
 

@@ -20,7 +20,7 @@ pub mod view;
 pub use diff::{ColumnDiff, DiffKind, JsonEdit, TextSpan, ValueDiff, diff_change, diff_rows};
 pub use plan::{Step, UndoPlan, describe, describe_change, plan_restore, plan_undo};
 pub use script::{ScriptHeader, render_script};
-pub use time_input::{TimeError, parse_local_time, parse_time};
+pub use time_input::{AgeError, TimeError, parse_age, parse_local_time, parse_time};
 
 use crate::model::ChangeId;
 

@@ -59,6 +59,18 @@ pub fn parse_local_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
     parse_time(text, Utc::now(), &Local)
 }
 
+/// An age for `capture --retain`: a positive number of seconds, minutes, hours, days or weeks.
+pub fn parse_age(text: &str) -> Result<Duration, AgeError> {
+    parse_relative(text.trim())
+        .filter(|age| *age > Duration::zero())
+        .ok_or_else(|| AgeError(text.to_owned()))
+}
+
+/// Not an age.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--retain '{0}' is not an age: use a number and a unit, like 90d, 12h, 2w, 30m or 45s")]
+pub struct AgeError(String);
+
 fn parse_relative(text: &str) -> Option<Duration> {
     let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(unit_at);
@@ -89,6 +101,15 @@ mod tests {
     fn parse(text: &str) -> Result<String, TimeError> {
         let oslo = FixedOffset::east_opt(3600).unwrap();
         parse_time(text, now(), &oslo).map(|time| time.to_rfc3339())
+    }
+
+    #[test]
+    fn ages_are_positive_durations() {
+        assert_eq!(parse_age("90d").unwrap(), Duration::days(90));
+        assert_eq!(parse_age("12h").unwrap(), Duration::hours(12));
+        assert!(parse_age("0d").is_err());
+        assert!(parse_age("soon").is_err());
+        assert!(parse_age("5").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod db;
 mod facets;
 pub mod journal;
+pub mod maintenance;
 mod reader;
 mod record;
 mod references;
@@ -174,6 +175,13 @@ pub enum StoreError {
         moment: String,
         start: String,
         first: crate::model::ChangeId,
+    },
+    #[error(
+        "{location} is a shared store: {action} works on a cache file (hint: run it on the cache that feeds the store)"
+    )]
+    SharedStoreMaintenance {
+        location: String,
+        action: &'static str,
     },
     #[error("there is no change {id} in this cache: list changes with rowtrail log")]
     UnknownChange { id: crate::model::ChangeId },
@@ -548,6 +556,11 @@ pub(crate) fn open_for_capture(
             create_private(path)?;
             let mut connection = Connection::open(path).context(path, "creating")?;
             harden(&connection, path)?;
+            // Before anything is written (SQLite fixes it with the first page): retention and
+            // erasure hand freed pages back to the disk.
+            connection
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+                .context(path, "creating")?;
             connection
                 .pragma_update(None, "application_id", schema::APPLICATION_ID)
                 .context(path, "creating")?;

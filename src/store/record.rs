@@ -687,7 +687,7 @@ impl Cache {
 
     /// True when every schema version of the table has the same, non-empty key: then a record's
     /// newest change is its state, and the table can be read key by key.
-    fn has_one_key(&self, table_id: i64) -> Result<bool, StoreError> {
+    pub(super) fn has_one_key(&self, table_id: i64) -> Result<bool, StoreError> {
         let ids: Vec<i64> = self
             .connection()
             .query_map(

@@ -23,6 +23,9 @@ pub const TABLES: &[&str] = &[
     "refs",
     "import_state",
     "column_rules",
+    "prunes",
+    "erasures",
+    "erased_changes",
 ];
 
 /// Every index a cache holds (SQLite's own `sqlite_autoindex_*` aside).
@@ -56,6 +59,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V6),
     Migration::Sql(V7),
     Migration::Sql(V8),
+    Migration::Sql(V9),
 ];
 
 /// The newest format this build reads and writes.
@@ -236,6 +240,35 @@ CREATE TABLE column_rules (
     -- out of that rule's pattern.
     derived_from    TEXT,
     UNIQUE (pattern, protection)
+);
+"#;
+
+const V9: &str = r#"
+-- Retention (`rowtrail prune`, `capture --retain`): one row per prune. The history before
+-- `before` (the commit time of the newest transaction folded) was folded into a baseline: each
+-- record's state then is kept as a snapshot change, the changes that led to it are gone.
+CREATE TABLE prunes (
+    id        INTEGER PRIMARY KEY,
+    before    INTEGER NOT NULL,                 -- microseconds since 1970-01-01 UTC
+    cut       INTEGER NOT NULL,                 -- the newest change folded (a snapshot now, or gone)
+    removed   INTEGER NOT NULL,                 -- changes removed
+    kept      INTEGER NOT NULL,                 -- snapshot rows the baseline holds
+    pruned_at TEXT NOT NULL
+);
+
+-- Erasure (`rowtrail forget`): what was erased and when. The changes stay (that they happened,
+-- when, in which transaction, by whom); every value but the record's key is gone from them.
+CREATE TABLE erasures (
+    id        INTEGER PRIMARY KEY,
+    table_name TEXT NOT NULL,                   -- schema.table
+    key       TEXT NOT NULL,                    -- the record's key as stored (store::codec)
+    related   INTEGER NOT NULL,                 -- 1 when the rows of its story were erased too
+    changes   INTEGER NOT NULL,
+    erased_at TEXT NOT NULL
+);
+CREATE TABLE erased_changes (
+    change_id  INTEGER PRIMARY KEY,
+    erasure_id INTEGER NOT NULL REFERENCES erasures (id)
 );
 "#;
 

@@ -495,6 +495,11 @@ impl CacheWriter {
         Ok(())
     }
 
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The position up to which every change is durably stored.
     pub fn stored_position(&self) -> Lsn {
         self.stored_position

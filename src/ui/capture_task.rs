@@ -73,6 +73,7 @@ impl CaptureStart {
             new_baseline: false,
             stream_in_progress: true,
             protection,
+            retain: None,
         })
     }
 }

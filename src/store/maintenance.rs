@@ -1,0 +1,651 @@
+//! Changing history already stored: retention (folding the history before a cut into a baseline)
+//! and erasure (removing one record's values from its changes). The store does the writes and
+//! the bookkeeping; `crate::retention` decides what to write (it folds tables without a key with
+//! `history::state`, which the store does not import).
+//!
+//! Both run in one immediate SQLite transaction with `secure_delete` on, so what they remove is
+//! overwritten rather than left in free space. Afterwards a prune hands free pages back
+//! (incremental vacuum); an erasure rewrites the file (`VACUUM`), because copies of a row may
+//! linger in the unused space of pages SQLite rearranged long before. Both then checkpoint the
+//! WAL and truncate it, so no old page stays there.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+use crate::model::{Change, ChangeId, LoggedChange, Moment, Op, RelationSchema, Row, key_of};
+
+use super::codec::{self, EncodedImages};
+use super::db::{Db, Query};
+use super::reader::Cache;
+use super::{SqliteContext, StoreError};
+
+/// Where a prune cuts: the newest change folded into the baseline (the end of a transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneCut {
+    pub change: ChangeId,
+    /// The transaction of that change: it becomes the baseline.
+    pub tx_id: i64,
+    /// Its commit time: the history begins here after the prune.
+    pub committed_at: DateTime<Utc>,
+}
+
+/// A table with history at or before a cut, and what a prune must do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedTable {
+    pub id: i64,
+    /// Dropped at or before the cut: nothing of it is left after it.
+    pub dropped: bool,
+    /// Every schema version has the same key: each record's newest change is its state.
+    pub one_key: bool,
+}
+
+/// How a cache file was made smaller after history left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shrink {
+    /// Free pages were handed back (the cache was made with incremental vacuum).
+    Incremental,
+    /// Every live row was copied into fresh pages (`VACUUM`): always for an erasure, and once
+    /// for a cache that predates incremental vacuum, which shrinks in place from then on.
+    Rewritten,
+}
+
+/// What a cache file takes on disk, its WAL included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSize {
+    pub file: u64,
+    pub wal: u64,
+}
+
+impl FileSize {
+    pub fn of(path: &Path) -> Self {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Self {
+            file: size(path),
+            wal: size(Path::new(&wal)),
+        }
+    }
+
+    pub fn total(self) -> u64 {
+        self.file + self.wal
+    }
+}
+
+/// One prune, as the cache logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneEntry {
+    /// The history now begins here.
+    pub before: DateTime<Utc>,
+    pub removed: i64,
+    pub kept: i64,
+    pub pruned_at: String,
+}
+
+/// One erasure, as the cache logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureEntry {
+    pub table: String,
+    pub key: String,
+    pub related: bool,
+    pub changes: i64,
+    pub erased_at: String,
+}
+
+/// An open maintenance transaction on a cache file.
+pub struct Maintenance<'a> {
+    cache: &'a Cache,
+    transaction: Transaction<'a>,
+}
+
+fn micros_to_time(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+impl Cache {
+    fn sqlite(&self, action: &'static str) -> Result<&Connection, StoreError> {
+        match self.connection() {
+            Db::Sqlite(connection) => Ok(connection),
+            Db::Remote { .. } => Err(StoreError::SharedStoreMaintenance {
+                location: self.path().display().to_string(),
+                action,
+            }),
+        }
+    }
+
+    /// Where a prune before `moment` cuts: the end of the newest transaction whose state the
+    /// moment includes whole (a moment inside a transaction keeps that transaction). `None` when
+    /// no history lies before the moment.
+    pub fn prune_cut(&self, moment: Moment) -> Result<Option<PruneCut>, StoreError> {
+        self.sqlite("pruning")?;
+        let cut = match self.resolve_moment(moment) {
+            Ok(cut) => cut,
+            Err(StoreError::BeforeHistory { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let connection = self.connection();
+        let (first, last): (i64, i64) = connection
+            .query_row(
+                "SELECT (SELECT min(id) FROM changes WHERE tx_id = c.tx_id),
+                        (SELECT max(id) FROM changes WHERE tx_id = c.tx_id)
+                 FROM changes c WHERE c.id = ?1",
+                &[&cut.0],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(self.path(), "finding where to cut")?;
+        let end = match last > cut.0 {
+            true => first - 1,
+            false => cut.0,
+        };
+        let found: Option<(i64, i64)> = connection
+            .query_opt(
+                "SELECT c.tx_id, t.committed_at FROM changes c JOIN transactions t ON t.id = c.tx_id
+                 WHERE c.id <= ?1 ORDER BY c.id DESC LIMIT 1",
+                &[&end],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(self.path(), "finding where to cut")?;
+        Ok(found.map(|(tx_id, committed_at)| PruneCut {
+            change: ChangeId(end),
+            tx_id,
+            committed_at: micros_to_time(committed_at),
+        }))
+    }
+
+    /// True when everything at or before the cut is already one baseline of snapshots: a prune
+    /// would change nothing.
+    pub fn is_folded(&self, cut: &PruneCut) -> Result<bool, StoreError> {
+        let other: bool = self
+            .connection()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM changes WHERE id <= ?1 AND (op <> 'S' OR tx_id <> ?2))",
+                &[&cut.change.0, &cut.tx_id],
+                |row| row.get(0),
+            )
+            .context(self.path(), "reading the history")?;
+        Ok(!other)
+    }
+
+    /// Starts changing stored history: one immediate transaction, with removed content
+    /// overwritten in the file.
+    pub fn maintain(&self, action: &'static str) -> Result<Maintenance<'_>, StoreError> {
+        let connection = self.sqlite(action)?;
+        connection
+            .execute_batch("PRAGMA secure_delete = ON")
+            .context(self.path(), "configuring")?;
+        let transaction = Transaction::new_unchecked(connection, TransactionBehavior::Immediate)
+            .context(self.path(), "starting to change the history")?;
+        Ok(Maintenance {
+            cache: self,
+            transaction,
+        })
+    }
+
+    /// Makes the file smaller after history left it, and empties the WAL into the file.
+    /// `rewrite` copies every live row into fresh pages (`VACUUM`), so no byte of anything
+    /// removed survives anywhere in the file, even where SQLite moved rows around before (an
+    /// erasure needs that); otherwise free pages are handed back in place (incremental vacuum),
+    /// unless the cache predates it, which is rewritten once. Returns how it shrank, and whether
+    /// the WAL could be emptied (a reader holding an old snapshot, such as an open app, keeps it).
+    pub fn shrink(&self, rewrite: bool) -> Result<(Shrink, bool), StoreError> {
+        let connection = self.sqlite("shrinking")?;
+        let path = self.path();
+        let mode: i64 = connection
+            .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+            .context(path, "shrinking the file")?;
+        let shrink = match (mode, rewrite) {
+            (2, false) => {
+                // One page per step: stepped until done.
+                connection
+                    .prepare("PRAGMA incremental_vacuum")
+                    .and_then(|mut statement| {
+                        let mut rows = statement.query([])?;
+                        while rows.next()?.is_some() {}
+                        Ok(())
+                    })
+                    .context(path, "shrinking the file")?;
+                Shrink::Incremental
+            }
+            _ => {
+                connection
+                    .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
+                    .context(path, "rewriting the file")?;
+                Shrink::Rewritten
+            }
+        };
+        let busy: i64 = connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .context(path, "emptying the WAL")?;
+        Ok((shrink, busy == 0))
+    }
+
+    /// Every prune of this cache, oldest first.
+    pub fn prunes(&self) -> Result<Vec<PruneEntry>, StoreError> {
+        if self.is_shared() {
+            return Ok(Vec::new());
+        }
+        self.connection()
+            .query_map(
+                "SELECT before, removed, kept, pruned_at FROM prunes ORDER BY id",
+                &[],
+                |row| {
+                    Ok(PruneEntry {
+                        before: micros_to_time(row.get(0)?),
+                        removed: row.get(1)?,
+                        kept: row.get(2)?,
+                        pruned_at: row.get(3)?,
+                    })
+                },
+            )
+            .context(self.path(), "reading the prunes")
+    }
+
+    /// The erasure that removed this change's values, if one did.
+    pub fn erasure_of(&self, change: ChangeId) -> Result<Option<ErasureEntry>, StoreError> {
+        if self.is_shared() {
+            return Ok(None);
+        }
+        self.connection()
+            .query_opt(
+                "SELECT e.table_name, e.key, e.related, e.changes, e.erased_at
+                 FROM erased_changes x JOIN erasures e ON e.id = x.erasure_id
+                 WHERE x.change_id = ?1",
+                &[&change.0],
+                |row| {
+                    Ok(ErasureEntry {
+                        table: row.get(0)?,
+                        key: row.get(1)?,
+                        related: row.get(2)?,
+                        changes: row.get(3)?,
+                        erased_at: row.get(4)?,
+                    })
+                },
+            )
+            .context(self.path(), "reading the erasures")
+    }
+
+    /// Every erasure of this cache, oldest first.
+    pub fn erasures(&self) -> Result<Vec<ErasureEntry>, StoreError> {
+        if self.is_shared() {
+            return Ok(Vec::new());
+        }
+        self.connection()
+            .query_map(
+                "SELECT table_name, key, related, changes, erased_at FROM erasures ORDER BY id",
+                &[],
+                |row| {
+                    Ok(ErasureEntry {
+                        table: row.get(0)?,
+                        key: row.get(1)?,
+                        related: row.get(2)?,
+                        changes: row.get(3)?,
+                        erased_at: row.get(4)?,
+                    })
+                },
+            )
+            .context(self.path(), "reading the erasures")
+    }
+}
+
+impl Maintenance<'_> {
+    fn path(&self) -> &Path {
+        self.cache.path()
+    }
+
+    /// Begins a prune: notes the transactions at or before the cut (those left without a change
+    /// go at the end) and returns the tables with history at or before it.
+    pub fn start_prune(&self, cut: &PruneCut) -> Result<Vec<PrunedTable>, StoreError> {
+        self.transaction
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS prune_txs (id INTEGER PRIMARY KEY);
+                 DELETE FROM temp.prune_txs;
+                 INSERT OR IGNORE INTO temp.prune_txs (id)
+                     SELECT tx_id FROM changes WHERE id <= {};",
+                cut.change.0
+            ))
+            .context(self.path(), "reading the transactions")?;
+        let tables: Vec<(i64, Option<i64>)> = self
+            .transaction
+            .prepare(
+                "SELECT t.id, t.dropped_change FROM tables t
+                 WHERE EXISTS (SELECT 1 FROM changes c WHERE c.table_id = t.id AND c.id <= ?1)
+                 ORDER BY t.id",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([cut.change.0], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(self.path(), "reading the tables")?;
+        tables
+            .into_iter()
+            .map(|(id, dropped)| {
+                Ok(PrunedTable {
+                    id,
+                    dropped: dropped.is_some_and(|dropped| dropped <= cut.change.0),
+                    one_key: self.cache.has_one_key(id)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Calls `visit` with a table's changes up to the cut, in commit order, a page at a time.
+    pub fn history_before(
+        &self,
+        table_id: i64,
+        cut: &PruneCut,
+        mut visit: impl FnMut(&LoggedChange),
+    ) -> Result<(), StoreError> {
+        let mut after = 0i64;
+        loop {
+            let page = self.cache.changes_where(
+                "c.table_id = ?1 AND c.id > ?2 AND c.id <= ?3",
+                &[&table_id, &after, &cut.change.0],
+                "ORDER BY c.id LIMIT 1000",
+            )?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.id.0;
+            page.iter().for_each(&mut visit);
+        }
+    }
+
+    /// Removes a table's history up to the cut; returns how many changes went.
+    pub fn remove_history(&self, table_id: i64, cut: &PruneCut) -> Result<i64, StoreError> {
+        let removed = self
+            .transaction
+            .execute(
+                "DELETE FROM changes WHERE table_id = ?1 AND id <= ?2",
+                params![table_id, cut.change.0],
+            )
+            .context(self.path(), "removing old changes")?;
+        Ok(removed as i64)
+    }
+
+    /// Folds the history of a table with one key up to the cut, in place: the newest change of
+    /// each record that exists then becomes a snapshot of the baseline, every other change goes.
+    /// Returns (rows kept, changes removed).
+    pub fn fold_keyed(&self, table_id: i64, cut: &PruneCut) -> Result<(i64, i64), StoreError> {
+        let path = self.path();
+        let last_truncate: i64 = self
+            .transaction
+            .query_row(
+                "SELECT coalesce(max(id), 0) FROM changes
+                 WHERE table_id = ?1 AND key = '[]' AND op IN ('T', 'G') AND id <= ?2",
+                params![table_id, cut.change.0],
+                |row| row.get(0),
+            )
+            .context(path, "reading a table")?;
+        self.transaction
+            .execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS prune_keep (id INTEGER PRIMARY KEY);
+                 DELETE FROM temp.prune_keep;",
+            )
+            .context(path, "folding a table")?;
+        // The newest change of each key, unless a delete, a truncate or a later update of the key
+        // (before the cut) removed the record: the same rule as `Cache::table_at`.
+        self.transaction
+            .execute(
+                "INSERT INTO temp.prune_keep (id)
+                 SELECT n.id FROM (
+                     SELECT key, max(id) AS id FROM changes
+                     WHERE table_id = ?1 AND id <= ?2 AND key <> '[]' GROUP BY key) AS n
+                 JOIN changes c ON c.id = n.id
+                 WHERE c.op IN ('I', 'U', 'S') AND n.id > ?3
+                   AND NOT EXISTS (
+                       SELECT 1 FROM changes m WHERE m.table_id = ?1 AND m.old_key = n.key
+                           AND m.old_key IS NOT NULL AND m.id > n.id AND m.id <= ?2)",
+                params![table_id, cut.change.0, last_truncate],
+            )
+            .context(path, "folding a table")?;
+        let kept = self
+            .transaction
+            .execute(
+                "UPDATE changes SET op = 'S', tx_id = ?1, before = NULL, old_key = NULL,
+                     context_id = NULL, unavailable = nullif(json_remove(unavailable, '$.b'), '{}')
+                 WHERE id IN (SELECT id FROM temp.prune_keep)",
+                params![cut.tx_id],
+            )
+            .context(path, "folding a table")?;
+        let removed = self
+            .transaction
+            .execute(
+                "DELETE FROM changes WHERE table_id = ?1 AND id <= ?2
+                     AND id NOT IN (SELECT id FROM temp.prune_keep)",
+                params![table_id, cut.change.0],
+            )
+            .context(path, "folding a table")?;
+        Ok((kept as i64, removed as i64))
+    }
+
+    /// Replaces a table's history up to the cut with snapshots of `rows` (its rows at the cut,
+    /// folded by the caller). The snapshots take the ids of the newest removed changes, so the
+    /// baseline stays before everything after the cut. Returns the changes removed.
+    pub fn replace_with_rows(
+        &self,
+        table_id: i64,
+        cut: &PruneCut,
+        rows: &[(Arc<RelationSchema>, Row)],
+    ) -> Result<i64, StoreError> {
+        let path = self.path();
+        let ids: Vec<(i64, i64)> = self
+            .transaction
+            .prepare("SELECT id, lsn FROM changes WHERE table_id = ?1 AND id <= ?2 ORDER BY id")
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![table_id, cut.change.0], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect()
+            })
+            .context(path, "reading a table")?;
+        if rows.len() > ids.len() {
+            return Err(self.cache.damaged(format!(
+                "table {table_id} folds into {} rows from {} changes",
+                rows.len(),
+                ids.len()
+            )));
+        }
+        let versions: Vec<(i64, String)> = self
+            .transaction
+            .prepare("SELECT id, definition FROM relations WHERE table_id = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([table_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .context(path, "reading schema versions")?;
+        let mut relation_ids = Vec::new();
+        for (id, _) in &versions {
+            relation_ids.push((*id, self.cache.schema_version(*id)?));
+        }
+        self.transaction
+            .execute(
+                "DELETE FROM changes WHERE table_id = ?1 AND id <= ?2",
+                params![table_id, cut.change.0],
+            )
+            .context(path, "folding a table")?;
+        let reused = &ids[ids.len() - rows.len()..];
+        let mut insert = self
+            .transaction
+            .prepare(
+                "INSERT INTO changes (id, tx_id, lsn, table_id, relation_id, op, key, old_key,
+                                      before, after, unavailable, context_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'S', ?6, NULL, NULL, ?7, ?8, NULL)",
+            )
+            .context(path, "folding a table")?;
+        for ((id, lsn), (schema, row)) in reused.iter().zip(rows) {
+            let relation_id = relation_ids
+                .iter()
+                .find(|(_, version)| Arc::ptr_eq(version, schema) || **version == **schema)
+                .map(|(id, _)| *id)
+                .ok_or_else(|| {
+                    self.cache
+                        .damaged(format!("a row of table {table_id} has no schema version"))
+                })?;
+            let images = codec::encode(&Change {
+                op: Op::Snapshot,
+                before: None,
+                after: Some(row.clone()),
+            });
+            insert
+                .execute(params![
+                    id,
+                    cut.tx_id,
+                    lsn,
+                    table_id,
+                    relation_id,
+                    codec::encode_key(&key_of(schema, row)),
+                    images.after,
+                    images.unavailable,
+                ])
+                .context(path, "folding a table")?;
+        }
+        Ok((ids.len() - rows.len()) as i64)
+    }
+
+    /// Ends a prune: the cut's transaction becomes the baseline, transactions and contexts no
+    /// change uses go, tables dropped before the cut go, counts and the per-minute histogram are
+    /// recounted, the reference index is cleared (related history rebuilds it), and the prune is
+    /// logged. Commits.
+    pub fn finish_prune(
+        self,
+        cut: &PruneCut,
+        dropped: &[i64],
+        removed: i64,
+    ) -> Result<i64, StoreError> {
+        let path = self.cache.path().to_owned();
+        let tx = &self.transaction;
+        let kept: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM changes WHERE tx_id = ?1",
+                [cut.tx_id],
+                |row| row.get(0),
+            )
+            .context(&path, "finishing the prune")?;
+        let minute = cut.committed_at.timestamp_micros().div_euclid(60_000_000);
+        tx.execute_batch(&format!(
+            "UPDATE transactions SET xid = NULL, is_baseline = 1, context_id = NULL, origin = NULL,
+                 change_count = {kept}
+             WHERE id = {base};
+             DELETE FROM transactions WHERE id <> {base} AND id IN (
+                 SELECT p.id FROM temp.prune_txs p
+                 WHERE NOT EXISTS (SELECT 1 FROM changes c WHERE c.tx_id = p.id));
+             DELETE FROM contexts
+             WHERE id NOT IN (SELECT context_id FROM changes WHERE context_id IS NOT NULL)
+               AND id NOT IN (SELECT context_id FROM transactions WHERE context_id IS NOT NULL);
+             DELETE FROM change_minutes WHERE minute <= {minute};
+             INSERT INTO change_minutes (table_id, op, minute, count)
+                 SELECT c.table_id, c.op, t.committed_at / 60000000, count(*)
+                 FROM transactions t JOIN changes c ON c.tx_id = t.id
+                 WHERE t.committed_at < {next_minute}
+                 GROUP BY 1, 2, 3;
+             DELETE FROM refs;
+             DELETE FROM ref_links;",
+            base = cut.tx_id,
+            next_minute = (minute + 1) * 60_000_000,
+        ))
+        .context(&path, "finishing the prune")?;
+        for table in dropped {
+            tx.execute_batch(&format!(
+                "DELETE FROM relations WHERE table_id = {table};
+                 DELETE FROM change_minutes WHERE table_id = {table};
+                 DELETE FROM tables WHERE id = {table}
+                     AND NOT EXISTS (SELECT 1 FROM changes WHERE table_id = {table});"
+            ))
+            .context(&path, "removing dropped tables")?;
+        }
+        tx.execute(
+            "UPDATE tables SET change_count = (SELECT count(*) FROM changes c WHERE c.table_id = tables.id)",
+            [],
+        )
+        .context(&path, "recounting changes")?;
+        tx.execute(
+            "INSERT INTO prunes (before, cut, removed, kept, pruned_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                cut.committed_at.timestamp_micros(),
+                cut.change.0,
+                removed,
+                kept,
+                Utc::now().to_rfc3339()
+            ],
+        )
+        .context(&path, "logging the prune")?;
+        self.transaction
+            .commit()
+            .context(&path, "committing the prune")?;
+        Ok(kept)
+    }
+
+    /// Replaces the stored images of changes (whose values were erased) and logs the erasure.
+    /// Commits.
+    pub fn finish_erasure(
+        self,
+        table: &str,
+        key: &str,
+        related: bool,
+        erased: &[(ChangeId, EncodedImages)],
+    ) -> Result<(), StoreError> {
+        let path = self.cache.path().to_owned();
+        let tx = &self.transaction;
+        tx.execute(
+            "INSERT INTO erasures (table_name, key, related, changes, erased_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                table,
+                key,
+                related,
+                erased.len() as i64,
+                Utc::now().to_rfc3339()
+            ],
+        )
+        .context(&path, "logging the erasure")?;
+        let erasure = tx.last_insert_rowid();
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS erased_now (id INTEGER PRIMARY KEY);
+             DELETE FROM temp.erased_now;",
+        )
+        .context(&path, "erasing values")?;
+        {
+            let mut update = tx
+                .prepare(
+                    "UPDATE changes SET before = ?2, after = ?3, unavailable = ?4 WHERE id = ?1",
+                )
+                .context(&path, "erasing values")?;
+            let mut mark = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO erased_changes (change_id, erasure_id) VALUES (?1, ?2)",
+                )
+                .context(&path, "erasing values")?;
+            let mut note = tx
+                .prepare("INSERT OR IGNORE INTO temp.erased_now (id) VALUES (?1)")
+                .context(&path, "erasing values")?;
+            for (id, images) in erased {
+                update
+                    .execute(params![
+                        id.0,
+                        images.before,
+                        images.after,
+                        images.unavailable
+                    ])
+                    .context(&path, "erasing values")?;
+                mark.execute(params![id.0, erasure])
+                    .context(&path, "erasing values")?;
+                note.execute([id.0]).context(&path, "erasing values")?;
+            }
+        }
+        // The reference index repeats the values of link columns; one pass drops those rows.
+        tx.execute(
+            "DELETE FROM refs WHERE change_id IN (SELECT id FROM temp.erased_now)",
+            [],
+        )
+        .context(&path, "erasing values")?;
+        self.transaction
+            .commit()
+            .context(&path, "committing the erasure")
+    }
+}
