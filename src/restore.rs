@@ -90,6 +90,28 @@ pub enum RestoreError {
         "{table} was dropped by change {change}, so its rows cannot be put back (a table created again under its name is another table): recreate it first, or copy the rows from rowtrail at --table {table} --time change:{change}-1"
     )]
     TableDropped { table: String, change: ChangeId },
+    #[error(
+        "the values of {what} were erased on {erased_at} (rowtrail forget {record}): there is nothing to put back; restore the record from a backup, or write its values by hand"
+    )]
+    Erased {
+        what: String,
+        erased_at: String,
+        record: String,
+    },
+}
+
+impl RestoreError {
+    fn erased(what: String, erasure: crate::store::maintenance::ErasureEntry) -> Self {
+        Self::Erased {
+            what,
+            erased_at: erasure
+                .erased_at
+                .get(..19)
+                .unwrap_or(&erasure.erased_at)
+                .replace('T', " "),
+            record: format!("{} {}", erasure.table, erasure.key),
+        }
+    }
 }
 
 fn header(
@@ -181,6 +203,15 @@ fn undo_script_in_snapshot(
             (changes, format!("undo {}", described.join(", ")), undoes)
         }
     };
+    // An erased change has no values left to write or to guard on.
+    for change in &changes {
+        if let Some(erasure) = cache.erasure_of(change.id)? {
+            return Err(RestoreError::erased(
+                format!("change {}", change.id),
+                erasure,
+            ));
+        }
+    }
     // Schema changes are history, not something a script puts back: named alone they are an
     // error; in a transaction they are left out, with a note.
     let (schema_changes, changes): (Vec<LoggedChange>, Vec<LoggedChange>) = changes
@@ -323,6 +354,12 @@ fn restore_script_in_snapshot(
     guard: bool,
     leave_protected: bool,
 ) -> Result<Script, RestoreError> {
+    if let Some(erasure) = cache.record_erasure(record)? {
+        return Err(RestoreError::erased(
+            format!("{} {}", record.table, record.key),
+            erasure,
+        ));
+    }
     let cut = cache.resolve_moment(moment)?;
     let target = cache.record_at(record, cut)?;
     let (current, newest) = cache.record_latest(record)?;

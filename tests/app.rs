@@ -1834,3 +1834,66 @@ fn issue16_the_connect_dialog_suggests_rules_for_sensitive_columns_and_captures_
         db.name
     ));
 }
+
+#[test]
+fn issue16_a_pruned_and_erased_cache_says_where_its_history_begins_and_what_was_erased() {
+    let db = fresh_db("app_prune");
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text);
+         INSERT INTO customers VALUES (1, 'Ann'), (2, 'Bob');",
+    );
+    db.capture_ok(&[]);
+    db.sql("UPDATE customers SET name = 'Ann B' WHERE id = 1;");
+    db.sql("UPDATE customers SET name = 'Anne' WHERE id = 1;");
+    db.capture_ok(&[]);
+    let cut = support::log_json(&db.cache(), &[])[2]["committed_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    db.sql("UPDATE customers SET name = 'Bobby' WHERE id = 2;");
+    db.capture_ok(&[]);
+    let cache = db.cache().to_string_lossy().into_owned();
+    for args in [
+        vec!["prune", "--cache", &cache, "--before", &cut],
+        vec![
+            "forget",
+            "--cache",
+            &cache,
+            "--table",
+            "customers",
+            "--key",
+            r#"{"id": 2}"#,
+        ],
+    ] {
+        let output =
+            support::rowtrail(&args.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut harness = app(&db.cache());
+    wait_for(&mut harness, "the timeline", |h| rows(h).len() == 4);
+    assert!(
+        has(&harness, "History from"),
+        "the status bar says where history begins"
+    );
+    assert!(
+        rows(&harness)
+            .iter()
+            .filter(|row| row.contains("snapshot"))
+            .count()
+            == 2,
+        "{:?}",
+        rows(&harness)
+    );
+    open_row(&mut harness, "update  customers  id=2");
+    assert!(
+        has(&harness, "Values erased on"),
+        "the erased change says so"
+    );
+    harness.get_by_label("Undo this change").click();
+    wait_for(&mut harness, "the refusal", |h| has(h, "were erased on"));
+    assert!(harness.query_by_label("Restore script").is_none());
+}

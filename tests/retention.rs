@@ -579,7 +579,20 @@ fn forget_removes_a_record_and_its_story_from_every_byte_and_keeps_that_its_chan
     let shown = db.on_cache("show", &[&erased_id]);
     assert!(shown.contains("erased by rowtrail forget"), "{shown}");
     let undo = run(&db, "undo", &["--change", &erased_id]);
-    assert!(!undo.status.success(), "{}", outcome(&undo));
+    assert_clean_failure(&undo, 2, "were erased on");
+    let restore = run(
+        &db,
+        "restore",
+        &[
+            "--table",
+            "customers",
+            "--key",
+            r#"{"id": 7}"#,
+            "--time",
+            "now",
+        ],
+    );
+    assert_clean_failure(&restore, 2, "were erased on");
 
     // Bad input: an unknown record, a shared store.
     let unknown = run(

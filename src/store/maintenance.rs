@@ -267,6 +267,38 @@ impl Cache {
             .context(self.path(), "reading the erasures")
     }
 
+    /// An erasure that removed values of this record's changes, if one did.
+    pub fn record_erasure(
+        &self,
+        record: &super::RecordRef,
+    ) -> Result<Option<ErasureEntry>, StoreError> {
+        if self.is_shared() || record.table_ids.is_empty() {
+            return Ok(None);
+        }
+        let tables: Vec<String> = record.table_ids.iter().map(ToString::to_string).collect();
+        self.connection()
+            .query_opt(
+                &format!(
+                    "SELECT e.table_name, e.key, e.related, e.changes, e.erased_at
+                     FROM changes c JOIN erased_changes x ON x.change_id = c.id
+                     JOIN erasures e ON e.id = x.erasure_id
+                     WHERE c.table_id IN ({}) AND c.key = ?1 LIMIT 1",
+                    tables.join(",")
+                ),
+                &[&record.key],
+                |row| {
+                    Ok(ErasureEntry {
+                        table: row.get(0)?,
+                        key: row.get(1)?,
+                        related: row.get(2)?,
+                        changes: row.get(3)?,
+                        erased_at: row.get(4)?,
+                    })
+                },
+            )
+            .context(self.path(), "reading the erasures")
+    }
+
     /// Every erasure of this cache, oldest first.
     pub fn erasures(&self) -> Result<Vec<ErasureEntry>, StoreError> {
         if self.is_shared() {

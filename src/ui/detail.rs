@@ -150,6 +150,21 @@ pub fn detail_ui(
         .wrap(),
     );
     ui.add(egui::Label::new(RichText::new(describe_change(change)).weak()).wrap());
+    if let Some(erasure) = &detail.erased {
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!(
+                    "Values erased on {} (rowtrail forget {} {}{}): only the key is kept; the change, its time, transaction and context stay.",
+                    erasure.erased_at.get(..19).unwrap_or(&erasure.erased_at).replace('T', " "),
+                    erasure.table,
+                    erasure.key,
+                    if erasure.related { " --related" } else { "" }
+                ))
+                .color(ui.visuals().warn_fg_color),
+            )
+            .wrap(),
+        );
+    }
     if let Some(note) = change.schema.identity_note() {
         ui.add(
             egui::Label::new(

@@ -237,11 +237,20 @@ fn state_ui(
 }
 
 /// Draws the bar; `store` when the open history is a shared store rather than a file.
+/// What the status bar says about where the open cache's history comes from and where it begins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheNotes<'a> {
+    /// The import that fed the cache, when an import did.
+    pub import: Option<&'a crate::store::ImportState>,
+    /// The newest prune: the history begins there.
+    pub pruned: Option<&'a crate::store::maintenance::PruneEntry>,
+}
+
 pub fn status_ui(
     ui: &mut egui::Ui,
     source: &str,
     store: bool,
-    import: Option<&crate::store::ImportState>,
+    notes: CacheNotes<'_>,
     importing: bool,
     status: &CaptureStatus,
     zone: Zone,
@@ -271,18 +280,40 @@ pub fn status_ui(
         ui.with_layout(
             egui::Layout::left_to_right(egui::Align::Center).with_main_wrap(true),
             |ui| {
-                if let Some(import) = import
+                if let Some(import) = notes.import
                     && import_ui(ui, import, importing)
                 {
                     action = Some(StatusAction::ImportAgain);
                 }
-                if let Some(chosen) = state_ui(ui, source, import.is_some(), store, status, zone) {
+                if let Some(pruned) = notes.pruned {
+                    pruned_ui(ui, pruned, zone);
+                }
+                if let Some(chosen) =
+                    state_ui(ui, source, notes.import.is_some(), store, status, zone)
+                {
                     action = Some(chosen);
                 }
             },
         );
     });
     action
+}
+
+/// Says where the history begins after a prune, and what became of what was before.
+fn pruned_ui(ui: &mut egui::Ui, pruned: &crate::store::maintenance::PruneEntry, zone: Zone) {
+    ui.label(
+        egui::RichText::new(format!(
+            "History from {}",
+            super::time_text::clock(pruned.before, zone)
+        ))
+        .color(ui.visuals().warn_fg_color),
+    )
+    .on_hover_text(format!(
+        "Older history was pruned on {} (rowtrail prune, or capture --retain): {} changes before this moment were folded into a baseline of {} rows, the state of every record then. The cache cannot show anything earlier.",
+        pruned.pruned_at.get(..19).unwrap_or(&pruned.pruned_at).replace('T', " "),
+        pruned.removed,
+        pruned.kept
+    ));
 }
 
 /// Says the history was imported from an audit store, and what that store does not record, the

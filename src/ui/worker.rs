@@ -164,6 +164,8 @@ pub struct Detail {
     pub transaction: Vec<LoggedChange>,
     /// Every version of the record, oldest first.
     pub history: Vec<LoggedChange>,
+    /// The erasure (`rowtrail forget`) that removed the change's values, if one did.
+    pub erased: Option<crate::store::maintenance::ErasureEntry>,
 }
 
 /// What a worker answers.
@@ -177,6 +179,8 @@ pub enum Reply {
         import: Option<crate::store::ImportState>,
         /// The cache's column rules.
         rules: crate::model::ColumnRules,
+        /// The newest prune (`rowtrail prune`, `capture --retain`): where the history begins.
+        pruned: Option<crate::store::maintenance::PruneEntry>,
     },
     Overview {
         tables: Vec<TableSummary>,
@@ -439,9 +443,10 @@ fn serve(
                 let newest = opened.newest_change().ok();
                 let import = opened.import_state()?;
                 let rules = opened.column_rules()?;
-                Ok((opened, source, newest, import, rules))
+                let pruned = opened.prunes()?.pop();
+                Ok((opened, source, newest, import, rules, pruned))
             }) {
-                Ok((opened, source, newest, import, rules)) => {
+                Ok((opened, source, newest, import, rules, pruned)) => {
                     cache = Some(opened);
                     reply(Reply::Opened {
                         path: path.clone(),
@@ -449,6 +454,7 @@ fn serve(
                         newest,
                         import,
                         rules,
+                        pruned,
                     });
                 }
                 Err(error) => reply(Reply::Failed(error.to_string())),
@@ -597,10 +603,12 @@ fn answer(
                 }
                 false => vec![change.clone()],
             };
+            let erased = cache.erasure_of(id).map_err(text)?;
             Reply::Detail(Box::new(Detail {
                 change,
                 transaction,
                 history,
+                erased,
             }))
         }
         Request::NewestOfRecord { table, key } => {

@@ -188,8 +188,10 @@ impl RowtrailApp {
                 newest,
                 import,
                 rules,
+                pruned,
             } => {
                 session.import = import;
+                session.pruned = pruned;
                 session.detail.rules = rules;
                 if session.source.is_none() {
                     self.settings.remember(&path);

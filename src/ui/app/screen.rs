@@ -9,7 +9,7 @@ use super::super::export::{ExportAction, export_ui};
 use super::super::filters::{FilterFacts, filters_ui};
 use super::super::histogram::HistogramAction;
 use super::super::restore::{RestoreAction, restore_ui};
-use super::super::status::{CaptureState, StatusAction, status_ui};
+use super::super::status::{CacheNotes, CaptureState, StatusAction, status_ui};
 use super::super::timeline::{Highlight, TimelineAction, timeline_ui};
 use super::super::views::{view_timeline_ui, views_ui};
 use super::super::welcome::{WelcomeAction, welcome_ui};
@@ -112,7 +112,15 @@ impl RowtrailApp {
                 || matches!(self.status.state, CaptureState::Stopped { error: Some(_) })
             {
                 ui.separator();
-                let action = status_ui(ui, "capture", false, None, false, &self.status, zone);
+                let action = status_ui(
+                    ui,
+                    "capture",
+                    false,
+                    CacheNotes::default(),
+                    false,
+                    &self.status,
+                    zone,
+                );
                 self.status_action(action);
             }
         });
@@ -162,7 +170,10 @@ impl RowtrailApp {
                 ui,
                 &source,
                 store,
-                session.import.as_ref(),
+                CacheNotes {
+                    import: session.import.as_ref(),
+                    pruned: session.pruned.as_ref(),
+                },
                 self.importing,
                 &self.status,
                 zone,

@@ -24,6 +24,8 @@ pub(super) struct Session {
     pub source: Option<SourceIdentity>,
     /// The import that fed the cache (`rowtrail import`), when an import did.
     pub import: Option<crate::store::ImportState>,
+    /// The newest prune: the history in the cache begins there.
+    pub pruned: Option<crate::store::maintenance::PruneEntry>,
     pub workers: Workers,
     pub tables: Vec<TableSummary>,
     pub context_fields: Vec<String>,
@@ -69,6 +71,7 @@ impl Session {
             path,
             source: None,
             import: None,
+            pruned: None,
             workers,
             tables: Vec::new(),
             context_fields: Vec::new(),
