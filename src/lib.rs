@@ -4,8 +4,9 @@
 //! Module map (see ARCHITECTURE.md): `model` is the shared vocabulary; `decode` turns what
 //! PostgreSQL sends into model values; `store` is the SQLite cache; `capture` talks to PostgreSQL;
 //! `history` answers what changed, what it was then and how to put it back; `restore` writes restore
-//! scripts from a cache; `retention` prunes old history and erases records; `ui` is the desktop app; `cli` is the command-line face; `local_pg` runs
-//! private PostgreSQL servers for tests and the demo; `demo` is the one-command demo.
+//! scripts from a cache; `retention` prunes old history and erases records; `ui` is the desktop
+//! app; `cli` is the command-line face; `local_pg` runs private PostgreSQL servers for tests and
+//! the demo; `demo` is the one-command demo.
 
 pub mod capture;
 pub mod cli;
