@@ -364,6 +364,53 @@ fn prune_keeps_every_state_diff_and_restore_after_the_cut_and_the_file_shrinks()
         "{}",
         outcome(&again)
     );
+
+    // A later prune folds only what came since into the same baseline, and keeps every later
+    // state too.
+    let all = db.log(&[]);
+    // The end of a transaction: moments inside the cut's transaction are before the cut.
+    let mut end = all.len() - 30;
+    while all[end + 1]["xid"] == all[end]["xid"] {
+        end += 1;
+    }
+    let cut = all[end].clone();
+    let cut_id = cut["id"].as_i64().unwrap();
+    let after: Vec<Json> = all
+        .iter()
+        .filter(|change| change["id"].as_i64().unwrap() > cut_id)
+        .cloned()
+        .collect();
+    let mut moments = vec![cut["committed_at"].as_str().unwrap().to_owned()];
+    moments.extend(
+        after
+            .iter()
+            .map(|change| format!("change:{}", change["id"])),
+    );
+    let before = answers(&db, &moments, &after);
+    let output = run(
+        &db,
+        "prune",
+        &["--before", cut["committed_at"].as_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", outcome(&output));
+    let after_prune = answers(&db, &moments, &after);
+    for (old, new) in before.iter().zip(&after_prune) {
+        assert_eq!(old, new, "an answer changed with the second prune");
+    }
+    let baselines: BTreeSet<String> = db
+        .log(&[])
+        .iter()
+        .filter(|change| change["op"] == "snapshot")
+        .map(|change| change["commit_lsn"].to_string())
+        .collect();
+    assert_eq!(baselines.len(), 1, "one baseline: {baselines:?}");
+
+    // The newest transaction is always kept, so no change id is ever given out twice.
+    let newest = db.log(&[]).last().unwrap()["id"].clone();
+    let output = run(&db, "prune", &["--before", "now"]);
+    assert!(output.status.success(), "{}", outcome(&output));
+    assert_eq!(db.log(&[]).last().unwrap()["id"], newest);
+    assert_ne!(db.log(&[]).last().unwrap()["op"], "snapshot");
 }
 
 #[test]
@@ -472,7 +519,8 @@ fn forget_removes_a_record_and_its_story_from_every_byte_and_keeps_that_its_chan
     db.capture_ok(&[]);
     db.sql(
         "BEGIN;
-         SELECT pg_logical_emit_message(true, 'rowtrail', '{\"user\": \"ann\"}');
+         SELECT pg_logical_emit_message(true, 'rowtrail',
+             '{\"user\": \"ann\", \"query\": \"UPDATE customers SET name = ''SENTINEL-in-sql''\"}');
          UPDATE customers SET name = 'SENTINEL-name-7b', email = 'SENTINEL-7b@x.io' WHERE id = 7;
          UPDATE customers SET name = 'Bobby' WHERE id = 8;
          COMMIT;",
@@ -505,9 +553,12 @@ fn forget_removes_a_record_and_its_story_from_every_byte_and_keeps_that_its_chan
     assert!(output.status.success(), "{}", outcome(&output));
     let said = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
-        said.contains("erased the values of 7 changes of 3 records"),
+        said.contains(
+            "erased the values of 7 changes of 3 records (public.customers 1, public.orders 2)"
+        ),
         "{said}"
     );
+    assert!(said.contains("SQL text taken out of 1 context"), "{said}");
 
     let bytes = cache_bytes(&db);
     assert!(
@@ -529,7 +580,7 @@ fn forget_removes_a_record_and_its_story_from_every_byte_and_keeps_that_its_chan
                     change["key"],
                     change["xid"],
                     change["committed_at"],
-                    change["context"]
+                    change["context"]["user"]
                 )
             })
             .collect()
@@ -556,9 +607,10 @@ fn forget_removes_a_record_and_its_story_from_every_byte_and_keeps_that_its_chan
             }
         }
     }
-    // Other records' history is unchanged.
+    // Other records' history is unchanged, but for the SQL text of the transaction they shared
+    // with the erased record: it quoted an erased value.
     assert_eq!(
-        bob_before,
+        bob_before.replace(" query=UPDATE customers SET name = 'SENTINEL-in-sql'", ""),
         db.on_cache(
             "history",
             &["--table", "customers", "--key", r#"{"id": 8}"#]

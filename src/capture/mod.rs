@@ -62,7 +62,7 @@ pub struct CaptureOptions {
     /// Columns whose values never reach the cache as they are (empty: the cache's own rules).
     pub protection: ColumnProtection,
     /// Keep only this much history: older changes are folded into the baseline as capture goes
-    /// (`crate::retention`), at start and then hourly.
+    /// (`crate::retention`): before streaming starts, then hourly on the writer thread.
     pub retain: Option<chrono::Duration>,
 }
 
@@ -139,24 +139,44 @@ pub enum CaptureEvent {
 /// How often `--retain` prunes while capture follows the source.
 const RETAIN_EVERY: Duration = Duration::from_secs(3600);
 
-/// The writer's upkeep for `--retain AGE`: prunes the history older than `age`, reporting what it
-/// did; a failed prune is a warning (the history is unchanged) and capture goes on.
+/// Prunes the history older than `age` (`--retain`), reporting what it did; a failed prune is a
+/// warning (the history is unchanged) and capture goes on.
+fn prune_for_retain(
+    path: &std::path::Path,
+    age: chrono::Duration,
+    rewrite: crate::retention::Rewrite,
+    observer: &Observer,
+) {
+    let pruned = crate::store::Cache::open(path)
+        .map_err(crate::retention::RetentionError::from)
+        .and_then(|cache| {
+            crate::retention::prune_older_than(&cache, age, chrono::Utc::now(), rewrite)
+        });
+    match pruned {
+        Ok(pruned) if pruned.changed || pruned.shrink.is_some() => {
+            observer(CaptureEvent::Pruned(pruned.summary()));
+        }
+        Ok(_) => {}
+        Err(error) => observer(CaptureEvent::Warning(format!(
+            "could not prune the history older than --retain: {error}"
+        ))),
+    }
+}
+
+/// `--retain`'s prune when capture starts, on a cache that exists (a new one has nothing to
+/// prune).
+fn prune_before_capture(path: &std::path::Path, age: chrono::Duration, observer: &Observer) {
+    if std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0) {
+        prune_for_retain(path, age, crate::retention::Rewrite::Allowed, observer);
+    }
+}
+
+/// The writer's hourly upkeep for `--retain AGE`: the same prune, never rewriting the file.
 fn retention_upkeep(age: chrono::Duration, observer: Observer) -> sink::Upkeep {
     sink::Upkeep {
         every: RETAIN_EVERY,
         run: Box::new(move |path| {
-            let pruned = crate::store::Cache::open(path)
-                .map_err(crate::retention::RetentionError::from)
-                .and_then(|cache| {
-                    crate::retention::prune_older_than(&cache, age, chrono::Utc::now())
-                });
-            match pruned {
-                Ok(pruned) if pruned.changed => observer(CaptureEvent::Pruned(pruned.summary())),
-                Ok(_) => {}
-                Err(error) => observer(CaptureEvent::Warning(format!(
-                    "could not prune the history older than --retain: {error}"
-                ))),
-            }
+            prune_for_retain(path, age, crate::retention::Rewrite::Never, &observer);
         }),
     }
 }
@@ -243,6 +263,16 @@ pub async fn run(
         display: options.source.to_string(),
         server_version: facts.version.clone(),
     };
+    if let Some(age) = options.retain {
+        // The first prune runs before the writer opens the file: on a large cache, or one made
+        // before incremental vacuum (rewritten once), it may take minutes, which the hourly
+        // prunes between transactions must not.
+        let path = options.cache.clone();
+        let observer = observer.clone();
+        tokio::task::spawn_blocking(move || prune_before_capture(&path, age, &observer))
+            .await
+            .map_err(|_| CaptureError::WriterGone)?;
+    }
     let cache_path = options.cache.clone();
     let protection = options.protection.clone();
     let mut writer = tokio::task::spawn_blocking(move || {

@@ -80,9 +80,9 @@ const MAX_UNFLUSHED_CHANGES: usize = 50_000;
 /// transactions a second would otherwise get a thousand fsyncs a second competing with its own.
 const GROUP_COMMIT: Duration = Duration::from_millis(20);
 
-/// Work the writer thread does on its own file between transactions, at most once per `every`
-/// (the first time at its first commit): `capture --retain` prunes old history there, so it
-/// never competes with the writer for the file.
+/// Work the writer thread does on its own file between transactions, once per `every` (the
+/// first time `every` after it starts): `capture --retain` prunes old history there, so it never
+/// competes with the writer for the file.
 pub struct Upkeep {
     pub every: Duration,
     pub run: Box<dyn FnMut(&std::path::Path) + Send>,
@@ -227,7 +227,7 @@ fn write_loop(
     mut upkeep: Option<Upkeep>,
 ) -> Result<(), StoreError> {
     let mut last_flush = Instant::now();
-    let mut last_upkeep: Option<Instant> = None;
+    let mut last_upkeep = Instant::now();
     let mut reported = WriterProgress {
         stored: writer.stored_position(),
         ..WriterProgress::default()
@@ -240,10 +240,10 @@ fn write_loop(
         }
         let stored = writer.flush()?;
         if let Some(upkeep) = &mut upkeep
-            && last_upkeep.is_none_or(|last| last.elapsed() >= upkeep.every)
+            && last_upkeep.elapsed() >= upkeep.every
         {
             (upkeep.run)(writer.path());
-            last_upkeep = Some(Instant::now());
+            last_upkeep = Instant::now();
         }
         let (changes, transactions) = writer.durable_counts();
         let now = WriterProgress {

@@ -83,6 +83,10 @@ fn plural(count: usize, noun: &str) -> String {
 }
 
 pub fn capture(args: CaptureArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.retain.is_none() || args.into.is_none(),
+        "--retain cannot be used with --into: the store is copied from the cache, which must keep what the store has not copied yet (hint: capture with --into alone, and prune the cache with rowtrail prune once the store holds it)"
+    );
     let into = args
         .into
         .as_deref()

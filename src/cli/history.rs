@@ -49,7 +49,7 @@ fn change_text(entry: &LoggedChange, with_transaction: bool, rules: &ColumnRules
     let time = entry.tx.committed_at.format("%Y-%m-%d %H:%M:%S%.6f UTC");
     match (with_transaction, entry.tx.xid) {
         _ if entry.tx.is_baseline => text.push_str(&format!(
-            "  baseline: the row as capture first found it, at {time}\n"
+            "  baseline: the row as it was at {time}, where this history begins\n"
         )),
         // An audit store that keeps no transaction ids (supa_audit).
         (_, None) => text.push_str(&format!(
@@ -340,7 +340,7 @@ fn cache_file(path: &std::path::Path) -> anyhow::Result<Cache> {
 pub fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let moment = moment(&args.before)?;
     let cache = cache_file(&args.cache.cache)?;
-    let pruned = crate::retention::prune(&cache, moment)?;
+    let pruned = crate::retention::prune(&cache, moment, crate::retention::Rewrite::Allowed)?;
     print(&format!("{}\n", pruned.summary()))
 }
 
@@ -348,6 +348,9 @@ pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let key = key_filter(&args.record.key)?;
     let table = TableName::parse(&args.record.table)?;
     let cache = cache_file(&args.cache.cache)?;
-    let forgotten = crate::retention::forget(&cache, &table, &key, args.related)?;
+    let scope = crate::retention::ForgetScope {
+        related_depth: args.related.then_some(usize::from(args.depth)),
+    };
+    let forgotten = crate::retention::forget(&cache, &table, &key, scope)?;
     print(&format!("{}\n", forgotten.summary()))
 }

@@ -566,9 +566,13 @@ pub struct ForgetArgs {
     #[command(flatten)]
     pub record: RecordArgs,
     /// Also erase the changes of its story: the rows that point at it by foreign keys or links,
-    /// as rowtrail related shows them.
+    /// as rowtrail related shows them (see it first: what is erased cannot come back).
     #[arg(long)]
     pub related: bool,
+    /// With --related: how many foreign keys to follow from the record (1: the rows that point
+    /// at it; 2: also the rows that point at those; up to 10).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "related", value_parser = clap::value_parser!(u8).range(1..=10))]
+    pub depth: u8,
 }
 
 #[derive(Debug, Args)]

@@ -26,10 +26,17 @@ use super::{SqliteContext, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PruneCut {
     pub change: ChangeId,
-    /// The transaction of that change: it becomes the baseline.
+    /// The transaction of that change: the baseline takes its place (its commit time and
+    /// position).
     pub tx_id: i64,
     /// Its commit time: the history begins here after the prune.
     pub committed_at: DateTime<Utc>,
+    /// The transaction that holds the baseline after the prune: the baseline the history
+    /// already begins with, so its snapshots of records that did not change are not rewritten;
+    /// else the cut's own transaction.
+    pub base_tx: i64,
+    /// Every change up to here is already a snapshot of `base_tx` (the previous prune's cut).
+    pub folded_to: i64,
 }
 
 /// A table with history at or before a cut, and what a prune must do with it.
@@ -117,8 +124,10 @@ impl Cache {
     }
 
     /// Where a prune before `moment` cuts: the end of the newest transaction whose state the
-    /// moment includes whole (a moment inside a transaction keeps that transaction). `None` when
-    /// no history lies before the moment.
+    /// moment includes whole (a moment inside a transaction keeps that transaction; a time keeps
+    /// every transaction that committed after it, whatever its place in the cache). The newest
+    /// transaction of the cache is always kept, so no id is ever given out twice. `None` when no
+    /// history lies before the moment.
     pub fn prune_cut(&self, moment: Moment) -> Result<Option<PruneCut>, StoreError> {
         self.sqlite("pruning")?;
         let cut = match self.resolve_moment(moment) {
@@ -126,20 +135,45 @@ impl Cache {
             Err(StoreError::BeforeHistory { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
+        let path = self.path();
         let connection = self.connection();
-        let (first, last): (i64, i64) = connection
-            .query_row(
-                "SELECT (SELECT min(id) FROM changes WHERE tx_id = c.tx_id),
-                        (SELECT max(id) FROM changes WHERE tx_id = c.tx_id)
-                 FROM changes c WHERE c.id = ?1",
-                &[&cut.0],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .context(self.path(), "finding where to cut")?;
-        let end = match last > cut.0 {
+        let first_of_tx_of = |id: i64| -> Result<(i64, i64), StoreError> {
+            connection
+                .query_row(
+                    "SELECT (SELECT min(id) FROM changes WHERE tx_id = c.tx_id),
+                            (SELECT max(id) FROM changes WHERE tx_id = c.tx_id)
+                     FROM changes c WHERE c.id = ?1",
+                    &[&id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .context(path, "finding where to cut")
+        };
+        let (first, last) = first_of_tx_of(cut.0)?;
+        let mut end = match last > cut.0 {
             true => first - 1,
             false => cut.0,
         };
+        if let Moment::Time(time) = moment {
+            // Imported stores may keep times out of commit order: a transaction that committed
+            // after the moment keeps everything after its first change.
+            let later: Option<i64> = connection
+                .query_row(
+                    "SELECT min(c.id) FROM transactions t JOIN changes c ON c.tx_id = t.id
+                     WHERE t.committed_at > ?1",
+                    &[&time.timestamp_micros()],
+                    |row| row.get(0),
+                )
+                .context(path, "finding where to cut")?;
+            if let Some(later) = later {
+                end = end.min(later - 1);
+            }
+        }
+        let newest: Option<i64> = connection
+            .query_row("SELECT max(id) FROM changes", &[], |row| row.get(0))
+            .context(path, "finding where to cut")?;
+        if let Some(newest) = newest {
+            end = end.min(first_of_tx_of(newest)?.0 - 1);
+        }
         let found: Option<(i64, i64)> = connection
             .query_opt(
                 "SELECT c.tx_id, t.committed_at FROM changes c JOIN transactions t ON t.id = c.tx_id
@@ -147,11 +181,40 @@ impl Cache {
                 &[&end],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .context(self.path(), "finding where to cut")?;
-        Ok(found.map(|(tx_id, committed_at)| PruneCut {
+            .context(path, "finding where to cut")?;
+        let Some((tx_id, committed_at)) = found else {
+            return Ok(None);
+        };
+        // The baseline the history begins with, if it does: its rows stay where they are.
+        let start: Option<(i64, bool)> = connection
+            .query_opt(
+                "SELECT c.tx_id, t.is_baseline FROM changes c JOIN transactions t ON t.id = c.tx_id
+                 ORDER BY c.id LIMIT 1",
+                &[],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(path, "finding where to cut")?;
+        let base_tx = match start {
+            Some((start_tx, true)) => start_tx,
+            _ => tx_id,
+        };
+        let folded_to: i64 = connection
+            .query_row(
+                "SELECT coalesce(max(cut), 0) FROM prunes WHERE cut <= ?1",
+                &[&end],
+                |row| row.get(0),
+            )
+            .context(path, "finding where to cut")?;
+        let folded_to = match base_tx == tx_id {
+            true => 0,
+            false => folded_to,
+        };
+        Ok(Some(PruneCut {
             change: ChangeId(end),
             tx_id,
             committed_at: micros_to_time(committed_at),
+            base_tx,
+            folded_to,
         }))
     }
 
@@ -161,8 +224,9 @@ impl Cache {
         let other: bool = self
             .connection()
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM changes WHERE id <= ?1 AND (op <> 'S' OR tx_id <> ?2))",
-                &[&cut.change.0, &cut.tx_id],
+                "SELECT EXISTS (SELECT 1 FROM changes
+                    WHERE id > ?3 AND id <= ?1 AND (op <> 'S' OR tx_id <> ?2))",
+                &[&cut.change.0, &cut.base_tx, &cut.folded_to],
                 |row| row.get(0),
             )
             .context(self.path(), "reading the history")?;
@@ -220,6 +284,30 @@ impl Cache {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
             .context(path, "emptying the WAL")?;
         Ok((shrink, busy == 0))
+    }
+
+    /// True when the file holds free pages, or was made before incremental vacuum: a shrink
+    /// would make it smaller.
+    pub fn needs_shrink(&self) -> Result<bool, StoreError> {
+        let connection = self.sqlite("shrinking")?;
+        let (mode, free): (i64, i64) = connection
+            .query_row(
+                "SELECT (SELECT auto_vacuum FROM pragma_auto_vacuum),
+                        (SELECT freelist_count FROM pragma_freelist_count)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(self.path(), "reading the file's free space")?;
+        Ok(mode != 2 || free > 0)
+    }
+
+    /// True when the file was made before incremental vacuum: shrinking it means rewriting it.
+    pub fn needs_rewrite(&self) -> Result<bool, StoreError> {
+        let connection = self.sqlite("shrinking")?;
+        let mode: i64 = connection
+            .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+            .context(self.path(), "reading the file's settings")?;
+        Ok(mode != 2)
     }
 
     /// Every prune of this cache, oldest first.
@@ -328,27 +416,31 @@ impl Maintenance<'_> {
     }
 
     /// Begins a prune: notes the transactions at or before the cut (those left without a change
-    /// go at the end) and returns the tables with history at or before it.
+    /// go at the end) and returns the tables with changes to fold (changes after the previous
+    /// prune's cut, up to this one).
     pub fn start_prune(&self, cut: &PruneCut) -> Result<Vec<PrunedTable>, StoreError> {
         self.transaction
             .execute_batch(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS prune_txs (id INTEGER PRIMARY KEY);
                  DELETE FROM temp.prune_txs;
                  INSERT OR IGNORE INTO temp.prune_txs (id)
-                     SELECT tx_id FROM changes WHERE id <= {};",
-                cut.change.0
+                     SELECT tx_id FROM changes WHERE id > {} AND id <= {};",
+                cut.folded_to, cut.change.0
             ))
             .context(self.path(), "reading the transactions")?;
         let tables: Vec<(i64, Option<i64>)> = self
             .transaction
             .prepare(
                 "SELECT t.id, t.dropped_change FROM tables t
-                 WHERE EXISTS (SELECT 1 FROM changes c WHERE c.table_id = t.id AND c.id <= ?1)
+                 WHERE EXISTS (SELECT 1 FROM changes c
+                     WHERE c.table_id = t.id AND c.id > ?2 AND c.id <= ?1)
                  ORDER BY t.id",
             )
             .and_then(|mut statement| {
                 statement
-                    .query_map([cut.change.0], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map([cut.change.0, cut.folded_to], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
                     .collect()
             })
             .context(self.path(), "reading the tables")?;
@@ -434,14 +526,17 @@ impl Maintenance<'_> {
                 params![table_id, cut.change.0, last_truncate],
             )
             .context(path, "folding a table")?;
-        let kept = self
-            .transaction
+        self.transaction
             .execute(
                 "UPDATE changes SET op = 'S', tx_id = ?1, before = NULL, old_key = NULL,
                      context_id = NULL, unavailable = nullif(json_remove(unavailable, '$.b'), '{}')
-                 WHERE id IN (SELECT id FROM temp.prune_keep)",
-                params![cut.tx_id],
+                 WHERE id IN (SELECT id FROM temp.prune_keep) AND (op <> 'S' OR tx_id <> ?1)",
+                params![cut.base_tx],
             )
+            .context(path, "folding a table")?;
+        let kept: i64 = self
+            .transaction
+            .query_row("SELECT count(*) FROM temp.prune_keep", [], |row| row.get(0))
             .context(path, "folding a table")?;
         let removed = self
             .transaction
@@ -451,7 +546,7 @@ impl Maintenance<'_> {
                 params![table_id, cut.change.0],
             )
             .context(path, "folding a table")?;
-        Ok((kept as i64, removed as i64))
+        Ok((kept, removed as i64))
     }
 
     /// Replaces a table's history up to the cut with snapshots of `rows` (its rows at the cut,
@@ -495,6 +590,14 @@ impl Maintenance<'_> {
         for (id, _) in &versions {
             relation_ids.push((*id, self.cache.schema_version(*id)?));
         }
+        // The rows are new snapshots: no erasure mark of a removed change may stick to an id.
+        self.transaction
+            .execute(
+                "DELETE FROM erased_changes WHERE change_id IN (
+                     SELECT id FROM changes WHERE table_id = ?1 AND id <= ?2)",
+                params![table_id, cut.change.0],
+            )
+            .context(path, "folding a table")?;
         self.transaction
             .execute(
                 "DELETE FROM changes WHERE table_id = ?1 AND id <= ?2",
@@ -527,7 +630,7 @@ impl Maintenance<'_> {
             insert
                 .execute(params![
                     id,
-                    cut.tx_id,
+                    cut.base_tx,
                     lsn,
                     table_id,
                     relation_id,
@@ -540,46 +643,72 @@ impl Maintenance<'_> {
         Ok((ids.len() - rows.len()) as i64)
     }
 
-    /// Ends a prune: the cut's transaction becomes the baseline, transactions and contexts no
-    /// change uses go, tables dropped before the cut go, counts and the per-minute histogram are
-    /// recounted, the reference index is cleared (related history rebuilds it), and the prune is
-    /// logged. Commits.
+    /// Ends a prune: the baseline takes the cut transaction's place (its commit time and
+    /// position), transactions and contexts no change uses go (the newest context stays, so no
+    /// context id is given out twice), tables dropped before the cut go, counts and the
+    /// per-minute histogram of the minutes the prune touched are recounted, the reference index
+    /// is cleared (related history rebuilds it), and the prune is logged. Commits.
     pub fn finish_prune(
         self,
         cut: &PruneCut,
+        touched: &[i64],
         dropped: &[i64],
         removed: i64,
     ) -> Result<i64, StoreError> {
         let path = self.cache.path().to_owned();
         let tx = &self.transaction;
+        // The minutes whose counts change: those of the folded transactions, of the baseline
+        // before and after.
+        let (first_time, last_time): (Option<i64>, Option<i64>) = tx
+            .query_row(
+                "SELECT min(committed_at), max(committed_at) FROM transactions
+                 WHERE id IN (SELECT id FROM temp.prune_txs) OR id = ?1",
+                [cut.base_tx],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .context(&path, "finishing the prune")?;
+        let cut_time = cut.committed_at.timestamp_micros();
+        let first_minute = first_time
+            .unwrap_or(cut_time)
+            .min(cut_time)
+            .div_euclid(60_000_000);
+        let last_minute = last_time
+            .unwrap_or(cut_time)
+            .max(cut_time)
+            .div_euclid(60_000_000);
         let kept: i64 = tx
             .query_row(
                 "SELECT count(*) FROM changes WHERE tx_id = ?1",
-                [cut.tx_id],
+                [cut.base_tx],
                 |row| row.get(0),
             )
             .context(&path, "finishing the prune")?;
-        let minute = cut.committed_at.timestamp_micros().div_euclid(60_000_000);
         tx.execute_batch(&format!(
             "UPDATE transactions SET xid = NULL, is_baseline = 1, context_id = NULL, origin = NULL,
-                 change_count = {kept}
+                 change_count = {kept},
+                 commit_lsn = (SELECT commit_lsn FROM transactions WHERE id = {cut_tx}),
+                 end_lsn = (SELECT end_lsn FROM transactions WHERE id = {cut_tx}),
+                 committed_at = {cut_time}
              WHERE id = {base};
              DELETE FROM transactions WHERE id <> {base} AND id IN (
                  SELECT p.id FROM temp.prune_txs p
                  WHERE NOT EXISTS (SELECT 1 FROM changes c WHERE c.tx_id = p.id));
              DELETE FROM contexts
              WHERE id NOT IN (SELECT context_id FROM changes WHERE context_id IS NOT NULL)
-               AND id NOT IN (SELECT context_id FROM transactions WHERE context_id IS NOT NULL);
-             DELETE FROM change_minutes WHERE minute <= {minute};
+               AND id NOT IN (SELECT context_id FROM transactions WHERE context_id IS NOT NULL)
+               AND id < (SELECT max(id) FROM contexts);
+             DELETE FROM change_minutes WHERE minute BETWEEN {first_minute} AND {last_minute};
              INSERT INTO change_minutes (table_id, op, minute, count)
                  SELECT c.table_id, c.op, t.committed_at / 60000000, count(*)
                  FROM transactions t JOIN changes c ON c.tx_id = t.id
-                 WHERE t.committed_at < {next_minute}
+                 WHERE t.committed_at >= {first_minute} * 60000000
+                   AND t.committed_at < ({last_minute} + 1) * 60000000
                  GROUP BY 1, 2, 3;
              DELETE FROM refs;
-             DELETE FROM ref_links;",
-            base = cut.tx_id,
-            next_minute = (minute + 1) * 60_000_000,
+             DELETE FROM ref_links;
+             DELETE FROM erased_changes WHERE change_id NOT IN (SELECT id FROM changes);",
+            base = cut.base_tx,
+            cut_tx = cut.tx_id,
         ))
         .context(&path, "finishing the prune")?;
         for table in dropped {
@@ -591,20 +720,17 @@ impl Maintenance<'_> {
             ))
             .context(&path, "removing dropped tables")?;
         }
-        tx.execute(
-            "UPDATE tables SET change_count = (SELECT count(*) FROM changes c WHERE c.table_id = tables.id)",
-            [],
-        )
-        .context(&path, "recounting changes")?;
+        for table in touched {
+            tx.execute(
+                "UPDATE tables SET change_count = (SELECT count(*) FROM changes c WHERE c.table_id = ?1)
+                 WHERE id = ?1",
+                [table],
+            )
+            .context(&path, "recounting changes")?;
+        }
         tx.execute(
             "INSERT INTO prunes (before, cut, removed, kept, pruned_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                cut.committed_at.timestamp_micros(),
-                cut.change.0,
-                removed,
-                kept,
-                Utc::now().to_rfc3339()
-            ],
+            params![cut_time, cut.change.0, removed, kept, Utc::now().to_rfc3339()],
         )
         .context(&path, "logging the prune")?;
         self.transaction
@@ -613,15 +739,15 @@ impl Maintenance<'_> {
         Ok(kept)
     }
 
-    /// Replaces the stored images of changes (whose values were erased) and logs the erasure.
-    /// Commits.
+    /// Replaces the stored images of changes (whose values were erased), takes SQL text out of
+    /// their contexts, and logs the erasure. Commits; returns how many contexts lost SQL text.
     pub fn finish_erasure(
         self,
         table: &str,
         key: &str,
         related: bool,
         erased: &[(ChangeId, EncodedImages)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let path = self.cache.path().to_owned();
         let tx = &self.transaction;
         tx.execute(
@@ -676,8 +802,72 @@ impl Maintenance<'_> {
             [],
         )
         .context(&path, "erasing values")?;
+        let stripped = strip_sql_text(tx, &path)?;
         self.transaction
             .commit()
-            .context(&path, "committing the erasure")
+            .context(&path, "committing the erasure")?;
+        Ok(stripped)
     }
+}
+
+/// Takes the SQL text (`client_query`, `query`, `statement`) out of the contexts of the erased
+/// changes and of their transactions: it may quote the erased values. Every change and
+/// transaction that shared such a context gets the stripped one, and the old bodies go. Other
+/// fields (who, which application) stay. Returns how many contexts were stripped.
+fn strip_sql_text(tx: &Transaction<'_>, path: &Path) -> Result<usize, StoreError> {
+    let bodies: Vec<(i64, String)> = tx
+        .prepare(
+            "SELECT id, body FROM contexts WHERE id IN (
+                 SELECT context_id FROM changes WHERE id IN (SELECT id FROM temp.erased_now)
+                 UNION
+                 SELECT t.context_id FROM transactions t JOIN changes c ON c.tx_id = t.id
+                 WHERE c.id IN (SELECT id FROM temp.erased_now))",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .context(path, "erasing values")?;
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS context_map (old INTEGER PRIMARY KEY, new INTEGER NOT NULL);
+         DELETE FROM temp.context_map;",
+    )
+    .context(path, "erasing values")?;
+    let mut stripped = 0;
+    for (id, body) in bodies {
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&body) else {
+            continue;
+        };
+        let held = fields.len();
+        for key in super::writer::SQL_TEXT_KEYS {
+            fields.remove(*key);
+        }
+        if fields.len() == held {
+            continue;
+        }
+        let new_body = serde_json::Value::Object(fields).to_string();
+        tx.execute(
+            "INSERT OR IGNORE INTO contexts (body) VALUES (?1)",
+            [&new_body],
+        )
+        .context(path, "erasing values")?;
+        tx.execute(
+            "INSERT INTO temp.context_map (old, new) SELECT ?1, id FROM contexts WHERE body = ?2",
+            params![id, new_body],
+        )
+        .context(path, "erasing values")?;
+        stripped += 1;
+    }
+    if stripped > 0 {
+        tx.execute_batch(
+            "UPDATE changes SET context_id = (SELECT new FROM temp.context_map WHERE old = changes.context_id)
+                 WHERE context_id IN (SELECT old FROM temp.context_map);
+             UPDATE transactions SET context_id = (SELECT new FROM temp.context_map WHERE old = transactions.context_id)
+                 WHERE context_id IN (SELECT old FROM temp.context_map);
+             DELETE FROM contexts WHERE id IN (SELECT old FROM temp.context_map);",
+        )
+        .context(path, "erasing values")?;
+    }
+    Ok(stripped)
 }

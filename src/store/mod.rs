@@ -604,6 +604,11 @@ pub(crate) fn open_for_capture(
             "PRAGMA synchronous = FULL; PRAGMA cache_size = -{WRITER_CACHE_KIB};"
         ))
         .context(path, "configuring")?;
+    // `rowtrail prune` or `forget` may hold the file for minutes (rewriting it): capture waits
+    // for them rather than fail. Two captures never share a cache (the slot admits one).
+    connection
+        .busy_timeout(std::time::Duration::from_secs(30 * 60))
+        .context(path, "configuring")?;
     Ok(connection)
 }
 

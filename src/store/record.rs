@@ -456,6 +456,31 @@ impl Cache {
         &self,
         record: &RecordRef,
     ) -> Result<(Option<Image>, Option<ChangeId>), StoreError> {
+        let moved_record = self.record_now(record)?;
+        let newest = self.newest_change()?;
+        let latest = self
+            .changes_where(
+                &format!(
+                    "c.id = (SELECT max(id) FROM (
+                        SELECT max(k.id) AS id FROM changes k WHERE k.table_id IN ({ids}) AND k.key = ?1
+                        UNION ALL
+                        SELECT max(t.id) FROM changes t WHERE t.table_id IN ({ids})
+                            AND t.key = '{NO_KEY}' AND t.op IN ('T', 'G')) AS newest)",
+                    ids = Self::id_list(&record.table_ids)
+                ),
+                &[&moved_record.key],
+                "",
+            )?
+            .pop();
+        Ok((
+            self.record_at(&moved_record, newest)?,
+            latest.map(|change| change.id),
+        ))
+    }
+
+    /// The record under the key it has now, following later updates of its key (itself when
+    /// none changed it).
+    pub fn record_now(&self, record: &RecordRef) -> Result<RecordRef, StoreError> {
         let tables = Self::table_condition(&record.table_ids);
         let mut key = record.key.clone();
         let mut after = 0i64;
@@ -480,29 +505,10 @@ impl Cache {
                 None => break,
             }
         }
-        let newest = self.newest_change()?;
-        let moved_record = RecordRef {
+        Ok(RecordRef {
             key,
             ..record.clone()
-        };
-        let latest = self
-            .changes_where(
-                &format!(
-                    "c.id = (SELECT max(id) FROM (
-                        SELECT max(k.id) AS id FROM changes k WHERE k.table_id IN ({ids}) AND k.key = ?1
-                        UNION ALL
-                        SELECT max(t.id) FROM changes t WHERE t.table_id IN ({ids})
-                            AND t.key = '{NO_KEY}' AND t.op IN ('T', 'G')) AS newest)",
-                    ids = Self::id_list(&record.table_ids)
-                ),
-                &[&moved_record.key],
-                "",
-            )?
-            .pop();
-        Ok((
-            self.record_at(&moved_record, newest)?,
-            latest.map(|change| change.id),
-        ))
+        })
     }
 
     /// The newest change of the whole cache.

@@ -28,7 +28,7 @@ use super::{
 
 /// Context fields that hold SQL text (the wiki audit trigger's and pgMemento's `client_query`,
 /// Debezium's `query`, and `statement`), left out of caches with column rules.
-const SQL_TEXT_KEYS: &[&str] = &["client_query", "query", "statement"];
+pub(super) const SQL_TEXT_KEYS: &[&str] = &["client_query", "query", "statement"];
 
 /// The rules and key for one schema version's rows.
 fn masking<'a>(current: &'a CurrentRelation, key: Option<&'a MaskKey>) -> Option<Masking<'a>> {

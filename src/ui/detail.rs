@@ -259,7 +259,9 @@ fn when_ui(ui: &mut egui::Ui, change: &LoggedChange, zone: Zone, imported: bool)
     ui.add(egui::Label::new(format!("{} ({})", precise(time, zone), ago(time, zone.now))).wrap());
     let changes = changes_text(change.tx.change_count.max(0) as u64);
     match change.tx.xid {
-        _ if change.tx.is_baseline => ui.label("baseline: the row as capture first found it"),
+        _ if change.tx.is_baseline => {
+            ui.label("baseline: the row as it was where this history begins")
+        }
         Some(xid) if imported => ui.label(format!(
             "transaction {xid} · {changes} · import position {}",
             change.lsn.0
