@@ -424,8 +424,17 @@ impl Maintenance<'_> {
                 "CREATE TEMP TABLE IF NOT EXISTS prune_txs (id INTEGER PRIMARY KEY);
                  DELETE FROM temp.prune_txs;
                  INSERT OR IGNORE INTO temp.prune_txs (id)
-                     SELECT tx_id FROM changes WHERE id > {} AND id <= {};",
-                cut.folded_to, cut.change.0
+                     SELECT tx_id FROM changes WHERE id > {since} AND id <= {cut};
+                 CREATE TEMP TABLE IF NOT EXISTS prune_contexts (id INTEGER PRIMARY KEY);
+                 DELETE FROM temp.prune_contexts;
+                 INSERT OR IGNORE INTO temp.prune_contexts (id)
+                     SELECT context_id FROM changes
+                     WHERE id > {since} AND id <= {cut} AND context_id IS NOT NULL
+                     UNION
+                     SELECT context_id FROM transactions
+                     WHERE id IN (SELECT id FROM temp.prune_txs) AND context_id IS NOT NULL;",
+                since = cut.folded_to,
+                cut = cut.change.0
             ))
             .context(self.path(), "reading the transactions")?;
         let tables: Vec<(i64, Option<i64>)> = self
@@ -492,7 +501,8 @@ impl Maintenance<'_> {
 
     /// Folds the history of a table with one key up to the cut, in place: the newest change of
     /// each record that exists then becomes a snapshot of the baseline, every other change goes.
-    /// Returns (rows kept, changes removed).
+    /// Only keys with changes since the previous cut are visited. Returns (snapshots of the
+    /// visited keys, changes removed).
     pub fn fold_keyed(&self, table_id: i64, cut: &PruneCut) -> Result<(i64, i64), StoreError> {
         let path = self.path();
         let last_truncate: i64 = self
@@ -507,7 +517,25 @@ impl Maintenance<'_> {
         self.transaction
             .execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS prune_keep (id INTEGER PRIMARY KEY);
-                 DELETE FROM temp.prune_keep;",
+                 DELETE FROM temp.prune_keep;
+                 CREATE TEMP TABLE IF NOT EXISTS prune_keys (key TEXT PRIMARY KEY);
+                 DELETE FROM temp.prune_keys;",
+            )
+            .context(path, "folding a table")?;
+        // Everything up to the previous cut is already the baseline: only the keys that changed
+        // since (or moved away since) need folding, unless a truncate since removed every row.
+        let since = match last_truncate <= cut.folded_to {
+            true => cut.folded_to,
+            false => 0,
+        };
+        self.transaction
+            .execute(
+                "INSERT OR IGNORE INTO temp.prune_keys (key)
+                 SELECT key FROM changes WHERE table_id = ?1 AND id > ?2 AND id <= ?3 AND key <> '[]'
+                 UNION
+                 SELECT old_key FROM changes
+                 WHERE table_id = ?1 AND id > ?2 AND id <= ?3 AND old_key IS NOT NULL",
+                params![table_id, since, cut.change.0],
             )
             .context(path, "folding a table")?;
         // The newest change of each key, unless a delete, a truncate or a later update of the key
@@ -516,8 +544,9 @@ impl Maintenance<'_> {
             .execute(
                 "INSERT INTO temp.prune_keep (id)
                  SELECT n.id FROM (
-                     SELECT key, max(id) AS id FROM changes
-                     WHERE table_id = ?1 AND id <= ?2 AND key <> '[]' GROUP BY key) AS n
+                     SELECT k.key AS key, (SELECT max(id) FROM changes
+                         WHERE table_id = ?1 AND key = k.key AND id <= ?2) AS id
+                     FROM temp.prune_keys k) AS n
                  JOIN changes c ON c.id = n.id
                  WHERE c.op IN ('I', 'U', 'S') AND n.id > ?3
                    AND NOT EXISTS (
@@ -538,12 +567,15 @@ impl Maintenance<'_> {
             .transaction
             .query_row("SELECT count(*) FROM temp.prune_keep", [], |row| row.get(0))
             .context(path, "folding a table")?;
+        // The folded keys' other changes, and the table's entries without a record (schema
+        // changes, truncates) since.
         let removed = self
             .transaction
             .execute(
                 "DELETE FROM changes WHERE table_id = ?1 AND id <= ?2
+                     AND (key IN (SELECT key FROM temp.prune_keys) OR (key = '[]' AND id > ?3))
                      AND id NOT IN (SELECT id FROM temp.prune_keep)",
-                params![table_id, cut.change.0],
+                params![table_id, cut.change.0, since],
             )
             .context(path, "folding a table")?;
         Ok((kept, removed as i64))
@@ -644,8 +676,9 @@ impl Maintenance<'_> {
     }
 
     /// Ends a prune: the baseline takes the cut transaction's place (its commit time and
-    /// position), transactions and contexts no change uses go (the newest context stays, so no
-    /// context id is given out twice), tables dropped before the cut go, counts and the
+    /// position), transactions and contexts no change uses go (only those the folded changes
+    /// used are looked at: snapshots have none, so only changes after the cut are read; the
+    /// newest context stays, so no context id is given out twice), tables dropped before the cut go, counts and the
     /// per-minute histogram of the minutes the prune touched are recounted, the reference index
     /// is cleared (related history rebuilds it), and the prune is logged. Commits.
     pub fn finish_prune(
@@ -694,8 +727,11 @@ impl Maintenance<'_> {
                  SELECT p.id FROM temp.prune_txs p
                  WHERE NOT EXISTS (SELECT 1 FROM changes c WHERE c.tx_id = p.id));
              DELETE FROM contexts
-             WHERE id NOT IN (SELECT context_id FROM changes WHERE context_id IS NOT NULL)
-               AND id NOT IN (SELECT context_id FROM transactions WHERE context_id IS NOT NULL)
+             WHERE id IN (SELECT id FROM temp.prune_contexts)
+               AND id NOT IN (SELECT context_id FROM changes
+                              WHERE id > {cut} AND context_id IN (SELECT id FROM temp.prune_contexts))
+               AND id NOT IN (SELECT context_id FROM transactions
+                              WHERE context_id IN (SELECT id FROM temp.prune_contexts))
                AND id < (SELECT max(id) FROM contexts);
              DELETE FROM change_minutes WHERE minute BETWEEN {first_minute} AND {last_minute};
              INSERT INTO change_minutes (table_id, op, minute, count)
@@ -706,9 +742,11 @@ impl Maintenance<'_> {
                  GROUP BY 1, 2, 3;
              DELETE FROM refs;
              DELETE FROM ref_links;
-             DELETE FROM erased_changes WHERE change_id NOT IN (SELECT id FROM changes);",
+             DELETE FROM erased_changes
+             WHERE NOT EXISTS (SELECT 1 FROM changes c WHERE c.id = erased_changes.change_id);",
             base = cut.base_tx,
             cut_tx = cut.tx_id,
+            cut = cut.change.0,
         ))
         .context(&path, "finishing the prune")?;
         for table in dropped {
