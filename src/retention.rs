@@ -360,7 +360,7 @@ pub fn forget(
 #[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
-    use crate::model::{Column, ReplicaIdentity, TransactionInfo};
+    use crate::model::{Column, ReplicaIdentity};
 
     #[test]
     fn an_erased_change_keeps_only_its_key() {
@@ -377,30 +377,15 @@ mod tests {
             key_read_later: false,
         });
         let text = |value: &str| Value::Text(value.to_owned());
-        let change = LoggedChange {
-            id: ChangeId(3),
-            lsn: crate::model::Lsn(1),
-            tx: TransactionInfo {
-                id: 1,
-                xid: None,
-                commit_lsn: crate::model::Lsn(1),
-                committed_at: chrono::DateTime::UNIX_EPOCH,
-                origin: None,
-                is_baseline: false,
-                change_count: 1,
-            },
-            table_id: 1,
-            table: schema.table.clone(),
-            schema: schema.clone(),
-            change: Change {
+        let change = LoggedChange::for_tests(
+            3,
+            &schema,
+            Change {
                 op: Op::Update,
                 before: Some(vec![text("7"), text("a@x"), text("Ann")]),
                 after: Some(vec![text("8"), text("b@x"), Value::Null]),
             },
-            context: None,
-            schema_change: None,
-            gap_from: None,
-        };
+        );
         let erased = erased_change(&change);
         assert_eq!(
             erased.before,

@@ -559,9 +559,7 @@ pub fn values_of(schema: &RelationSchema, row: &Row, columns: &[String]) -> Opti
 #[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a failed unwrap is a failed test.
 mod tests {
     use super::*;
-    use crate::model::{
-        Change, ChangeId, Column, ForeignKey, Lsn, ReplicaIdentity, TransactionInfo,
-    };
+    use crate::model::{Change, Column, ForeignKey, ReplicaIdentity};
 
     fn schema(
         table: &str,
@@ -640,30 +638,15 @@ mod tests {
         ) -> LoggedChange {
             self.next += 1;
             let row = |values: &[&str]| values.iter().map(|v| Value::text(*v)).collect::<Row>();
-            LoggedChange {
-                id: ChangeId(self.next),
-                lsn: Lsn(self.next as u64),
-                tx: TransactionInfo {
-                    id: self.next,
-                    xid: None,
-                    commit_lsn: Lsn(self.next as u64),
-                    committed_at: chrono::DateTime::from_timestamp(self.next, 0).unwrap(),
-                    origin: None,
-                    is_baseline: false,
-                    change_count: 1,
-                },
-                table_id: 1,
-                table: schema.table.clone(),
-                schema: schema.clone(),
-                change: Change {
+            LoggedChange::for_tests(
+                self.next,
+                schema,
+                Change {
                     op,
                     before: before.map(row),
                     after: after.map(row),
                 },
-                context: None,
-                schema_change: None,
-                gap_from: None,
-            }
+            )
         }
     }
 

@@ -200,10 +200,8 @@ impl TableFold {
 mod tests {
     use std::sync::Arc;
 
-    use chrono::Utc;
-
     use super::*;
-    use crate::model::{Change, ChangeId, Lsn, ReplicaIdentity, TableName, TransactionInfo};
+    use crate::model::{Change, ReplicaIdentity, TableName};
 
     fn schema(columns: &[(&str, i16)], key: &[usize]) -> Arc<RelationSchema> {
         Arc::new(RelationSchema {
@@ -239,30 +237,15 @@ mod tests {
         before: Option<&[&str]>,
         after: Option<&[&str]>,
     ) -> LoggedChange {
-        LoggedChange {
-            id: ChangeId(1),
-            lsn: Lsn(1),
-            tx: TransactionInfo {
-                id: 1,
-                xid: None,
-                commit_lsn: Lsn(1),
-                committed_at: Utc::now(),
-                origin: None,
-                is_baseline: false,
-                change_count: 1,
-            },
-            table_id: 1,
-            table: schema.table.clone(),
-            schema: schema.clone(),
-            change: Change {
+        LoggedChange::for_tests(
+            1,
+            schema,
+            Change {
                 op,
                 before: before.map(row),
                 after: after.map(row),
             },
-            context: None,
-            schema_change: None,
-            gap_from: None,
-        }
+        )
     }
 
     fn values(fold: TableFold) -> Vec<Vec<String>> {

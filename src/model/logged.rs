@@ -61,6 +61,32 @@ pub struct LoggedChange {
 }
 
 impl LoggedChange {
+    /// A change of table 1 in a transaction of its own, numbered `id` (its position, xid-less
+    /// transaction and commit second are `id` too), for tests of the pure cores.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: i64, schema: &Arc<RelationSchema>, change: Change) -> Self {
+        Self {
+            id: ChangeId(id),
+            lsn: Lsn(id as u64),
+            tx: TransactionInfo {
+                id,
+                xid: None,
+                commit_lsn: Lsn(id as u64),
+                committed_at: DateTime::from_timestamp(id, 0).unwrap_or_default(),
+                origin: None,
+                is_baseline: false,
+                change_count: 1,
+            },
+            table_id: 1,
+            table: schema.table.clone(),
+            schema: schema.clone(),
+            change,
+            context: None,
+            schema_change: None,
+            gap_from: None,
+        }
+    }
+
     /// The key as people read it: `id=7` or `tenant=1,sku=A-1`; empty for tables without a key.
     pub fn key_text(&self) -> String {
         self.schema

@@ -102,6 +102,19 @@ pub struct ErasureEntry {
     pub erased_at: String,
 }
 
+impl ErasureEntry {
+    /// Reads `table_name, key, related, changes, erased_at` of `erasures`.
+    fn read(row: &super::db::DbRow<'_>) -> Result<Self, super::db::DbError> {
+        Ok(Self {
+            table: row.get(0)?,
+            key: row.get(1)?,
+            related: row.get(2)?,
+            changes: row.get(3)?,
+            erased_at: row.get(4)?,
+        })
+    }
+}
+
 /// An open maintenance transaction on a cache file.
 pub struct Maintenance<'a> {
     cache: &'a Cache,
@@ -342,15 +355,7 @@ impl Cache {
                  FROM erased_changes x JOIN erasures e ON e.id = x.erasure_id
                  WHERE x.change_id = ?1",
                 &[&change.0],
-                |row| {
-                    Ok(ErasureEntry {
-                        table: row.get(0)?,
-                        key: row.get(1)?,
-                        related: row.get(2)?,
-                        changes: row.get(3)?,
-                        erased_at: row.get(4)?,
-                    })
-                },
+                ErasureEntry::read,
             )
             .context(self.path(), "reading the erasures")
     }
@@ -374,15 +379,7 @@ impl Cache {
                     tables.join(",")
                 ),
                 &[&record.key],
-                |row| {
-                    Ok(ErasureEntry {
-                        table: row.get(0)?,
-                        key: row.get(1)?,
-                        related: row.get(2)?,
-                        changes: row.get(3)?,
-                        erased_at: row.get(4)?,
-                    })
-                },
+                ErasureEntry::read,
             )
             .context(self.path(), "reading the erasures")
     }
@@ -396,15 +393,7 @@ impl Cache {
             .query_map(
                 "SELECT table_name, key, related, changes, erased_at FROM erasures ORDER BY id",
                 &[],
-                |row| {
-                    Ok(ErasureEntry {
-                        table: row.get(0)?,
-                        key: row.get(1)?,
-                        related: row.get(2)?,
-                        changes: row.get(3)?,
-                        erased_at: row.get(4)?,
-                    })
-                },
+                ErasureEntry::read,
             )
             .context(self.path(), "reading the erasures")
     }
