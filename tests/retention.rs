@@ -133,6 +133,13 @@ impl Workload {
         }
     }
 
+    /// Runs `count` transactions on the database.
+    fn run(&mut self, db: &TestDb, count: usize) {
+        for _ in 0..count {
+            db.sql(&self.transaction());
+        }
+    }
+
     /// One transaction of one to four statements.
     fn transaction(&mut self) -> String {
         let count = 1 + self.random.next(4);
@@ -219,32 +226,22 @@ fn prune_keeps_every_state_diff_and_restore_after_the_cut_and_the_file_shrinks()
     let db = fresh_db("prune");
     db.sql(SCHEMA);
     let mut workload = Workload::new(16);
-    for _ in 0..10 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 10);
     db.capture_ok(&[]);
     // Before the cut: a table created and dropped, a truncate, a key added, many changes.
     db.sql("CREATE TABLE scratch (id int PRIMARY KEY, secret text); INSERT INTO scratch VALUES (1, 'old scratch');");
     db.sql("INSERT INTO logs SELECT g, 'line ' || g FROM generate_series(1, 300) g");
-    for _ in 0..40 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 40);
     db.sql("DROP TABLE scratch");
     db.sql("TRUNCATE logs; INSERT INTO logs VALUES (1, 'after the truncate')");
     db.sql("ALTER TABLE tags ADD PRIMARY KEY (id)");
-    for _ in 0..20 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 20);
     db.capture_ok(&[]);
     let cut = db.log(&[]).last().unwrap().clone();
     // After the cut: more of everything, a column added.
-    for _ in 0..25 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 25);
     db.sql("ALTER TABLE customers ADD COLUMN vip boolean DEFAULT false");
-    for _ in 0..15 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 15);
     db.capture_ok(&[]);
 
     let all = db.log(&[]);
@@ -318,9 +315,7 @@ fn prune_keeps_every_state_diff_and_restore_after_the_cut_and_the_file_shrinks()
     assert_clean_failure(&early, 2, "before the history in this cache starts");
 
     // Capture goes on after a prune, and the cache agrees with the database.
-    for _ in 0..10 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 10);
     db.capture_ok(&[]);
     let cached: BTreeSet<String> = db
         .on_cache("at", &["--table", "orders", "--time", "now"])
@@ -407,13 +402,9 @@ fn capture_with_retain_prunes_as_it_goes() {
     let db = fresh_db("retain");
     db.sql(SCHEMA);
     let mut workload = Workload::new(7);
-    for _ in 0..20 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 20);
     db.capture_ok(&[]);
-    for _ in 0..20 {
-        db.sql(&workload.transaction());
-    }
+    workload.run(&db, 20);
     db.capture_ok(&[]);
     let before = db.log(&[]).len();
     // New caches hand freed pages back in place; one made before that (no auto-vacuum) is
