@@ -10,12 +10,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::history::state::TableFold;
-use crate::model::{
-    Change, ChangeId, LoggedChange, Moment, Op, RelationSchema, Row, TableName, Value,
-};
+use crate::model::{Change, LoggedChange, Moment, Op, RelationSchema, Row, TableName, Value};
 use crate::related::{RelatedError, StoryOptions, related_history};
-use crate::store::codec::{self, EncodedImages};
-use crate::store::maintenance::{FileSize, PruneCut, Shrink};
+use crate::store::codec;
+use crate::store::maintenance::{ErasedChange, FileSize, PruneCut, Shrink};
 use crate::store::{Cache, KeyFilter, RecordRef, StoreError};
 
 /// Why a prune or an erasure failed. Nothing is changed when it fails: each runs in one
@@ -192,6 +190,8 @@ pub struct Forgotten {
     /// Contexts whose SQL text was taken out.
     pub contexts_stripped: usize,
     pub wal_emptied: bool,
+    /// Why the file could not be rewritten afterwards (the erasure itself is done and kept).
+    pub rewrite_failed: Option<String>,
 }
 
 impl Forgotten {
@@ -226,7 +226,11 @@ impl Forgotten {
                 plural(self.left_keyless)
             ));
         }
-        if !self.wal_emptied {
+        if let Some(reason) = &self.rewrite_failed {
+            line.push_str(&format!(
+                "; but the file could not be rewritten ({reason}), so old copies of the values may remain in its free space: run rowtrail forget again once that is fixed"
+            ));
+        } else if !self.wal_emptied {
             line.push_str(
                 "; another program reading the cache holds its -wal file, which may keep old pages until it closes: close it and run forget again",
             );
@@ -282,15 +286,20 @@ pub fn forget(
     let mut roots = Vec::new();
     let mut changes: Vec<LoggedChange> = Vec::new();
     for table_id in table_ids {
-        let record = cache.record_now(&RecordRef {
+        let named = RecordRef {
             table: table.clone(),
             table_ids: vec![table_id],
             key: key_text.clone(),
-        })?;
-        let history = cache.record_history(&record)?;
-        if !history.is_empty() {
-            changes.extend(history);
-            roots.push(record);
+        };
+        // The record under that key, and the one that held it before and moved on (a key may
+        // have been given to another record since): both are the person's.
+        let moved = cache.record_now(&named)?;
+        for record in [named, moved] {
+            let history = cache.record_history(&record)?;
+            if !history.is_empty() && !roots.contains(&record) {
+                changes.extend(history);
+                roots.push(record);
+            }
         }
     }
     if changes.is_empty() {
@@ -312,7 +321,7 @@ pub fn forget(
     changes.sort_by_key(|change| change.id);
     changes.dedup_by_key(|change| change.id);
     let mut records: BTreeSet<(String, i64, String)> = BTreeSet::new();
-    let mut erased: Vec<(ChangeId, EncodedImages)> = Vec::new();
+    let mut erased: Vec<ErasedChange> = Vec::new();
     let mut left_keyless = 0;
     for change in &changes {
         if !matches!(
@@ -331,7 +340,12 @@ pub fn forget(
             .map(|row| codec::encode_key(&crate::model::key_of(&change.schema, row)))
             .unwrap_or_default();
         records.insert((change.table.to_string(), change.table_id, key));
-        erased.push((change.id, codec::encode(&erased_change(change))));
+        erased.push(ErasedChange {
+            id: change.id,
+            op: change.change.op,
+            tx_id: change.tx.id,
+            images: codec::encode(&erased_change(change)),
+        });
     }
     let mut by_table: BTreeMap<String, usize> = BTreeMap::new();
     for (table, _, _) in &records {
@@ -344,7 +358,11 @@ pub fn forget(
         scope.related_depth.is_some(),
         &erased,
     )?;
-    let (_, wal_emptied) = cache.shrink(true)?;
+    // The erasure is committed: a rewrite that fails now is said, not an error.
+    let (wal_emptied, rewrite_failed) = match cache.shrink(true) {
+        Ok((_, wal_emptied)) => (wal_emptied, None),
+        Err(error) => (false, Some(error.to_string())),
+    };
     Ok(Forgotten {
         table: table.to_string(),
         key: key_text,
@@ -353,6 +371,7 @@ pub fn forget(
         left_keyless,
         contexts_stripped,
         wal_emptied,
+        rewrite_failed,
     })
 }
 

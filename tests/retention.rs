@@ -509,6 +509,11 @@ fn forget_removes_a_record_and_its_story_from_every_byte_and_keeps_that_its_chan
     db.sql("UPDATE orders SET status = 'SENTINEL-status-70b' WHERE id = 70");
     db.sql("DELETE FROM orders WHERE id = 71");
     db.sql(
+        "INSERT INTO customers VALUES (50, 'SENTINEL-moved', 'm@x.io', 'x');
+         UPDATE customers SET id = 51 WHERE id = 50;
+         INSERT INTO customers VALUES (50, 'SENTINEL-reused', 'r@x.io', 'y');",
+    );
+    db.sql(
         "UPDATE customers SET notes = 'SENTINEL-notes-short' WHERE id = 7;
          UPDATE customers SET name = name || ' again' WHERE id BETWEEN 100 AND 400;",
     );
@@ -539,6 +544,18 @@ fn forget_removes_a_record_and_its_story_from_every_byte_and_keeps_that_its_chan
         "{said}"
     );
     assert!(said.contains("SQL text taken out of 1 context"), "{said}");
+    // A key given to another record after the first moved away: forgetting the key erases both.
+    let output = run(
+        &db,
+        "forget",
+        &["--table", "customers", "--key", r#"{"id": 50}"#],
+    );
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{}", outcome(&output));
+    assert!(
+        said.contains("changes of 2 records (public.customers 2)"),
+        "{said}"
+    );
 
     let bytes = cache_bytes(&db);
     assert!(

@@ -163,14 +163,6 @@ fn prune_for_retain(
     }
 }
 
-/// `--retain`'s prune when capture starts, on a cache that exists (a new one has nothing to
-/// prune).
-fn prune_before_capture(path: &std::path::Path, age: chrono::Duration, observer: &Observer) {
-    if std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0) {
-        prune_for_retain(path, age, crate::retention::Rewrite::Allowed, observer);
-    }
-}
-
 /// The writer's hourly upkeep for `--retain AGE`: the same prune, never rewriting the file.
 fn retention_upkeep(age: chrono::Duration, observer: Observer) -> sink::Upkeep {
     sink::Upkeep {
@@ -263,16 +255,6 @@ pub async fn run(
         display: options.source.to_string(),
         server_version: facts.version.clone(),
     };
-    if let Some(age) = options.retain {
-        // The first prune runs before the writer opens the file: on a large cache, or one made
-        // before incremental vacuum (rewritten once), it may take minutes, which the hourly
-        // prunes between transactions must not.
-        let path = options.cache.clone();
-        let observer = observer.clone();
-        tokio::task::spawn_blocking(move || prune_before_capture(&path, age, &observer))
-            .await
-            .map_err(|_| CaptureError::WriterGone)?;
-    }
     let cache_path = options.cache.clone();
     let protection = options.protection.clone();
     let mut writer = tokio::task::spawn_blocking(move || {
@@ -298,6 +280,23 @@ pub async fn run(
             given: options.slot.clone(),
         }
         .into());
+    }
+    if let Some(age) = options.retain {
+        // The first prune runs once the writer has checked that the cache is this source's and
+        // this slot's, and before streaming: on a large cache, or one made before incremental
+        // vacuum (rewritten once), it may take minutes, which the hourly prunes between
+        // transactions must not. The writer commits what it set up first (its rules), so the
+        // prune's connection has the file to itself.
+        writer.flush()?;
+        let path = options.cache.clone();
+        let observer = observer.clone();
+        let writer_back = tokio::task::spawn_blocking(move || {
+            prune_for_retain(&path, age, crate::retention::Rewrite::Allowed, &observer);
+            writer
+        })
+        .await
+        .map_err(|_| CaptureError::WriterGone)?;
+        writer = writer_back;
     }
 
     // Two captures of one database may start together: one sets up at a time, so neither

@@ -115,6 +115,17 @@ impl ErasureEntry {
     }
 }
 
+/// A change's images as an erasure leaves them, with what the change was when they were made
+/// from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedChange {
+    pub id: ChangeId,
+    pub op: Op,
+    /// The cache's id of its transaction.
+    pub tx_id: i64,
+    pub images: EncodedImages,
+}
+
 /// An open maintenance transaction on a cache file.
 pub struct Maintenance<'a> {
     cache: &'a Cache,
@@ -145,23 +156,27 @@ impl Cache {
         self.sqlite("pruning")?;
         let cut = match self.resolve_moment(moment) {
             Ok(cut) => cut,
-            Err(StoreError::BeforeHistory { .. }) => return Ok(None),
+            Err(StoreError::BeforeHistory { .. } | StoreError::EmptyHistory) => return Ok(None),
             Err(error) => return Err(error),
         };
         let path = self.path();
         let connection = self.connection();
-        let first_of_tx_of = |id: i64| -> Result<(i64, i64), StoreError> {
+        // The first and last change of the transaction of the newest change at or before `id`
+        // (a moment may name an id a prune left out).
+        let first_of_tx_of = |id: i64| -> Result<Option<(i64, i64)>, StoreError> {
             connection
-                .query_row(
+                .query_opt(
                     "SELECT (SELECT min(id) FROM changes WHERE tx_id = c.tx_id),
                             (SELECT max(id) FROM changes WHERE tx_id = c.tx_id)
-                     FROM changes c WHERE c.id = ?1",
+                     FROM changes c WHERE c.id <= ?1 ORDER BY c.id DESC LIMIT 1",
                     &[&id],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .context(path, "finding where to cut")
         };
-        let (first, last) = first_of_tx_of(cut.0)?;
+        let Some((first, last)) = first_of_tx_of(cut.0)? else {
+            return Ok(None);
+        };
         let mut end = match last > cut.0 {
             true => first - 1,
             false => cut.0,
@@ -184,8 +199,8 @@ impl Cache {
         let newest: Option<i64> = connection
             .query_row("SELECT max(id) FROM changes", &[], |row| row.get(0))
             .context(path, "finding where to cut")?;
-        if let Some(newest) = newest {
-            end = end.min(first_of_tx_of(newest)?.0 - 1);
+        if let Some((newest_first, _)) = newest.map(first_of_tx_of).transpose()?.flatten() {
+            end = end.min(newest_first - 1);
         }
         let found: Option<(i64, i64)> = connection
             .query_opt(
@@ -738,12 +753,17 @@ impl Maintenance<'_> {
             cut = cut.change.0,
         ))
         .context(&path, "finishing the prune")?;
+        // The newest table and schema version stay, so no id is given out twice (an open app or
+        // a publisher would take a new one for the old).
         for table in dropped {
             tx.execute_batch(&format!(
-                "DELETE FROM relations WHERE table_id = {table};
-                 DELETE FROM change_minutes WHERE table_id = {table};
+                "DELETE FROM change_minutes WHERE table_id = {table};
+                 DELETE FROM relations WHERE table_id = {table}
+                     AND id < (SELECT max(id) FROM relations);
                  DELETE FROM tables WHERE id = {table}
-                     AND NOT EXISTS (SELECT 1 FROM changes WHERE table_id = {table});"
+                     AND NOT EXISTS (SELECT 1 FROM changes WHERE table_id = {table})
+                     AND NOT EXISTS (SELECT 1 FROM relations WHERE table_id = {table})
+                     AND id < (SELECT max(id) FROM tables);"
             ))
             .context(&path, "removing dropped tables")?;
         }
@@ -773,7 +793,7 @@ impl Maintenance<'_> {
         table: &str,
         key: &str,
         related: bool,
-        erased: &[(ChangeId, EncodedImages)],
+        erased: &[ErasedChange],
     ) -> Result<usize, StoreError> {
         let path = self.cache.path().to_owned();
         let tx = &self.transaction;
@@ -796,9 +816,12 @@ impl Maintenance<'_> {
         )
         .context(&path, "erasing values")?;
         {
+            // Only the change as it was read: a prune between reading and writing (capture
+            // --retain) may have folded it.
             let mut update = tx
                 .prepare(
-                    "UPDATE changes SET before = ?2, after = ?3, unavailable = ?4 WHERE id = ?1",
+                    "UPDATE changes SET before = ?2, after = ?3, unavailable = ?4
+                     WHERE id = ?1 AND op = ?5 AND tx_id = ?6",
                 )
                 .context(&path, "erasing values")?;
             let mut mark = tx
@@ -809,15 +832,24 @@ impl Maintenance<'_> {
             let mut note = tx
                 .prepare("INSERT OR IGNORE INTO temp.erased_now (id) VALUES (?1)")
                 .context(&path, "erasing values")?;
-            for (id, images) in erased {
-                update
+            for erasure_of in erased {
+                let (id, images) = (erasure_of.id, &erasure_of.images);
+                let updated = update
                     .execute(params![
                         id.0,
                         images.before,
                         images.after,
-                        images.unavailable
+                        images.unavailable,
+                        super::op_code(erasure_of.op),
+                        erasure_of.tx_id
                     ])
                     .context(&path, "erasing values")?;
+                if updated != 1 {
+                    return Err(StoreError::ChangedMeanwhile {
+                        path: path.clone(),
+                        change: id,
+                    });
+                }
                 mark.execute(params![id.0, erasure])
                     .context(&path, "erasing values")?;
                 note.execute([id.0]).context(&path, "erasing values")?;

@@ -183,6 +183,13 @@ pub enum StoreError {
         location: String,
         action: &'static str,
     },
+    #[error(
+        "{} changed while erasing (change {change} was pruned meanwhile): nothing was erased; run rowtrail forget again", .path.display()
+    )]
+    ChangedMeanwhile {
+        path: PathBuf,
+        change: crate::model::ChangeId,
+    },
     #[error("there is no change {id} in this cache: list changes with rowtrail log")]
     UnknownChange { id: crate::model::ChangeId },
     #[error("no transaction with xid {xid} in this cache: list transactions with rowtrail log")]
