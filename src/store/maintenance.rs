@@ -398,20 +398,6 @@ impl Cache {
             )
             .context(self.path(), "reading the erasures")
     }
-
-    /// Every erasure of this cache, oldest first.
-    pub fn erasures(&self) -> Result<Vec<ErasureEntry>, StoreError> {
-        if self.is_shared() {
-            return Ok(Vec::new());
-        }
-        self.connection()
-            .query_map(
-                "SELECT table_name, key, related, changes, erased_at FROM erasures ORDER BY id",
-                &[],
-                ErasureEntry::read,
-            )
-            .context(self.path(), "reading the erasures")
-    }
 }
 
 impl Maintenance<'_> {
